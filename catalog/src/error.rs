@@ -1,0 +1,71 @@
+//! The catalog's error type: one variant per way a request can fail, each with its
+//! HTTP status, rendered in the contract's JSON error shape.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use common::error::error_response;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("no toy named {0:?}")]
+    UnknownProduct(String),
+
+    #[error("not enough {name} in stock: {available} left, {requested} requested")]
+    InsufficientStock {
+        name: String,
+        available: u64,
+        requested: u64,
+    },
+
+    #[error("idempotency key {0:?} was already used for a different order")]
+    KeyReused(String),
+
+    #[error("{0}")]
+    BadRequest(String),
+
+    #[error("storage failure: {0}")]
+    Storage(String),
+
+    #[error("cannot read seed file {path}: {reason}")]
+    Seed { path: String, reason: String },
+
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<sled::Error> for CatalogError {
+    fn from(e: sled::Error) -> Self {
+        CatalogError::Storage(e.to_string())
+    }
+}
+
+impl From<common::flush::FlushError> for CatalogError {
+    fn from(e: common::flush::FlushError) -> Self {
+        CatalogError::Storage(e.to_string())
+    }
+}
+
+impl CatalogError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            CatalogError::UnknownProduct(_) => StatusCode::NOT_FOUND,
+            CatalogError::InsufficientStock { .. } => StatusCode::CONFLICT,
+            CatalogError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            CatalogError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            CatalogError::Storage(_) | CatalogError::Seed { .. } | CatalogError::Io(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}
+
+impl IntoResponse for CatalogError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+            return error_response(status, "internal storage failure");
+        }
+        error_response(status, self.to_string())
+    }
+}

@@ -1,0 +1,95 @@
+//! Routes and handlers of the catalog.
+//!
+//! Public (read-only): `GET /products`, `GET /products/{name}`, `GET /health`.
+//! Internal (cluster token): `POST /internal/buy`, `GET /internal/totals`.
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::middleware;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use common::http::{require_token, with_fallbacks, ClusterToken, Json, PathParam, BODY_LIMIT};
+use common::wire::{data, BuyRequest, CatalogProduct};
+
+use crate::error::CatalogError;
+use crate::invalidate::Invalidator;
+use crate::store::{BuyOutcome, Store};
+
+/// Longest toy name or idempotency key the catalog accepts.
+const MAX_TEXT: usize = 256;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub invalidator: Invalidator,
+}
+
+/// The catalog's routes.
+pub fn router(state: AppState, token: ClusterToken) -> Router {
+    let internal = Router::new()
+        .route("/internal/buy", post(buy))
+        .route("/internal/totals", get(totals))
+        .route_layer(middleware::from_fn_with_state(token, require_token));
+    let router = Router::new()
+        .route("/products", get(list))
+        .route("/products/{name}", get(one))
+        .route("/health", get(health))
+        .merge(internal)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    with_fallbacks(router)
+}
+
+async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, CatalogError> {
+    let products: Vec<CatalogProduct> = state
+        .store
+        .products()?
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    Ok(data(products))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    PathParam(name): PathParam,
+) -> Result<impl IntoResponse, CatalogError> {
+    match state.store.product(&name)? {
+        Some(p) => Ok(data(CatalogProduct::from(p))),
+        None => Err(CatalogError::UnknownProduct(name)),
+    }
+}
+
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({
+        "service": "catalog",
+        "ready": !state.store.is_empty(),
+    }))
+}
+
+async fn buy(
+    State(state): State<AppState>,
+    Json(req): Json<BuyRequest>,
+) -> Result<impl IntoResponse, CatalogError> {
+    if req.name.len() > MAX_TEXT || req.key.is_empty() || req.key.len() > MAX_TEXT {
+        return Err(CatalogError::BadRequest(
+            "name and key must be 1 to 256 bytes".into(),
+        ));
+    }
+    let reply = match state.store.buy(&req).await? {
+        BuyOutcome::Applied(reply) => {
+            tracing::debug!(toy = %reply.name, quantity = reply.quantity, key = %req.key, "bought");
+            state
+                .invalidator
+                .announce(reply.name.clone(), reply.version);
+            reply
+        }
+        BuyOutcome::Repeated(reply) => reply,
+    };
+    Ok(data(reply))
+}
+
+async fn totals(State(state): State<AppState>) -> Result<impl IntoResponse, CatalogError> {
+    Ok(data(state.store.totals()?))
+}

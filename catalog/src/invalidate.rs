@@ -1,0 +1,80 @@
+//! Server push of cache invalidations to the front-end.
+//!
+//! A purchase or restock only *announces* an invalidation (a channel send, never
+//! blocking the purchase); one background task delivers them. Announcements that pile
+//! up while a delivery is in flight are coalesced to the newest version per toy.
+//! Failed deliveries are retried for a few seconds; a front-end that stays down starts
+//! with an empty cache anyway, so giving up then loses nothing.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::client::{FrontendClient, PeerError};
+use common::wire::Invalidation;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// How long a delivery is retried before it is dropped.
+const RETRY_FOR: Duration = Duration::from_secs(5);
+
+/// Handle for announcing invalidations. Cheap to clone; the delivery task stops when
+/// every handle has been dropped.
+#[derive(Clone)]
+pub struct Invalidator {
+    tx: mpsc::UnboundedSender<Invalidation>,
+}
+
+impl Invalidator {
+    /// Starts the delivery task.
+    pub fn start(frontend: FrontendClient) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(deliver_loop(frontend, rx));
+        Invalidator { tx }
+    }
+
+    /// Queues "toy `name` changed, now at `version`" for the front-end.
+    pub fn announce(&self, name: String, version: u64) {
+        let _ = self.tx.send(Invalidation { name, version });
+    }
+}
+
+async fn deliver_loop(frontend: FrontendClient, mut rx: mpsc::UnboundedReceiver<Invalidation>) {
+    while let Some(first) = rx.recv().await {
+        let mut newest: HashMap<String, u64> = HashMap::new();
+        let mut add = |inv: Invalidation| {
+            let v = newest.entry(inv.name).or_insert(0);
+            *v = (*v).max(inv.version);
+        };
+        add(first);
+        while let Ok(more) = rx.try_recv() {
+            add(more);
+        }
+        let mut deliveries = JoinSet::new();
+        for (name, version) in newest {
+            deliveries.spawn(deliver(frontend.clone(), Invalidation { name, version }));
+        }
+        while deliveries.join_next().await.is_some() {}
+    }
+}
+
+async fn deliver(frontend: FrontendClient, inv: Invalidation) {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match frontend.invalidate(&inv).await {
+            Ok(()) => return,
+            Err(PeerError::Status { status, message }) if status.is_client_error() => {
+                tracing::warn!(toy = %inv.name, %status, %message, "front-end refused invalidation");
+                return;
+            }
+            Err(e) if started.elapsed() > RETRY_FOR => {
+                tracing::debug!(toy = %inv.name, error = %e, "giving up on invalidation");
+                return;
+            }
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The catalog service: owns the toys and their stock.
+//!
+//! Modules:
+//! - [`config`]: flags and environment variables.
+//! - [`store`]: the sled database (products, applied idempotency keys, stock totals);
+//!   the only module that touches sled.
+//! - [`http`]: routes and handlers.
+//! - [`restock`]: the periodic restock task.
+//! - [`invalidate`]: server push of cache invalidations to the front-end.
+//! - [`error`]: the error type and its HTTP mapping.
+//!
+//! A buy flows: `http::buy` → `Store::buy` (one transaction: check and take stock,
+//! record the key) → group flush → `Invalidator::announce` → reply.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod invalidate;
+pub mod restock;
+pub mod store;
+
+use std::future::Future;
+
+use common::client::{ClusterClient, FrontendClient};
+use common::http::ClusterToken;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use error::CatalogError;
+
+/// Opens (and if needed seeds) the database, starts the background tasks and serves
+/// on `listener` until `shutdown` resolves; then stops the tasks and flushes.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), CatalogError> {
+    let store = store::Store::open(&config.data_dir)?;
+    if store.is_empty() {
+        let toys = store::read_seed(&config.seed_file)?;
+        store.seed_if_empty(&toys, config.initial_stock).await?;
+        tracing::info!(
+            toys = toys.len(),
+            stock = config.initial_stock,
+            "seeded the catalog"
+        );
+    }
+    let cluster = ClusterClient::new(&config.cluster_token)
+        .map_err(|e| CatalogError::Storage(e.to_string()))?;
+    let invalidator =
+        invalidate::Invalidator::start(FrontendClient::new(cluster, config.frontend_url.clone()));
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let restocker = tokio::spawn(restock::restock_loop(
+        store.clone(),
+        invalidator.clone(),
+        config.restock_amount,
+        config.restock_period(),
+        stopped,
+    ));
+
+    let state = http::AppState {
+        store: store.clone(),
+        invalidator,
+    };
+    let token = ClusterToken(config.cluster_token.as_str().into());
+    tracing::info!(addr = %listener.local_addr()?, "catalog listening");
+    common::http::serve(listener, http::router(state, token), shutdown).await?;
+
+    let _ = stop.send(true);
+    let _ = restocker.await;
+    store.flush().await?;
+    tracing::info!("catalog stopped");
+    Ok(())
+}

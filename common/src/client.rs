@@ -1,0 +1,301 @@
+//! Typed clients for talking to other services over one pooled `reqwest::Client`.
+//!
+//! Every call has a timeout, and every failure is either [`PeerError::Unreachable`]
+//! (no answer: connection refused, reset, timed out — worth failing over) or
+//! [`PeerError::Status`] (the peer answered with an error — usually final).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::ErrorBody;
+use crate::wire::*;
+
+/// Why a call to a peer failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PeerError {
+    /// No usable answer: the peer is down, hung, or the connection broke.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The peer answered with an error status.
+    #[error("answered {status}: {message}")]
+    Status { status: StatusCode, message: String },
+}
+
+impl PeerError {
+    /// The peer's status, if it answered at all.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            PeerError::Status { status, .. } => Some(*status),
+            PeerError::Unreachable(_) => None,
+        }
+    }
+}
+
+/// One pooled HTTP client plus the cluster token, shared by a service's typed clients.
+#[derive(Clone)]
+pub struct ClusterClient {
+    http: reqwest::Client,
+    token: Arc<str>,
+}
+
+impl ClusterClient {
+    /// Builds the service's one HTTP client (keep-alive pool, `TCP_NODELAY`).
+    pub fn new(token: &str) -> Result<Self, PeerError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(1000))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| PeerError::Unreachable(format!("cannot build HTTP client: {e}")))?;
+        Ok(ClusterClient {
+            http,
+            token: token.into(),
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, url: Url, timeout: Duration) -> Result<T, PeerError> {
+        let req = self
+            .http
+            .get(url)
+            .header(crate::TOKEN_HEADER, &*self.token)
+            .timeout(timeout);
+        send(req, Envelope::Data).await
+    }
+
+    /// GET of an endpoint that answers without the `{"data": ...}` envelope (`/health`).
+    async fn get_bare<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        timeout: Duration,
+    ) -> Result<T, PeerError> {
+        let req = self
+            .http
+            .get(url)
+            .header(crate::TOKEN_HEADER, &*self.token)
+            .timeout(timeout);
+        send(req, Envelope::Bare).await
+    }
+
+    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        url: Url,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<T, PeerError> {
+        let req = self
+            .http
+            .post(url)
+            .header(crate::TOKEN_HEADER, &*self.token)
+            .json(body)
+            .timeout(timeout);
+        send(req, Envelope::Data).await
+    }
+}
+
+/// Whether a success reply is wrapped in `{"data": ...}`.
+#[derive(Clone, Copy)]
+enum Envelope {
+    Data,
+    Bare,
+}
+
+async fn send<T: DeserializeOwned>(
+    req: reqwest::RequestBuilder,
+    envelope: Envelope,
+) -> Result<T, PeerError> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| PeerError::Unreachable(error_chain(&e)))?;
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| PeerError::Unreachable(error_chain(&e)))?;
+    if status.is_success() {
+        let parsed = match envelope {
+            Envelope::Data => serde_json::from_slice::<Data<T>>(&bytes).map(|d| d.data),
+            Envelope::Bare => serde_json::from_slice::<T>(&bytes),
+        };
+        parsed.map_err(|e| PeerError::Status {
+            status: StatusCode::BAD_GATEWAY,
+            message: format!("unreadable reply: {e}"),
+        })
+    } else {
+        let message = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => body.error.message,
+            Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        Err(PeerError::Status { status, message })
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// `base` with `segments` appended as percent-encoded path segments.
+pub fn endpoint(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
+}
+
+/// The catalog service's API.
+#[derive(Clone)]
+pub struct CatalogClient {
+    cluster: ClusterClient,
+    base: Url,
+}
+
+impl CatalogClient {
+    pub fn new(cluster: ClusterClient, base: Url) -> Self {
+        CatalogClient { cluster, base }
+    }
+
+    /// One toy, looked up case-insensitively.
+    pub async fn product(&self, name: &str) -> Result<CatalogProduct, PeerError> {
+        let url = endpoint(&self.base, &["products", name]);
+        self.cluster.get(url, Duration::from_secs(3)).await
+    }
+
+    /// Every toy, in name order.
+    pub async fn products(&self) -> Result<Vec<CatalogProduct>, PeerError> {
+        let url = endpoint(&self.base, &["products"]);
+        self.cluster.get(url, Duration::from_secs(3)).await
+    }
+
+    /// Takes stock for an order; a repeated key returns the first reply.
+    pub async fn buy(&self, req: &BuyRequest) -> Result<BuyReply, PeerError> {
+        let url = endpoint(&self.base, &["internal", "buy"]);
+        self.cluster.post(url, req, Duration::from_secs(3)).await
+    }
+
+    /// Stock accounting totals.
+    pub async fn totals(&self) -> Result<StockTotals, PeerError> {
+        let url = endpoint(&self.base, &["internal", "totals"]);
+        self.cluster.get(url, Duration::from_secs(3)).await
+    }
+}
+
+/// The order replicas' API; each call names the replica's base URL.
+#[derive(Clone)]
+pub struct OrderClient {
+    cluster: ClusterClient,
+}
+
+impl OrderClient {
+    pub fn new(cluster: ClusterClient) -> Self {
+        OrderClient { cluster }
+    }
+
+    /// Places an order on the leader.
+    pub async fn place(&self, replica: &Url, order: &NewOrder) -> Result<OrderAccepted, PeerError> {
+        let url = endpoint(replica, &["orders"]);
+        self.cluster.post(url, order, Duration::from_secs(5)).await
+    }
+
+    /// Reads one order from a replica.
+    pub async fn get(&self, replica: &Url, number: u64) -> Result<OrderView, PeerError> {
+        let url = endpoint(replica, &["orders", &number.to_string()]);
+        self.cluster.get(url, Duration::from_secs(3)).await
+    }
+
+    /// The replica's health: role, readiness, epoch, last order and digest.
+    pub async fn status(&self, replica: &Url) -> Result<ReplicaStatus, PeerError> {
+        let url = endpoint(replica, &["health"]);
+        self.cluster
+            .get_bare(url, Duration::from_millis(1000))
+            .await
+    }
+
+    /// Tells a replica who leads from which epoch on. A replica that is made leader
+    /// first catches up with its peers, hence the long timeout.
+    pub async fn leader_notice(
+        &self,
+        replica: &Url,
+        notice: &LeaderNotice,
+    ) -> Result<ReplicaStatus, PeerError> {
+        let url = endpoint(replica, &["internal", "leader"]);
+        self.cluster
+            .post(url, notice, Duration::from_secs(30))
+            .await
+    }
+
+    /// Sends a batch of orders to a follower; returns once it has flushed them.
+    pub async fn replicate(
+        &self,
+        replica: &Url,
+        batch: &Replicate,
+    ) -> Result<Persisted, PeerError> {
+        let url = endpoint(replica, &["internal", "replicate"]);
+        self.cluster.post(url, batch, Duration::from_secs(10)).await
+    }
+
+    /// Up to `limit` orders with numbers from `from` on.
+    pub async fn log_page(
+        &self,
+        replica: &Url,
+        from: u64,
+        limit: u64,
+    ) -> Result<LogPage, PeerError> {
+        let mut url = endpoint(replica, &["internal", "log"]);
+        url.query_pairs_mut()
+            .append_pair("from", &from.to_string())
+            .append_pair("limit", &limit.to_string());
+        self.cluster.get(url, Duration::from_secs(10)).await
+    }
+}
+
+/// The front-end's internal API (cache invalidation).
+#[derive(Clone)]
+pub struct FrontendClient {
+    cluster: ClusterClient,
+    base: Url,
+}
+
+impl FrontendClient {
+    pub fn new(cluster: ClusterClient, base: Url) -> Self {
+        FrontendClient { cluster, base }
+    }
+
+    /// Tells the front-end to drop its cached copy of a toy.
+    pub async fn invalidate(&self, inv: &Invalidation) -> Result<(), PeerError> {
+        let url = endpoint(&self.base, &["internal", "invalidate"]);
+        self.cluster
+            .post::<_, serde_json::Value>(url, inv, Duration::from_secs(2))
+            .await
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_percent_encodes_names() {
+        let base = Url::parse("http://127.0.0.1:8081").expect("url");
+        let url = endpoint(&base, &["products", "Rubik's Cube"]);
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:8081/products/Rubik's%20Cube"
+        );
+        let url = endpoint(&base, &["products", "a/b?c#d"]);
+        assert_eq!(url.as_str(), "http://127.0.0.1:8081/products/a%2Fb%3Fc%23d");
+    }
+}

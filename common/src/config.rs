@@ -1,0 +1,88 @@
+//! Parsing helpers for the services' command-line configuration.
+
+use reqwest::Url;
+
+/// A list of order replicas: `1=http://127.0.0.1:8091,2=http://127.0.0.1:8092`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replicas(pub Vec<(u32, Url)>);
+
+impl Replicas {
+    /// Address of replica `id`.
+    pub fn url(&self, id: u32) -> Option<&Url> {
+        self.0.iter().find(|(i, _)| *i == id).map(|(_, u)| u)
+    }
+
+    /// Ids from highest to lowest (the order of leader selection).
+    pub fn ids_descending(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.0.iter().map(|(i, _)| *i).collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids
+    }
+}
+
+/// clap value parser for [`Replicas`].
+pub fn parse_replicas(s: &str) -> Result<Replicas, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, url) = part
+            .split_once('=')
+            .ok_or_else(|| format!("`{part}`: expected ID=URL"))?;
+        let id: u32 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{id}`: replica id must be a number"))?;
+        let url = parse_url(url.trim())?;
+        if out.iter().any(|(i, _)| *i == id) {
+            return Err(format!("replica id {id} is listed twice"));
+        }
+        out.push((id, url));
+    }
+    if out.is_empty() {
+        return Err("at least one replica is needed".into());
+    }
+    Ok(Replicas(out))
+}
+
+/// clap value parser for a base URL such as `http://127.0.0.1:8081`.
+pub fn parse_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("`{s}`: {e}"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!(
+            "`{s}`: only http:// and https:// URLs are supported"
+        ));
+    }
+    if url.cannot_be_a_base() {
+        return Err(format!("`{s}`: not a base URL"));
+    }
+    Ok(url)
+}
+
+/// clap value parser for the cluster token: non-empty, printable ASCII.
+pub fn parse_token(s: &str) -> Result<String, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the cluster token must be non-empty printable ASCII".into());
+    }
+    Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_parse_and_sort_by_id() {
+        let r = parse_replicas("1=http://127.0.0.1:8091, 3=http://127.0.0.1:8093,2=http://h:1")
+            .expect("valid list");
+        assert_eq!(r.ids_descending(), vec![3, 2, 1]);
+        assert_eq!(r.url(3).map(|u| u.as_str()), Some("http://127.0.0.1:8093/"));
+    }
+
+    #[test]
+    fn bad_replica_lists_are_refused() {
+        assert!(parse_replicas("").is_err());
+        assert!(parse_replicas("x=http://a").is_err());
+        assert!(parse_replicas("1=ftp://a").is_err());
+        assert!(parse_replicas("1=http://a,1=http://b").is_err());
+        assert!(parse_replicas("http://a").is_err());
+    }
+}

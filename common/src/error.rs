@@ -1,0 +1,58 @@
+//! The error body of the REST contract: `{"error": {"code": <status>, "message": "..."}}`.
+//!
+//! Every service has its own error enum; each renders through [`error_response`] so all
+//! replies share one shape, and `code` always equals the HTTP status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+/// The outer error object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, for people and programs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Equal to the HTTP status of the reply.
+    pub code: u16,
+    pub message: String,
+}
+
+/// Renders `status` and `message` in the error shape of the contract.
+pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: status.as_u16(),
+            message: message.into(),
+        },
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// A request the server could not even decode (bad JSON, bad path, body too large).
+///
+/// This is the rejection of the shared extractors, so that malformed input gets the
+/// same JSON error shape as every other failure.
+#[derive(Debug, Clone)]
+pub struct BadRequest {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl BadRequest {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        error_response(self.status, self.message)
+    }
+}

@@ -1,0 +1,182 @@
+//! HTTP plumbing shared by the services: the JSON body extractor, the cluster-token
+//! guard, JSON fallbacks, and serving with `TCP_NODELAY` until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
+use axum::Router;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+
+use crate::error::{error_response, BadRequest};
+
+/// Largest request body any service accepts.
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// Largest internal body (replication batches, catch-up pages).
+pub const INTERNAL_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A JSON request body. Unlike `axum::Json` it ignores the `Content-Type` header (so
+/// `curl -d` works) and rejects with the contract's JSON error shape.
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = BadRequest;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|r| BadRequest {
+                status: r.status(),
+                message: r.body_text(),
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(Json)
+            .map_err(|e| BadRequest::new(format!("malformed JSON body: {e}")))
+    }
+}
+
+/// The shared secret that internal endpoints require.
+#[derive(Clone)]
+pub struct ClusterToken(pub Arc<str>);
+
+/// Middleware: refuse with 401 (and do nothing) unless the cluster token is present.
+pub async fn require_token(
+    State(token): State<ClusterToken>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let given = req
+        .headers()
+        .get(crate::TOKEN_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if constant_time_eq(given, token.0.as_bytes()) {
+        next.run(req).await
+    } else {
+        error_response(
+            StatusCode::UNAUTHORIZED,
+            "internal endpoint: missing or wrong cluster token",
+        )
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Fallback for unknown paths.
+pub async fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+/// Fallback for a known path with the wrong method.
+pub async fn method_not_allowed() -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
+}
+
+/// Adds the JSON fallbacks to a finished router.
+pub fn with_fallbacks(router: Router) -> Router {
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// Serves `router` on `listener` (with `TCP_NODELAY`) until `shutdown` resolves, then
+/// stops accepting and lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// Binds `addr`, turning "address in use" into a message that names the address.
+pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
+impl IntoResponse for crate::flush::FlushError {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self, "flush failed");
+        error_response(StatusCode::INTERNAL_SERVER_ERROR, "storage failure")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison_needs_exact_match() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+        assert!(!constant_time_eq(b"", b"abc"));
+    }
+}
+
+/// One path parameter as text; a rejection comes out in the contract's error shape.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathParam {
+    type Rejection = BadRequest;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(value) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|r| BadRequest {
+                    status: StatusCode::BAD_REQUEST,
+                    message: r.body_text(),
+                })?;
+        Ok(PathParam(value))
+    }
+}

@@ -1,0 +1,25 @@
+//! What two or more toystore services share, and nothing else.
+//!
+//! - [`wire`]: the JSON bodies that travel between services and to clients.
+//! - [`error`]: the `{"error": {"code", "message"}}` body every service answers with.
+//! - [`http`]: the JSON body extractor, the cluster-token guard, serving with
+//!   `TCP_NODELAY` and graceful shutdown.
+//! - [`client`]: typed clients for the catalog and the order replicas, which tell
+//!   "peer unreachable" apart from "peer answered with an error".
+//! - [`flush`]: group commit for sled — many writers share one `flush()`.
+//! - [`config`]: parsing helpers for the command-line configuration.
+//! - [`telemetry`]: logging setup, done once per process.
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod flush;
+pub mod http;
+pub mod telemetry;
+pub mod wire;
+
+/// Header that carries the shared cluster token on internal requests.
+pub const TOKEN_HEADER: &str = "x-cluster-token";
+
+/// Header a client may send to make `POST /orders` idempotent across its retries.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";

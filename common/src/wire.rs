@@ -1,0 +1,222 @@
+//! Bodies on the wire, public and internal, as plain serde types.
+//!
+//! Public replies are wrapped in [`Data`] (`{"data": ...}`); errors use
+//! [`crate::error::ErrorBody`]. Internal bodies travel between services only and are
+//! guarded by the cluster token.
+
+use serde::{Deserialize, Serialize};
+
+/// The success envelope of every reply: `{"data": ...}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Data<T> {
+    pub data: T,
+}
+
+/// Wraps `data` in the success envelope, ready to return from a handler.
+pub fn data<T: Serialize>(data: T) -> axum::Json<Data<T>> {
+    axum::Json(Data { data })
+}
+
+/// A toy as the public API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub name: String,
+    /// Price in the store's currency, two decimals.
+    pub price: f64,
+    pub quantity: u64,
+}
+
+/// A toy as the catalog reports it: the public fields plus its version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogProduct {
+    pub name: String,
+    pub price: f64,
+    pub quantity: u64,
+    /// Grows with every stock change of this toy; lets caches order what they hear.
+    pub version: u64,
+}
+
+impl From<CatalogProduct> for Product {
+    fn from(p: CatalogProduct) -> Self {
+        Product {
+            name: p.name,
+            price: p.price,
+            quantity: p.quantity,
+        }
+    }
+}
+
+/// Catalog request to take stock for one order, idempotent by `key`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuyRequest {
+    pub name: String,
+    pub quantity: u64,
+    pub key: String,
+}
+
+/// What a successful buy did (the same reply again for a repeated key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BuyReply {
+    /// Canonical name of the toy.
+    pub name: String,
+    pub quantity: u64,
+    /// The toy's version right after this buy.
+    pub version: u64,
+}
+
+/// Catalog → front-end: forget what you cached about `name`; it is now at `version`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Invalidation {
+    pub name: String,
+    pub version: u64,
+}
+
+/// Catalog stock accounting: `initial + restocked - sold == current` must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockTotals {
+    pub initial: u64,
+    pub restocked: u64,
+    pub sold: u64,
+    pub current: u64,
+}
+
+/// Front-end → leader: place an order (the front-end has validated it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewOrder {
+    pub name: String,
+    pub quantity: u64,
+    /// Idempotency key: a retry with the same key gets the same order.
+    pub key: String,
+}
+
+/// Reply to a placed order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    pub order_number: u64,
+}
+
+/// Leader → front-end: the order is placed. The front-end replies only the number;
+/// it uses the toy's new version to keep its cache from going stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderAccepted {
+    pub order_number: u64,
+    /// Canonical name of the toy.
+    pub name: String,
+    /// The toy's version after this order's stock change (0 when the order was placed
+    /// by an earlier request with the same key and the catalog was not asked again).
+    pub version: u64,
+}
+
+/// An order as the public API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub number: u64,
+    pub name: String,
+    pub quantity: u64,
+}
+
+/// An order as replicas store and replicate it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    pub number: u64,
+    pub name: String,
+    pub quantity: u64,
+    pub key: String,
+    /// Leadership epoch in which the leader wrote this order.
+    pub epoch: u64,
+}
+
+impl OrderRecord {
+    /// True when both records are the same write of the same leader.
+    pub fn same_write(&self, other: &OrderRecord) -> bool {
+        self.number == other.number && self.epoch == other.epoch && self.key == other.key
+    }
+}
+
+impl From<OrderRecord> for OrderView {
+    fn from(r: OrderRecord) -> Self {
+        OrderView {
+            number: r.number,
+            name: r.name,
+            quantity: r.quantity,
+        }
+    }
+}
+
+/// Identifies one entry of a replica's history: number, epoch and key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPos {
+    pub number: u64,
+    pub epoch: u64,
+    pub key: String,
+}
+
+impl From<&OrderRecord> for LogPos {
+    fn from(r: &OrderRecord) -> Self {
+        LogPos {
+            number: r.number,
+            epoch: r.epoch,
+            key: r.key.clone(),
+        }
+    }
+}
+
+/// Leader → follower: append these orders after `prev`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Replicate {
+    pub leader_id: u32,
+    pub epoch: u64,
+    /// The leader's entry just before `entries[0]` (None when they start at order 0).
+    pub prev: Option<LogPos>,
+    pub entries: Vec<OrderRecord>,
+}
+
+/// Follower → leader: the batch is flushed to disk.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Persisted {
+    pub last_order: Option<u64>,
+}
+
+/// Front-end → replica: `leader_id` leads from `epoch` on.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct LeaderNotice {
+    pub leader_id: u32,
+    pub epoch: u64,
+}
+
+/// A replica's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Leader,
+    Follower,
+}
+
+/// `GET /health` of an order replica.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub id: u32,
+    pub role: Role,
+    /// Caught up with its peers and willing to serve.
+    pub ready: bool,
+    /// Highest leadership epoch this replica has accepted.
+    pub epoch: u64,
+    /// The leader this replica follows, if it knows one.
+    pub leader: Option<u32>,
+    /// Number of the newest order, `null` when there are none.
+    pub last_order: Option<u64>,
+    /// Epoch of the newest order (for comparing how up to date histories are).
+    pub last_epoch: Option<u64>,
+    /// Number of stored orders.
+    pub orders: u64,
+    /// Hash over all orders (number, name, quantity, key) in number order, hex.
+    pub digest: String,
+}
+
+/// A page of a replica's history, for catch-up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogPage {
+    pub entries: Vec<OrderRecord>,
+    /// The newest order number the replica holds.
+    pub last_order: Option<u64>,
+}

@@ -1,0 +1,64 @@
+//! Typed configuration of the front-end (flags and environment variables).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use common::config::{parse_replicas, parse_token, parse_url, Replicas};
+use reqwest::Url;
+
+/// The default replica set: ids 1-3 on 127.0.0.1:8091-8093.
+pub const DEFAULT_REPLICAS: &str =
+    "1=http://127.0.0.1:8091,2=http://127.0.0.1:8092,3=http://127.0.0.1:8093";
+
+/// toystore front-end: the public REST API, the product cache and leader selection.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "frontend", version)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "FRONTEND_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Base URL of the catalog service.
+    #[arg(long, env = "TOYSTORE_CATALOG_URL", default_value = "http://127.0.0.1:8081",
+          value_parser = parse_url)]
+    pub catalog_url: Url,
+
+    /// Every order replica as ID=URL, comma-separated.
+    #[arg(long, env = "TOYSTORE_REPLICAS", default_value = DEFAULT_REPLICAS,
+          value_parser = parse_replicas)]
+    pub replicas: Replicas,
+
+    /// Cache product lookups (true/false).
+    #[arg(long, env = "FRONTEND_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cache: bool,
+
+    /// Most toys held in the cache (least recently used ones are evicted).
+    #[arg(long, env = "FRONTEND_CACHE_CAPACITY", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_capacity: u64,
+
+    /// How long a request may spend failing over between order replicas, in ms.
+    #[arg(long, env = "FRONTEND_FAILOVER_MS", default_value_t = 20_000)]
+    pub failover_ms: u64,
+
+    /// Shared secret required on internal endpoints.
+    #[arg(long, env = "TOYSTORE_CLUSTER_TOKEN", value_parser = parse_token, hide_env_values = true)]
+    pub cluster_token: String,
+
+    /// Test-only: wait this long between reading a toy from the catalog and caching it,
+    /// to make the fill/invalidation race deterministic.
+    #[arg(
+        long,
+        env = "FRONTEND_TEST_FILL_DELAY_MS",
+        hide = true,
+        default_value_t = 0
+    )]
+    pub test_fill_delay_ms: u64,
+}
+
+impl Config {
+    pub fn failover_budget(&self) -> Duration {
+        Duration::from_millis(self.failover_ms)
+    }
+}

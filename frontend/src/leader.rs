@@ -1,0 +1,230 @@
+//! Leader selection and transparent failover for the order replicas.
+//!
+//! Selection: ask every replica for its status; the highest id that answers and is
+//! ready becomes leader at `epoch = highest epoch seen + 1`. It is told first (it
+//! catches up with its peers before it answers), then the others are told in the
+//! background. Only one selection runs at a time; a request that fails on a leader
+//! that someone else has already replaced just uses the new one.
+//!
+//! Failover: [`Leaders::call`] runs an operation on the leader; when the leader does
+//! not answer, or answers "not leader", it re-selects and repeats the operation (the
+//! caller makes it idempotent), until it succeeds or the failover budget is spent.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::client::{OrderClient, PeerError};
+use common::config::Replicas;
+use common::wire::{LeaderNotice, ReplicaStatus};
+use reqwest::Url;
+use tokio::sync::watch;
+
+use crate::error::FrontendError;
+
+/// The leader as the front-end knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leader {
+    pub id: u32,
+    pub url: Url,
+    pub epoch: u64,
+}
+
+/// Leader state and the replicas' addresses.
+pub struct Leaders {
+    replicas: Replicas,
+    client: OrderClient,
+    /// The current leader; a std mutex, held only to copy or replace the value.
+    current: Mutex<Option<Leader>>,
+    /// Serialises selections (held across the notices, hence tokio's mutex).
+    selecting: tokio::sync::Mutex<()>,
+    /// How long one request may keep failing over.
+    budget: Duration,
+}
+
+/// True when a failure means "try another leader" rather than "tell the client".
+fn worth_failing_over(e: &PeerError) -> bool {
+    match e {
+        PeerError::Unreachable(_) => true,
+        PeerError::Status { status, .. } => {
+            *status == StatusCode::MISDIRECTED_REQUEST
+                || *status == StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+impl Leaders {
+    pub fn new(replicas: Replicas, client: OrderClient, budget: Duration) -> Self {
+        Leaders {
+            replicas,
+            client,
+            current: Mutex::new(None),
+            selecting: tokio::sync::Mutex::new(()),
+            budget,
+        }
+    }
+
+    pub fn current(&self) -> Option<Leader> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_current(&self, leader: Option<Leader>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = leader;
+    }
+
+    /// Runs `op` against the leader, failing over as needed.
+    pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, FrontendError>
+    where
+        F: Fn(Url) -> Fut,
+        Fut: Future<Output = Result<T, PeerError>>,
+    {
+        let deadline = Instant::now() + self.budget;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let leader = match self.current() {
+                Some(l) => Some(l),
+                None => self.reselect(None).await,
+            };
+            if let Some(leader) = leader {
+                match op(leader.url.clone()).await {
+                    Ok(value) => return Ok(value),
+                    Err(e) if worth_failing_over(&e) => {
+                        tracing::warn!(leader = leader.id, error = %e, "leader failed; re-selecting");
+                        if self.reselect(Some(&leader)).await.is_some() {
+                            continue;
+                        }
+                    }
+                    Err(PeerError::Status { status, message }) if status.is_client_error() => {
+                        return Err(FrontendError::Refused { status, message });
+                    }
+                    Err(e) => {
+                        // e.g. 503: the leader cannot reach the catalog
+                        tracing::warn!(error = %e, "order service failed");
+                        return Err(if e.status() == Some(StatusCode::SERVICE_UNAVAILABLE) {
+                            FrontendError::CatalogUnavailable
+                        } else {
+                            FrontendError::OrdersUnavailable
+                        });
+                    }
+                }
+            }
+            if Instant::now() + pause > deadline {
+                return Err(FrontendError::OrdersUnavailable);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Selects a new leader unless the `failed` one has been replaced meanwhile.
+    pub async fn reselect(&self, failed: Option<&Leader>) -> Option<Leader> {
+        let _one_at_a_time = self.selecting.lock().await;
+        let current = self.current();
+        if current.is_some() && current.as_ref() != failed {
+            return current;
+        }
+        let chosen = self.select().await;
+        self.set_current(chosen.clone());
+        chosen
+    }
+
+    /// Asks every replica for its status and makes the highest ready id the leader.
+    async fn select(&self) -> Option<Leader> {
+        let statuses = self.statuses().await;
+        let mut epoch = statuses.iter().map(|(_, s)| s.epoch).max().unwrap_or(0);
+        for id in self.replicas.ids_descending() {
+            let Some(status) = statuses.iter().find(|(i, _)| *i == id).map(|(_, s)| s) else {
+                continue;
+            };
+            if !status.ready {
+                continue;
+            }
+            let Some(url) = self.replicas.url(id).cloned() else {
+                continue;
+            };
+            epoch += 1;
+            let notice = LeaderNotice {
+                leader_id: id,
+                epoch,
+            };
+            match self.client.leader_notice(&url, &notice).await {
+                Ok(_) => {
+                    tracing::info!(leader = id, epoch, "selected the leader");
+                    self.tell_followers(notice);
+                    return Some(Leader { id, url, epoch });
+                }
+                Err(e) => {
+                    tracing::warn!(replica = id, error = %e, "replica refused leadership");
+                    // It may know a newer epoch than we saw; outbid it on the next try.
+                    if let Ok(s) = self.client.status(&url).await {
+                        epoch = epoch.max(s.epoch);
+                    }
+                }
+            }
+        }
+        tracing::warn!("no order replica can lead");
+        None
+    }
+
+    async fn statuses(&self) -> Vec<(u32, ReplicaStatus)> {
+        let mut set = tokio::task::JoinSet::new();
+        for (id, url) in &self.replicas.0 {
+            let (id, url, client) = (*id, url.clone(), self.client.clone());
+            set.spawn(async move { client.status(&url).await.map(|s| (id, s)) });
+        }
+        let mut out = Vec::new();
+        while let Some(done) = set.join_next().await {
+            if let Ok(Ok(status)) = done {
+                out.push(status);
+            }
+        }
+        out
+    }
+
+    fn tell_followers(&self, notice: LeaderNotice) {
+        for (id, url) in &self.replicas.0 {
+            if *id == notice.leader_id {
+                continue;
+            }
+            let (id, url, client) = (*id, url.clone(), self.client.clone());
+            tokio::spawn(async move {
+                if let Err(e) = client.leader_notice(&url, &notice).await {
+                    tracing::debug!(replica = id, error = %e, "follower not told of the leader");
+                }
+            });
+        }
+    }
+
+    /// Background task: picks a leader at start and replaces one that is gone, so that
+    /// replicas learn who leads even before the first order. Stops when `stop` is set.
+    pub async fn watch(&self, mut stop: watch::Receiver<bool>) {
+        let mut failures = 0;
+        loop {
+            match self.current() {
+                None => {
+                    self.reselect(None).await;
+                }
+                Some(leader) => match self.client.status(&leader.url).await {
+                    Ok(s) if s.role == common::wire::Role::Leader && s.epoch == leader.epoch => {
+                        failures = 0
+                    }
+                    _ => {
+                        failures += 1;
+                        if failures >= 2 {
+                            failures = 0;
+                            self.reselect(Some(&leader)).await;
+                        }
+                    }
+                },
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}

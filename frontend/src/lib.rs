@@ -1,0 +1,76 @@
+//! The front-end: toystore's only public entry point.
+//!
+//! Modules:
+//! - [`config`]: flags and environment variables.
+//! - [`validate`]: typed, validated request values.
+//! - [`http`]: the public routes and the invalidation endpoint.
+//! - [`cache`]: the LRU product cache with versioned invalidation.
+//! - [`leader`]: leader selection among the order replicas, and failover.
+//! - [`error`]: the error type and its HTTP mapping.
+//!
+//! A lookup flows: `http::product` → cache hit, or catalog read → cache fill.
+//! An order flows: `http::place_order` (validate, idempotency key) → `Leaders::call`
+//! (leader, failover with the same key) → cache invalidation → reply.
+
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod leader;
+pub mod validate;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::client::{CatalogClient, ClusterClient, OrderClient};
+use common::http::ClusterToken;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+/// Serves the front-end on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let cluster = ClusterClient::new(&config.cluster_token)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let orders = OrderClient::new(cluster.clone());
+    let leaders = Arc::new(leader::Leaders::new(
+        config.replicas.clone(),
+        orders.clone(),
+        config.failover_budget(),
+    ));
+    let cache = Arc::new(cache::Cache::new(
+        config.cache,
+        config.cache_capacity as usize,
+    ));
+    let state = http::AppState {
+        catalog: CatalogClient::new(cluster, config.catalog_url.clone()),
+        orders,
+        leaders: leaders.clone(),
+        cache,
+        fill_delay: Duration::from_millis(config.test_fill_delay_ms),
+    };
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn({
+        let leaders = leaders.clone();
+        async move { leaders.watch(stopped).await }
+    });
+
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        cache = config.cache,
+        capacity = config.cache_capacity,
+        "front-end listening"
+    );
+    let token = ClusterToken(config.cluster_token.as_str().into());
+    common::http::serve(listener, http::router(state, token), shutdown).await?;
+    let _ = stop.send(true);
+    let _ = watcher.await;
+    tracing::info!("front-end stopped");
+    Ok(())
+}

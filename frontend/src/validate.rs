@@ -1,0 +1,156 @@
+//! Validated request values: handlers never see a bad name, quantity, order number or
+//! idempotency key.
+
+use serde::Deserialize;
+
+use crate::error::FrontendError;
+
+/// Longest toy name accepted.
+const MAX_NAME: usize = 128;
+/// Longest idempotency key accepted.
+const MAX_KEY: usize = 128;
+
+/// A toy name: 1 to 128 bytes, no control characters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductName(String);
+
+impl ProductName {
+    pub fn parse(raw: &str) -> Result<Self, FrontendError> {
+        if raw.is_empty() || raw.len() > MAX_NAME || raw.chars().any(char::is_control) {
+            return Err(FrontendError::BadRequest(format!(
+                "product name must be 1 to {MAX_NAME} bytes without control characters"
+            )));
+        }
+        Ok(ProductName(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Names match case-insensitively; this is the cache key.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+/// The body of `POST /orders`.
+#[derive(Debug, Deserialize)]
+pub struct OrderBody {
+    pub name: String,
+    /// Anything but a JSON integer ≥ 1 is refused.
+    pub quantity: serde_json::Value,
+}
+
+/// A validated order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderRequest {
+    pub name: ProductName,
+    pub quantity: u64,
+}
+
+impl OrderRequest {
+    pub fn parse(body: OrderBody) -> Result<Self, FrontendError> {
+        let name = ProductName::parse(&body.name)?;
+        let quantity = match body.quantity.as_u64() {
+            Some(q) if q >= 1 => q,
+            _ => {
+                return Err(FrontendError::BadRequest(
+                    "quantity must be a positive integer".into(),
+                ))
+            }
+        };
+        Ok(OrderRequest { name, quantity })
+    }
+}
+
+/// An order number from the path: a non-negative integer.
+pub fn parse_order_number(raw: &str) -> Result<u64, FrontendError> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(FrontendError::BadRequest(format!(
+            "order number must be a non-negative integer, not {raw:?}"
+        )));
+    }
+    raw.parse()
+        .map_err(|_| FrontendError::BadRequest(format!("order number {raw} is too large")))
+}
+
+/// The client's `Idempotency-Key`: 1 to 128 printable ASCII characters.
+pub fn parse_idempotency_key(raw: &[u8]) -> Result<String, FrontendError> {
+    if raw.is_empty() || raw.len() > MAX_KEY || !raw.iter().all(u8::is_ascii_graphic) {
+        return Err(FrontendError::BadRequest(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY} printable ASCII characters"
+        )));
+    }
+    Ok(String::from_utf8_lossy(raw).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn order(v: serde_json::Value) -> Result<OrderRequest, FrontendError> {
+        let body: OrderBody =
+            serde_json::from_value(v).map_err(|e| FrontendError::BadRequest(e.to_string()))?;
+        OrderRequest::parse(body)
+    }
+
+    #[test]
+    fn good_orders_parse() {
+        let o = order(json!({"name": "Rubik's Cube", "quantity": 2})).expect("valid");
+        assert_eq!((o.name.as_str(), o.quantity), ("Rubik's Cube", 2));
+    }
+
+    #[test]
+    fn quantities_must_be_positive_integers() {
+        for q in [
+            json!(0),
+            json!(-1),
+            json!(1.5),
+            json!("1"),
+            json!(null),
+            json!(true),
+            json!([1]),
+        ] {
+            assert!(
+                order(json!({"name": "Tux", "quantity": q})).is_err(),
+                "{q} accepted"
+            );
+        }
+        assert!(order(json!({"name": "Tux"})).is_err());
+    }
+
+    #[test]
+    fn names_are_bounded() {
+        assert!(ProductName::parse("").is_err());
+        assert!(ProductName::parse(&"x".repeat(129)).is_err());
+        assert!(ProductName::parse("a\nb").is_err());
+        assert_eq!(ProductName::parse("LeGo").expect("valid").key(), "lego");
+    }
+
+    #[test]
+    fn order_numbers_are_plain_integers() {
+        assert_eq!(parse_order_number("0").ok(), Some(0));
+        assert_eq!(parse_order_number("42").ok(), Some(42));
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1.0",
+            "abc",
+            " 1",
+            "99999999999999999999999",
+        ] {
+            assert!(parse_order_number(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_printable_and_short() {
+        assert!(parse_idempotency_key(b"abc-123").is_ok());
+        assert!(parse_idempotency_key(b"").is_err());
+        assert!(parse_idempotency_key(b"a b").is_err());
+        assert!(parse_idempotency_key(&[b'k'; 129]).is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! The order replica's error type: one variant per way a request can fail, each with
+//! its HTTP status, rendered in the contract's JSON error shape.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use common::client::PeerError;
+use common::error::error_response;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    /// This replica does not take client writes; ask the front-end to re-select.
+    #[error("replica {id} is not the leader (leader: {leader:?})")]
+    NotLeader { id: u32, leader: Option<u32> },
+
+    #[error("replica is still catching up")]
+    NotReady,
+
+    #[error("no order number {0}")]
+    UnknownOrder(u64),
+
+    /// A leadership or replication message from an older epoch (fencing).
+    #[error("stale epoch {theirs}: this replica is at epoch {mine}")]
+    StaleEpoch { mine: u64, theirs: u64 },
+
+    #[error("idempotency key {0:?} was already used for a different order")]
+    KeyReused(String),
+
+    /// The catalog answered with an error that is final for this order.
+    #[error("{message}")]
+    Catalog { status: StatusCode, message: String },
+
+    #[error("catalog unavailable: {0}")]
+    CatalogUnavailable(String),
+
+    #[error("{0}")]
+    BadRequest(String),
+
+    #[error("storage failure: {0}")]
+    Storage(String),
+
+    #[error("{0}")]
+    Config(String),
+
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<sled::Error> for OrderError {
+    fn from(e: sled::Error) -> Self {
+        OrderError::Storage(e.to_string())
+    }
+}
+
+impl OrderError {
+    /// The catalog's refusal of a buy, or its absence.
+    pub fn from_catalog(e: PeerError) -> Self {
+        match e {
+            PeerError::Unreachable(m) => OrderError::CatalogUnavailable(m),
+            PeerError::Status { status, message } if status.is_client_error() => {
+                OrderError::Catalog { status, message }
+            }
+            PeerError::Status { message, .. } => OrderError::CatalogUnavailable(message),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            OrderError::NotLeader { .. } | OrderError::NotReady => StatusCode::MISDIRECTED_REQUEST,
+            OrderError::UnknownOrder(_) => StatusCode::NOT_FOUND,
+            OrderError::StaleEpoch { .. } => StatusCode::CONFLICT,
+            OrderError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            OrderError::Catalog { status, .. } => *status,
+            OrderError::CatalogUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            OrderError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            OrderError::Storage(_) | OrderError::Config(_) | OrderError::Io(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}
+
+impl IntoResponse for OrderError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            return error_response(status, "internal storage failure");
+        }
+        error_response(status, self.to_string())
+    }
+}

@@ -1,0 +1,76 @@
+//! An order replica: stores orders durably and, as leader, replicates them.
+//!
+//! Modules:
+//! - [`config`]: flags and environment variables.
+//! - [`store`]: the sled database (orders, idempotency keys, epoch); the only module
+//!   that touches sled.
+//! - [`replica`]: shared state and the rules for leadership, replication and catch-up.
+//! - [`writer`]: the leader's group-commit write path.
+//! - [`http`]: routes and handlers.
+//! - [`error`]: the error type and its HTTP mapping.
+//!
+//! An order flows: `http::place` (leader? key held? catalog buy) → `Writer::submit` →
+//! the writer task numbers, writes, flushes and replicates a whole batch → reply.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod replica;
+pub mod store;
+pub mod writer;
+
+use std::future::Future;
+
+use common::client::{CatalogClient, ClusterClient, OrderClient};
+use common::http::ClusterToken;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use error::OrderError;
+
+/// Opens the replica's database, starts catch-up and the writer, and serves on
+/// `listener` until `shutdown` resolves; then stops and flushes.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), OrderError> {
+    if config.replicas.url(config.id).is_none() {
+        return Err(OrderError::Config(format!(
+            "replica id {} is not in --replicas",
+            config.id
+        )));
+    }
+    let store = store::Store::open(&config.data_dir())?;
+    let cluster =
+        ClusterClient::new(&config.cluster_token).map_err(|e| OrderError::Config(e.to_string()))?;
+    let replica = replica::Replica::new(
+        config.id,
+        store.clone(),
+        config.peers(),
+        OrderClient::new(cluster.clone()),
+    )?;
+    tracing::info!(
+        id = config.id,
+        orders = store.count(),
+        epoch = replica.leadership().epoch,
+        addr = %listener.local_addr()?,
+        "order replica listening"
+    );
+    let catch_up = tokio::spawn({
+        let replica = replica.clone();
+        async move { replica.catch_up().await }
+    });
+    let state = http::AppState {
+        writer: writer::Writer::start(replica.clone(), config.fault),
+        catalog: CatalogClient::new(cluster, config.catalog_url.clone()),
+        replica,
+    };
+    let token = ClusterToken(config.cluster_token.as_str().into());
+    common::http::serve(listener, http::router(state, token), shutdown).await?;
+
+    catch_up.abort();
+    store.flush().await?;
+    tracing::info!("order replica stopped");
+    Ok(())
+}

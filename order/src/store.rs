@@ -1,0 +1,364 @@
+//! An order replica's durable state — the only module that touches sled.
+//!
+//! Trees:
+//! - `orders`: order number (big-endian u64, so sled's order is number order) →
+//!   [`OrderRecord`] (name, quantity, idempotency key, epoch of the writing leader).
+//! - `keys`: idempotency key → order number.
+//! - `meta`: `epoch`, the highest leadership epoch this replica has accepted.
+//!
+//! Orders and their keys change together in one transaction. Callers serialise all
+//! mutations (see `replica::Replica::log`), which lets this module plan a change with
+//! plain reads and then commit it atomically. Nothing is durable until [`Store::flush`].
+//!
+//! The store also keeps two figures in memory, rebuilt on open: the number of orders
+//! and the digest (a wrapping sum of per-order hashes), updated with every change.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use common::wire::{LogPos, OrderRecord};
+use sled::transaction::ConflictableTransactionError;
+use sled::Transactional;
+
+use crate::error::OrderError;
+
+const META_EPOCH: &[u8] = b"epoch";
+
+/// Handle to a replica's database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    orders: sled::Tree,
+    keys: sled::Tree,
+    meta: sled::Tree,
+    /// Wrapping sum of [`order_hash`] over all orders.
+    digest: Arc<AtomicU64>,
+    /// Number of orders held (sled's `len` walks the whole tree).
+    count: Arc<AtomicU64>,
+}
+
+/// What a write changed.
+#[derive(Debug, Default, PartialEq)]
+pub struct Change {
+    /// Orders dropped because they conflicted with the written history.
+    pub removed: Vec<OrderRecord>,
+    /// Orders written.
+    pub written: usize,
+}
+
+fn encode(record: &OrderRecord) -> Vec<u8> {
+    // Encoding a struct of strings and integers into a Vec cannot fail.
+    bincode::serde::encode_to_vec(record, bincode::config::standard()).unwrap_or_default()
+}
+
+fn decode(bytes: &[u8]) -> Result<OrderRecord, OrderError> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| OrderError::Storage(format!("corrupt order record: {e}")))
+}
+
+fn number_of(bytes: &[u8]) -> Result<u64, OrderError> {
+    bytes
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| OrderError::Storage("corrupt order key".into()))
+}
+
+/// Hash of one order for the digest: FNV-1a over its fields, then a finaliser.
+/// Stable across processes and builds, unlike `std`'s hasher.
+pub fn order_hash(r: &OrderRecord) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    eat(&r.number.to_be_bytes());
+    eat(&(r.name.len() as u64).to_be_bytes());
+    eat(r.name.as_bytes());
+    eat(&r.quantity.to_be_bytes());
+    eat(&(r.key.len() as u64).to_be_bytes());
+    eat(r.key.as_bytes());
+    // splitmix64 finaliser, so that sums of hashes do not cancel out easily
+    let mut z = h;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir` and rebuilds the in-memory figures.
+    pub fn open(dir: &Path) -> Result<Self, OrderError> {
+        let db = sled::open(dir)?;
+        let store = Store {
+            orders: db.open_tree("orders")?,
+            keys: db.open_tree("keys")?,
+            meta: db.open_tree("meta")?,
+            db,
+            digest: Arc::new(AtomicU64::new(0)),
+            count: Arc::new(AtomicU64::new(0)),
+        };
+        let (mut digest, mut count) = (0u64, 0u64);
+        for item in store.orders.iter() {
+            let (_, v) = item?;
+            digest = digest.wrapping_add(order_hash(&decode(&v)?));
+            count += 1;
+        }
+        store.digest.store(digest, Ordering::SeqCst);
+        store.count.store(count, Ordering::SeqCst);
+        Ok(store)
+    }
+
+    /// The order with this number.
+    pub fn order(&self, number: u64) -> Result<Option<OrderRecord>, OrderError> {
+        match self.orders.get(number.to_be_bytes())? {
+            Some(v) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The order placed with this idempotency key.
+    pub fn by_key(&self, key: &str) -> Result<Option<OrderRecord>, OrderError> {
+        match self.keys.get(key.as_bytes())? {
+            Some(n) => self.order(number_of(&n)?),
+            None => Ok(None),
+        }
+    }
+
+    /// The newest order.
+    pub fn last(&self) -> Result<Option<OrderRecord>, OrderError> {
+        match self.orders.last()? {
+            Some((_, v)) => Ok(Some(decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Position of the newest order (what a follower must hold before the next batch).
+    pub fn last_pos(&self) -> Result<Option<LogPos>, OrderError> {
+        Ok(self.last()?.as_ref().map(LogPos::from))
+    }
+
+    /// Up to `limit` orders with numbers `from` and above, in number order.
+    pub fn page(&self, from: u64, limit: usize) -> Result<Vec<OrderRecord>, OrderError> {
+        self.orders
+            .range(from.to_be_bytes()..)
+            .take(limit)
+            .map(|item| decode(&item?.1))
+            .collect()
+    }
+
+    /// True when this replica holds exactly the write `pos` names.
+    pub fn holds(&self, pos: &LogPos) -> Result<bool, OrderError> {
+        Ok(self
+            .order(pos.number)?
+            .is_some_and(|r| r.epoch == pos.epoch && r.key == pos.key))
+    }
+
+    /// Number of orders held.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Digest over all orders, as 16 hex digits.
+    pub fn digest(&self) -> String {
+        format!("{:016x}", self.digest.load(Ordering::SeqCst))
+    }
+
+    /// Highest epoch accepted so far (0 for a new replica).
+    pub fn epoch(&self) -> Result<u64, OrderError> {
+        Ok(self
+            .meta
+            .get(META_EPOCH)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// Records a new epoch (durable with the next flush).
+    pub fn set_epoch(&self, epoch: u64) -> Result<(), OrderError> {
+        self.meta.insert(META_EPOCH, &epoch.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Writes consecutive `entries` into the history, Raft-style: an entry this replica
+    /// already holds (same number, epoch and key) is kept; at the first entry that
+    /// conflicts with what is held, that order and every later one are dropped and the
+    /// rest of `entries` is written in their place.
+    pub fn append(&self, entries: &[OrderRecord]) -> Result<Change, OrderError> {
+        let mut conflict_at = None;
+        let mut to_write = Vec::new();
+        for entry in entries {
+            if conflict_at.is_none() {
+                match self.order(entry.number)? {
+                    Some(held) if held.same_write(entry) => continue,
+                    Some(_) => conflict_at = Some(entry.number),
+                    None => {}
+                }
+            }
+            to_write.push(entry);
+        }
+        let removed = match conflict_at {
+            Some(n) => self.page(n, usize::MAX)?,
+            None => Vec::new(),
+        };
+        self.commit(&removed, &to_write)?;
+        Ok(Change {
+            removed,
+            written: to_write.len(),
+        })
+    }
+
+    /// Drops every order after `keep` (all of them for `None`).
+    pub fn truncate_after(&self, keep: Option<u64>) -> Result<Vec<OrderRecord>, OrderError> {
+        let from = match keep {
+            Some(n) => n.saturating_add(1),
+            None => 0,
+        };
+        if keep == Some(u64::MAX) {
+            return Ok(Vec::new());
+        }
+        let removed = self.page(from, usize::MAX)?;
+        self.commit(&removed, &[])?;
+        Ok(removed)
+    }
+
+    fn commit(&self, removed: &[OrderRecord], written: &[&OrderRecord]) -> Result<(), OrderError> {
+        if removed.is_empty() && written.is_empty() {
+            return Ok(());
+        }
+        (&self.orders, &self.keys)
+            .transaction(|(orders, keys)| {
+                for r in removed {
+                    orders.remove(&r.number.to_be_bytes())?;
+                    let indexed = keys.get(r.key.as_bytes())?;
+                    if indexed.as_deref() == Some(&r.number.to_be_bytes()[..]) {
+                        keys.remove(r.key.as_bytes())?;
+                    }
+                }
+                for w in written {
+                    orders.insert(&w.number.to_be_bytes(), encode(w))?;
+                    keys.insert(w.key.as_bytes(), &w.number.to_be_bytes())?;
+                }
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| OrderError::Storage(format!("transaction failed: {e:?}")))?;
+        // Adjust the in-memory figures only after the commit succeeded. An order
+        // overwritten in place was counted in `removed` first, so the sums stay right.
+        let mut digest = self.digest.load(Ordering::SeqCst);
+        let mut count = self.count.load(Ordering::SeqCst);
+        for r in removed {
+            digest = digest.wrapping_sub(order_hash(r));
+            count -= 1;
+        }
+        for w in written {
+            digest = digest.wrapping_add(order_hash(w));
+            count += 1;
+        }
+        self.digest.store(digest, Ordering::SeqCst);
+        self.count.store(count, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Makes every write so far durable (on the blocking pool).
+    pub async fn flush(&self) -> Result<(), OrderError> {
+        common::flush::flush_blocking(&self.db)
+            .await
+            .map_err(|e| OrderError::Storage(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(number: u64, epoch: u64, key: &str) -> OrderRecord {
+        OrderRecord {
+            number,
+            name: "Tux".into(),
+            quantity: 1,
+            key: key.into(),
+            epoch,
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        (dir, store)
+    }
+
+    #[test]
+    fn appended_orders_are_found_by_number_and_key() {
+        let (_dir, store) = open();
+        store
+            .append(&[rec(0, 1, "a"), rec(1, 1, "b")])
+            .expect("append");
+        assert_eq!(store.order(1).expect("read"), Some(rec(1, 1, "b")));
+        assert_eq!(store.by_key("a").expect("read"), Some(rec(0, 1, "a")));
+        assert_eq!(store.last().expect("read"), Some(rec(1, 1, "b")));
+        assert_eq!(store.count(), 2);
+    }
+
+    #[test]
+    fn a_conflicting_entry_replaces_the_divergent_tail() {
+        let (_dir, store) = open();
+        store
+            .append(&[rec(0, 1, "a"), rec(1, 1, "b"), rec(2, 1, "c")])
+            .expect("append");
+        let change = store.append(&[rec(1, 2, "x")]).expect("append");
+        assert_eq!(change.removed, vec![rec(1, 1, "b"), rec(2, 1, "c")]);
+        assert_eq!(store.last().expect("read"), Some(rec(1, 2, "x")));
+        assert_eq!(store.by_key("b").expect("read"), None);
+        assert_eq!(store.by_key("c").expect("read"), None);
+        assert_eq!(store.count(), 2);
+    }
+
+    #[test]
+    fn re_sending_held_entries_changes_nothing() {
+        let (_dir, store) = open();
+        store
+            .append(&[rec(0, 1, "a"), rec(1, 1, "b")])
+            .expect("append");
+        let digest = store.digest();
+        let change = store
+            .append(&[rec(0, 1, "a"), rec(1, 1, "b")])
+            .expect("append");
+        assert_eq!(change, Change::default());
+        assert_eq!(store.digest(), digest);
+    }
+
+    #[test]
+    fn the_digest_depends_on_content_not_on_history() {
+        let (_d1, one) = open();
+        let (_d2, two) = open();
+        one.append(&[rec(0, 1, "a"), rec(1, 1, "b")])
+            .expect("append");
+        two.append(&[rec(0, 1, "a"), rec(1, 1, "zz")])
+            .expect("append");
+        assert_ne!(one.digest(), two.digest());
+        two.append(&[rec(1, 1, "b")]).expect("replace");
+        assert_eq!(one.digest(), two.digest());
+        two.truncate_after(Some(0)).expect("truncate");
+        one.truncate_after(Some(0)).expect("truncate");
+        assert_eq!(one.digest(), two.digest());
+        assert_eq!(one.count(), 1);
+    }
+
+    #[test]
+    fn figures_are_rebuilt_on_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let digest = {
+            let store = Store::open(dir.path()).expect("open");
+            store
+                .append(&[rec(0, 1, "a"), rec(1, 1, "b")])
+                .expect("append");
+            store.set_epoch(7).expect("epoch");
+            store.digest()
+        };
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.digest(), digest);
+        assert_eq!(store.count(), 2);
+        assert_eq!(store.epoch().expect("epoch"), 7);
+    }
+}

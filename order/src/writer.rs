@@ -1,0 +1,178 @@
+//! The leader's write path: one task that turns queued orders into durable,
+//! replicated history, many at a time (group commit).
+//!
+//! Handlers submit a [`NewOrder`] whose stock the catalog has already taken. The task
+//! drains the queue, and for the whole batch under the log lock: answers keys it
+//! already holds, numbers the rest (`last + 1`, ...), writes them in one transaction,
+//! flushes once, sends them to every follower in one request each (in parallel), and
+//! waits until every reachable follower has flushed them. Only then does any waiter
+//! get its order number. A follower that answers "stale epoch" means a newer leader
+//! exists: this replica steps down and every waiter hears "not leader", so the
+//! front-end retries on the new leader with the same key.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use common::client::PeerError;
+use common::wire::{NewOrder, OrderRecord, Replicate};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::config::Fault;
+use crate::error::OrderError;
+use crate::replica::Replica;
+
+/// Most orders written in one batch.
+const MAX_BATCH: usize = 1024;
+
+/// A queued order and where its answer goes.
+pub struct Submit {
+    pub order: NewOrder,
+    pub reply: oneshot::Sender<Result<u64, OrderError>>,
+}
+
+/// Handle to the writer task; it stops when every handle is dropped.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Submit>,
+}
+
+impl Writer {
+    pub fn start(replica: Replica, fault: Option<Fault>) -> Self {
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(write_loop(replica, rx, fault));
+        Writer { tx }
+    }
+
+    /// Queues `order` and waits for its number.
+    pub async fn submit(&self, order: NewOrder) -> Result<u64, OrderError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Submit { order, reply })
+            .await
+            .map_err(|_| OrderError::Storage("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| OrderError::Storage("the writer has stopped".into()))?
+    }
+}
+
+async fn write_loop(replica: Replica, mut rx: mpsc::Receiver<Submit>, fault: Option<Fault>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let answers = write_batch(&replica, &mut batch, fault).await;
+        for (submit, answer) in batch.drain(..).zip(answers) {
+            let _ = submit.reply.send(answer);
+        }
+    }
+}
+
+/// Writes and replicates one batch; returns one answer per submitted order.
+async fn write_batch(
+    replica: &Replica,
+    batch: &mut [Submit],
+    fault: Option<Fault>,
+) -> Vec<Result<u64, OrderError>> {
+    let log = replica.lock_log().await;
+    let leadership = replica.leadership();
+    let not_leader = || OrderError::NotLeader {
+        id: replica.id(),
+        leader: leadership.leader,
+    };
+    if !leadership.accepts_writes() {
+        return batch.iter().map(|_| Err(not_leader())).collect();
+    }
+    let store = replica.store();
+    let fail_all = |e: OrderError| -> Vec<Result<u64, OrderError>> {
+        let message = e.to_string();
+        batch
+            .iter()
+            .map(|_| Err(OrderError::Storage(message.clone())))
+            .collect()
+    };
+    let prev = match store.last_pos() {
+        Ok(p) => p,
+        Err(e) => return fail_all(e),
+    };
+    let mut next = prev.as_ref().map_or(0, |p| p.number + 1);
+
+    let mut fresh: Vec<OrderRecord> = Vec::new();
+    let mut in_batch: HashMap<String, usize> = HashMap::new();
+    let mut answers = Vec::with_capacity(batch.len());
+    for submit in batch.iter() {
+        let order = &submit.order;
+        let held = match store.by_key(&order.key) {
+            Ok(held) => held,
+            Err(e) => return fail_all(e),
+        };
+        let earlier = held.or_else(|| in_batch.get(&order.key).map(|&i| fresh[i].clone()));
+        answers.push(match earlier {
+            Some(r) if same_order(&r, order) => Ok(r.number),
+            Some(_) => Err(OrderError::KeyReused(order.key.clone())),
+            None => {
+                in_batch.insert(order.key.clone(), fresh.len());
+                fresh.push(OrderRecord {
+                    number: next,
+                    name: order.name.clone(),
+                    quantity: order.quantity,
+                    key: order.key.clone(),
+                    epoch: leadership.epoch,
+                });
+                next += 1;
+                Ok(next - 1)
+            }
+        });
+    }
+    if fresh.is_empty() {
+        return answers;
+    }
+
+    if let Err(e) = store.append(&fresh) {
+        return fail_all(e);
+    }
+    if let Err(e) = store.flush().await {
+        return fail_all(e);
+    }
+    if fault == Some(Fault::CrashBeforeReplicate) {
+        tracing::error!("fault injection: crashing before replication");
+        std::process::abort();
+    }
+
+    let request = Arc::new(Replicate {
+        leader_id: replica.id(),
+        epoch: leadership.epoch,
+        prev,
+        entries: fresh,
+    });
+    let mut sends = JoinSet::new();
+    for (id, url) in replica.peers() {
+        let client = replica.client().clone();
+        let (id, url, request) = (*id, url.clone(), request.clone());
+        sends.spawn(async move { (id, client.replicate(&url, &request).await) });
+    }
+    let mut deposed = false;
+    while let Some(done) = sends.join_next().await {
+        let Ok((peer, result)) = done else { continue };
+        match result {
+            Ok(_) => {}
+            Err(PeerError::Status { status, message }) if status == StatusCode::CONFLICT => {
+                tracing::warn!(peer, %message, "follower refused our epoch");
+                deposed = true;
+            }
+            Err(e) => {
+                tracing::debug!(peer, error = %e, "follower skipped; it will catch up");
+            }
+        }
+    }
+    if deposed {
+        replica.step_down(&log);
+        return batch.iter().map(|_| Err(not_leader())).collect();
+    }
+    answers
+}
+
+/// A repeated key must name the same toy (in any capitalisation) and quantity.
+fn same_order(held: &OrderRecord, order: &NewOrder) -> bool {
+    held.quantity == order.quantity && held.name.to_lowercase() == order.name.to_lowercase()
+}
