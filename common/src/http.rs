@@ -147,19 +147,6 @@ impl IntoResponse for crate::flush::FlushError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_comparison_needs_exact_match() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"ab", b"abc"));
-        assert!(!constant_time_eq(b"", b"abc"));
-    }
-}
-
 /// One path parameter as text; a rejection comes out in the contract's error shape.
 pub struct PathParam(pub String);
 
@@ -178,5 +165,18 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathParam {
                     message: r.body_text(),
                 })?;
         Ok(PathParam(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison_needs_exact_match() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+        assert!(!constant_time_eq(b"", b"abc"));
     }
 }

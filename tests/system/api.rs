@@ -1,0 +1,284 @@
+//! The public REST contract: shapes, errors, idempotency, tokens.
+
+use serde_json::json;
+
+use crate::helpers::{Cluster, Options};
+
+#[tokio::test]
+async fn products_orders_and_order_reads_have_the_spec_shapes() {
+    let cluster = Cluster::start(Options::default()).await;
+
+    let (status, body) = cluster.get("/products/Tux").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"data": {"name": "Tux", "price": 15.99, "quantity": 100}})
+    );
+
+    let (status, body) = cluster.order("Tux", 2, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"data": {"order_number": 0}}));
+    let (_, body) = cluster.order("Whale", 1, None).await;
+    assert_eq!(body, json!({"data": {"order_number": 1}}));
+
+    let (status, body) = cluster.get("/orders/0").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"data": {"number": 0, "name": "Tux", "quantity": 2}})
+    );
+
+    let (status, body) = cluster.get("/products").await;
+    assert_eq!(status, 200);
+    let all = body["data"].as_array().expect("list");
+    assert!(all.len() >= 20);
+    assert!(all.contains(&json!({"name": "Tux", "price": 15.99, "quantity": 98})));
+
+    let (status, body) = cluster.get("/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["leader"], json!(3));
+    for field in ["enabled", "capacity", "size", "hits", "misses", "evictions"] {
+        assert!(
+            body["cache"].get(field).is_some(),
+            "cache figure {field} missing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn names_match_case_insensitively_and_may_be_url_encoded() {
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        ..Options::default()
+    })
+    .await;
+    let (status, body) = cluster.get("/products/rubik's%20cUBE").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["name"], "Rubik's Cube");
+    let (status, body) = cluster.get("/products/Rubik%27s%20Cube").await;
+    assert_eq!(
+        (status, &body["data"]["name"]),
+        (200, &json!("Rubik's Cube"))
+    );
+    let (status, body) = cluster.get("/products/etch%20a%20sketch").await;
+    assert_eq!(
+        (status, &body["data"]["name"]),
+        (200, &json!("Etch A Sketch"))
+    );
+
+    let (status, body) = cluster.order("mr. potato head", 1, None).await;
+    assert_eq!(status, 200, "{body}");
+    let n = body["data"]["order_number"].as_u64().expect("number");
+    let (_, body) = cluster.get(&format!("/orders/{n}")).await;
+    assert_eq!(
+        body["data"]["name"], "Mr. Potato Head",
+        "orders keep the canonical name"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_json_errors_and_changes_nothing() {
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        initial_stock: 5,
+        ..Options::default()
+    })
+    .await;
+    let url = format!("{}/orders", cluster.url("frontend"));
+    let post = |body: &'static str| {
+        let req = cluster
+            .http
+            .post(url.clone())
+            .body(body)
+            .header("content-type", "application/json");
+        async move {
+            let resp = req.send().await.expect("POST");
+            let status = resp.status().as_u16();
+            (
+                status,
+                resp.json::<serde_json::Value>()
+                    .await
+                    .expect("JSON error body"),
+            )
+        }
+    };
+    let cases: &[(&str, u16)] = &[
+        ("not json", 400),
+        ("", 400),
+        ("{\"name\": \"Tux\"}", 400),
+        ("{\"quantity\": 1}", 400),
+        ("{\"name\": \"Tux\", \"quantity\": 0}", 400),
+        ("{\"name\": \"Tux\", \"quantity\": -1}", 400),
+        ("{\"name\": \"Tux\", \"quantity\": 1.5}", 400),
+        ("{\"name\": \"Tux\", \"quantity\": \"1\"}", 400),
+        ("{\"name\": \"\", \"quantity\": 1}", 400),
+        ("{\"name\": 7, \"quantity\": 1}", 400),
+        ("[1, 2]", 400),
+        ("{\"name\": \"Unicorn\", \"quantity\": 1}", 404),
+        ("{\"name\": \"Tux\", \"quantity\": 6}", 409),
+        (
+            "{\"name\": \"Tux\", \"quantity\": 18446744073709551615}",
+            409,
+        ),
+    ];
+    for (body, want) in cases {
+        let (status, json) = post(body).await;
+        assert_eq!(status, *want, "body {body:?} → {json}");
+        assert_eq!(json["error"]["code"], json!(want), "body {body:?} → {json}");
+        assert!(json["error"]["message"].is_string());
+    }
+
+    for (path, want) in [
+        ("/orders/abc", 400),
+        ("/orders/-1", 400),
+        ("/orders/1.5", 400),
+        ("/orders/0", 404),
+        ("/orders/99999999999999999999999", 400),
+        ("/products/Unicorn", 404),
+        ("/nowhere", 404),
+    ] {
+        let (status, json) = cluster.get(path).await;
+        assert_eq!(
+            (status, &json["error"]["code"]),
+            (want, &json!(want)),
+            "{path} → {json}"
+        );
+    }
+
+    let big = format!("{{\"name\": \"{}\", \"quantity\": 1}}", "x".repeat(20_000));
+    let resp = cluster
+        .http
+        .post(url.clone())
+        .body(big)
+        .send()
+        .await
+        .expect("POST");
+    assert!(resp.status().is_client_error());
+    let json: serde_json::Value = resp.json().await.expect("JSON error");
+    assert!(json["error"]["code"].is_number());
+
+    let resp = cluster
+        .http
+        .post(url.clone())
+        .header("Idempotency-Key", "has space")
+        .body("{\"name\": \"Tux\", \"quantity\": 1}")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resp.status().as_u16(), 400);
+
+    // Nothing above changed anything.
+    assert_eq!(cluster.catalog_quantity("Tux").await, 5);
+    assert_eq!(cluster.get("/orders/0").await.0, 404);
+    assert_eq!(cluster.replica(1).await["orders"], json!(0));
+}
+
+#[tokio::test]
+async fn a_retried_order_with_the_same_key_is_applied_once() {
+    let cluster = Cluster::start(Options::default()).await;
+    let (s1, first) = cluster.order("Barbie", 3, Some("client-key-1")).await;
+    let (s2, again) = cluster.order("barbie", 3, Some("client-key-1")).await;
+    assert_eq!((s1, s2), (200, 200));
+    assert_eq!(first, again);
+    assert_eq!(cluster.catalog_quantity("Barbie").await, 97);
+
+    let (status, body) = cluster.order("Barbie", 4, Some("client-key-1")).await;
+    assert_eq!(
+        status, 422,
+        "a key reused for another order is refused: {body}"
+    );
+    assert_eq!(cluster.catalog_quantity("Barbie").await, 97);
+
+    let (_, other) = cluster.order("Barbie", 3, Some("client-key-2")).await;
+    assert_ne!(other["data"]["order_number"], first["data"]["order_number"]);
+    assert_eq!(cluster.catalog_quantity("Barbie").await, 94);
+}
+
+#[tokio::test]
+async fn internal_endpoints_refuse_requests_without_the_token() {
+    let cluster = Cluster::start(Options {
+        replicas: 2,
+        ..Options::default()
+    })
+    .await;
+    let http = &cluster.http;
+    let attempts = [
+        (
+            cluster.url("catalog") + "/internal/buy",
+            json!({"name": "Tux", "quantity": 5, "key": "k"}),
+        ),
+        (
+            cluster.url("frontend") + "/internal/invalidate",
+            json!({"name": "Tux", "version": 99}),
+        ),
+        (
+            cluster.url("order2") + "/orders",
+            json!({"name": "Tux", "quantity": 5, "key": "k"}),
+        ),
+        (
+            cluster.url("order1") + "/internal/leader",
+            json!({"leader_id": 1, "epoch": 99}),
+        ),
+        (
+            cluster.url("order1") + "/internal/replicate",
+            json!({"leader_id": 2, "epoch": 99, "prev": null,
+                   "entries": [{"number": 0, "name": "Tux", "quantity": 5, "key": "k", "epoch": 99}]}),
+        ),
+    ];
+    for (url, body) in attempts {
+        for token in [None, Some("wrong-token")] {
+            let mut req = http.post(&url).json(&body);
+            if let Some(t) = token {
+                req = req.header(common::TOKEN_HEADER, t);
+            }
+            let resp = req.send().await.expect("POST");
+            assert_eq!(
+                resp.status().as_u16(),
+                401,
+                "{url} accepted token {token:?}"
+            );
+            let json: serde_json::Value = resp.json().await.expect("JSON error");
+            assert_eq!(json["error"]["code"], json!(401));
+        }
+    }
+    assert_eq!(cluster.catalog_quantity("Tux").await, 100);
+    for id in [1, 2] {
+        let r = cluster.replica(id).await;
+        assert_eq!(
+            (r["orders"].clone(), r["epoch"].clone()),
+            (json!(0), json!(1))
+        );
+    }
+    assert_eq!(cluster.get("/health").await.1["leader"], json!(2));
+}
+
+#[tokio::test]
+async fn unreachable_services_give_503() {
+    let mut cluster = Cluster::start(Options {
+        replicas: 1,
+        failover_ms: 1_000,
+        ..Options::default()
+    })
+    .await;
+    cluster.kill("catalog");
+    let (status, body) = cluster.get("/products/Slinky").await;
+    assert_eq!((status, &body["error"]["code"]), (503, &json!(503)));
+    let (status, body) = cluster.order("Slinky", 1, None).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!(503)),
+        "{body}"
+    );
+
+    cluster.start_service("catalog").await;
+    cluster.kill("order1");
+    let (status, body) = cluster.order("Slinky", 1, None).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!(503)),
+        "{body}"
+    );
+    let (status, _) = cluster.get("/orders/0").await;
+    assert_eq!(status, 503);
+    assert_eq!(cluster.catalog_quantity("Slinky").await, 100);
+}

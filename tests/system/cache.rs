@@ -1,0 +1,164 @@
+//! The front-end cache: LRU, hits and misses, and coherence with the catalog.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{eventually, Cluster, Options};
+
+async fn cache_stats(cluster: &Cluster) -> Value {
+    cluster.get("/health").await.1["cache"].clone()
+}
+
+#[tokio::test]
+async fn repeated_lookups_hit_and_the_least_recently_used_toy_is_evicted() {
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        cache_capacity: 3,
+        ..Options::default()
+    })
+    .await;
+    for _ in 0..3 {
+        cluster.quantity("Tux").await;
+    }
+    let s = cache_stats(&cluster).await;
+    assert_eq!(
+        (s["hits"].clone(), s["misses"].clone()),
+        (json!(2), json!(1))
+    );
+
+    for toy in ["Fox", "Whale"] {
+        cluster.quantity(toy).await;
+    }
+    cluster.quantity("Tux").await; // Tux is now the most recently used
+    cluster.quantity("Dolphin").await; // evicts Fox, the least recently used
+    let s = cache_stats(&cluster).await;
+    assert_eq!(
+        (s["size"].clone(), s["evictions"].clone()),
+        (json!(3), json!(1))
+    );
+    let misses = s["misses"].as_u64().expect("misses");
+    cluster.quantity("Tux").await;
+    assert_eq!(
+        cache_stats(&cluster).await["misses"],
+        json!(misses),
+        "Tux stayed cached"
+    );
+    cluster.quantity("Fox").await;
+    assert_eq!(
+        cache_stats(&cluster).await["misses"],
+        json!(misses + 1),
+        "Fox was evicted"
+    );
+
+    for toy in ["LEGO", "Uno", "Clue", "Chess", "Bubbles", "Slinky"] {
+        cluster.quantity(toy).await;
+        assert!(cache_stats(&cluster).await["size"].as_u64() <= Some(3));
+    }
+}
+
+#[tokio::test]
+async fn an_order_shows_at_once_and_a_restock_within_its_period() {
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        initial_stock: 4,
+        restock_amount: 9,
+        restock_period_ms: 500,
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(cluster.quantity("Clue").await, 4);
+    cluster.order_ok("Clue", 1).await;
+    assert_eq!(
+        cluster.quantity("Clue").await,
+        3,
+        "the ordering client sees its order at once"
+    );
+    cluster.order_ok("Clue", 3).await;
+    assert_eq!(cluster.quantity("Clue").await, 0);
+    assert!(
+        eventually(Duration::from_millis(500 + 1_500), || async {
+            cluster.quantity("Clue").await == 9
+        })
+        .await,
+        "the restock reached the front-end's cache"
+    );
+    assert!(cache_stats(&cluster).await["invalidations"].as_u64() >= Some(1));
+}
+
+#[tokio::test]
+async fn a_lookup_racing_an_invalidation_does_not_cache_the_old_quantity() {
+    // Every cache fill waits 700 ms after reading the catalog, so a stock change can
+    // land in between, deterministically.
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        fill_delay_ms: 700,
+        ..Options::default()
+    })
+    .await;
+    let slow_lookup = {
+        let (http, url) = (
+            cluster.http.clone(),
+            cluster.url("frontend") + "/products/Slinky",
+        );
+        tokio::spawn(async move {
+            http.get(url)
+                .send()
+                .await
+                .expect("GET")
+                .json::<Value>()
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Another front-end's order, straight at the catalog: only the pushed
+    // invalidation can tell this front-end about it.
+    let resp = cluster
+        .http
+        .post(cluster.url("catalog") + "/internal/buy")
+        .header(common::TOKEN_HEADER, &cluster.token)
+        .json(&json!({"name": "Slinky", "quantity": 5, "key": "elsewhere-1"}))
+        .send()
+        .await
+        .expect("buy");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            cache_stats(&cluster).await["invalidations"].as_u64() >= Some(1)
+        })
+        .await,
+        "the invalidation arrived while the lookup was still filling"
+    );
+    let old = slow_lookup.await.expect("join").expect("json");
+    assert_eq!(
+        old["data"]["quantity"],
+        json!(100),
+        "the racing lookup read before the buy"
+    );
+    assert_eq!(
+        cache_stats(&cluster).await["size"],
+        json!(0),
+        "its stale value was not cached"
+    );
+    assert_eq!(cluster.quantity("Slinky").await, 95);
+    assert_eq!(cluster.quantity("Slinky").await, 95);
+}
+
+#[tokio::test]
+async fn with_the_cache_off_every_lookup_reaches_the_catalog() {
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        cache: false,
+        ..Options::default()
+    })
+    .await;
+    for _ in 0..5 {
+        cluster.quantity("Hot Wheels").await;
+    }
+    let s = cache_stats(&cluster).await;
+    assert_eq!(s["enabled"], json!(false));
+    assert_eq!(
+        (s["hits"].clone(), s["misses"].clone(), s["size"].clone()),
+        (json!(0), json!(5), json!(0))
+    );
+}

@@ -1,0 +1,10 @@
+//! System tests: real service binaries, real sockets, real sled directories, and
+//! SIGKILL where a test is about crashes. Each test starts its own cluster on free
+//! ports (see `helpers`). Set `TEST_LOG=debug` for chattier service logs; the logs of
+//! a failed test's cluster are printed with its failure.
+
+mod api;
+mod cache;
+mod crash;
+mod helpers;
+mod replication;
