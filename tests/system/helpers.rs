@@ -46,11 +46,21 @@ impl Default for Options {
 fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/system-<hash> → target/<profile> → target
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target profile directory")
+            .to_path_buf();
+        let target_dir = profile_dir.parent().expect("target directory");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args([
             "build", "--quiet", "-p", "catalog", "-p", "order", "-p", "frontend", "--bins",
         ])
+        .arg("--target-dir")
+        .arg(target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
@@ -59,12 +69,7 @@ fn bin_dir() -> &'static Path {
             .status()
             .expect("run cargo build for the service binaries");
         assert!(status.success(), "building the service binaries failed");
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/system-<hash> → target/<profile>
-        exe.parent()
-            .and_then(Path::parent)
-            .expect("target directory")
-            .to_path_buf()
+        profile_dir
     })
 }
 
