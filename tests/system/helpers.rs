@@ -42,8 +42,9 @@ impl Default for Options {
     }
 }
 
-/// Builds the service binaries once per test process; returns their directory.
-fn bin_dir() -> &'static Path {
+/// Builds the service binaries (and the client) once per test process; returns their
+/// directory.
+pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let exe = std::env::current_exe().expect("test executable path");
@@ -71,6 +72,19 @@ fn bin_dir() -> &'static Path {
         assert!(status.success(), "building the service binaries failed");
         profile_dir
     })
+}
+
+/// A port base B whose ports B+80, B+81 and B+91..=93 (run.sh's layout) are free.
+pub fn free_port_base() -> u16 {
+    let start = 20_000 + (std::process::id() % 300) as u16 * 100;
+    (0..300u16)
+        .map(|i| 20_000 + (start - 20_000 + i * 100) % 30_000)
+        .find(|base| {
+            [80u16, 81, 91, 92, 93]
+                .iter()
+                .all(|off| TcpListener::bind(("127.0.0.1", base + off)).is_ok())
+        })
+        .expect("a free port range")
 }
 
 /// Free loopback ports (all bound at once, so they differ).

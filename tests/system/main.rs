@@ -5,6 +5,7 @@
 
 mod api;
 mod cache;
+mod chaos;
 mod crash;
 mod helpers;
 mod replication;

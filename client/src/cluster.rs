@@ -1,0 +1,221 @@
+//! What the evaluation and the chaos experiment need from a cluster: one of their own,
+//! started, restarted, crashed and stopped through `run.sh` (on its own ports and data
+//! directory, so it never touches the cluster you started yourself), and the replicas'
+//! and catalog's figures.
+
+use std::path::PathBuf;
+
+use std::time::{Duration, Instant};
+
+use common::client::{CatalogClient, ClusterClient, OrderClient};
+use common::config::Replicas;
+use common::wire::{ReplicaStatus, Role, StockTotals};
+use reqwest::Url;
+
+use crate::ClientError;
+
+/// A cluster of the experiment's own, driven by `run.sh`.
+#[derive(Debug, Clone)]
+pub struct RunSh {
+    pub script: PathBuf,
+    /// Ports: front-end `base + 80`, catalog `base + 81`, replicas `base + 91..=93`.
+    pub port_base: u16,
+    /// Data directory (wiped by [`RunSh::fresh_start`]).
+    pub data_dir: PathBuf,
+    /// Stock of every toy, so that the experiment does not just sell out.
+    pub initial_stock: u64,
+}
+
+impl RunSh {
+    pub fn frontend_url(&self) -> Url {
+        self.url(80)
+    }
+
+    fn url(&self, offset: u16) -> Url {
+        // The port is at most 65535 (checked by the CLI), so the URL always parses.
+        Url::parse(&format!("http://127.0.0.1:{}", self.port_base + offset))
+            .unwrap_or_else(|_| Url::parse("http://127.0.0.1").expect("static URL"))
+    }
+
+    /// Wipes the data directory and starts the whole cluster.
+    pub async fn fresh_start(&self) -> Result<(), ClientError> {
+        self.run(&["stop"], &[]).await?;
+        if self.data_dir.exists() {
+            std::fs::remove_dir_all(&self.data_dir)
+                .map_err(|e| ClientError::Other(format!("{}: {e}", self.data_dir.display())))?;
+        }
+        println!(
+            "starting a cluster on ports {}-{} with data in {}",
+            self.port_base + 80,
+            self.port_base + 93,
+            self.data_dir.display()
+        );
+        self.run(&[], &[]).await
+    }
+
+    /// An inspector of this cluster (the token is the one `run.sh` created).
+    pub fn inspector(&self) -> Result<Inspector, ClientError> {
+        let path = self.data_dir.join("cluster.token");
+        let token = std::fs::read_to_string(&path)
+            .map_err(|e| ClientError::Other(format!("{}: {e}", path.display())))?;
+        let replicas = Replicas((1..=3).map(|i| (i as u32, self.url(90 + i))).collect());
+        Inspector::new(replicas, self.url(81), self.frontend_url(), token.trim())
+    }
+
+    /// Runs `run.sh <args>` with extra environment variables; fails with its output.
+    pub async fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Result<(), ClientError> {
+        let mut cmd = tokio::process::Command::new("bash");
+        cmd.arg(&self.script)
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        let port = |offset: u16| (self.port_base + offset).to_string();
+        cmd.env("TOYSTORE_DATA_DIR", &self.data_dir)
+            .env("FRONTEND_PORT", port(80))
+            .env("CATALOG_PORT", port(81))
+            .env("ORDER1_PORT", port(91))
+            .env("ORDER2_PORT", port(92))
+            .env("ORDER3_PORT", port(93))
+            .env("CATALOG_INITIAL_STOCK", self.initial_stock.to_string())
+            .env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().await.map_err(|e| {
+            ClientError::Other(format!("cannot run {}: {e}", self.script.display()))
+        })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(ClientError::Other(format!(
+                "{} {} failed:\n{}{}",
+                self.script.display(),
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    }
+}
+
+/// Read access to the services' internal figures.
+pub struct Inspector {
+    replicas: Replicas,
+    orders: OrderClient,
+    catalog: CatalogClient,
+    frontend: Url,
+    http: reqwest::Client,
+}
+
+impl Inspector {
+    pub fn new(
+        replicas: Replicas,
+        catalog: Url,
+        frontend: Url,
+        token: &str,
+    ) -> Result<Self, ClientError> {
+        let cluster = ClusterClient::new(token).map_err(|e| ClientError::Other(e.to_string()))?;
+        Ok(Inspector {
+            replicas,
+            orders: OrderClient::new(cluster.clone()),
+            catalog: CatalogClient::new(cluster, catalog),
+            frontend,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    pub fn replica_ids(&self) -> Vec<u32> {
+        let mut ids = self.replicas.ids_descending();
+        ids.reverse();
+        ids
+    }
+
+    /// Status of every replica that answers.
+    pub async fn statuses(&self) -> Vec<ReplicaStatus> {
+        let mut out = Vec::new();
+        for (_, url) in &self.replicas.0 {
+            if let Ok(s) = self.orders.status(url).await {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// The replica that leads at the highest epoch, if any.
+    pub async fn leader(&self) -> Option<u32> {
+        self.statuses()
+            .await
+            .into_iter()
+            .filter(|s| s.role == Role::Leader && s.ready)
+            .max_by_key(|s| s.epoch)
+            .map(|s| s.id)
+    }
+
+    /// Waits until every replica is up, ready and reports the same digest.
+    pub async fn converged(
+        &self,
+        timeout: Duration,
+    ) -> Result<Vec<ReplicaStatus>, Vec<ReplicaStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let all = self.statuses().await;
+            let same = all.len() == self.replicas.0.len()
+                && all.iter().all(|s| {
+                    s.ready
+                        && s.digest == all[0].digest
+                        && s.orders == all[0].orders
+                        && s.last_order == all[0].last_order
+                });
+            if same {
+                return Ok(all);
+            }
+            if Instant::now() > deadline {
+                return Err(all);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn stock_totals(&self) -> Result<StockTotals, ClientError> {
+        self.catalog
+            .totals()
+            .await
+            .map_err(|e| ClientError::Other(format!("catalog totals: {e}")))
+    }
+
+    /// Units ordered and number of orders, read from replica `id`'s whole history.
+    pub async fn ordered_units(&self, id: u32) -> Result<(u64, u64), ClientError> {
+        let url = self
+            .replicas
+            .url(id)
+            .ok_or_else(|| ClientError::Other(format!("no replica {id}")))?;
+        let (mut units, mut count, mut from) = (0u64, 0u64, 0u64);
+        loop {
+            let page =
+                self.orders.log_page(url, from, 1000).await.map_err(|e| {
+                    ClientError::Other(format!("reading orders of replica {id}: {e}"))
+                })?;
+            let Some(last) = page.entries.last() else {
+                break;
+            };
+            from = last.number + 1;
+            count += page.entries.len() as u64;
+            units += page.entries.iter().map(|r| r.quantity).sum::<u64>();
+        }
+        Ok((units, count))
+    }
+
+    /// The front-end's cache figures (`hits`, `misses`, ...).
+    pub async fn cache_stats(&self) -> Result<serde_json::Value, ClientError> {
+        let url = common::client::endpoint(&self.frontend, &["health"]);
+        let body: serde_json::Value = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| ClientError::Other(format!("front-end health: {e}")))?
+            .json()
+            .await
+            .map_err(|e| ClientError::Other(format!("front-end health: {e}")))?;
+        Ok(body["cache"].clone())
+    }
+}

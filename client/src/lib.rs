@@ -1,0 +1,22 @@
+//! toystore's client tools: load sessions, the evaluation and the crash experiment.
+//!
+//! Modules:
+//! - [`session`]: the lab's client session (query, maybe order, read orders back).
+//! - [`stats`]: latency summaries and error counts.
+//! - [`eval`]: p × cache sweep, CSV, plots ([`plot`]) and `docs/EVALUATION.md`.
+//! - [`chaos`]: kill replicas while sessions run, then check the guarantees.
+//! - [`cluster`]: `run.sh` control and the services' internal figures.
+
+pub mod chaos;
+pub mod cluster;
+pub mod eval;
+pub mod plot;
+pub mod session;
+pub mod stats;
+
+/// Why a client command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Other(String),
+}

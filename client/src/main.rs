@@ -1,0 +1,247 @@
+//! `client`: load sessions (`run`), the evaluation (`eval`) and the crash experiment
+//! (`chaos`) against a toystore started with `./run.sh`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use client::cluster::{Inspector, RunSh};
+use client::session::{run_sessions, Plan};
+use client::ClientError;
+use common::config::parse_url;
+use reqwest::Url;
+
+#[derive(Parser)]
+#[command(
+    name = "client",
+    version,
+    about = "toystore client: load, evaluation, chaos"
+)]
+struct Cli {
+    /// Front-end base URL (of `run`; eval and chaos start a cluster of their own).
+    #[arg(long, env = "TOYSTORE_URL", default_value = "http://127.0.0.1:8080", value_parser = parse_url, global = true)]
+    url: Url,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run client sessions and report latencies, failures and order checks.
+    Run {
+        /// Concurrent sessions.
+        #[arg(long, default_value_t = 5)]
+        sessions: usize,
+        /// Probability of ordering a toy that is in stock.
+        #[arg(long, default_value_t = 0.5, value_parser = parse_p)]
+        p: f64,
+        /// Product queries per session.
+        #[arg(long, default_value_t = 1000)]
+        iterations: u64,
+        /// Seed of the random choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// p = 0..0.8 × cache on/off; writes CSV, plots and EVALUATION.md.
+    Eval {
+        #[arg(long, default_value_t = 5)]
+        sessions: usize,
+        /// Product queries per session for each p and cache setting.
+        #[arg(long, default_value_t = 1000)]
+        iterations: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where EVALUATION.md and eval/ (CSV, PNG plots) go.
+        #[arg(long, default_value = "docs")]
+        out: PathBuf,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Kill order replicas while sessions run, then check the guarantees.
+    Chaos {
+        /// Replicas to kill in all.
+        #[arg(long, default_value_t = 10)]
+        kills: u32,
+        /// How many of the kills must hit the leader.
+        #[arg(long, default_value_t = 3)]
+        leader_kills: u32,
+        /// Pause before each kill, in ms.
+        #[arg(long, default_value_t = 1500)]
+        interval_ms: u64,
+        /// How long a killed replica stays down, in ms.
+        #[arg(long, default_value_t = 1000)]
+        down_ms: u64,
+        #[arg(long, default_value_t = 5)]
+        sessions: usize,
+        #[arg(long, default_value_t = 0.5, value_parser = parse_p)]
+        p: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write a markdown report here (e.g. docs/CHAOS.md).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+}
+
+/// The experiment's own cluster, started through run.sh on its own ports and data
+/// directory (so a cluster you started yourself is left alone), stopped at the end.
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Path of run.sh.
+    #[arg(long, default_value = "./run.sh")]
+    run_sh: PathBuf,
+    /// Ports: front-end BASE+80, catalog BASE+81, replicas BASE+91..93.
+    #[arg(long, default_value_t = 18000, value_parser = clap::value_parser!(u16).range(1024..65400))]
+    port_base: u16,
+    /// Data directory of the experiment's cluster (wiped at start) [default: data/<command>].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Initial stock of every toy (large, so that toys do not just sell out).
+    #[arg(long, default_value_t = 1_000_000)]
+    initial_stock: u64,
+}
+
+impl ClusterArgs {
+    fn run_sh(self, command: &str) -> RunSh {
+        RunSh {
+            script: self.run_sh,
+            port_base: self.port_base,
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from("data").join(command)),
+            initial_stock: self.initial_stock,
+        }
+    }
+}
+
+/// Starts the experiment's cluster, runs `experiment`, and stops the cluster again.
+async fn with_cluster<F, Fut, T>(run_sh: RunSh, experiment: F) -> Result<T, ClientError>
+where
+    F: FnOnce(RunSh, Inspector) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    run_sh.fresh_start().await?;
+    let result = match run_sh.inspector() {
+        Ok(inspector) => experiment(run_sh.clone(), inspector).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = run_sh.run(&["stop"], &[]).await {
+        eprintln!("client: stopping the experiment's cluster failed: {e}");
+    }
+    result
+}
+
+fn parse_p(s: &str) -> Result<f64, String> {
+    let p: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err("p must be between 0 and 1".into())
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("client: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<bool, ClientError> {
+    let command_line = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    match cli.command {
+        Command::Run {
+            sessions,
+            p,
+            iterations,
+            seed,
+        } => {
+            let plan = Plan {
+                url: cli.url,
+                sessions,
+                p,
+                iterations: Some(iterations),
+                seed,
+            };
+            let bar = indicatif::ProgressBar::new(sessions as u64 * iterations);
+            let record =
+                run_sessions(&plan, Arc::new(AtomicBool::new(false)), Some(bar.clone())).await?;
+            bar.finish_and_clear();
+            println!("{sessions} sessions, p = {p}, {iterations} queries each:");
+            record.print();
+            Ok(record.failures() == 0 && record.mismatches.is_empty())
+        }
+        Command::Eval {
+            sessions,
+            iterations,
+            seed,
+            out,
+            cluster,
+        } => {
+            with_cluster(cluster.run_sh("eval"), |run_sh, inspector| async move {
+                let plan = client::eval::EvalPlan {
+                    url: run_sh.frontend_url(),
+                    sessions,
+                    iterations,
+                    seed,
+                    run_sh,
+                    out,
+                    command: format!("cargo run --release -p client -- {command_line}"),
+                };
+                client::eval::run(plan, &inspector).await
+            })
+            .await?;
+            Ok(true)
+        }
+        Command::Chaos {
+            kills,
+            leader_kills,
+            interval_ms,
+            down_ms,
+            sessions,
+            p,
+            seed,
+            report,
+            cluster,
+        } => {
+            if leader_kills > kills {
+                return Err(ClientError::Other(
+                    "--leader-kills cannot exceed --kills".into(),
+                ));
+            }
+            with_cluster(cluster.run_sh("chaos"), |run_sh, inspector| async move {
+                let plan = client::chaos::ChaosPlan {
+                    load: Plan {
+                        url: run_sh.frontend_url(),
+                        sessions,
+                        p,
+                        iterations: None,
+                        seed,
+                    },
+                    kills,
+                    leader_kills,
+                    interval: Duration::from_millis(interval_ms),
+                    down: Duration::from_millis(down_ms),
+                    run_sh,
+                    seed,
+                    report,
+                    command: format!("cargo run --release -p client -- {command_line}"),
+                };
+                client::chaos::run(plan, &inspector).await
+            })
+            .await
+        }
+    }
+}

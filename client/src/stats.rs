@@ -1,0 +1,205 @@
+//! Latency samples and their summary (mean, p50, p99, max), and error counts by kind.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// The three request types a session makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// `GET /products/<name>`
+    Query,
+    /// `POST /orders`
+    Order,
+    /// `GET /orders/<n>` (read-back at the end of a session)
+    Lookup,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Query, Kind::Order, Kind::Lookup];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Query => "query",
+            Kind::Order => "order",
+            Kind::Lookup => "lookup",
+        }
+    }
+}
+
+/// Latency samples of one request type, in microseconds.
+#[derive(Debug, Clone, Default)]
+pub struct Samples(Vec<u64>);
+
+impl Samples {
+    pub fn record(&mut self, took: Duration) {
+        self.0
+            .push(took.as_micros().min(u128::from(u64::MAX)) as u64);
+    }
+
+    pub fn merge(&mut self, other: Samples) {
+        self.0.extend(other.0);
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut v = self.0.clone();
+        v.sort_unstable();
+        let n = v.len();
+        let pick = |q: f64| -> f64 {
+            if n == 0 {
+                return 0.0;
+            }
+            let i = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+            v[i] as f64 / 1000.0
+        };
+        Summary {
+            count: n as u64,
+            mean_ms: if n == 0 {
+                0.0
+            } else {
+                v.iter().sum::<u64>() as f64 / n as f64 / 1000.0
+            },
+            p50_ms: pick(0.50),
+            p99_ms: pick(0.99),
+            max_ms: v.last().map_or(0.0, |m| *m as f64 / 1000.0),
+        }
+    }
+}
+
+/// Summary of one request type's latencies, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Summary {
+    pub count: u64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:>7} req  mean {:>7.3} ms  p50 {:>7.3} ms  p99 {:>7.3} ms  max {:>8.3} ms",
+            self.count, self.mean_ms, self.p50_ms, self.p99_ms, self.max_ms
+        )
+    }
+}
+
+/// Everything a set of sessions measured.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    pub latencies: BTreeMap<Kind, Samples>,
+    /// Failures as the client saw them, by "request type: kind" (e.g. `order: 503`).
+    pub errors: BTreeMap<String, u64>,
+    /// Orders refused for lack of stock (409): expected when toys sell out.
+    pub sold_out: u64,
+    /// Orders placed and acknowledged.
+    pub orders: u64,
+    /// Orders whose read-back did not match what was ordered.
+    pub mismatches: Vec<String>,
+}
+
+impl Record {
+    pub fn latency(&mut self, kind: Kind, took: Duration) {
+        self.latencies.entry(kind).or_default().record(took);
+    }
+
+    pub fn error(&mut self, kind: Kind, what: impl fmt::Display) {
+        *self
+            .errors
+            .entry(format!("{}: {what}", kind.label()))
+            .or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: Record) {
+        for (k, s) in other.latencies {
+            self.latencies.entry(k).or_default().merge(s);
+        }
+        for (k, n) in other.errors {
+            *self.errors.entry(k).or_default() += n;
+        }
+        self.sold_out += other.sold_out;
+        self.orders += other.orders;
+        self.mismatches.extend(other.mismatches);
+    }
+
+    pub fn summary(&self, kind: Kind) -> Summary {
+        self.latencies
+            .get(&kind)
+            .cloned()
+            .unwrap_or_default()
+            .summary()
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// A human-readable report.
+    pub fn print(&self) {
+        for kind in Kind::ALL {
+            println!("  {:<7}{}", kind.label(), self.summary(kind));
+        }
+        println!(
+            "  orders placed {}, refused as sold out {}, read back wrong {}",
+            self.orders,
+            self.sold_out,
+            self.mismatches.len()
+        );
+        if self.errors.is_empty() {
+            println!("  client-visible failures: none");
+        } else {
+            println!("  client-visible failures:");
+            for (what, n) in &self.errors {
+                println!("    {n:>6}  {what}");
+            }
+        }
+        for m in self.mismatches.iter().take(10) {
+            println!("  mismatch: {m}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_the_right_samples() {
+        let mut s = Samples::default();
+        for ms in 1..=100u64 {
+            s.record(Duration::from_millis(ms));
+        }
+        let sum = s.summary();
+        assert_eq!(sum.count, 100);
+        assert_eq!(sum.p50_ms, 50.0);
+        assert_eq!(sum.p99_ms, 99.0);
+        assert_eq!(sum.max_ms, 100.0);
+        assert!((sum.mean_ms - 50.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_empty_summary_is_zero() {
+        assert_eq!(Samples::default().summary().count, 0);
+        assert_eq!(Samples::default().summary().p99_ms, 0.0);
+    }
+
+    #[test]
+    fn records_merge() {
+        let mut a = Record::default();
+        a.latency(Kind::Query, Duration::from_millis(1));
+        a.error(Kind::Order, "503");
+        let mut b = Record::default();
+        b.latency(Kind::Query, Duration::from_millis(3));
+        b.error(Kind::Order, "503");
+        b.orders = 2;
+        a.merge(b);
+        assert_eq!(a.summary(Kind::Query).count, 2);
+        assert_eq!(a.errors["order: 503"], 2);
+        assert_eq!((a.orders, a.failures()), (2, 2));
+    }
+}
