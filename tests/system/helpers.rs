@@ -57,12 +57,13 @@ pub fn bin_dir() -> &'static Path {
         let target_dir = profile_dir.parent().expect("target directory");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build", "--quiet", "-p", "catalog", "-p", "order", "-p", "frontend", "--bins",
-        ])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
+        cmd.args(["build", "--quiet", "--bins"])
+            .args([
+                "-p", "catalog", "-p", "order", "-p", "frontend", "-p", "client",
+            ])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
