@@ -6,7 +6,10 @@
 //! - [`eval`]: p × cache sweep, CSV, plots ([`plot`]) and `docs/EVALUATION.md`.
 //! - [`chaos`]: kill replicas while sessions run, then check the guarantees.
 //! - [`cluster`]: `run.sh` control and the services' internal figures.
+//! - [`bench`]: the benchmark against the bare [`baseline`] servers, with `wrk`.
 
+pub mod baseline;
+pub mod bench;
 pub mod chaos;
 pub mod cluster;
 pub mod eval;

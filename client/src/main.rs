@@ -87,8 +87,29 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Benchmark against bare baselines with wrk; writes PERFORMANCE.md.
+    Bench {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        duration: u64,
+        /// Where PERFORMANCE.md goes.
+        #[arg(long, default_value = "docs")]
+        out: PathBuf,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Serve a bare baseline (used by bench): a constant product body, or with
+    /// --upstream a proxy hop to it.
+    #[command(hide = true)]
+    Baseline {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long, value_parser = parse_url)]
+        upstream: Option<Url>,
+    },
 }
 
+/// Extra commands of the benchmark.
 /// The experiment's own cluster, started through run.sh on its own ports and data
 /// directory (so a cluster you started yourself is left alone), stopped at the end.
 #[derive(clap::Args)]
@@ -203,6 +224,30 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
                 client::eval::run(plan, &inspector).await
             })
             .await?;
+            Ok(true)
+        }
+        Command::Bench {
+            duration,
+            out,
+            cluster,
+        } => {
+            let client_exe =
+                std::env::current_exe().map_err(|e| ClientError::Other(e.to_string()))?;
+            with_cluster(cluster.run_sh("bench"), |run_sh, _| async move {
+                client::bench::run(client::bench::BenchPlan {
+                    run_sh,
+                    duration,
+                    client_exe,
+                    out,
+                    command: format!("cargo run --release -p client -- {command_line}"),
+                })
+                .await
+            })
+            .await?;
+            Ok(true)
+        }
+        Command::Baseline { listen, upstream } => {
+            client::baseline::serve(listen, upstream).await?;
             Ok(true)
         }
         Command::Chaos {
