@@ -217,23 +217,31 @@ impl OrderClient {
 
     /// The replica's health: role, readiness, epoch, last order and digest.
     pub async fn status(&self, replica: &Url) -> Result<ReplicaStatus, PeerError> {
-        let url = endpoint(replica, &["health"]);
-        self.cluster
-            .get_bare(url, Duration::from_millis(1000))
+        self.status_within(replica, Duration::from_millis(1000))
             .await
     }
 
-    /// Tells a replica who leads from which epoch on. A replica that is made leader
-    /// first catches up with its peers, hence the long timeout.
+    /// [`OrderClient::status`] with a timeout of the caller's choice.
+    pub async fn status_within(
+        &self,
+        replica: &Url,
+        timeout: Duration,
+    ) -> Result<ReplicaStatus, PeerError> {
+        let url = endpoint(replica, &["health"]);
+        self.cluster.get_bare(url, timeout).await
+    }
+
+    /// Tells a replica who leads from which epoch on. The replica syncs its history
+    /// (from its peers if it is made leader, else from the leader) before it answers,
+    /// hence the caller's timeout.
     pub async fn leader_notice(
         &self,
         replica: &Url,
         notice: &LeaderNotice,
+        timeout: Duration,
     ) -> Result<ReplicaStatus, PeerError> {
         let url = endpoint(replica, &["internal", "leader"]);
-        self.cluster
-            .post(url, notice, Duration::from_secs(30))
-            .await
+        self.cluster.post(url, notice, timeout).await
     }
 
     /// Sends a batch of orders to a follower; returns once it has flushed them.
@@ -243,7 +251,7 @@ impl OrderClient {
         batch: &Replicate,
     ) -> Result<Persisted, PeerError> {
         let url = endpoint(replica, &["internal", "replicate"]);
-        self.cluster.post(url, batch, Duration::from_secs(10)).await
+        self.cluster.post(url, batch, Duration::from_secs(3)).await
     }
 
     /// Up to `limit` orders with numbers from `from` on.

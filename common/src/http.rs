@@ -168,6 +168,28 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathParam {
     }
 }
 
+/// Query parameters; a rejection comes out in the contract's error shape.
+pub struct QueryParams<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for QueryParams<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = BadRequest;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map_err(|r| BadRequest::new(r.body_text()))?;
+        Ok(QueryParams(value))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

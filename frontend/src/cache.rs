@@ -35,8 +35,9 @@ pub struct Cache {
 struct Inner {
     /// Lower-cased name → (version, reply body).
     entries: LruCache<String, (u64, Bytes)>,
-    /// Lower-cased name → newest version announced by an invalidation. One entry per
-    /// toy at most (only the catalog, with the cluster token, announces).
+    /// Lower-cased name → newest version announced by an invalidation or by one of our
+    /// own orders. One entry per real toy at most: only the catalog (with the cluster
+    /// token) and acknowledged orders announce, and both name existing toys.
     announced: HashMap<String, u64>,
 }
 
@@ -108,6 +109,13 @@ impl Cache {
             }
         }
         true
+    }
+
+    /// Drops `key` without recording a version (e.g. after an order whose outcome is
+    /// unknown). Unlike [`Cache::invalidate`] this never grows the cache's memory, so
+    /// it is safe with names a client made up.
+    pub fn forget(&self, key: &str) {
+        self.lock().entries.pop(key);
     }
 
     /// Drops `key` and remembers that `version` exists, so older fills are refused.

@@ -127,7 +127,7 @@ async fn place_order(
     // to the client that just ordered it.
     match &accepted {
         Ok(a) => state.cache.invalidate(&a.name.to_lowercase(), a.version),
-        Err(_) => state.cache.invalidate(&request.name.key(), 0),
+        Err(_) => state.cache.forget(&request.name.key()),
     }
     let accepted = accepted?;
     Ok(data(OrderPlaced {

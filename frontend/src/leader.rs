@@ -11,6 +11,7 @@
 //! caller makes it idempotent), until it succeeds or the failover budget is spent.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,12 @@ use reqwest::Url;
 use tokio::sync::watch;
 
 use crate::error::FrontendError;
+
+/// How long a replica made leader may take to catch up before it answers.
+const PROMOTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a follower may take to sync from a new leader before selection goes on.
+const FOLLOWER_NOTICE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The leader as the front-end knows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +46,9 @@ pub struct Leaders {
     current: Mutex<Option<Leader>>,
     /// Serialises selections (held across the notices, hence tokio's mutex).
     selecting: tokio::sync::Mutex<()>,
+    /// Highest epoch this front-end has handed out, so that it never reuses one even
+    /// if the replicas that saw it are down.
+    issued: AtomicU64,
     /// How long one request may keep failing over.
     budget: Duration,
 }
@@ -48,8 +58,12 @@ fn worth_failing_over(e: &PeerError) -> bool {
     match e {
         PeerError::Unreachable(_) => true,
         PeerError::Status { status, .. } => {
+            // 421: not the leader (or not ready); 500: storage failure; 502: a
+            // follower could not store the order. In each case nothing was
+            // acknowledged, and a new selection (which re-syncs everyone) may help.
             *status == StatusCode::MISDIRECTED_REQUEST
                 || *status == StatusCode::INTERNAL_SERVER_ERROR
+                || *status == StatusCode::BAD_GATEWAY
         }
     }
 }
@@ -61,6 +75,7 @@ impl Leaders {
             client,
             current: Mutex::new(None),
             selecting: tokio::sync::Mutex::new(()),
+            issued: AtomicU64::new(0),
             budget,
         }
     }
@@ -135,7 +150,12 @@ impl Leaders {
     /// Asks every replica for its status and makes the highest ready id the leader.
     async fn select(&self) -> Option<Leader> {
         let statuses = self.statuses().await;
-        let mut epoch = statuses.iter().map(|(_, s)| s.epoch).max().unwrap_or(0);
+        let mut epoch = statuses
+            .iter()
+            .map(|(_, s)| s.epoch)
+            .max()
+            .unwrap_or(0)
+            .max(self.issued.load(Ordering::SeqCst));
         for id in self.replicas.ids_descending() {
             let Some(status) = statuses.iter().find(|(i, _)| *i == id).map(|(_, s)| s) else {
                 continue;
@@ -147,14 +167,19 @@ impl Leaders {
                 continue;
             };
             epoch += 1;
+            self.issued.fetch_max(epoch, Ordering::SeqCst);
             let notice = LeaderNotice {
                 leader_id: id,
                 epoch,
             };
-            match self.client.leader_notice(&url, &notice).await {
+            match self
+                .client
+                .leader_notice(&url, &notice, PROMOTION_TIMEOUT)
+                .await
+            {
                 Ok(_) => {
                     tracing::info!(leader = id, epoch, "selected the leader");
-                    self.tell_followers(notice);
+                    self.tell_followers(notice).await;
                     return Some(Leader { id, url, epoch });
                 }
                 Err(e) => {
@@ -185,18 +210,28 @@ impl Leaders {
         out
     }
 
-    fn tell_followers(&self, notice: LeaderNotice) {
+    /// Tells the other replicas who leads, and waits (boundedly) while each syncs from
+    /// the new leader, so that orders the leader holds but had not replicated (it
+    /// crashed, or a follower failed) are on every follower that is up before the
+    /// first request goes to it. A follower that does not answer in time is left to
+    /// the leader's heartbeats.
+    async fn tell_followers(&self, notice: LeaderNotice) {
+        let mut set = tokio::task::JoinSet::new();
         for (id, url) in &self.replicas.0 {
             if *id == notice.leader_id {
                 continue;
             }
             let (id, url, client) = (*id, url.clone(), self.client.clone());
-            tokio::spawn(async move {
-                if let Err(e) = client.leader_notice(&url, &notice).await {
+            set.spawn(async move {
+                if let Err(e) = client
+                    .leader_notice(&url, &notice, FOLLOWER_NOTICE_TIMEOUT)
+                    .await
+                {
                     tracing::debug!(replica = id, error = %e, "follower not told of the leader");
                 }
             });
         }
+        while set.join_next().await.is_some() {}
     }
 
     /// Background task: picks a leader at start and replaces one that is gone, so that

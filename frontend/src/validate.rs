@@ -21,6 +21,13 @@ impl ProductName {
                 "product name must be 1 to {MAX_NAME} bytes without control characters"
             )));
         }
+        if raw == "." || raw == ".." {
+            // No toy has such a name, and a URL could not carry it to the catalog.
+            return Err(FrontendError::Refused {
+                status: axum::http::StatusCode::NOT_FOUND,
+                message: format!("no toy named {raw:?}"),
+            });
+        }
         Ok(ProductName(raw.to_string()))
     }
 
@@ -127,6 +134,10 @@ mod tests {
         assert!(ProductName::parse(&"x".repeat(129)).is_err());
         assert!(ProductName::parse("a\nb").is_err());
         assert_eq!(ProductName::parse("LeGo").expect("valid").key(), "lego");
+        assert!(matches!(
+            ProductName::parse(".."),
+            Err(FrontendError::Refused { status, .. }) if status.as_u16() == 404
+        ));
     }
 
     #[test]

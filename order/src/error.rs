@@ -32,6 +32,14 @@ pub enum OrderError {
     #[error("catalog unavailable: {0}")]
     CatalogUnavailable(String),
 
+    /// A follower that is up could not store a batch; nothing is acknowledged.
+    #[error("replication failed: {0}")]
+    ReplicationFailed(String),
+
+    /// This replica cannot lead: a peer holds a newer history it could not take.
+    #[error("cannot lead: {0}")]
+    CannotLead(String),
+
     #[error("{0}")]
     BadRequest(String),
 
@@ -70,7 +78,10 @@ impl OrderError {
             OrderError::StaleEpoch { .. } => StatusCode::CONFLICT,
             OrderError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             OrderError::Catalog { status, .. } => *status,
-            OrderError::CatalogUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            OrderError::CatalogUnavailable(_) | OrderError::CannotLead(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            OrderError::ReplicationFailed(_) => StatusCode::BAD_GATEWAY,
             OrderError::BadRequest(_) => StatusCode::BAD_REQUEST,
             OrderError::Storage(_) | OrderError::Config(_) | OrderError::Io(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -6,17 +6,20 @@
 //! - `POST /internal/leader`, `POST /internal/replicate`, `GET /internal/log` (token):
 //!   leader notices, replication batches and catch-up pages.
 
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use common::client::CatalogClient;
+use std::time::{Duration, Instant};
+
+use common::client::{CatalogClient, PeerError};
 use common::http::{
-    require_token, with_fallbacks, ClusterToken, Json, PathParam, INTERNAL_BODY_LIMIT,
+    require_token, with_fallbacks, ClusterToken, Json, PathParam, QueryParams, INTERNAL_BODY_LIMIT,
 };
 use common::wire::{
-    data, BuyRequest, LeaderNotice, LogPage, NewOrder, OrderAccepted, OrderView, Replicate,
+    data, BuyReply, BuyRequest, LeaderNotice, LogPage, NewOrder, OrderAccepted, OrderView,
+    Replicate,
 };
 use serde::Deserialize;
 
@@ -95,28 +98,33 @@ async fn place(
             "an order needs a name and key of 1 to 256 bytes and a positive quantity".into(),
         ));
     }
-    // A key this replica already holds skips the catalog; the writer still answers
-    // it, so the reply waits until that order's batch is durable and replicated.
-    let mut version = 0;
-    let order = if state.replica.store().by_key(&order.key)?.is_some() {
-        order
-    } else {
-        let bought = state
-            .catalog
-            .buy(&BuyRequest {
-                name: order.name.clone(),
-                quantity: order.quantity,
-                key: order.key.clone(),
-            })
-            .await
-            .map_err(OrderError::from_catalog)?;
-        version = bought.version;
-        // Store the canonical name, so the order reads back as the catalog spells it.
-        NewOrder {
-            name: bought.name,
-            ..order
-        }
+    let held = state.replica.store().by_key(&order.key)?.is_some();
+    let request = BuyRequest {
+        name: order.name.clone(),
+        quantity: order.quantity,
+        key: order.key.clone(),
     };
+    // The catalog is idempotent by key, so a repeated key is asked again too: that
+    // returns the toy's version after the original buy, which the front-end's cache
+    // needs. Only if the catalog is down does a key this replica already holds go
+    // ahead without it (version 0: the front-end then just drops its cached toy).
+    let (order, version) = match buy(&state.catalog, &request).await {
+        Ok(bought) => {
+            // Store the canonical name, so the order reads back as the catalog spells it.
+            let version = bought.version;
+            (
+                NewOrder {
+                    name: bought.name,
+                    ..order
+                },
+                version,
+            )
+        }
+        Err(OrderError::CatalogUnavailable(_)) if held => (order, 0),
+        Err(e) => return Err(e),
+    };
+    // The writer answers a held key too, so the reply waits until that order's batch
+    // is durable and replicated.
     let name = order.name.clone();
     let number = state.writer.submit(order).await?;
     Ok(data(OrderAccepted {
@@ -124,6 +132,25 @@ async fn place(
         name,
         version,
     }))
+}
+
+/// A catalog buy, retried for a short while when the catalog does not answer (the
+/// buy is idempotent, and an answer lost in a crash must not leave stock taken
+/// without an order).
+async fn buy(catalog: &CatalogClient, request: &BuyRequest) -> Result<BuyReply, OrderError> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match catalog.buy(request).await {
+            Ok(bought) => return Ok(bought),
+            Err(PeerError::Unreachable(why)) if Instant::now() + pause < deadline => {
+                tracing::debug!(error = %why, "catalog unreachable; retrying the buy");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            Err(e) => return Err(OrderError::from_catalog(e)),
+        }
+    }
 }
 
 async fn leader_notice(
@@ -148,7 +175,7 @@ struct PageQuery {
 
 async fn log_page(
     State(state): State<AppState>,
-    Query(q): Query<PageQuery>,
+    QueryParams(q): QueryParams<PageQuery>,
 ) -> Result<impl IntoResponse, OrderError> {
     let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE) as usize;
     let store = state.replica.store();

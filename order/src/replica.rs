@@ -95,7 +95,7 @@ impl Replica {
         peers: Vec<(u32, Url)>,
         client: OrderClient,
     ) -> Result<Self, OrderError> {
-        let epoch = store.epoch()?;
+        let (epoch, leader) = store.epoch()?;
         Ok(Replica {
             inner: Arc::new(Inner {
                 id,
@@ -104,7 +104,7 @@ impl Replica {
                 leadership: Mutex::new(Leadership {
                     role: Role::Follower,
                     epoch,
-                    leader: None,
+                    leader,
                     ready: false,
                 }),
                 peers,
@@ -196,8 +196,8 @@ impl Replica {
                 theirs: epoch,
             });
         }
-        if epoch > current.epoch {
-            self.inner.store.set_epoch(epoch)?;
+        if epoch > current.epoch || current.leader.is_none() {
+            self.inner.store.set_epoch(epoch, leader)?;
             self.inner.store.flush().await?;
         }
         // A new epoch or a new leader resets the role; the notice handler then
@@ -226,7 +226,10 @@ impl Replica {
             .await?;
         if notice.leader_id == self.inner.id {
             if !now.accepts_writes() {
-                self.promotion_sync(&log).await;
+                if let Err(e) = self.promotion_sync(&log).await {
+                    tracing::warn!(error = %e, "refusing leadership");
+                    return Err(e);
+                }
                 self.set_leadership(
                     &log,
                     Leadership {
@@ -254,6 +257,11 @@ impl Replica {
 
     /// Handles a replication batch from the leader.
     pub async fn on_replicate(&self, batch: Replicate) -> Result<Persisted, OrderError> {
+        // A replica still catching up answers at once (the leader skips it) rather than
+        // making the leader wait for its lock; its catch-up brings it up to date.
+        if !self.leadership().ready {
+            return Err(OrderError::NotReady);
+        }
         let log = self.lock_log().await;
         if batch.leader_id == self.inner.id {
             return Err(OrderError::BadRequest(
@@ -266,10 +274,13 @@ impl Replica {
             None => true,
             Some(prev) => store.holds(prev)?,
         };
-        let first_is_next = batch
-            .entries
-            .first()
-            .is_none_or(|e| e.number == batch.prev.as_ref().map_or(0, |p| p.number + 1));
+        let first_is_next = batch.entries.first().is_none_or(|e| {
+            Some(e.number)
+                == batch
+                    .prev
+                    .as_ref()
+                    .map_or(Some(0), |p| p.number.checked_add(1))
+        });
         if follows && first_is_next && consecutive(&batch.entries) {
             let change = store.append(&batch.entries)?;
             if !change.removed.is_empty() {
@@ -305,13 +316,13 @@ impl Replica {
         tracing::warn!(epoch = current.epoch, "a newer leader exists; stepped down");
     }
 
-    /// Statuses of every peer that answers.
-    async fn peer_statuses(&self) -> Vec<(Url, ReplicaStatus)> {
+    /// Statuses of every peer that answers within `timeout`.
+    async fn peer_statuses(&self, timeout: Duration) -> Vec<(Url, ReplicaStatus)> {
         let mut set = tokio::task::JoinSet::new();
         for (_, url) in &self.inner.peers {
             let client = self.inner.client.clone();
             let url = url.clone();
-            set.spawn(async move { client.status(&url).await.map(|s| (url, s)) });
+            set.spawn(async move { client.status_within(&url, timeout).await.map(|s| (url, s)) });
         }
         let mut out = Vec::new();
         while let Some(done) = set.join_next().await {
@@ -322,37 +333,42 @@ impl Replica {
         out
     }
 
-    /// Before leading: take the history of any reachable peer more up to date than us.
-    async fn promotion_sync(&self, log: &LogGuard<'_>) {
-        let mine = match self.inner.store.last() {
-            Ok(last) => freshness(
-                last.as_ref().map(|r| r.epoch),
-                last.as_ref().map(|r| r.number),
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read own history");
-                return;
-            }
+    /// Before leading: take the history of the most up-to-date reachable peer if it is
+    /// ahead of ours. Fails (and this replica must not lead) when such a peer exists
+    /// but its history could not be taken.
+    async fn promotion_sync(&self, log: &LogGuard<'_>) -> Result<(), OrderError> {
+        let last = self.inner.store.last()?;
+        let mine = freshness(
+            last.as_ref().map(|r| r.epoch),
+            last.as_ref().map(|r| r.number),
+        );
+        let statuses = self.peer_statuses(Duration::from_secs(3)).await;
+        let Some(best) = statuses
+            .iter()
+            .map(|(_, s)| freshness(s.last_epoch, s.last_order))
+            .max()
+            .filter(|best| *best > mine)
+        else {
+            return Ok(());
         };
-        let mut candidates: Vec<(Url, ReplicaStatus)> = self
-            .peer_statuses()
-            .await
-            .into_iter()
-            .filter(|(_, s)| freshness(s.last_epoch, s.last_order) > mine)
-            .collect();
-        candidates.sort_by_key(|(_, s)| std::cmp::Reverse(freshness(s.last_epoch, s.last_order)));
-        for (url, status) in candidates {
-            match self.sync_from(log, &url).await {
+        for (url, status) in statuses
+            .iter()
+            .filter(|(_, s)| freshness(s.last_epoch, s.last_order) == best)
+        {
+            match self.sync_from(log, url).await {
                 Ok(()) => {
                     tracing::info!(
                         peer = status.id,
                         "took the newer history of a peer before leading"
                     );
-                    return;
+                    return Ok(());
                 }
                 Err(e) => tracing::warn!(peer = status.id, error = %e, "sync from peer failed"),
             }
         }
+        Err(OrderError::CannotLead(
+            "a peer holds a newer history that could not be taken".into(),
+        ))
     }
 
     /// Catch-up at start: sync from the leader (or the most up-to-date peer), then
@@ -363,7 +379,7 @@ impl Replica {
             if self.leadership().ready {
                 return; // a leader notice got here first and synced us
             }
-            let statuses = self.peer_statuses().await;
+            let statuses = self.peer_statuses(Duration::from_secs(1)).await;
             let mine = match self.inner.store.last() {
                 Ok(last) => freshness(
                     last.as_ref().map(|r| r.epoch),
@@ -453,7 +469,7 @@ impl Replica {
             }
         }
 
-        let mut from = common.map_or(0, |c| c + 1);
+        let mut from = common.map_or(0, |c| c.saturating_add(1));
         let mut taken = 0usize;
         let mut dropped = 0usize;
         loop {
@@ -469,7 +485,7 @@ impl Replica {
                     "peer history has a gap after order {from}"
                 )));
             }
-            let next = last.number + 1;
+            let next = last.number.saturating_add(1);
             let change = store.append(&page.entries)?;
             taken += change.written;
             dropped += change.removed.len();
@@ -486,5 +502,7 @@ impl Replica {
 
 /// True when the records' numbers follow each other without gaps.
 fn consecutive(entries: &[OrderRecord]) -> bool {
-    entries.windows(2).all(|w| w[1].number == w[0].number + 1)
+    entries
+        .windows(2)
+        .all(|w| w[0].number.checked_add(1) == Some(w[1].number))
 }

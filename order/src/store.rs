@@ -4,7 +4,9 @@
 //! - `orders`: order number (big-endian u64, so sled's order is number order) →
 //!   [`OrderRecord`] (name, quantity, idempotency key, epoch of the writing leader).
 //! - `keys`: idempotency key → order number.
-//! - `meta`: `epoch`, the highest leadership epoch this replica has accepted.
+//! - `meta`: `epoch`, the highest leadership epoch this replica has accepted, with the
+//!   leader it accepted for it (so that after a restart it still refuses a second
+//!   leader claiming the same epoch).
 //!
 //! Orders and their keys change together in one transaction. Callers serialise all
 //! mutations (see `replica::Replica::log`), which lets this module plan a change with
@@ -166,18 +168,30 @@ impl Store {
         format!("{:016x}", self.digest.load(Ordering::SeqCst))
     }
 
-    /// Highest epoch accepted so far (0 for a new replica).
-    pub fn epoch(&self) -> Result<u64, OrderError> {
-        Ok(self
-            .meta
-            .get(META_EPOCH)?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0))
+    /// Highest epoch accepted so far (0 for a new replica) and its leader.
+    pub fn epoch(&self) -> Result<(u64, Option<u32>), OrderError> {
+        let Some(v) = self.meta.get(META_EPOCH)? else {
+            return Ok((0, None));
+        };
+        let epoch = v
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes);
+        let leader = v
+            .get(8..12)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes);
+        match epoch {
+            Some(e) => Ok((e, leader)),
+            None => Err(OrderError::Storage("corrupt epoch record".into())),
+        }
     }
 
-    /// Records a new epoch (durable with the next flush).
-    pub fn set_epoch(&self, epoch: u64) -> Result<(), OrderError> {
-        self.meta.insert(META_EPOCH, &epoch.to_be_bytes())?;
+    /// Records an accepted epoch and its leader (durable with the next flush).
+    pub fn set_epoch(&self, epoch: u64, leader: u32) -> Result<(), OrderError> {
+        let mut v = epoch.to_be_bytes().to_vec();
+        v.extend_from_slice(&leader.to_be_bytes());
+        self.meta.insert(META_EPOCH, v)?;
         Ok(())
     }
 
@@ -353,12 +367,12 @@ mod tests {
             store
                 .append(&[rec(0, 1, "a"), rec(1, 1, "b")])
                 .expect("append");
-            store.set_epoch(7).expect("epoch");
+            store.set_epoch(7, 2).expect("epoch");
             store.digest()
         };
         let store = Store::open(dir.path()).expect("reopen");
         assert_eq!(store.digest(), digest);
         assert_eq!(store.count(), 2);
-        assert_eq!(store.epoch().expect("epoch"), 7);
+        assert_eq!(store.epoch().expect("epoch"), (7, Some(2)));
     }
 }

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::client::PeerError;
@@ -25,6 +26,9 @@ use crate::replica::Replica;
 
 /// Most orders written in one batch.
 const MAX_BATCH: usize = 1024;
+
+/// How long a leader stays silent before it sends followers a heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// A queued order and where its answer goes.
 pub struct Submit {
@@ -60,10 +64,21 @@ impl Writer {
 
 async fn write_loop(replica: Replica, mut rx: mpsc::Receiver<Submit>, fault: Option<Fault>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let answers = write_batch(&replica, &mut batch, fault).await;
-        for (submit, answer) in batch.drain(..).zip(answers) {
-            let _ = submit.reply.send(answer);
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            received = rx.recv_many(&mut batch, MAX_BATCH) => {
+                if received == 0 {
+                    return; // every handle is gone: the replica is shutting down
+                }
+                let answers = write_batch(&replica, &mut batch, fault).await;
+                for (submit, answer) in batch.drain(..).zip(answers) {
+                    let _ = submit.reply.send(answer);
+                }
+                beat.reset();
+            }
+            _ = beat.tick() => heartbeat(&replica).await,
         }
     }
 }
@@ -139,37 +154,115 @@ async fn write_batch(
         std::process::abort();
     }
 
-    let request = Arc::new(Replicate {
+    let request = Replicate {
         leader_id: replica.id(),
         epoch: leadership.epoch,
         prev,
         entries: fresh,
-    });
+    };
+    match replicate(replica, request).await {
+        Replicated::Stored => answers,
+        Replicated::Deposed => {
+            replica.step_down(&log);
+            batch.iter().map(|_| Err(not_leader())).collect()
+        }
+        Replicated::Failed(why) => batch
+            .iter()
+            .map(|_| Err(OrderError::ReplicationFailed(why.clone())))
+            .collect(),
+    }
+}
+
+/// What sending a batch to the followers achieved.
+enum Replicated {
+    /// Every follower that is up has flushed it (unreachable ones and ones still
+    /// catching up were skipped: they take it from the leader when they sync).
+    Stored,
+    /// A follower knows a newer epoch: this replica is no longer the leader.
+    Deposed,
+    /// A follower that is up failed to store it, even after retries.
+    Failed(String),
+}
+
+/// Sends `request` to every follower in parallel and waits for all of them.
+async fn replicate(replica: &Replica, request: Replicate) -> Replicated {
+    let request = Arc::new(request);
     let mut sends = JoinSet::new();
     for (id, url) in replica.peers() {
         let client = replica.client().clone();
         let (id, url, request) = (*id, url.clone(), request.clone());
-        sends.spawn(async move { (id, client.replicate(&url, &request).await) });
+        sends.spawn(async move {
+            let mut pause = Duration::from_millis(20);
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match client.replicate(&url, &request).await {
+                    Ok(_) => return (id, Ok(())),
+                    Err(PeerError::Status { status, .. })
+                        if status == StatusCode::MISDIRECTED_REQUEST =>
+                    {
+                        return (id, Ok(())); // not ready: it is catching up
+                    }
+                    Err(e @ PeerError::Unreachable(_)) => {
+                        tracing::debug!(peer = id, error = %e, "follower skipped; it will catch up");
+                        return (id, Ok(()));
+                    }
+                    Err(PeerError::Status { status, message })
+                        if status == StatusCode::CONFLICT =>
+                    {
+                        return (id, Err((true, message)));
+                    }
+                    Err(e) if tries >= 3 => return (id, Err((false, e.to_string()))),
+                    Err(e) => {
+                        tracing::warn!(peer = id, error = %e, "follower failed to store a batch; retrying");
+                        tokio::time::sleep(pause).await;
+                        pause *= 5;
+                    }
+                }
+            }
+        });
     }
-    let mut deposed = false;
+    let mut outcome = Replicated::Stored;
     while let Some(done) = sends.join_next().await {
-        let Ok((peer, result)) = done else { continue };
-        match result {
-            Ok(_) => {}
-            Err(PeerError::Status { status, message }) if status == StatusCode::CONFLICT => {
+        match done {
+            Ok((_, Ok(()))) => {}
+            Ok((peer, Err((true, message)))) => {
                 tracing::warn!(peer, %message, "follower refused our epoch");
-                deposed = true;
+                outcome = Replicated::Deposed;
             }
-            Err(e) => {
-                tracing::debug!(peer, error = %e, "follower skipped; it will catch up");
+            Ok((peer, Err((false, message)))) => {
+                tracing::error!(peer, %message, "follower could not store a batch");
+                if !matches!(outcome, Replicated::Deposed) {
+                    outcome = Replicated::Failed(format!("replica {peer}: {message}"));
+                }
             }
+            Err(e) => outcome = Replicated::Failed(e.to_string()),
         }
     }
-    if deposed {
-        replica.step_down(&log);
-        return batch.iter().map(|_| Err(not_leader())).collect();
+    outcome
+}
+
+/// Idle leaders send every follower an empty batch with their newest entry as `prev`,
+/// so a follower that missed something (or holds a tail the leader does not have)
+/// notices and syncs even when no orders come in.
+async fn heartbeat(replica: &Replica) {
+    let log = replica.lock_log().await;
+    let leadership = replica.leadership();
+    if !leadership.accepts_writes() || replica.peers().is_empty() {
+        return;
     }
-    answers
+    let Ok(prev) = replica.store().last_pos() else {
+        return;
+    };
+    let request = Replicate {
+        leader_id: replica.id(),
+        epoch: leadership.epoch,
+        prev,
+        entries: Vec::new(),
+    };
+    if let Replicated::Deposed = replicate(replica, request).await {
+        replica.step_down(&log);
+    }
 }
 
 /// A repeated key must name the same toy (in any capitalisation) and quantity.

@@ -135,6 +135,8 @@ async fn bad_input_gets_json_errors_and_changes_nothing() {
         ("/orders/0", 404),
         ("/orders/99999999999999999999999", 400),
         ("/products/Unicorn", 404),
+        ("/products/%2E%2E", 404),
+        ("/products/%2E", 404),
         ("/nowhere", 404),
     ] {
         let (status, json) = cluster.get(path).await;
@@ -250,6 +252,17 @@ async fn internal_endpoints_refuse_requests_without_the_token() {
         );
     }
     assert_eq!(cluster.get("/health").await.1["leader"], json!(2));
+
+    // With the token, malformed internal requests get the JSON error shape too.
+    let resp = http
+        .get(cluster.url("order1") + "/internal/log?from=minus-one")
+        .header(common::TOKEN_HEADER, &cluster.token)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status().as_u16(), 400);
+    let json: serde_json::Value = resp.json().await.expect("JSON error");
+    assert_eq!(json["error"]["code"], json!(400));
 }
 
 #[tokio::test]
