@@ -1,15 +1,19 @@
 //! Routes and handlers of the catalog.
 //!
 //! Public (read-only): `GET /products`, `GET /products/{name}`, `GET /health`.
-//! Internal (cluster token): `POST /internal/buy`, `GET /internal/totals`.
+//! Internal (cluster token): `POST /internal/buy`, `POST /internal/buy-batch`,
+//! `GET /internal/totals`.
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use common::http::{require_token, with_fallbacks, ClusterToken, Json, PathParam, BODY_LIMIT};
-use common::wire::{data, BuyRequest, CatalogProduct};
+use common::error::ErrorDetail;
+use common::http::{
+    require_token, with_fallbacks, ClusterToken, Json, PathParam, INTERNAL_BODY_LIMIT,
+};
+use common::wire::{data, BuyRequest, BuyResult, CatalogProduct};
 
 use crate::error::CatalogError;
 use crate::invalidate::Invalidator;
@@ -29,6 +33,7 @@ pub struct AppState {
 pub fn router(state: AppState, token: ClusterToken) -> Router {
     let internal = Router::new()
         .route("/internal/buy", post(buy))
+        .route("/internal/buy-batch", post(buy_batch))
         .route("/internal/totals", get(totals))
         .route_layer(middleware::from_fn_with_state(token, require_token));
     let router = Router::new()
@@ -37,7 +42,7 @@ pub fn router(state: AppState, token: ClusterToken) -> Router {
         .route("/health", get(health))
         .merge(internal)
         .with_state(state)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+        .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT));
     with_fallbacks(router)
 }
 
@@ -72,11 +77,7 @@ async fn buy(
     State(state): State<AppState>,
     Json(req): Json<BuyRequest>,
 ) -> Result<impl IntoResponse, CatalogError> {
-    if req.name.len() > MAX_TEXT || req.key.is_empty() || req.key.len() > MAX_TEXT {
-        return Err(CatalogError::BadRequest(
-            "name and key must be 1 to 256 bytes".into(),
-        ));
-    }
+    check(&req)?;
     let reply = match state.store.buy(&req).await? {
         BuyOutcome::Applied(reply) => {
             tracing::debug!(toy = %reply.name, quantity = reply.quantity, key = %req.key, "bought");
@@ -88,6 +89,70 @@ async fn buy(
         BuyOutcome::Repeated(reply) => reply,
     };
     Ok(data(reply))
+}
+
+/// Most buys in one batch.
+const MAX_BATCH: usize = 4096;
+
+/// Many buys at once: one transaction, one flush, one result per buy.
+async fn buy_batch(
+    State(state): State<AppState>,
+    Json(reqs): Json<Vec<BuyRequest>>,
+) -> Result<impl IntoResponse, CatalogError> {
+    if reqs.len() > MAX_BATCH {
+        return Err(CatalogError::BadRequest(format!(
+            "at most {MAX_BATCH} buys per batch"
+        )));
+    }
+    let (valid, checked): (Vec<BuyRequest>, Vec<Option<CatalogError>>) = {
+        let mut valid = Vec::with_capacity(reqs.len());
+        let mut checked = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            match check(&req) {
+                Ok(()) => {
+                    valid.push(req);
+                    checked.push(None);
+                }
+                Err(e) => checked.push(Some(e)),
+            }
+        }
+        (valid, checked)
+    };
+    let mut outcomes = state.store.buy_batch(&valid).await?.into_iter();
+    let results: Vec<BuyResult> = checked
+        .into_iter()
+        .map(|refused| {
+            let outcome = match refused {
+                Some(e) => Err(e),
+                None => outcomes
+                    .next()
+                    .unwrap_or_else(|| Err(CatalogError::Storage("missing outcome".into()))),
+            };
+            match outcome {
+                Ok(BuyOutcome::Applied(reply)) => {
+                    state
+                        .invalidator
+                        .announce(reply.name.clone(), reply.version);
+                    BuyResult::Ok(reply)
+                }
+                Ok(BuyOutcome::Repeated(reply)) => BuyResult::Ok(reply),
+                Err(e) => BuyResult::Error(ErrorDetail {
+                    code: e.status().as_u16(),
+                    message: e.to_string(),
+                }),
+            }
+        })
+        .collect();
+    Ok(data(results))
+}
+
+fn check(req: &BuyRequest) -> Result<(), CatalogError> {
+    if req.name.len() > MAX_TEXT || req.key.is_empty() || req.key.len() > MAX_TEXT {
+        return Err(CatalogError::BadRequest(
+            "name and key must be 1 to 256 bytes".into(),
+        ));
+    }
+    Ok(())
 }
 
 async fn totals(State(state): State<AppState>) -> Result<impl IntoResponse, CatalogError> {

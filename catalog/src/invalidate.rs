@@ -2,7 +2,8 @@
 //!
 //! A purchase or restock only *announces* an invalidation (a channel send, never
 //! blocking the purchase); one background task delivers them. Announcements that pile
-//! up while a delivery is in flight are coalesced to the newest version per toy.
+//! up while a delivery is in flight are coalesced to the newest version per toy and
+//! sent together, in one request.
 //! Failed deliveries are retried for a few seconds; a front-end that stays down starts
 //! with an empty cache anyway, so giving up then loses nothing.
 
@@ -12,7 +13,6 @@ use std::time::{Duration, Instant};
 use common::client::{FrontendClient, PeerError};
 use common::wire::Invalidation;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 /// How long a delivery is retried before it is dropped.
 const RETRY_FOR: Duration = Duration::from_secs(5);
@@ -49,26 +49,26 @@ async fn deliver_loop(frontend: FrontendClient, mut rx: mpsc::UnboundedReceiver<
         while let Ok(more) = rx.try_recv() {
             add(more);
         }
-        let mut deliveries = JoinSet::new();
-        for (name, version) in newest {
-            deliveries.spawn(deliver(frontend.clone(), Invalidation { name, version }));
-        }
-        while deliveries.join_next().await.is_some() {}
+        let batch: Vec<Invalidation> = newest
+            .into_iter()
+            .map(|(name, version)| Invalidation { name, version })
+            .collect();
+        deliver(&frontend, &batch).await;
     }
 }
 
-async fn deliver(frontend: FrontendClient, inv: Invalidation) {
+async fn deliver(frontend: &FrontendClient, batch: &[Invalidation]) {
     let started = Instant::now();
     let mut backoff = Duration::from_millis(20);
     loop {
-        match frontend.invalidate(&inv).await {
+        match frontend.invalidate(batch).await {
             Ok(()) => return,
             Err(PeerError::Status { status, message }) if status.is_client_error() => {
-                tracing::warn!(toy = %inv.name, %status, %message, "front-end refused invalidation");
+                tracing::warn!(toys = batch.len(), %status, %message, "front-end refused invalidations");
                 return;
             }
             Err(e) if started.elapsed() > RETRY_FOR => {
-                tracing::debug!(toy = %inv.name, error = %e, "giving up on invalidation");
+                tracing::debug!(toys = batch.len(), error = %e, "giving up on invalidations");
                 return;
             }
             Err(_) => {

@@ -127,6 +127,51 @@ fn add_u64(
     Ok(())
 }
 
+/// One buy inside a transaction. The outer error aborts the transaction (storage);
+/// the inner one refuses this buy only.
+type TxResult<T> = Result<T, ConflictableTransactionError<CatalogError>>;
+
+fn buy_one(
+    products: &TransactionalTree,
+    applied: &TransactionalTree,
+    req: &BuyRequest,
+) -> TxResult<Result<BuyOutcome, CatalogError>> {
+    if req.quantity == 0 {
+        return Ok(Err(CatalogError::BadRequest(
+            "quantity must be positive".into(),
+        )));
+    }
+    let lookup = lookup_key(&req.name);
+    if let Some(bytes) = applied.get(req.key.as_bytes())? {
+        let reply: BuyReply = decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
+        if lookup_key(&reply.name) != lookup || reply.quantity != req.quantity {
+            return Ok(Err(CatalogError::KeyReused(req.key.clone())));
+        }
+        return Ok(Ok(BuyOutcome::Repeated(reply)));
+    }
+    let Some(bytes) = products.get(lookup.as_bytes())? else {
+        return Ok(Err(CatalogError::UnknownProduct(req.name.clone())));
+    };
+    let mut product: StoredProduct = decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
+    if product.quantity < req.quantity {
+        return Ok(Err(CatalogError::InsufficientStock {
+            name: product.name,
+            available: product.quantity,
+            requested: req.quantity,
+        }));
+    }
+    product.quantity -= req.quantity;
+    product.version += 1;
+    let reply = BuyReply {
+        name: product.name.clone(),
+        quantity: req.quantity,
+        version: product.version,
+    };
+    products.insert(lookup.as_bytes(), encode(&product))?;
+    applied.insert(req.key.as_bytes(), encode(&reply))?;
+    Ok(Ok(BuyOutcome::Applied(reply)))
+}
+
 fn flatten(e: TransactionError<CatalogError>) -> CatalogError {
     match e {
         TransactionError::Abort(e) => e,
@@ -192,55 +237,40 @@ impl Store {
     /// transaction with recording the key, then flushes. A key seen before returns its
     /// first result and changes nothing.
     pub async fn buy(&self, req: &BuyRequest) -> Result<BuyOutcome, CatalogError> {
-        if req.quantity == 0 {
-            return Err(CatalogError::BadRequest("quantity must be positive".into()));
-        }
-        let lookup = lookup_key(&req.name);
+        self.buy_batch(std::slice::from_ref(req))
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(CatalogError::Storage("empty batch result".into())))
+    }
+
+    /// [`Store::buy`] for many orders at once: one transaction, one flush. Each buy
+    /// gets its own outcome (a refused buy changes nothing and does not affect the
+    /// others); the outer error is a storage failure, after which nothing changed.
+    pub async fn buy_batch(
+        &self,
+        reqs: &[BuyRequest],
+    ) -> Result<Vec<Result<BuyOutcome, CatalogError>>, CatalogError> {
         let result =
             (&self.products, &self.applied, &self.meta).transaction(|(products, applied, meta)| {
-                if let Some(bytes) = applied.get(req.key.as_bytes())? {
-                    let reply: BuyReply =
-                        decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
-                    if lookup_key(&reply.name) != lookup || reply.quantity != req.quantity {
-                        return Err(ConflictableTransactionError::Abort(
-                            CatalogError::KeyReused(req.key.clone()),
-                        ));
+                let mut outcomes = Vec::with_capacity(reqs.len());
+                let mut sold = 0u64;
+                for req in reqs {
+                    let outcome = buy_one(products, applied, req)?;
+                    if let Ok(BuyOutcome::Applied(reply)) = &outcome {
+                        sold = sold.saturating_add(reply.quantity);
                     }
-                    return Ok(BuyOutcome::Repeated(reply));
+                    outcomes.push(outcome);
                 }
-                let Some(bytes) = products.get(lookup.as_bytes())? else {
-                    return Err(ConflictableTransactionError::Abort(
-                        CatalogError::UnknownProduct(req.name.clone()),
-                    ));
-                };
-                let mut product: StoredProduct =
-                    decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
-                if product.quantity < req.quantity {
-                    return Err(ConflictableTransactionError::Abort(
-                        CatalogError::InsufficientStock {
-                            name: product.name,
-                            available: product.quantity,
-                            requested: req.quantity,
-                        },
-                    ));
+                if sold > 0 {
+                    add_u64(meta, META_SOLD, sold)?;
                 }
-                product.quantity -= req.quantity;
-                product.version += 1;
-                let reply = BuyReply {
-                    name: product.name.clone(),
-                    quantity: req.quantity,
-                    version: product.version,
-                };
-                products.insert(lookup.as_bytes(), encode(&product))?;
-                applied.insert(req.key.as_bytes(), encode(&reply))?;
-                add_u64(meta, META_SOLD, req.quantity)?;
-                Ok(BuyOutcome::Applied(reply))
+                Ok(outcomes)
             });
-        let outcome = result.map_err(flatten)?;
-        // Flush even for a repeated key: its first reply may not have been flushed yet
-        // when a concurrent duplicate read it.
+        let outcomes = result.map_err(flatten)?;
+        // Flush even for repeated keys only: a first reply may not have been flushed
+        // yet when a concurrent duplicate read it.
         self.flusher.flush().await?;
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     /// Sets every sold-out toy to `amount`, durably. Returns the restocked toys with
@@ -393,6 +423,31 @@ mod tests {
         assert_eq!((t.sold, t.current), (0, 20));
         // the failed key was not recorded, so it can still be used
         store.buy(&buy("Tux", 10, "k1")).await.expect("buy");
+    }
+
+    #[tokio::test]
+    async fn a_batch_applies_each_buy_on_its_own() {
+        let (_dir, store) = seeded().await;
+        let outcomes = store
+            .buy_batch(&[
+                buy("Tux", 4, "a"),
+                buy("Tux", 7, "b"),  // only 6 left after the first: refused
+                buy("Nope", 1, "c"), // unknown: refused
+                buy("Tux", 4, "a"),  // repeated in the same batch
+                buy("Tux", 6, "d"),
+            ])
+            .await
+            .expect("batch");
+        assert!(matches!(outcomes[0], Ok(BuyOutcome::Applied(ref r)) if r.version == 2));
+        assert!(matches!(
+            outcomes[1],
+            Err(CatalogError::InsufficientStock { available: 6, .. })
+        ));
+        assert!(matches!(outcomes[2], Err(CatalogError::UnknownProduct(_))));
+        assert!(matches!(outcomes[3], Ok(BuyOutcome::Repeated(ref r)) if r.version == 2));
+        assert!(matches!(outcomes[4], Ok(BuyOutcome::Applied(ref r)) if r.version == 3));
+        let t = store.totals().expect("totals");
+        assert_eq!((t.sold, t.current), (10, 10));
     }
 
     #[tokio::test]

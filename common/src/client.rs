@@ -185,6 +185,13 @@ impl CatalogClient {
         self.cluster.post(url, req, Duration::from_secs(3)).await
     }
 
+    /// Many buys in one request (one transaction and one flush in the catalog), one
+    /// result per buy, in order.
+    pub async fn buy_batch(&self, reqs: &[BuyRequest]) -> Result<Vec<BuyResult>, PeerError> {
+        let url = endpoint(&self.base, &["internal", "buy-batch"]);
+        self.cluster.post(url, reqs, Duration::from_secs(3)).await
+    }
+
     /// Stock accounting totals.
     pub async fn totals(&self) -> Result<StockTotals, PeerError> {
         let url = endpoint(&self.base, &["internal", "totals"]);
@@ -281,8 +288,8 @@ impl FrontendClient {
         FrontendClient { cluster, base }
     }
 
-    /// Tells the front-end to drop its cached copy of a toy.
-    pub async fn invalidate(&self, inv: &Invalidation) -> Result<(), PeerError> {
+    /// Tells the front-end to drop its cached copies of these toys (one request).
+    pub async fn invalidate(&self, inv: &[Invalidation]) -> Result<(), PeerError> {
         let url = endpoint(&self.base, &["internal", "invalidate"]);
         self.cluster
             .post::<_, serde_json::Value>(url, inv, Duration::from_secs(2))

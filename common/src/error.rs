@@ -14,7 +14,7 @@ pub struct ErrorBody {
 }
 
 /// What went wrong, for people and programs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Equal to the HTTP status of the reply.
     pub code: u16,

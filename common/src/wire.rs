@@ -64,11 +64,36 @@ pub struct BuyReply {
     pub version: u64,
 }
 
+/// The outcome of one buy in a batch: `{"ok": {...}}` or `{"error": {code, message}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuyResult {
+    Ok(BuyReply),
+    Error(crate::error::ErrorDetail),
+}
+
 /// Catalog → front-end: forget what you cached about `name`; it is now at `version`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Invalidation {
     pub name: String,
     pub version: u64,
+}
+
+/// The body of the front-end's invalidation endpoint: one invalidation, or several.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Invalidations {
+    One(Invalidation),
+    Many(Vec<Invalidation>),
+}
+
+impl Invalidations {
+    pub fn into_vec(self) -> Vec<Invalidation> {
+        match self {
+            Invalidations::One(i) => vec![i],
+            Invalidations::Many(v) => v,
+        }
+    }
 }
 
 /// Catalog stock accounting: `initial + restocked - sold == current` must hold.

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use common::client::{CatalogClient, OrderClient};
 use common::http::{require_token, with_fallbacks, ClusterToken, Json, PathParam, BODY_LIMIT};
-use common::wire::{data, Data, Invalidation, NewOrder, OrderPlaced, Product};
+use common::wire::{data, Data, Invalidations, NewOrder, OrderPlaced, Product};
 
 use crate::cache::Cache;
 use crate::error::FrontendError;
@@ -163,10 +163,12 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn invalidate(
     State(state): State<AppState>,
-    Json(inv): Json<Invalidation>,
+    Json(body): Json<Invalidations>,
 ) -> impl IntoResponse {
-    state
-        .cache
-        .invalidate(&inv.name.to_lowercase(), inv.version);
+    for inv in body.into_vec() {
+        state
+            .cache
+            .invalidate(&inv.name.to_lowercase(), inv.version);
+    }
     data(serde_json::json!({}))
 }

@@ -11,18 +11,13 @@ use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use std::time::{Duration, Instant};
-
-use common::client::{CatalogClient, PeerError};
 use common::http::{
     require_token, with_fallbacks, ClusterToken, Json, PathParam, QueryParams, INTERNAL_BODY_LIMIT,
 };
-use common::wire::{
-    data, BuyReply, BuyRequest, LeaderNotice, LogPage, NewOrder, OrderAccepted, OrderView,
-    Replicate,
-};
+use common::wire::{data, LeaderNotice, LogPage, NewOrder, OrderAccepted, OrderView, Replicate};
 use serde::Deserialize;
 
+use crate::buyer::Buyer;
 use crate::error::OrderError;
 use crate::replica::Replica;
 use crate::writer::Writer;
@@ -38,7 +33,7 @@ const MAX_PAGE: u64 = 1000;
 pub struct AppState {
     pub replica: Replica,
     pub writer: Writer,
-    pub catalog: CatalogClient,
+    pub buyer: Buyer,
 }
 
 /// The replica's routes.
@@ -98,31 +93,12 @@ async fn place(
             "an order needs a name and key of 1 to 256 bytes and a positive quantity".into(),
         ));
     }
-    let held = state.replica.store().by_key(&order.key)?.is_some();
-    let request = BuyRequest {
-        name: order.name.clone(),
-        quantity: order.quantity,
-        key: order.key.clone(),
-    };
-    // The catalog is idempotent by key, so a repeated key is asked again too: that
+    // The catalog is idempotent by key, so a repeated key is bought again too: that
     // returns the toy's version after the original buy, which the front-end's cache
-    // needs. Only if the catalog is down does a key this replica already holds go
-    // ahead without it (version 0: the front-end then just drops its cached toy).
-    let (order, version) = match buy(&state.catalog, &request).await {
-        Ok(bought) => {
-            // Store the canonical name, so the order reads back as the catalog spells it.
-            let version = bought.version;
-            (
-                NewOrder {
-                    name: bought.name,
-                    ..order
-                },
-                version,
-            )
-        }
-        Err(OrderError::CatalogUnavailable(_)) if held => (order, 0),
-        Err(e) => return Err(e),
-    };
+    // needs (see `buyer` for what happens when the catalog is down).
+    let held = state.replica.store().by_key(&order.key)?.is_some();
+    let bought = state.buyer.buy(order, held).await?;
+    let (order, version) = (bought.order, bought.version);
     // The writer answers a held key too, so the reply waits until that order's batch
     // is durable and replicated.
     let name = order.name.clone();
@@ -132,25 +108,6 @@ async fn place(
         name,
         version,
     }))
-}
-
-/// A catalog buy, retried for a short while when the catalog does not answer (the
-/// buy is idempotent, and an answer lost in a crash must not leave stock taken
-/// without an order).
-async fn buy(catalog: &CatalogClient, request: &BuyRequest) -> Result<BuyReply, OrderError> {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut pause = Duration::from_millis(50);
-    loop {
-        match catalog.buy(request).await {
-            Ok(bought) => return Ok(bought),
-            Err(PeerError::Unreachable(why)) if Instant::now() + pause < deadline => {
-                tracing::debug!(error = %why, "catalog unreachable; retrying the buy");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(500));
-            }
-            Err(e) => return Err(OrderError::from_catalog(e)),
-        }
-    }
 }
 
 async fn leader_notice(

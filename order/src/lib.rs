@@ -5,13 +5,16 @@
 //! - [`store`]: the sled database (orders, idempotency keys, epoch); the only module
 //!   that touches sled.
 //! - [`replica`]: shared state and the rules for leadership, replication and catch-up.
-//! - [`writer`]: the leader's group-commit write path.
+//! - [`buyer`]: the leader's first stage, taking stock at the catalog in batches.
+//! - [`writer`]: the leader's second stage, group commit and replication.
 //! - [`http`]: routes and handlers.
 //! - [`error`]: the error type and its HTTP mapping.
 //!
-//! An order flows: `http::place` (leader? key held? catalog buy) → `Writer::submit` →
-//! the writer task numbers, writes, flushes and replicates a whole batch → reply.
+//! An order flows: `http::place` (leader?) → `Buyer::buy` (the buyer task takes stock
+//! for a whole batch in one catalog request) → `Writer::submit` (the writer task
+//! numbers, writes, flushes and replicates a whole batch) → reply.
 
+pub mod buyer;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -63,7 +66,7 @@ pub async fn run(
     });
     let state = http::AppState {
         writer: writer::Writer::start(replica.clone(), config.fault),
-        catalog: CatalogClient::new(cluster, config.catalog_url.clone()),
+        buyer: buyer::Buyer::start(CatalogClient::new(cluster, config.catalog_url.clone())),
         replica,
     };
     let token = ClusterToken(config.cluster_token.as_str().into());

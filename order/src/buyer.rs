@@ -1,0 +1,148 @@
+//! The leader's first stage: taking stock at the catalog, for many orders at once.
+//!
+//! Handlers queue their order; one task drains the queue and sends the whole batch to
+//! the catalog in one request (one transaction and one flush there), then answers each
+//! order with the toy's canonical name and version, or the catalog's refusal. The
+//! writer (second stage) numbers, stores and replicates the bought orders, so while it
+//! works on one batch the next one is already being bought.
+//!
+//! Buys are idempotent by key in the catalog, so a batch that got no answer is sent
+//! again for up to 3 s: a reply lost in a catalog crash must not leave stock taken
+//! without an order. After that, orders whose key this replica already holds go ahead
+//! without the catalog (version 0); the others fail with 503.
+
+use std::time::{Duration, Instant};
+
+use common::client::{CatalogClient, PeerError};
+use common::wire::{BuyReply, BuyRequest, BuyResult, NewOrder};
+use reqwest::StatusCode;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::OrderError;
+
+/// Most orders bought in one catalog request.
+const MAX_BATCH: usize = 1024;
+
+/// How long an unanswered batch is sent again.
+const RETRY_FOR: Duration = Duration::from_secs(3);
+
+/// An order whose stock the catalog has taken.
+pub struct Bought {
+    /// The order, with the toy's canonical name.
+    pub order: NewOrder,
+    /// The toy's version right after this order's buy (0 if the catalog was not asked).
+    pub version: u64,
+}
+
+struct Job {
+    order: NewOrder,
+    /// This replica already holds an order with this key.
+    held: bool,
+    reply: oneshot::Sender<Result<Bought, OrderError>>,
+}
+
+/// Handle to the buyer task; it stops when every handle is dropped.
+#[derive(Clone)]
+pub struct Buyer {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Buyer {
+    pub fn start(catalog: CatalogClient) -> Self {
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(buy_loop(catalog, rx));
+        Buyer { tx }
+    }
+
+    /// Takes stock for `order` (idempotent by its key).
+    pub async fn buy(&self, order: NewOrder, held: bool) -> Result<Bought, OrderError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job { order, held, reply })
+            .await
+            .map_err(|_| OrderError::Storage("the buyer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| OrderError::Storage("the buyer has stopped".into()))?
+    }
+}
+
+async fn buy_loop(catalog: CatalogClient, mut rx: mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let requests: Vec<BuyRequest> = jobs
+            .iter()
+            .map(|j| BuyRequest {
+                name: j.order.name.clone(),
+                quantity: j.order.quantity,
+                key: j.order.key.clone(),
+            })
+            .collect();
+        match buy_batch(&catalog, &requests).await {
+            Ok(results) if results.len() == jobs.len() => {
+                for (job, result) in jobs.drain(..).zip(results) {
+                    let answer = match result {
+                        BuyResult::Ok(reply) => Ok(bought(job.order, reply)),
+                        BuyResult::Error(e) => Err(refusal(e.code, e.message)),
+                    };
+                    let _ = job.reply.send(answer);
+                }
+            }
+            outcome => {
+                let why = match outcome {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "the catalog answered a different number of buys".into(),
+                };
+                for job in jobs.drain(..) {
+                    let answer = if job.held {
+                        Ok(Bought {
+                            order: job.order,
+                            version: 0,
+                        })
+                    } else {
+                        Err(OrderError::CatalogUnavailable(why.clone()))
+                    };
+                    let _ = job.reply.send(answer);
+                }
+            }
+        }
+    }
+}
+
+fn bought(order: NewOrder, reply: BuyReply) -> Bought {
+    Bought {
+        order: NewOrder {
+            name: reply.name,
+            ..order
+        },
+        version: reply.version,
+    }
+}
+
+/// The catalog's refusal of one buy: its 4xx are final for the order, anything else
+/// means the catalog could not do it.
+fn refusal(code: u16, message: String) -> OrderError {
+    match StatusCode::from_u16(code) {
+        Ok(status) if status.is_client_error() => OrderError::Catalog { status, message },
+        _ => OrderError::CatalogUnavailable(message),
+    }
+}
+
+/// Sends the batch, again while the catalog does not answer, for up to [`RETRY_FOR`].
+async fn buy_batch(
+    catalog: &CatalogClient,
+    requests: &[BuyRequest],
+) -> Result<Vec<BuyResult>, PeerError> {
+    let deadline = Instant::now() + RETRY_FOR;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match catalog.buy_batch(requests).await {
+            Err(PeerError::Unreachable(why)) if Instant::now() + pause < deadline => {
+                tracing::debug!(error = %why, "catalog unreachable; sending the buys again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
