@@ -78,7 +78,14 @@ async fn buy_loop(catalog: CatalogClient, mut rx: mpsc::Receiver<Job>) {
                 key: j.order.key.clone(),
             })
             .collect();
-        match buy_batch(&catalog, &requests).await {
+        let started = Instant::now();
+        let outcome = buy_batch(&catalog, &requests).await;
+        tracing::debug!(
+            orders = requests.len(),
+            catalog_us = started.elapsed().as_micros() as u64,
+            "batch bought"
+        );
+        match outcome {
             Ok(results) if results.len() == jobs.len() => {
                 for (job, result) in jobs.drain(..).zip(results) {
                     let answer = match result {
