@@ -166,7 +166,11 @@ async fn write_batch(
     // (A follower may then hold a batch the leader lost in a crash before its flush:
     // that is the same as a crash after replicating, and a retry finds the key.)
     let (flushed, replicated) = tokio::join!(store.flush(), replicate(replica, request));
-    tracing::debug!(orders, took_us = started.elapsed().as_micros() as u64, "batch stored");
+    tracing::debug!(
+        orders,
+        took_us = started.elapsed().as_micros() as u64,
+        "batch stored"
+    );
     if let Err(e) = flushed {
         return fail_all(e);
     }

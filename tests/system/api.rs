@@ -210,6 +210,10 @@ async fn internal_endpoints_refuse_requests_without_the_token() {
             json!({"name": "Tux", "quantity": 5, "key": "k"}),
         ),
         (
+            cluster.url("catalog") + "/internal/buy-batch",
+            json!([{"name": "Tux", "quantity": 5, "key": "k2"}]),
+        ),
+        (
             cluster.url("frontend") + "/internal/invalidate",
             json!({"name": "Tux", "version": 99}),
         ),
