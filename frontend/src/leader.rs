@@ -239,22 +239,32 @@ impl Leaders {
     pub async fn watch(&self, mut stop: watch::Receiver<bool>) {
         let mut failures = 0;
         loop {
-            match self.current() {
-                None => {
-                    self.reselect(None).await;
-                }
-                Some(leader) => match self.client.status(&leader.url).await {
-                    Ok(s) if s.role == common::wire::Role::Leader && s.epoch == leader.epoch => {
-                        failures = 0
+            let check = async {
+                match self.current() {
+                    None => {
+                        self.reselect(None).await;
                     }
-                    _ => {
-                        failures += 1;
-                        if failures >= 2 {
-                            failures = 0;
-                            self.reselect(Some(&leader)).await;
+                    Some(leader) => match self.client.status(&leader.url).await {
+                        Ok(s)
+                            if s.role == common::wire::Role::Leader && s.epoch == leader.epoch =>
+                        {
+                            failures = 0
                         }
-                    }
-                },
+                        _ => {
+                            failures += 1;
+                            if failures >= 2 {
+                                failures = 0;
+                                self.reselect(Some(&leader)).await;
+                            }
+                        }
+                    },
+                }
+            };
+            // A selection can take a while (replicas catch up first): shutdown must not
+            // wait for it.
+            tokio::select! {
+                _ = check => {}
+                _ = stop.changed() => return,
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}

@@ -259,8 +259,17 @@ impl Replica {
     pub async fn on_replicate(&self, batch: Replicate) -> Result<Persisted, OrderError> {
         // A replica still catching up answers at once (the leader skips it) rather than
         // making the leader wait for its lock; its catch-up brings it up to date.
-        if !self.leadership().ready {
+        let current = self.leadership();
+        if !current.ready {
             return Err(OrderError::NotReady);
+        }
+        // Refuse a deposed leader at once too, without waiting for the lock: its writer
+        // may be waiting on ours while we (as new leader) wait on it.
+        if batch.epoch < current.epoch {
+            return Err(OrderError::StaleEpoch {
+                mine: current.epoch,
+                theirs: batch.epoch,
+            });
         }
         let log = self.lock_log().await;
         if batch.leader_id == self.inner.id {
@@ -283,8 +292,24 @@ impl Replica {
         });
         if follows && first_is_next && consecutive(&batch.entries) {
             let change = store.append(&batch.entries)?;
-            if !change.removed.is_empty() {
-                tracing::warn!(dropped = change.removed.len(), "replaced a divergent tail");
+            let mut dropped = change.removed.len();
+            // Orders beyond the leader's newest one that a previous leader wrote (an
+            // older epoch) are not in the leader's history: drop them, so that even an
+            // empty heartbeat repairs an ex-leader's tail. (Orders of the leader's own
+            // epoch beyond it cannot exist: it sends its batches in order.)
+            let end = batch
+                .entries
+                .last()
+                .map(|e| e.number)
+                .or(batch.prev.as_ref().map(|p| p.number));
+            if store
+                .last()?
+                .is_some_and(|r| Some(r.number) > end && r.epoch < batch.epoch)
+            {
+                dropped += store.truncate_after(end)?.len();
+            }
+            if dropped > 0 {
+                tracing::warn!(dropped, "dropped a tail the leader does not have");
             }
             store.flush().await?;
         } else {
@@ -421,6 +446,9 @@ impl Replica {
                 }
             }
         }
+        // Batches the leader sent while we caught up were refused (421) and skipped. Under
+        // the lock, become ready — later batches wait for the lock — and take once more
+        // whatever the leader stored in between.
         let log = self.lock_log().await;
         let current = self.leadership();
         self.set_leadership(
@@ -430,6 +458,15 @@ impl Replica {
                 ..current
             },
         );
+        if let Some(url) = current
+            .leader
+            .filter(|l| *l != self.inner.id)
+            .and_then(|l| self.peer_url(l).cloned())
+        {
+            if let Err(e) = self.sync_from(&log, &url).await {
+                tracing::warn!(error = %e, "final sync from the leader failed");
+            }
+        }
         tracing::info!(orders = self.inner.store.count(), "ready");
     }
 
@@ -505,4 +542,97 @@ fn consecutive(entries: &[OrderRecord]) -> bool {
     entries
         .windows(2)
         .all(|w| w[0].number.checked_add(1) == Some(w[1].number))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::client::ClusterClient;
+    use common::wire::LogPos;
+
+    fn rec(number: u64, epoch: u64) -> OrderRecord {
+        OrderRecord {
+            number,
+            name: "Tux".into(),
+            quantity: 1,
+            key: format!("k{number}-{epoch}"),
+            epoch,
+        }
+    }
+
+    /// A replica with no peers, caught up (so ready), holding `orders`.
+    async fn replica(orders: &[OrderRecord]) -> (tempfile::TempDir, Replica) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.append(orders).expect("append");
+        let client = OrderClient::new(ClusterClient::new("t").expect("client"));
+        let replica = Replica::new(1, store, Vec::new(), client).expect("replica");
+        replica.catch_up().await;
+        (dir, replica)
+    }
+
+    fn heartbeat(epoch: u64, prev: Option<&OrderRecord>) -> Replicate {
+        Replicate {
+            leader_id: 2,
+            epoch,
+            prev: prev.map(LogPos::from),
+            entries: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_drops_an_older_leaders_tail() {
+        let (_dir, replica) = replica(&[rec(0, 1), rec(1, 1), rec(2, 1)]).await;
+        replica
+            .on_replicate(heartbeat(2, Some(&rec(0, 1))))
+            .await
+            .expect("heartbeat");
+        assert_eq!(replica.store().count(), 1);
+        assert_eq!(replica.store().last().expect("read"), Some(rec(0, 1)));
+    }
+
+    #[tokio::test]
+    async fn a_heartbeat_keeps_what_the_leader_has() {
+        let (_dir, replica) = replica(&[rec(0, 1), rec(1, 2)]).await;
+        replica
+            .on_replicate(heartbeat(2, Some(&rec(1, 2))))
+            .await
+            .expect("heartbeat");
+        assert_eq!(replica.store().count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_deposed_leaders_batch_is_refused_and_changes_nothing() {
+        let (_dir, replica) = replica(&[rec(0, 1)]).await;
+        replica
+            .on_replicate(heartbeat(3, Some(&rec(0, 1))))
+            .await
+            .expect("newer leader");
+        let stale = Replicate {
+            leader_id: 3,
+            epoch: 2,
+            prev: Some(LogPos::from(&rec(0, 1))),
+            entries: vec![rec(1, 2)],
+        };
+        assert!(matches!(
+            replica.on_replicate(stale).await,
+            Err(OrderError::StaleEpoch { mine: 3, theirs: 2 })
+        ));
+        assert_eq!(replica.store().count(), 1);
+        assert_eq!(replica.leadership().epoch, 3);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_follows_is_appended() {
+        let (_dir, replica) = replica(&[rec(0, 1)]).await;
+        let batch = Replicate {
+            leader_id: 2,
+            epoch: 1,
+            prev: Some(LogPos::from(&rec(0, 1))),
+            entries: vec![rec(1, 1), rec(2, 1)],
+        };
+        let persisted = replica.on_replicate(batch).await.expect("append");
+        assert_eq!(persisted.last_order, Some(2));
+        assert_eq!(replica.store().count(), 3);
+    }
 }

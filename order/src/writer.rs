@@ -140,7 +140,30 @@ async fn write_batch(
         });
     }
     if fresh.is_empty() {
-        return answers;
+        if answers.iter().all(|a| a.is_err()) {
+            return answers;
+        }
+        // Only repeated keys. Their orders may not be on every follower yet (their
+        // first batch failed at a follower, or this replica led in an earlier epoch
+        // and crashed): confirm before answering, with an empty batch whose `prev` is
+        // our newest order — a follower that lacks anything syncs before it replies.
+        let request = Replicate {
+            leader_id: replica.id(),
+            epoch: leadership.epoch,
+            prev,
+            entries: Vec::new(),
+        };
+        return match replicate(replica, request).await {
+            Replicated::Stored => answers,
+            Replicated::Deposed => {
+                replica.step_down(&log);
+                batch.iter().map(|_| Err(not_leader())).collect()
+            }
+            Replicated::Failed(why) => batch
+                .iter()
+                .map(|_| Err(OrderError::ReplicationFailed(why.clone())))
+                .collect(),
+        };
     }
 
     let started = std::time::Instant::now();
