@@ -133,6 +133,34 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// The body of every service's `main`: bind `addr`, run the service until Ctrl-C or
+/// SIGTERM, and turn any failure into a logged error and a failing exit code.
+pub async fn run_service<F, Fut, E>(
+    name: &str,
+    addr: std::net::SocketAddr,
+    run: F,
+) -> std::process::ExitCode
+where
+    F: FnOnce(TcpListener) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let listener = match bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match run(listener).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{name} failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Binds `addr`, turning "address in use" into a message that names the address.
 pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr)

@@ -6,18 +6,8 @@ use clap::Parser;
 async fn main() -> ExitCode {
     let config = frontend::Config::parse();
     common::telemetry::init();
-    let listener = match common::http::bind(config.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match frontend::run(listener, config, common::http::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("front-end failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::http::run_service("front-end", config.listen, |listener| {
+        frontend::run(listener, config, common::http::shutdown_signal())
+    })
+    .await
 }

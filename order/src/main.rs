@@ -13,18 +13,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let listener = match common::http::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match order::run(listener, config, common::http::shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("order replica failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::http::run_service("order replica", addr, |listener| {
+        order::run(listener, config, common::http::shutdown_signal())
+    })
+    .await
 }

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Fault;
 use crate::error::OrderError;
-use crate::replica::Replica;
+use crate::replica::{LogGuard, Replica};
 
 /// Most orders written in one batch.
 const MAX_BATCH: usize = 1024;
@@ -153,17 +153,8 @@ async fn write_batch(
             prev,
             entries: Vec::new(),
         };
-        return match replicate(replica, request).await {
-            Replicated::Stored => answers,
-            Replicated::Deposed => {
-                replica.step_down(&log);
-                batch.iter().map(|_| Err(not_leader())).collect()
-            }
-            Replicated::Failed(why) => batch
-                .iter()
-                .map(|_| Err(OrderError::ReplicationFailed(why.clone())))
-                .collect(),
-        };
+        let replicated = replicate(replica, request).await;
+        return settle(replica, &log, replicated, answers, not_leader);
     }
 
     let started = std::time::Instant::now();
@@ -197,13 +188,25 @@ async fn write_batch(
     if let Err(e) = flushed {
         return fail_all(e);
     }
+    settle(replica, &log, replicated, answers, not_leader)
+}
+
+/// The batch's final answers: as planned if the followers stored it; "not leader"
+/// (after stepping down) if one knows a newer epoch; "replication failed" otherwise.
+fn settle(
+    replica: &Replica,
+    log: &LogGuard<'_>,
+    replicated: Replicated,
+    answers: Vec<Result<u64, OrderError>>,
+    not_leader: impl Fn() -> OrderError,
+) -> Vec<Result<u64, OrderError>> {
     match replicated {
         Replicated::Stored => answers,
         Replicated::Deposed => {
-            replica.step_down(&log);
-            batch.iter().map(|_| Err(not_leader())).collect()
+            replica.step_down(log);
+            answers.iter().map(|_| Err(not_leader())).collect()
         }
-        Replicated::Failed(why) => batch
+        Replicated::Failed(why) => answers
             .iter()
             .map(|_| Err(OrderError::ReplicationFailed(why.clone())))
             .collect(),
