@@ -10,12 +10,15 @@
 //! - Every order carries the epoch of the leader that wrote it; a replica refuses
 //!   leadership and replication messages from an epoch older than its own.
 //! - A follower appends a batch only if it holds the entry just before it (`prev`);
-//!   otherwise, and whenever an entry conflicts with what it holds, the leader's
-//!   history wins: the follower syncs from the leader, dropping its divergent tail.
+//!   otherwise the leader's history wins: the follower syncs from the leader. Where an
+//!   entry conflicts with what it holds, or it holds older-epoch orders beyond the
+//!   leader's newest one, it drops its divergent tail.
 //! - A replica made leader first syncs from the most up-to-date reachable peer
-//!   (highest epoch of its newest order, then most orders), then accepts writes.
+//!   (highest epoch of its newest order, then most orders), then accepts writes; if
+//!   that fails, it refuses to lead.
 //! - A replica that starts syncs from the leader if a peer says it leads, otherwise
-//!   from the most up-to-date peer, and only then reports itself ready.
+//!   from the most up-to-date peer; then it reports itself ready and takes from the
+//!   leader, once more, what it refused while catching up.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
