@@ -179,12 +179,6 @@ impl CatalogClient {
         self.cluster.get(url, Duration::from_secs(3)).await
     }
 
-    /// Takes stock for an order; a repeated key returns the first reply.
-    pub async fn buy(&self, req: &BuyRequest) -> Result<BuyReply, PeerError> {
-        let url = endpoint(&self.base, &["internal", "buy"]);
-        self.cluster.post(url, req, Duration::from_secs(3)).await
-    }
-
     /// Many buys in one request (one transaction and one flush in the catalog), one
     /// result per buy, in order.
     pub async fn buy_batch(&self, reqs: &[BuyRequest]) -> Result<Vec<BuyResult>, PeerError> {

@@ -2,6 +2,10 @@
 
 use reqwest::Url;
 
+/// The default replica set: ids 1-3 on 127.0.0.1:8091-8093.
+pub const DEFAULT_REPLICAS: &str =
+    "1=http://127.0.0.1:8091,2=http://127.0.0.1:8092,3=http://127.0.0.1:8093";
+
 /// A list of order replicas: `1=http://127.0.0.1:8091,2=http://127.0.0.1:8092`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Replicas(pub Vec<(u32, Url)>);

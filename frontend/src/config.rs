@@ -4,12 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use common::config::{parse_replicas, parse_token, parse_url, Replicas};
+use common::config::{parse_replicas, parse_token, parse_url, Replicas, DEFAULT_REPLICAS};
 use reqwest::Url;
-
-/// The default replica set: ids 1-3 on 127.0.0.1:8091-8093.
-pub const DEFAULT_REPLICAS: &str =
-    "1=http://127.0.0.1:8091,2=http://127.0.0.1:8092,3=http://127.0.0.1:8093";
 
 /// toystore front-end: the public REST API, the product cache and leader selection.
 #[derive(Parser, Debug, Clone)]

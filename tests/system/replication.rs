@@ -26,6 +26,19 @@ async fn verify_all(cluster: &Cluster, placed: &[(u64, &str, u64)]) {
     }
 }
 
+/// A three-replica cluster whose leader (order3) aborts right after storing its first
+/// batch, before any follower has it.
+async fn start_with_faulty_leader() -> Cluster {
+    let mut cluster = Cluster::new(Options::default());
+    cluster.set_env("order3", "ORDER_FAULT", "crash-before-replicate");
+    cluster.start_service("catalog").await;
+    for id in 1..=3 {
+        cluster.start_service(&format!("order{id}")).await;
+    }
+    cluster.start_service("frontend").await;
+    cluster
+}
+
 #[tokio::test]
 async fn killing_the_leader_while_clients_order_fails_no_request() {
     let mut cluster = Cluster::start(Options {
@@ -126,13 +139,7 @@ async fn a_restarted_follower_catches_up_before_it_is_ready() {
 
 #[tokio::test]
 async fn a_leader_that_crashed_before_replicating_drops_its_unacknowledged_order() {
-    let mut cluster = Cluster::new(Options::default());
-    cluster.set_env("order3", "ORDER_FAULT", "crash-before-replicate");
-    cluster.start_service("catalog").await;
-    for id in 1..=3 {
-        cluster.start_service(&format!("order{id}")).await;
-    }
-    cluster.start_service("frontend").await;
+    let mut cluster = start_with_faulty_leader().await;
     assert_eq!(cluster.get("/health").await.1["leader"], json!(3));
 
     // An order sent straight to the leader (so no front-end retries it): the leader
@@ -185,13 +192,7 @@ async fn a_leader_that_crashed_before_replicating_drops_its_unacknowledged_order
 
 #[tokio::test]
 async fn a_leader_crash_mid_request_is_invisible_to_the_client() {
-    let mut cluster = Cluster::new(Options::default());
-    cluster.set_env("order3", "ORDER_FAULT", "crash-before-replicate");
-    cluster.start_service("catalog").await;
-    for id in 1..=3 {
-        cluster.start_service(&format!("order{id}")).await;
-    }
-    cluster.start_service("frontend").await;
+    let mut cluster = start_with_faulty_leader().await;
 
     let (status, body) = cluster.order("Jump Rope", 3, Some("retry-me")).await;
     assert_eq!(status, 200, "the client did not notice the crash: {body}");
