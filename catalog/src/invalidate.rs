@@ -4,14 +4,18 @@
 //! blocking the purchase); one background task delivers them. Announcements that pile
 //! up while a delivery is in flight are coalesced to the newest version per toy and
 //! sent together, in one request.
-//! Failed deliveries are retried for a few seconds; a front-end that stays down starts
-//! with an empty cache anyway, so giving up then loses nothing.
+//! Failed deliveries are retried for a few seconds; a batch refused as too large is
+//! split in halves. Pushes make the cache fresh *fast*; they are not what makes it
+//! correct: the front-end serves cached entries only under a lease that its own polls
+//! of the catalog renew (see the front-end's `lease` module), so a push given up on
+//! costs at most one poll interval of freshness, never correctness.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::client::{FrontendClient, PeerError};
 use common::wire::Invalidation;
+use reqwest::StatusCode;
 use tokio::sync::mpsc;
 
 /// How long a delivery is retried before it is dropped.
@@ -63,6 +67,18 @@ async fn deliver(frontend: &FrontendClient, batch: &[Invalidation]) {
     loop {
         match frontend.invalidate(batch).await {
             Ok(()) => return,
+            Err(PeerError::Status { status, .. })
+                if status == StatusCode::PAYLOAD_TOO_LARGE && batch.len() > 1 =>
+            {
+                let (a, b) = batch.split_at(batch.len() / 2);
+                tracing::debug!(
+                    toys = batch.len(),
+                    "invalidation batch too large; splitting"
+                );
+                Box::pin(deliver(frontend, a)).await;
+                Box::pin(deliver(frontend, b)).await;
+                return;
+            }
             Err(PeerError::Status { status, message }) if status.is_client_error() => {
                 tracing::warn!(toys = batch.len(), %status, %message, "front-end refused invalidations");
                 return;

@@ -50,11 +50,8 @@ pub async fn run(
     let invalidator =
         invalidate::Invalidator::start(FrontendClient::new(cluster, config.frontend_url.clone()));
 
-    // A crash between a flush and its push would leave the front-end caching an old
-    // quantity: on every start, announce every toy's current version.
-    for product in store.products()? {
-        invalidator.announce(product.name, product.version);
-    }
+    // No start-up announcement is needed: a crash between a flush and its push is
+    // covered by the front-end's lease, whose next poll reads the new version.
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let restocker = tokio::spawn(restock::restock_loop(

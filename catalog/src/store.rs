@@ -182,7 +182,7 @@ fn flatten(e: TransactionError<CatalogError>) -> CatalogError {
 impl Store {
     /// Opens (or creates) the database in `dir` and starts its flusher.
     pub fn open(dir: &Path) -> Result<Self, CatalogError> {
-        let db = sled::open(dir)?;
+        let db = common::storage::open_db(dir)?;
         Ok(Store {
             products: db.open_tree("products")?,
             applied: db.open_tree("applied")?,

@@ -7,6 +7,7 @@
 //! - [`client`]: typed clients for the catalog and the order replicas, which tell
 //!   "peer unreachable" apart from "peer answered with an error".
 //! - [`flush`]: group commit for sled — many writers share one `flush()`.
+//! - [`storage`]: opening a sled database, waiting for its directory lock.
 //! - [`config`]: parsing helpers for the command-line configuration.
 //! - [`telemetry`]: logging setup, done once per process.
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod flush;
 pub mod http;
+pub mod storage;
 pub mod telemetry;
 pub mod wire;
 

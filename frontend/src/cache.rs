@@ -9,13 +9,23 @@
 //! quantity behind. The front-end applies the same rule with the version its own
 //! order produced, so the ordering client never reads the pre-order quantity.
 //!
-//! One std `Mutex` guards the LRU and the announced versions; it is held for a few
-//! map operations and never across `.await`.
+//! Lease: pushes can be lost (the front-end was unreachable, a push was refused), so
+//! entries are only trusted while the front-end keeps hearing from the catalog. Every
+//! successful poll of the catalog's versions ([`crate::lease`]) renews the lease until
+//! *the poll's send time* + the lease length, and drops every entry older than the
+//! version it read. Once the lease runs out the cache empties itself and stores
+//! nothing until the next successful poll. Since a poll sent after a change reflects
+//! it, no entry is served stale for longer than the lease, however slow or broken the
+//! network is.
+//!
+//! One std `Mutex` guards the LRU, the announced versions and the lease; it is held
+//! for a few map operations and never across `.await`.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use lru::LruCache;
@@ -30,9 +40,13 @@ pub struct Cache {
     misses: AtomicU64,
     evictions: AtomicU64,
     invalidations: AtomicU64,
+    /// Times the lease ran out and the cache was emptied.
+    lease_expiries: AtomicU64,
 }
 
 struct Inner {
+    /// Entries may be served until then; `None` until the first successful poll.
+    lease_until: Option<Instant>,
     /// Lower-cased name → (version, reply body).
     entries: LruCache<String, (u64, Bytes)>,
     /// Lower-cased name → newest version announced by an invalidation or by one of our
@@ -51,6 +65,9 @@ pub struct CacheStats {
     pub misses: u64,
     pub evictions: u64,
     pub invalidations: u64,
+    /// Whether the lease is current (the catalog was heard from recently).
+    pub leased: bool,
+    pub lease_expiries: u64,
 }
 
 impl Cache {
@@ -60,6 +77,7 @@ impl Cache {
             enabled,
             capacity: cap.get(),
             inner: Mutex::new(Inner {
+                lease_until: None,
                 entries: LruCache::new(cap),
                 announced: HashMap::new(),
             }),
@@ -67,6 +85,7 @@ impl Cache {
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
+            lease_expiries: AtomicU64::new(0),
         }
     }
 
@@ -74,10 +93,25 @@ impl Cache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The lock, with the entries dropped if the lease has run out.
+    fn leased(&self) -> (std::sync::MutexGuard<'_, Inner>, bool) {
+        let mut inner = self.lock();
+        let leased = inner.lease_until.is_some_and(|t| Instant::now() < t);
+        if !leased && !inner.entries.is_empty() {
+            inner.entries.clear();
+            self.lease_expiries.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("cache lease ran out: the catalog has not been heard from");
+        }
+        (inner, leased)
+    }
+
     /// The cached reply body for `key`, marking it most recently used.
     pub fn get(&self, key: &str) -> Option<Bytes> {
         let found = if self.enabled {
-            self.lock().entries.get(key).map(|(_, body)| body.clone())
+            let (mut inner, leased) = self.leased();
+            leased
+                .then(|| inner.entries.get(key).map(|(_, body)| body.clone()))
+                .flatten()
         } else {
             None
         };
@@ -91,12 +125,16 @@ impl Cache {
     }
 
     /// Stores a body read from the catalog at `version`, unless a newer version of the
-    /// toy has been announced meanwhile. Returns whether it was stored.
+    /// toy has been announced meanwhile or the lease has run out. Returns whether it
+    /// was stored.
     pub fn fill(&self, key: &str, version: u64, body: Bytes) -> bool {
         if !self.enabled {
             return false;
         }
-        let mut inner = self.lock();
+        let (mut inner, leased) = self.leased();
+        if !leased {
+            return false;
+        }
         if inner.announced.get(key).is_some_and(|&v| v > version) {
             return false;
         }
@@ -122,13 +160,31 @@ impl Cache {
     pub fn invalidate(&self, key: &str, version: u64) {
         let mut inner = self.lock();
         inner.entries.pop(key);
-        let newest = inner.announced.entry(key.to_string()).or_insert(0);
-        *newest = (*newest).max(version);
+        announce(&mut inner.announced, key, version);
         self.invalidations.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Applies a poll of the catalog sent at `sent`: every toy's current `version`
+    /// (lower-cased names). Drops entries older than what the poll read, and extends
+    /// the lease to `until` (computed from the send time by the caller).
+    pub fn renew<'a>(&self, versions: impl IntoIterator<Item = (&'a str, u64)>, until: Instant) {
+        let mut inner = self.lock();
+        for (key, version) in versions {
+            if inner.entries.peek(key).is_some_and(|(v, _)| *v < version) {
+                inner.entries.pop(key);
+                self.invalidations.fetch_add(1, Ordering::Relaxed);
+            }
+            announce(&mut inner.announced, key, version);
+        }
+        if inner.lease_until.is_none_or(|t| t < until) {
+            inner.lease_until = Some(until);
+        }
+    }
+
     pub fn stats(&self) -> CacheStats {
-        let size = self.lock().entries.len();
+        let (inner, leased) = self.leased();
+        let size = inner.entries.len();
+        drop(inner);
         CacheStats {
             enabled: self.enabled,
             capacity: self.capacity,
@@ -137,6 +193,18 @@ impl Cache {
             misses: self.misses.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
             invalidations: self.invalidations.load(Ordering::Relaxed),
+            leased,
+            lease_expiries: self.lease_expiries.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Records that `version` of `key` exists (the newest one wins).
+fn announce(announced: &mut HashMap<String, u64>, key: &str, version: u64) {
+    match announced.get_mut(key) {
+        Some(v) => *v = (*v).max(version),
+        None => {
+            announced.insert(key.to_string(), version);
         }
     }
 }
@@ -149,9 +217,16 @@ mod tests {
         Bytes::from(s.to_string())
     }
 
+    /// A cache whose lease runs for a minute.
+    fn leased(enabled: bool, capacity: usize) -> Cache {
+        let cache = Cache::new(enabled, capacity);
+        cache.renew([], Instant::now() + std::time::Duration::from_secs(60));
+        cache
+    }
+
     #[test]
     fn repeated_lookups_hit() {
-        let cache = Cache::new(true, 2);
+        let cache = leased(true, 2);
         assert!(cache.get("tux").is_none());
         assert!(cache.fill("tux", 1, body("t1")));
         assert_eq!(cache.get("tux"), Some(body("t1")));
@@ -161,7 +236,7 @@ mod tests {
 
     #[test]
     fn the_least_recently_used_toy_is_evicted() {
-        let cache = Cache::new(true, 2);
+        let cache = leased(true, 2);
         cache.fill("a", 1, body("a"));
         cache.fill("b", 1, body("b"));
         cache.get("a");
@@ -175,7 +250,7 @@ mod tests {
 
     #[test]
     fn a_fill_older_than_an_invalidation_is_refused() {
-        let cache = Cache::new(true, 2);
+        let cache = leased(true, 2);
         cache.fill("tux", 5, body("old"));
         cache.invalidate("tux", 6);
         assert!(cache.get("tux").is_none());
@@ -187,7 +262,7 @@ mod tests {
 
     #[test]
     fn a_newer_entry_is_not_replaced_by_an_older_fill() {
-        let cache = Cache::new(true, 2);
+        let cache = leased(true, 2);
         cache.fill("tux", 7, body("new"));
         assert!(!cache.fill("tux", 6, body("old")));
         assert_eq!(cache.get("tux"), Some(body("new")));
@@ -195,10 +270,38 @@ mod tests {
 
     #[test]
     fn a_disabled_cache_stores_nothing_and_counts_misses() {
-        let cache = Cache::new(false, 2);
+        let cache = leased(false, 2);
         assert!(!cache.fill("tux", 1, body("t")));
         assert!(cache.get("tux").is_none());
         let s = cache.stats();
         assert_eq!((s.enabled, s.misses, s.size), (false, 1, 0));
+    }
+
+    #[test]
+    fn nothing_is_served_or_stored_without_a_lease() {
+        let cache = Cache::new(true, 2);
+        assert!(!cache.fill("tux", 1, body("t")));
+        assert!(!cache.stats().leased);
+
+        cache.renew([], Instant::now() + std::time::Duration::from_millis(30));
+        assert!(cache.fill("tux", 1, body("t")));
+        assert_eq!(cache.get("tux"), Some(body("t")));
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        assert!(cache.get("tux").is_none(), "served after the lease ran out");
+        let s = cache.stats();
+        assert_eq!((s.size, s.leased, s.lease_expiries), (0, false, 1));
+    }
+
+    #[test]
+    fn a_poll_drops_entries_older_than_it_read_and_refuses_older_fills() {
+        let cache = leased(true, 3);
+        cache.fill("tux", 4, body("old"));
+        cache.fill("fox", 2, body("fox"));
+        let until = Instant::now() + std::time::Duration::from_secs(60);
+        cache.renew([("tux", 5), ("fox", 2)], until);
+        assert!(cache.get("tux").is_none());
+        assert_eq!(cache.get("fox"), Some(body("fox")));
+        assert!(!cache.fill("tux", 4, body("old")));
+        assert!(cache.fill("tux", 5, body("new")));
     }
 }

@@ -34,6 +34,18 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub cache_capacity: u64,
 
+    /// How long cached entries stay valid after the catalog was last heard from, in ms.
+    /// No cached quantity is ever served staler than this.
+    #[arg(long, env = "FRONTEND_CACHE_LEASE_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_lease_ms: u64,
+
+    /// How often the front-end polls the catalog's versions to renew the lease, in ms
+    /// (must be shorter than the lease).
+    #[arg(long, env = "FRONTEND_CATALOG_POLL_MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub catalog_poll_ms: u64,
+
     /// How long a request may spend failing over between order replicas, in ms.
     #[arg(long, env = "FRONTEND_FAILOVER_MS", default_value_t = 20_000)]
     pub failover_ms: u64,
@@ -54,6 +66,25 @@ pub struct Config {
 }
 
 impl Config {
+    /// Checks what clap cannot check field by field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.catalog_poll_ms >= self.cache_lease_ms {
+            return Err(format!(
+                "--catalog-poll-ms ({}) must be shorter than --cache-lease-ms ({})",
+                self.catalog_poll_ms, self.cache_lease_ms
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn cache_lease(&self) -> Duration {
+        Duration::from_millis(self.cache_lease_ms)
+    }
+
+    pub fn catalog_poll(&self) -> Duration {
+        Duration::from_millis(self.catalog_poll_ms)
+    }
+
     pub fn failover_budget(&self) -> Duration {
         Duration::from_millis(self.failover_ms)
     }

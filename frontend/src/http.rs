@@ -17,7 +17,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use common::client::{CatalogClient, OrderClient};
-use common::http::{require_token, with_fallbacks, ClusterToken, Json, PathParam, BODY_LIMIT};
+use common::http::{
+    require_token, with_fallbacks, ClusterToken, Json, PathParam, BODY_LIMIT, INTERNAL_BODY_LIMIT,
+};
 use common::wire::{data, Data, Invalidations, NewOrder, OrderPlaced, Product};
 
 use crate::cache::Cache;
@@ -42,7 +44,10 @@ pub struct AppState {
 pub fn router(state: AppState, token: ClusterToken) -> Router {
     let internal = Router::new()
         .route("/internal/invalidate", post(invalidate))
-        .route_layer(middleware::from_fn_with_state(token, require_token));
+        .route_layer(middleware::from_fn_with_state(token, require_token))
+        // The catalog's pushes name many toys at once (all of them after a restock):
+        // they get the internal limit, the public routes keep the small one.
+        .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT));
     let router = Router::new()
         .route("/products", get(list_products))
         .route("/products/{name}", get(product))

@@ -4,7 +4,8 @@
 //! - [`config`]: flags and environment variables.
 //! - [`validate`]: typed, validated request values.
 //! - [`http`]: the public routes and the invalidation endpoint.
-//! - [`cache`]: the LRU product cache with versioned invalidation.
+//! - [`cache`]: the LRU product cache with versioned invalidation and a lease.
+//! - [`lease`]: the task that polls the catalog's versions to renew the lease.
 //! - [`leader`]: leader selection among the order replicas, and failover.
 //! - [`error`]: the error type and its HTTP mapping.
 //!
@@ -17,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod leader;
+pub mod lease;
 pub mod validate;
 
 use std::future::Future;
@@ -35,6 +37,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    config.validate().map_err(std::io::Error::other)?;
     let cluster = ClusterClient::new(&config.cluster_token)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let orders = OrderClient::new(cluster.clone());
@@ -47,19 +50,30 @@ pub async fn run(
         config.cache,
         config.cache_capacity as usize,
     ));
+    let catalog = CatalogClient::new(cluster, config.catalog_url.clone());
     let state = http::AppState {
-        catalog: CatalogClient::new(cluster, config.catalog_url.clone()),
+        catalog: catalog.clone(),
         orders,
         leaders: leaders.clone(),
-        cache,
+        cache: cache.clone(),
         fill_delay: Duration::from_millis(config.test_fill_delay_ms),
     };
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let watcher = tokio::spawn({
-        let leaders = leaders.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn({
+        let (leaders, stopped) = (leaders.clone(), stopped.clone());
         async move { leaders.watch(stopped).await }
     });
+    if config.cache {
+        tasks.spawn(lease::lease_loop(
+            catalog,
+            cache.clone(),
+            config.catalog_poll(),
+            config.cache_lease(),
+            stopped,
+        ));
+    }
 
     tracing::info!(
         addr = %listener.local_addr()?,
@@ -70,7 +84,7 @@ pub async fn run(
     let token = ClusterToken(config.cluster_token.as_str().into());
     common::http::serve(listener, http::router(state, token), shutdown).await?;
     let _ = stop.send(true);
-    let _ = watcher.await;
+    while tasks.join_next().await.is_some() {}
     tracing::info!("front-end stopped");
     Ok(())
 }

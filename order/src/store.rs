@@ -93,7 +93,7 @@ pub fn order_hash(r: &OrderRecord) -> u64 {
 impl Store {
     /// Opens (or creates) the database in `dir` and rebuilds the in-memory figures.
     pub fn open(dir: &Path) -> Result<Self, OrderError> {
-        let db = sled::open(dir)?;
+        let db = common::storage::open_db(dir)?;
         let store = Store {
             orders: db.open_tree("orders")?,
             keys: db.open_tree("keys")?,

@@ -1,0 +1,71 @@
+//! Opening a sled database, waiting (boundedly) for its directory lock.
+//!
+//! sled holds an exclusive lock on its directory until the background flusher thread
+//! of the last `Db` handle exits, a moment *after* that handle is dropped. Reopening
+//! the same directory at once in the same process (a test that reopens a store, a
+//! service restarted in-process) can therefore fail with `WouldBlock`. A lock held by
+//! another live process stays held, so the wait is bounded and then the error stands.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long [`open_db`] waits for another handle's lock to be released.
+pub const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens (or creates) the sled database in `dir`, retrying while its lock is held
+/// for up to [`LOCK_WAIT`]. Blocking: call it at start-up or from blocking code.
+pub fn open_db(dir: &Path) -> sled::Result<sled::Db> {
+    open_db_within(dir, LOCK_WAIT)
+}
+
+/// [`open_db`] with a wait of the caller's choice.
+pub fn open_db_within(dir: &Path, wait: Duration) -> sled::Result<sled::Db> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match sled::open(dir) {
+            Err(sled::Error::Io(e)) if is_lock_held(&e) && Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// sled reports a held lock as an `Other` I/O error whose text names it (the
+/// underlying `WouldBlock` is flattened into the message).
+fn is_lock_held(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_can_be_reopened_right_after_its_last_handle_drops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for round in 0..20u64 {
+            let db = open_db(dir.path()).expect("open");
+            db.insert(b"round", &round.to_be_bytes()).expect("insert");
+            db.flush().expect("flush");
+            drop(db);
+        }
+        let db = open_db(dir.path()).expect("reopen");
+        assert_eq!(
+            db.get(b"round").expect("get").as_deref(),
+            Some(&19u64.to_be_bytes()[..])
+        );
+    }
+
+    #[test]
+    fn a_lock_that_stays_held_is_reported_after_the_wait() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _held = open_db(dir.path()).expect("open");
+        let wait = Duration::from_millis(200);
+        let started = Instant::now();
+        assert!(open_db_within(dir.path(), wait).is_err());
+        assert!(started.elapsed() >= wait);
+    }
+}

@@ -1,0 +1,67 @@
+//! The cache lease: a background task that polls the catalog for every toy's version.
+//!
+//! Pushed invalidations make the cache coherent quickly; this poll makes it coherent
+//! *surely*. Each successful poll drops entries older than what it read and extends
+//! the lease to the poll's send time + the lease length (see [`crate::cache`]), so a
+//! front-end cut off from the catalog, or one that missed a push, never serves a
+//! quantity that is stale by more than the lease.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::client::CatalogClient;
+use tokio::sync::watch;
+
+use crate::cache::Cache;
+
+/// Polls every `every` until `stop` is set; each success renews the lease for `lease`.
+pub async fn lease_loop(
+    catalog: CatalogClient,
+    cache: Arc<Cache>,
+    every: Duration,
+    lease: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let sent = Instant::now();
+        // A poll answered after the lease it would grant has run out grants nothing,
+        // so it need not wait longer than that.
+        let poll = tokio::time::timeout(lease, catalog.products());
+        let polled = tokio::select! {
+            polled = poll => polled,
+            _ = stop.changed() => return,
+        };
+        match polled {
+            Ok(Ok(products)) => {
+                let versions: Vec<(String, u64)> = products
+                    .into_iter()
+                    .map(|p| (p.name.to_lowercase(), p.version))
+                    .collect();
+                cache.renew(versions.iter().map(|(k, v)| (k.as_str(), *v)), sent + lease);
+                if failing {
+                    tracing::info!("catalog heard again; cache lease renewed");
+                    failing = false;
+                }
+            }
+            Ok(Err(e)) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot poll the catalog; the cache lease will run out");
+                }
+                failing = true;
+            }
+            Err(_) => {
+                if !failing {
+                    tracing::warn!("catalog poll timed out; the cache lease will run out");
+                }
+                failing = true;
+            }
+        }
+    }
+}
