@@ -109,10 +109,6 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, CatalogError>
         .map_err(|e| CatalogError::Storage(format!("corrupt record: {e}")))
 }
 
-fn get_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64, CatalogError> {
-    Ok(tree.get(key)?.map(|v| read_u64(&v)).unwrap_or(0))
-}
-
 fn read_u64(bytes: &[u8]) -> u64 {
     bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
@@ -310,15 +306,34 @@ impl Store {
         Ok(restocked)
     }
 
-    /// Stock accounting: what was seeded, restocked and sold, and what is left.
+    /// Stock accounting: what was seeded, restocked and sold, and what is left — one
+    /// snapshot, read in one transaction over the products and the counters, so it
+    /// adds up even while buys and restocks run. (A transaction cannot iterate, but
+    /// the set of toys is fixed once seeded: their keys are listed first.)
     pub fn totals(&self) -> Result<StockTotals, CatalogError> {
-        let current = self.products()?.iter().map(|p| p.quantity).sum();
-        Ok(StockTotals {
-            initial: get_u64(&self.meta, META_INITIAL)?,
-            restocked: get_u64(&self.meta, META_RESTOCKED)?,
-            sold: get_u64(&self.meta, META_SOLD)?,
-            current,
-        })
+        let keys: Vec<sled::IVec> = self.products.iter().keys().collect::<Result<_, _>>()?;
+        let read = (&self.products, &self.meta).transaction(|(products, meta)| {
+            let mut current = 0u64;
+            for key in &keys {
+                if let Some(bytes) = products.get(key)? {
+                    let p: StoredProduct =
+                        decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
+                    current = current.saturating_add(p.quantity);
+                }
+            }
+            let counter = |key| {
+                Ok::<_, sled::transaction::UnabortableTransactionError>(
+                    meta.get(key)?.map(|v| read_u64(&v)).unwrap_or(0),
+                )
+            };
+            Ok(StockTotals {
+                initial: counter(META_INITIAL)?,
+                restocked: counter(META_RESTOCKED)?,
+                sold: counter(META_SOLD)?,
+                current,
+            })
+        });
+        read.map_err(flatten)
     }
 
     /// Flushes everything (used on shutdown).

@@ -250,9 +250,10 @@ impl OrderClient {
         &self,
         replica: &Url,
         batch: &Replicate,
+        timeout: Duration,
     ) -> Result<Persisted, PeerError> {
         let url = endpoint(replica, &["internal", "replicate"]);
-        self.cluster.post(url, batch, Duration::from_secs(3)).await
+        self.cluster.post(url, batch, timeout).await
     }
 
     /// Up to `limit` orders with numbers from `from` on.

@@ -194,6 +194,10 @@ pub struct Replicate {
     /// The leader's entry just before `entries[0]` (None when they start at order 0).
     pub prev: Option<LogPos>,
     pub entries: Vec<OrderRecord>,
+    /// The leader's commit index: every order up to it is durable on the leader and
+    /// on every follower it waits for (so it may have been acknowledged).
+    #[serde(default)]
+    pub commit: Option<u64>,
 }
 
 /// Follower → leader: the batch is flushed to disk.
@@ -236,6 +240,13 @@ pub struct ReplicaStatus {
     pub orders: u64,
     /// Hash over all orders (number, name, quantity, key) in number order, hex.
     pub digest: String,
+    /// Newest order known committed (durable everywhere the leader waits); reads of
+    /// later orders are not answered.
+    #[serde(default)]
+    pub commit: Option<u64>,
+    /// On a leader: followers it has stopped waiting for until they sync back.
+    #[serde(default)]
+    pub lagging: Vec<u32>,
 }
 
 /// A page of a replica's history, for catch-up.

@@ -50,6 +50,22 @@ pub struct Config {
     #[arg(long, env = "FRONTEND_FAILOVER_MS", default_value_t = 20_000)]
     pub failover_ms: u64,
 
+    /// Timeout of one status check of an order replica, in ms.
+    #[arg(long, env = "FRONTEND_STATUS_TIMEOUT_MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub status_timeout_ms: u64,
+
+    /// How often the leader's health is checked, in ms (two failed checks in a row
+    /// replace it).
+    #[arg(long, env = "FRONTEND_HEALTH_INTERVAL_MS", default_value_t = 250,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub health_interval_ms: u64,
+
+    /// How long a replica made leader may take to catch up with its peers, in ms.
+    #[arg(long, env = "FRONTEND_PROMOTION_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub promotion_timeout_ms: u64,
+
     /// Shared secret required on internal endpoints.
     #[arg(long, env = "TOYSTORE_CLUSTER_TOKEN", value_parser = parse_token, hide_env_values = true)]
     pub cluster_token: String,
@@ -85,7 +101,12 @@ impl Config {
         Duration::from_millis(self.catalog_poll_ms)
     }
 
-    pub fn failover_budget(&self) -> Duration {
-        Duration::from_millis(self.failover_ms)
+    pub fn leader_timing(&self) -> crate::leader::Timing {
+        crate::leader::Timing {
+            budget: Duration::from_millis(self.failover_ms),
+            status: Duration::from_millis(self.status_timeout_ms),
+            interval: Duration::from_millis(self.health_interval_ms),
+            promotion: Duration::from_millis(self.promotion_timeout_ms),
+        }
     }
 }

@@ -8,12 +8,14 @@
 //!
 //! Failover: [`Leaders::call`] runs an operation on the leader; when the leader does
 //! not answer, or answers "not leader", it re-selects and repeats the operation (the
-//! caller makes it idempotent), until it succeeds or the failover budget is spent.
+//! caller makes it idempotent), with backoff, until it succeeds or the failover budget
+//! — a hard deadline on every path, selections included — is spent. An attempt still
+//! waiting on a leader that the watcher has meanwhile replaced (a stalled leader) is
+//! abandoned and repeated on the new one at once.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::client::{OrderClient, PeerError};
@@ -24,11 +26,22 @@ use tokio::sync::watch;
 
 use crate::error::FrontendError;
 
-/// How long a replica made leader may take to catch up before it answers.
-const PROMOTION_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long a follower may take to sync from a new leader before selection goes on.
+/// How long a follower may take to sync from a new leader; selection itself waits
+/// at most one status timeout for the followers, the rest happens in the background.
 const FOLLOWER_NOTICE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The front-end's timeouts for talking to the replicas.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long one request may keep failing over.
+    pub budget: Duration,
+    /// Timeout of one status check.
+    pub status: Duration,
+    /// How often the watcher checks the leader.
+    pub interval: Duration,
+    /// How long a replica made leader may take to catch up before it answers.
+    pub promotion: Duration,
+}
 
 /// The leader as the front-end knows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,15 +55,21 @@ pub struct Leader {
 pub struct Leaders {
     replicas: Replicas,
     client: OrderClient,
-    /// The current leader; a std mutex, held only to copy or replace the value.
-    current: Mutex<Option<Leader>>,
+    /// The current leader; a watch so that requests waiting on a leader that gets
+    /// replaced can move on at once.
+    current: watch::Sender<Option<Leader>>,
     /// Serialises selections (held across the notices, hence tokio's mutex).
     selecting: tokio::sync::Mutex<()>,
     /// Highest epoch this front-end has handed out, so that it never reuses one even
     /// if the replicas that saw it are down.
     issued: AtomicU64,
-    /// How long one request may keep failing over.
-    budget: Duration,
+    timing: Timing,
+}
+
+/// What one attempt of [`Leaders::call`] came to.
+enum Attempt<T> {
+    Done(Result<T, FrontendError>),
+    Retry,
 }
 
 /// True when a failure means "try another leader" rather than "tell the client".
@@ -69,69 +88,99 @@ fn worth_failing_over(e: &PeerError) -> bool {
 }
 
 impl Leaders {
-    pub fn new(replicas: Replicas, client: OrderClient, budget: Duration) -> Self {
+    pub fn new(replicas: Replicas, client: OrderClient, timing: Timing) -> Self {
         Leaders {
             replicas,
             client,
-            current: Mutex::new(None),
+            current: watch::Sender::new(None),
             selecting: tokio::sync::Mutex::new(()),
             issued: AtomicU64::new(0),
-            budget,
+            timing,
         }
     }
 
     pub fn current(&self) -> Option<Leader> {
-        self.current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.current.borrow().clone()
     }
 
     fn set_current(&self, leader: Option<Leader>) {
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = leader;
+        self.current.send_if_modified(|current| {
+            let changed = *current != leader;
+            *current = leader;
+            changed
+        });
     }
 
-    /// Runs `op` against the leader, failing over as needed.
+    /// Runs `op` against the leader, failing over as needed, within the budget.
     pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, FrontendError>
     where
         F: Fn(Url) -> Fut,
         Fut: Future<Output = Result<T, PeerError>>,
     {
-        let deadline = Instant::now() + self.budget;
-        let mut pause = Duration::from_millis(50);
+        let deadline = tokio::time::Instant::now() + self.timing.budget;
+        let mut pause = Duration::from_millis(20);
         loop {
-            let leader = match self.current() {
-                Some(l) => Some(l),
-                None => self.reselect(None).await,
-            };
-            if let Some(leader) = leader {
-                match op(leader.url.clone()).await {
-                    Ok(value) => return Ok(value),
-                    Err(e) if worth_failing_over(&e) => {
-                        tracing::warn!(leader = leader.id, error = %e, "leader failed; re-selecting");
-                        if self.reselect(Some(&leader)).await.is_some() {
-                            continue;
-                        }
-                    }
-                    Err(PeerError::Status { status, message }) if status.is_client_error() => {
-                        return Err(FrontendError::Refused { status, message });
-                    }
-                    Err(e) => {
-                        // e.g. 503: the leader cannot reach the catalog
-                        tracing::warn!(error = %e, "order service failed");
-                        return Err(if e.status() == Some(StatusCode::SERVICE_UNAVAILABLE) {
-                            FrontendError::CatalogUnavailable
-                        } else {
-                            FrontendError::OrdersUnavailable
-                        });
-                    }
-                }
+            match tokio::time::timeout_at(deadline, self.attempt(&op)).await {
+                Ok(Attempt::Done(result)) => return result,
+                Ok(Attempt::Retry) => {}
+                Err(_) => break,
             }
-            if Instant::now() + pause > deadline {
-                return Err(FrontendError::OrdersUnavailable);
+            if tokio::time::Instant::now() + pause > deadline {
+                break;
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(500));
+        }
+        tracing::warn!("failover budget spent");
+        Err(FrontendError::OrdersUnavailable)
+    }
+
+    /// One try of `op` on the leader (selecting one if there is none).
+    async fn attempt<T, F, Fut>(&self, op: &F) -> Attempt<T>
+    where
+        F: Fn(Url) -> Fut,
+        Fut: Future<Output = Result<T, PeerError>>,
+    {
+        let mut changes = self.current.subscribe();
+        let known = changes.borrow_and_update().clone();
+        let leader = match known {
+            Some(l) => l,
+            None => match self.reselect(None).await {
+                Some(l) => {
+                    changes.borrow_and_update();
+                    l
+                }
+                None => return Attempt::Retry,
+            },
+        };
+        let result = tokio::select! {
+            result = op(leader.url.clone()) => result,
+            _ = changes.changed() => {
+                tracing::debug!(leader = leader.id, "leader replaced mid-request; retrying on the new one");
+                return Attempt::Retry;
+            }
+        };
+        match result {
+            Ok(value) => Attempt::Done(Ok(value)),
+            Err(e) if worth_failing_over(&e) => {
+                tracing::warn!(leader = leader.id, error = %e, "leader failed; re-selecting");
+                self.reselect(Some(&leader)).await;
+                Attempt::Retry
+            }
+            Err(PeerError::Status { status, message }) if status.is_client_error() => {
+                Attempt::Done(Err(FrontendError::Refused { status, message }))
+            }
+            Err(e) => {
+                // e.g. 503: the leader cannot reach the catalog
+                tracing::warn!(error = %e, "order service failed");
+                Attempt::Done(Err(
+                    if e.status() == Some(StatusCode::SERVICE_UNAVAILABLE) {
+                        FrontendError::CatalogUnavailable
+                    } else {
+                        FrontendError::OrdersUnavailable
+                    },
+                ))
+            }
         }
     }
 
@@ -166,7 +215,11 @@ impl Leaders {
             let Some(url) = self.replicas.url(id).cloned() else {
                 continue;
             };
-            epoch += 1;
+            let Some(next) = epoch.checked_add(1) else {
+                tracing::error!(epoch, "leadership epochs are exhausted");
+                return None;
+            };
+            epoch = next;
             self.issued.fetch_max(epoch, Ordering::SeqCst);
             let notice = LeaderNotice {
                 leader_id: id,
@@ -174,7 +227,7 @@ impl Leaders {
             };
             match self
                 .client
-                .leader_notice(&url, &notice, PROMOTION_TIMEOUT)
+                .leader_notice(&url, &notice, self.timing.promotion)
                 .await
             {
                 Ok(_) => {
@@ -185,7 +238,7 @@ impl Leaders {
                 Err(e) => {
                     tracing::warn!(replica = id, error = %e, "replica refused leadership");
                     // It may know a newer epoch than we saw; outbid it on the next try.
-                    if let Ok(s) = self.client.status(&url).await {
+                    if let Ok(s) = self.client.status_within(&url, self.timing.status).await {
                         epoch = epoch.max(s.epoch);
                     }
                 }
@@ -199,7 +252,8 @@ impl Leaders {
         let mut set = tokio::task::JoinSet::new();
         for (id, url) in &self.replicas.0 {
             let (id, url, client) = (*id, url.clone(), self.client.clone());
-            set.spawn(async move { client.status(&url).await.map(|s| (id, s)) });
+            let timeout = self.timing.status;
+            set.spawn(async move { client.status_within(&url, timeout).await.map(|s| (id, s)) });
         }
         let mut out = Vec::new();
         while let Some(done) = set.join_next().await {
@@ -210,11 +264,12 @@ impl Leaders {
         out
     }
 
-    /// Tells the other replicas who leads, and waits (boundedly) while each syncs from
-    /// the new leader, so that orders the leader holds but had not replicated (it
-    /// crashed, or a follower failed) are on every follower that is up before the
-    /// first request goes to it. A follower that does not answer in time is left to
-    /// the leader's heartbeats.
+    /// Tells the other replicas who leads, and waits (at most one status timeout, so
+    /// a stalled replica never holds up failover) while each adopts the new epoch and
+    /// syncs from the new leader: a deposed leader that resumes then finds its
+    /// followers fenced. A follower that does not answer in time is told in the
+    /// background (each notice has its own timeout) and left to the leader's
+    /// heartbeats.
     async fn tell_followers(&self, notice: LeaderNotice) {
         let mut set = tokio::task::JoinSet::new();
         for (id, url) in &self.replicas.0 {
@@ -231,7 +286,13 @@ impl Leaders {
                 }
             });
         }
-        while set.join_next().await.is_some() {}
+        let all_told = async { while set.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.timing.status, all_told)
+            .await
+            .is_err()
+        {
+            set.detach_all();
+        }
     }
 
     /// Background task: picks a leader at start and replaces one that is gone, so that
@@ -244,7 +305,11 @@ impl Leaders {
                     None => {
                         self.reselect(None).await;
                     }
-                    Some(leader) => match self.client.status(&leader.url).await {
+                    Some(leader) => match self
+                        .client
+                        .status_within(&leader.url, self.timing.status)
+                        .await
+                    {
                         Ok(s)
                             if s.role == common::wire::Role::Leader && s.epoch == leader.epoch =>
                         {
@@ -267,7 +332,7 @@ impl Leaders {
                 _ = stop.changed() => return,
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = tokio::time::sleep(self.timing.interval) => {}
                 _ = stop.changed() => return,
             }
         }

@@ -44,7 +44,7 @@ pub async fn run(
     let leaders = Arc::new(leader::Leaders::new(
         config.replicas.clone(),
         orders.clone(),
-        config.failover_budget(),
+        config.leader_timing(),
     ));
     let cache = Arc::new(cache::Cache::new(
         config.cache,

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use common::config::{parse_replicas, parse_token, parse_url, Replicas, DEFAULT_REPLICAS};
@@ -37,6 +38,27 @@ pub struct Config {
     #[arg(long, env = "TOYSTORE_CLUSTER_TOKEN", value_parser = parse_token, hide_env_values = true)]
     pub cluster_token: String,
 
+    /// How long the leader waits for a follower to store a batch before it stops
+    /// waiting for it ("lagging") until it has synced back, in ms.
+    #[arg(long, env = "ORDER_REPLICATE_TIMEOUT_MS", default_value_t = 3_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub replicate_timeout_ms: u64,
+
+    /// How often the leader sends followers a heartbeat (and probes lagging ones), in ms.
+    #[arg(long, env = "ORDER_HEARTBEAT_MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub heartbeat_ms: u64,
+
+    /// Timeout of a status check of a peer (promotion, catch-up), in ms.
+    #[arg(long, env = "ORDER_STATUS_TIMEOUT_MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub status_timeout_ms: u64,
+
+    /// How long a read of an order that is stored but not yet committed waits for the
+    /// commit before it answers 404, in ms.
+    #[arg(long, env = "ORDER_READ_WAIT_MS", default_value_t = 1_000)]
+    pub read_wait_ms: u64,
+
     /// Test-only fault injection: `crash-before-replicate` makes a leader abort right
     /// after storing a batch locally, before any follower has it.
     #[arg(long, env = "ORDER_FAULT", hide = true)]
@@ -49,7 +71,36 @@ pub enum Fault {
     CrashBeforeReplicate,
 }
 
+/// The replica's timeouts, from its configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub replicate: Duration,
+    pub heartbeat: Duration,
+    pub status: Duration,
+    pub read_wait: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            replicate: Duration::from_secs(3),
+            heartbeat: Duration::from_millis(500),
+            status: Duration::from_millis(500),
+            read_wait: Duration::from_secs(1),
+        }
+    }
+}
+
 impl Config {
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            replicate: Duration::from_millis(self.replicate_timeout_ms),
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            status: Duration::from_millis(self.status_timeout_ms),
+            read_wait: Duration::from_millis(self.read_wait_ms),
+        }
+    }
+
     /// The listen address: explicit, or taken from this id's URL.
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {
         if let Some(addr) = self.listen {

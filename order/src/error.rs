@@ -43,6 +43,14 @@ pub enum OrderError {
     #[error("{0}")]
     BadRequest(String),
 
+    /// A peer this request depends on did not answer, or answered nonsense.
+    #[error("peer failed: {0}")]
+    Peer(#[source] PeerError),
+
+    /// A batch named a leader that did not confirm its claim.
+    #[error("{0}")]
+    Unconfirmed(String),
+
     #[error("storage failure: {0}")]
     Storage(String),
 
@@ -78,9 +86,10 @@ impl OrderError {
             OrderError::StaleEpoch { .. } => StatusCode::CONFLICT,
             OrderError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             OrderError::Catalog { status, .. } => *status,
-            OrderError::CatalogUnavailable(_) | OrderError::CannotLead(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            OrderError::CatalogUnavailable(_)
+            | OrderError::CannotLead(_)
+            | OrderError::Peer(_)
+            | OrderError::Unconfirmed(_) => StatusCode::SERVICE_UNAVAILABLE,
             OrderError::ReplicationFailed(_) => StatusCode::BAD_GATEWAY,
             OrderError::BadRequest(_) => StatusCode::BAD_REQUEST,
             OrderError::Storage(_) | OrderError::Config(_) | OrderError::Io(_) => {

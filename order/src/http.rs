@@ -19,11 +19,8 @@ use serde::Deserialize;
 
 use crate::buyer::Buyer;
 use crate::error::OrderError;
-use crate::replica::Replica;
+use crate::replica::{Replica, MAX_TEXT};
 use crate::writer::Writer;
-
-/// Longest name or idempotency key accepted.
-const MAX_TEXT: usize = 256;
 
 /// Most orders in one catch-up page.
 const MAX_PAGE: u64 = 1000;
@@ -64,6 +61,11 @@ async fn one(
     let number: u64 = number
         .parse()
         .map_err(|_| OrderError::BadRequest(format!("order number {number:?} is not a number")))?;
+    // Only committed orders are shown: one that is stored but could still be dropped
+    // (not yet on every follower the leader waits for) is not, after a short wait.
+    if !state.replica.committed(number).await {
+        return Err(OrderError::UnknownOrder(number));
+    }
     match state.replica.store().order(number)? {
         Some(record) => Ok(data(OrderView::from(record))),
         None => Err(OrderError::UnknownOrder(number)),

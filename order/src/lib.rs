@@ -52,6 +52,7 @@ pub async fn run(
         store.clone(),
         config.peers(),
         OrderClient::new(cluster.clone()),
+        config.timeouts(),
     )?;
     tracing::info!(
         id = config.id,
@@ -64,6 +65,8 @@ pub async fn run(
         let replica = replica.clone();
         async move { replica.catch_up().await }
     });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let heartbeat = tokio::spawn(writer::heartbeat_loop(replica.clone(), stopped));
     let state = http::AppState {
         writer: writer::Writer::start(replica.clone(), config.fault),
         buyer: buyer::Buyer::start(CatalogClient::new(cluster, config.catalog_url.clone())),
@@ -73,6 +76,8 @@ pub async fn run(
     common::http::serve(listener, http::router(state, token), shutdown).await?;
 
     catch_up.abort();
+    let _ = stop.send(true);
+    let _ = heartbeat.await;
     store.flush().await?;
     tracing::info!("order replica stopped");
     Ok(())

@@ -20,20 +20,32 @@
 //!   from the most up-to-date peer; then it reports itself ready and takes from the
 //!   leader, once more, what it refused while catching up.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::client::{OrderClient, PeerError};
 use common::wire::{LeaderNotice, OrderRecord, Persisted, ReplicaStatus, Replicate, Role};
 use reqwest::Url;
-use tokio::sync::MutexGuard;
+use tokio::sync::{watch, MutexGuard, Notify};
 
+use crate::config::Timeouts;
 use crate::error::OrderError;
 use crate::store::Store;
 
 /// Orders per catch-up page.
 const PAGE: u64 = 500;
+
+/// Furthest a leadership epoch may jump ahead of the one a replica holds. Real
+/// selections move it by a few; a message that jumps further is refused, so that no
+/// peer can push an epoch to the end of its range and wedge the cluster.
+pub const MAX_EPOCH_STEP: u64 = 1 << 20;
+
+/// Most orders in one replication batch a follower accepts.
+pub const MAX_BATCH_ENTRIES: usize = 4096;
+
+/// Longest name or idempotency key in a stored order.
+pub const MAX_TEXT: usize = 256;
 
 /// Who leads, as this replica knows it. Changed only while the log lock is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,18 +81,23 @@ struct Inner {
     /// Every other replica.
     peers: Vec<(u32, Url)>,
     client: OrderClient,
+    timeouts: Timeouts,
+    /// Newest order known durable on this replica's leader and every follower the
+    /// leader waits for; reads above it are not answered. A watch so that a read can
+    /// wait for it to move.
+    commit: watch::Sender<Option<u64>>,
+    /// As leader: followers that missed a deadline; batches do not wait for them until
+    /// a heartbeat finds them synced back. A std mutex: held only to read or edit.
+    lagging: Mutex<BTreeSet<u32>>,
+    /// Wakes the heartbeat task at once (after a promotion).
+    beat_now: Notify,
 }
 
 /// Proof that the caller holds the log lock.
 pub type LogGuard<'a> = MutexGuard<'a, ()>;
 
 fn peer_error(e: PeerError) -> OrderError {
-    match e {
-        PeerError::Unreachable(m) => OrderError::Storage(format!("peer unreachable: {m}")),
-        PeerError::Status { status, message } => {
-            OrderError::Storage(format!("peer answered {status}: {message}"))
-        }
-    }
+    OrderError::Peer(e)
 }
 
 /// How up to date a history is: epoch of its newest order, then its length.
@@ -97,8 +114,11 @@ impl Replica {
         store: Store,
         peers: Vec<(u32, Url)>,
         client: OrderClient,
+        timeouts: Timeouts,
     ) -> Result<Self, OrderError> {
         let (epoch, leader) = store.epoch()?;
+        // A leader remembered for an id that is no longer configured is forgotten.
+        let leader = leader.filter(|l| *l == id || peers.iter().any(|(p, _)| p == l));
         Ok(Replica {
             inner: Arc::new(Inner {
                 id,
@@ -112,8 +132,109 @@ impl Replica {
                 }),
                 peers,
                 client,
+                timeouts,
+                commit: watch::Sender::new(None),
+                lagging: Mutex::new(BTreeSet::new()),
+                beat_now: Notify::new(),
             }),
         })
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.inner.timeouts
+    }
+
+    /// The commit index (see [`Inner::commit`]).
+    pub fn commit(&self) -> Option<u64> {
+        *self.inner.commit.borrow()
+    }
+
+    /// Raises the commit index to `upto` (never lowers it).
+    pub fn advance_commit(&self, upto: Option<u64>) {
+        self.inner.commit.send_if_modified(|c| {
+            if upto > *c {
+                *c = upto;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// After history was dropped: the commit index cannot point past what is held.
+    fn clamp_commit(&self, last: Option<u64>) {
+        self.inner.commit.send_if_modified(|c| {
+            if *c > last {
+                *c = last;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Waits up to the read wait for order `n` to be committed; returns whether it is.
+    pub async fn committed(&self, n: u64) -> bool {
+        let mut rx = self.inner.commit.subscribe();
+        let waited = tokio::time::timeout(
+            self.inner.timeouts.read_wait,
+            rx.wait_for(|c| c.is_some_and(|c| c >= n)),
+        )
+        .await;
+        matches!(waited, Ok(Ok(_)))
+    }
+
+    /// Followers the leader is not waiting for.
+    pub fn lagging(&self) -> BTreeSet<u32> {
+        self.inner
+            .lagging
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Marks follower `id` lagging (true) or synced back (false); returns whether that
+    /// changed anything.
+    pub fn set_lagging(&self, id: u32, lagging: bool) -> bool {
+        let mut set = self.inner.lagging.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = if lagging {
+            set.insert(id)
+        } else {
+            set.remove(&id)
+        };
+        if changed {
+            if lagging {
+                tracing::warn!(
+                    peer = id,
+                    "follower lagging: not waiting for it until it syncs back"
+                );
+            } else {
+                tracing::info!(peer = id, "follower synced back");
+            }
+        }
+        changed
+    }
+
+    /// Resolves when a heartbeat should go out at once.
+    pub async fn beat_requested(&self) {
+        self.inner.beat_now.notified().await
+    }
+
+    /// Checks a leadership claim from a peer before anything is changed: the leader
+    /// must be a configured replica, and the epoch must not jump absurdly far.
+    pub fn check_claim(&self, leader: u32, epoch: u64) -> Result<(), OrderError> {
+        if leader != self.inner.id && self.peer_url(leader).is_none() {
+            return Err(OrderError::BadRequest(format!(
+                "replica {leader} is not in this cluster's configuration"
+            )));
+        }
+        let mine = self.leadership().epoch;
+        if epoch > mine.saturating_add(MAX_EPOCH_STEP) {
+            return Err(OrderError::BadRequest(format!(
+                "epoch {epoch} is absurdly far ahead of this replica's {mine}"
+            )));
+        }
+        Ok(())
     }
 
     pub fn id(&self) -> u32 {
@@ -167,6 +288,12 @@ impl Replica {
             last_epoch: last.as_ref().map(|r| r.epoch),
             orders: self.inner.store.count(),
             digest: self.inner.store.digest(),
+            commit: self.commit(),
+            lagging: if l.role == Role::Leader {
+                self.lagging().into_iter().collect()
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -185,20 +312,9 @@ impl Replica {
         epoch: u64,
         leader: u32,
     ) -> Result<Leadership, OrderError> {
+        // Two leaders claiming one epoch: only the first one counts.
+        self.check_epoch(epoch, leader)?;
         let current = self.leadership();
-        if epoch < current.epoch {
-            return Err(OrderError::StaleEpoch {
-                mine: current.epoch,
-                theirs: epoch,
-            });
-        }
-        if epoch == current.epoch && current.leader.is_some_and(|l| l != leader) {
-            // Two leaders claiming one epoch: only the first one counted.
-            return Err(OrderError::StaleEpoch {
-                mine: current.epoch,
-                theirs: epoch,
-            });
-        }
         if epoch > current.epoch || current.leader.is_none() {
             self.inner.store.set_epoch(epoch, leader)?;
             self.inner.store.flush().await?;
@@ -222,6 +338,7 @@ impl Replica {
 
     /// Handles a leader notice from the front-end.
     pub async fn on_notice(&self, notice: LeaderNotice) -> Result<ReplicaStatus, OrderError> {
+        self.check_claim(notice.leader_id, notice.epoch)?;
         let log = self.lock_log().await;
         let before = self.leadership();
         let now = self
@@ -233,6 +350,14 @@ impl Replica {
                     tracing::warn!(error = %e, "refusing leadership");
                     return Err(e);
                 }
+                // A new term starts with no follower known to lag, and with the commit
+                // index where the followers' last heartbeat left it: what this replica
+                // holds beyond it is committed once its first heartbeat round is done.
+                self.inner
+                    .lagging
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
                 self.set_leadership(
                     &log,
                     Leadership {
@@ -241,6 +366,7 @@ impl Replica {
                         ..now
                     },
                 );
+                self.inner.beat_now.notify_one();
                 tracing::info!(epoch = notice.epoch, "now the leader");
             }
         } else {
@@ -258,8 +384,54 @@ impl Replica {
         self.status()
     }
 
-    /// Handles a replication batch from the leader.
+    /// Checks a replication batch completely before anything is changed: a known
+    /// leader other than this replica, a sane epoch, and entries that could be a
+    /// leader's history (consecutive numbers after `prev`, no epoch newer than the
+    /// batch's, names and keys of sane size, positive quantities).
+    fn check_batch(&self, batch: &Replicate) -> Result<(), OrderError> {
+        if batch.leader_id == self.inner.id {
+            return Err(OrderError::BadRequest(
+                "a replica cannot replicate to itself".into(),
+            ));
+        }
+        self.check_claim(batch.leader_id, batch.epoch)?;
+        if batch.entries.len() > MAX_BATCH_ENTRIES {
+            return Err(OrderError::BadRequest(format!(
+                "a batch holds at most {MAX_BATCH_ENTRIES} orders"
+            )));
+        }
+        let first = batch
+            .prev
+            .as_ref()
+            .map_or(Some(0), |p| p.number.checked_add(1));
+        let well_formed = batch
+            .entries
+            .first()
+            .is_none_or(|e| Some(e.number) == first)
+            && consecutive(&batch.entries)
+            && batch.prev.as_ref().is_none_or(|p| p.epoch <= batch.epoch)
+            && batch.entries.iter().all(|e| {
+                e.epoch <= batch.epoch
+                    && e.quantity > 0
+                    && (1..=MAX_TEXT).contains(&e.name.len())
+                    && (1..=MAX_TEXT).contains(&e.key.len())
+            });
+        if !well_formed {
+            return Err(OrderError::BadRequest(
+                "malformed batch: entries must follow prev, one number apart, with no \
+                 epoch newer than the batch's"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Handles a replication batch (or an empty heartbeat) from the leader. Validates
+    /// it, then applies it if it follows this replica's history; otherwise, once the
+    /// leader has confirmed its claim, syncs from it. The leader's epoch is adopted
+    /// only when the batch is taken, so a refused message changes nothing.
     pub async fn on_replicate(&self, batch: Replicate) -> Result<Persisted, OrderError> {
+        self.check_batch(&batch)?;
         // A replica still catching up answers at once (the leader skips it) rather than
         // making the leader wait for its lock; its catch-up brings it up to date.
         let current = self.leadership();
@@ -275,32 +447,23 @@ impl Replica {
             });
         }
         let log = self.lock_log().await;
-        if batch.leader_id == self.inner.id {
-            return Err(OrderError::BadRequest(
-                "a replica cannot replicate to itself".into(),
-            ));
-        }
-        self.adopt_epoch(&log, batch.epoch, batch.leader_id).await?;
+        self.check_epoch(batch.epoch, batch.leader_id)?;
         let store = &self.inner.store;
         let follows = match &batch.prev {
             None => true,
             Some(prev) => store.holds(prev)?,
         };
-        let first_is_next = batch.entries.first().is_none_or(|e| {
-            Some(e.number)
-                == batch
-                    .prev
-                    .as_ref()
-                    .map_or(Some(0), |p| p.number.checked_add(1))
-        });
-        if follows && first_is_next && consecutive(&batch.entries) {
+        // The newest order of the leader's history this replica now holds as well.
+        let end;
+        if follows {
+            self.adopt_epoch(&log, batch.epoch, batch.leader_id).await?;
             let change = store.append(&batch.entries)?;
             let mut dropped = change.removed.len();
             // Orders beyond the leader's newest one that a previous leader wrote (an
             // older epoch) are not in the leader's history: drop them, so that even an
             // empty heartbeat repairs an ex-leader's tail. (Orders of the leader's own
             // epoch beyond it cannot exist: it sends its batches in order.)
-            let end = batch
+            end = batch
                 .entries
                 .last()
                 .map(|e| e.number)
@@ -316,18 +479,49 @@ impl Replica {
             }
             store.flush().await?;
         } else {
-            let url = self.peer_url(batch.leader_id).cloned().ok_or_else(|| {
-                OrderError::BadRequest(format!("unknown leader {}", batch.leader_id))
-            })?;
+            let url = self
+                .peer_url(batch.leader_id)
+                .cloned()
+                .ok_or_else(|| OrderError::BadRequest("unknown leader".into()))?;
+            // Take nothing from a claimed leader before it confirms the claim itself.
+            let claim = self
+                .inner
+                .client
+                .status_within(&url, self.inner.timeouts.status)
+                .await
+                .map_err(peer_error)?;
+            if claim.role != Role::Leader || claim.epoch != batch.epoch {
+                return Err(OrderError::Unconfirmed(format!(
+                    "replica {} does not confirm leading epoch {}",
+                    batch.leader_id, batch.epoch
+                )));
+            }
+            self.adopt_epoch(&log, batch.epoch, batch.leader_id).await?;
             tracing::info!(
                 leader = batch.leader_id,
                 "batch does not follow my history; syncing"
             );
             self.sync_from(&log, &url).await?;
+            end = store.last()?.map(|r| r.number);
         }
+        self.clamp_commit(store.last()?.map(|r| r.number));
+        self.advance_commit(batch.commit.min(end));
         Ok(Persisted {
             last_order: store.last()?.map(|r| r.number),
         })
+    }
+
+    /// Refuses a claim from an older epoch, or a second leader for the same epoch.
+    fn check_epoch(&self, epoch: u64, leader: u32) -> Result<(), OrderError> {
+        let current = self.leadership();
+        let second_leader = epoch == current.epoch && current.leader.is_some_and(|l| l != leader);
+        if epoch < current.epoch || second_leader {
+            return Err(OrderError::StaleEpoch {
+                mine: current.epoch,
+                theirs: epoch,
+            });
+        }
+        Ok(())
     }
 
     /// Steps down after a follower refused this leader's epoch.
@@ -370,7 +564,7 @@ impl Replica {
             last.as_ref().map(|r| r.epoch),
             last.as_ref().map(|r| r.number),
         );
-        let statuses = self.peer_statuses(Duration::from_secs(3)).await;
+        let statuses = self.peer_statuses(self.inner.timeouts.status).await;
         let Some(best) = statuses
             .iter()
             .map(|(_, s)| freshness(s.last_epoch, s.last_order))
@@ -407,7 +601,7 @@ impl Replica {
             if self.leadership().ready {
                 return; // a leader notice got here first and synced us
             }
-            let statuses = self.peer_statuses(Duration::from_secs(1)).await;
+            let statuses = self.peer_statuses(self.inner.timeouts.status).await;
             let mine = match self.inner.store.last() {
                 Ok(last) => freshness(
                     last.as_ref().map(|r| r.epoch),
@@ -423,13 +617,19 @@ impl Replica {
                 .filter(|(_, s)| s.role == Role::Leader && s.ready)
                 .max_by_key(|(_, s)| s.epoch);
             let source = match leader {
-                Some((url, s)) => match self.adopt_epoch(&log, s.epoch, s.id).await {
-                    Ok(_) => Some((url.clone(), s.id)),
-                    Err(e) => {
-                        tracing::warn!(peer = s.id, error = %e, "peer claims an old leadership");
-                        None
+                Some((url, s)) => {
+                    let adopted = match self.check_claim(s.id, s.epoch) {
+                        Ok(()) => self.adopt_epoch(&log, s.epoch, s.id).await.map(|_| ()),
+                        Err(e) => Err(e),
+                    };
+                    match adopted {
+                        Ok(()) => Some((url.clone(), s.id)),
+                        Err(e) => {
+                            tracing::warn!(peer = s.id, error = %e, "peer's leadership claim refused");
+                            None
+                        }
                     }
-                },
+                }
                 None => statuses
                     .iter()
                     .filter(|(_, s)| freshness(s.last_epoch, s.last_order) > mine)
@@ -521,9 +721,10 @@ impl Replica {
                 break;
             };
             if page.entries[0].number != from || !consecutive(&page.entries) {
-                return Err(OrderError::Storage(format!(
-                    "peer history has a gap after order {from}"
-                )));
+                return Err(peer_error(PeerError::Status {
+                    status: reqwest::StatusCode::BAD_GATEWAY,
+                    message: format!("peer history has a gap after order {from}"),
+                }));
             }
             let next = last.number.saturating_add(1);
             let change = store.append(&page.entries)?;
@@ -533,6 +734,7 @@ impl Replica {
         }
         dropped += store.truncate_after(from.checked_sub(1))?.len();
         store.flush().await?;
+        self.clamp_commit(store.last()?.map(|r| r.number));
         if taken > 0 || dropped > 0 {
             tracing::info!(taken, dropped, "synced history from {peer}");
         }
@@ -550,6 +752,7 @@ fn consecutive(entries: &[OrderRecord]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
     use common::client::ClusterClient;
     use common::wire::LogPos;
 
@@ -569,7 +772,11 @@ mod tests {
         let store = Store::open(dir.path()).expect("open");
         store.append(orders).expect("append");
         let client = OrderClient::new(ClusterClient::new("t").expect("client"));
-        let replica = Replica::new(1, store, Vec::new(), client).expect("replica");
+        // Replicas 2 and 3 are the leaders the tests' batches name; nothing listens at
+        // their address (port 9, discard), so contacting them fails at once.
+        let nowhere = Url::parse("http://127.0.0.1:9").expect("url");
+        let peers = vec![(2, nowhere.clone()), (3, nowhere)];
+        let replica = Replica::new(1, store, peers, client, Timeouts::default()).expect("replica");
         replica.catch_up().await;
         (dir, replica)
     }
@@ -580,6 +787,7 @@ mod tests {
             epoch,
             prev: prev.map(LogPos::from),
             entries: Vec::new(),
+            commit: None,
         }
     }
 
@@ -616,6 +824,7 @@ mod tests {
             epoch: 2,
             prev: Some(LogPos::from(&rec(0, 1))),
             entries: vec![rec(1, 2)],
+            commit: None,
         };
         assert!(matches!(
             replica.on_replicate(stale).await,
@@ -633,9 +842,129 @@ mod tests {
             epoch: 1,
             prev: Some(LogPos::from(&rec(0, 1))),
             entries: vec![rec(1, 1), rec(2, 1)],
+            commit: None,
         };
         let persisted = replica.on_replicate(batch).await.expect("append");
         assert_eq!(persisted.last_order, Some(2));
         assert_eq!(replica.store().count(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_notice_naming_an_unknown_replica_or_an_absurd_epoch_changes_nothing() {
+        let (_dir, replica) = replica(&[rec(0, 1)]).await;
+        let before = replica.leadership();
+        for notice in [
+            LeaderNotice {
+                leader_id: 9,
+                epoch: 2,
+            },
+            LeaderNotice {
+                leader_id: 2,
+                epoch: u64::MAX,
+            },
+            LeaderNotice {
+                leader_id: 2,
+                epoch: MAX_EPOCH_STEP + 1,
+            },
+        ] {
+            assert!(matches!(
+                replica.on_notice(notice).await,
+                Err(OrderError::BadRequest(_))
+            ));
+        }
+        assert_eq!(replica.leadership(), before);
+        assert_eq!(replica.store().epoch().expect("epoch"), (0, None));
+    }
+
+    #[tokio::test]
+    async fn a_batch_from_an_unreachable_leader_that_does_not_follow_changes_nothing() {
+        let (_dir, replica) = replica(&[rec(0, 1)]).await;
+        let before = replica.leadership();
+        let batch = Replicate {
+            leader_id: 2,
+            epoch: 5,
+            prev: Some(LogPos::from(&rec(3, 4))),
+            entries: vec![rec(4, 5)],
+            commit: Some(4),
+        };
+        let refused = replica.on_replicate(batch).await;
+        assert!(matches!(refused, Err(OrderError::Peer(_))), "{refused:?}");
+        assert_eq!(
+            refused.map_err(|e| e.status()).err(),
+            Some(StatusCode::SERVICE_UNAVAILABLE)
+        );
+        assert_eq!(replica.leadership(), before);
+        assert_eq!(replica.store().count(), 1);
+        assert_eq!(replica.commit(), None);
+    }
+
+    #[tokio::test]
+    async fn malformed_batches_are_refused_before_anything_changes() {
+        let (_dir, replica) = replica(&[rec(0, 1)]).await;
+        let base = Replicate {
+            leader_id: 2,
+            epoch: 2,
+            prev: Some(LogPos::from(&rec(0, 1))),
+            entries: vec![rec(1, 2)],
+            commit: None,
+        };
+        let bad = [
+            Replicate {
+                leader_id: 1,
+                ..base.clone()
+            },
+            Replicate {
+                leader_id: 7,
+                ..base.clone()
+            },
+            Replicate {
+                entries: vec![rec(2, 2)],
+                ..base.clone()
+            },
+            Replicate {
+                entries: vec![rec(1, 3)],
+                ..base.clone()
+            },
+            Replicate {
+                entries: vec![rec(1, 2), rec(3, 2)],
+                ..base.clone()
+            },
+            Replicate {
+                epoch: u64::MAX,
+                entries: vec![],
+                ..base.clone()
+            },
+        ];
+        for batch in bad {
+            assert!(matches!(
+                replica.on_replicate(batch).await,
+                Err(OrderError::BadRequest(_))
+            ));
+        }
+        assert_eq!(replica.leadership().epoch, 0);
+        assert_eq!(replica.store().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_follower_learns_the_commit_index_up_to_what_it_holds() {
+        let (_dir, replica) = replica(&[rec(0, 1)]).await;
+        let batch = Replicate {
+            leader_id: 2,
+            epoch: 1,
+            prev: Some(LogPos::from(&rec(0, 1))),
+            entries: vec![rec(1, 1)],
+            commit: Some(0),
+        };
+        replica.on_replicate(batch).await.expect("append");
+        assert_eq!(replica.commit(), Some(0));
+        let ahead = Replicate {
+            leader_id: 2,
+            epoch: 1,
+            prev: Some(LogPos::from(&rec(1, 1))),
+            entries: vec![],
+            commit: Some(9),
+        };
+        replica.on_replicate(ahead).await.expect("heartbeat");
+        assert_eq!(replica.commit(), Some(1));
     }
 }

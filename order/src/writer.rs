@@ -5,10 +5,17 @@
 //! drains the queue, and for the whole batch under the log lock: answers keys it
 //! already holds, numbers the rest (`last + 1`, ...), writes them in one transaction,
 //! and then — at the same time — flushes once and sends them to every follower in one
-//! request each (in parallel). Only when its own flush is done and every reachable
-//! follower has flushed them too does any waiter get its order number. A follower that answers "stale epoch" means a newer leader
-//! exists: this replica steps down and every waiter hears "not leader", so the
-//! front-end retries on the new leader with the same key.
+//! request each (in parallel). Only when its own flush is done and every follower it
+//! waits for has flushed them too does any waiter get its order number; the batch's
+//! last number then becomes the commit index. A follower that answers "stale epoch"
+//! means a newer leader exists: this replica steps down and every waiter hears "not
+//! leader", so the front-end retries on the new leader with the same key.
+//!
+//! A follower that misses the replication deadline (stalled, cut off, down, still
+//! catching up) is marked *lagging*: later batches do not wait for it, so a stalled
+//! peer costs one timeout, not one per batch. The [`heartbeat_loop`] probes every
+//! follower on its own task, outside the log lock, and a lagging follower that answers
+//! a heartbeat (it syncs from the leader before it does) is waited for again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +24,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::client::PeerError;
 use common::wire::{NewOrder, OrderRecord, Replicate};
+use reqwest::Url;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
@@ -26,9 +34,6 @@ use crate::replica::{LogGuard, Replica};
 
 /// Most orders written in one batch.
 const MAX_BATCH: usize = 1024;
-
-/// How long a leader stays silent before it sends followers a heartbeat.
-const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// A queued order and where its answer goes.
 pub struct Submit {
@@ -64,21 +69,11 @@ impl Writer {
 
 async fn write_loop(replica: Replica, mut rx: mpsc::Receiver<Submit>, fault: Option<Fault>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut beat = tokio::time::interval(HEARTBEAT);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            received = rx.recv_many(&mut batch, MAX_BATCH) => {
-                if received == 0 {
-                    return; // every handle is gone: the replica is shutting down
-                }
-                let answers = write_batch(&replica, &mut batch, fault).await;
-                for (submit, answer) in batch.drain(..).zip(answers) {
-                    let _ = submit.reply.send(answer);
-                }
-                beat.reset();
-            }
-            _ = beat.tick() => heartbeat(&replica).await,
+    // Ends when every handle is gone: the replica is shutting down.
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let answers = write_batch(&replica, &mut batch, fault).await;
+        for (submit, answer) in batch.drain(..).zip(answers) {
+            let _ = submit.reply.send(answer);
         }
     }
 }
@@ -152,9 +147,10 @@ async fn write_batch(
             epoch: leadership.epoch,
             prev,
             entries: Vec::new(),
+            commit: replica.commit(),
         };
-        let replicated = replicate(replica, request).await;
-        return settle(replica, &log, replicated, answers, not_leader);
+        let replicated = replicate(replica, &request).await;
+        return settle(replica, &log, &request, replicated, answers, not_leader);
     }
 
     let started = std::time::Instant::now();
@@ -173,13 +169,14 @@ async fn write_batch(
         epoch: leadership.epoch,
         prev,
         entries: fresh,
+        commit: replica.commit(),
     };
     let orders = request.entries.len();
     // The local flush and the followers' writes run at the same time; the answers wait
     // for both, so nothing is acknowledged before it is durable everywhere it must be.
     // (A follower may then hold a batch the leader lost in a crash before its flush:
     // that is the same as a crash after replicating, and a retry finds the key.)
-    let (flushed, replicated) = tokio::join!(store.flush(), replicate(replica, request));
+    let (flushed, replicated) = tokio::join!(store.flush(), replicate(replica, &request));
     tracing::debug!(
         orders,
         took_us = started.elapsed().as_micros() as u64,
@@ -188,20 +185,25 @@ async fn write_batch(
     if let Err(e) = flushed {
         return fail_all(e);
     }
-    settle(replica, &log, replicated, answers, not_leader)
+    settle(replica, &log, &request, replicated, answers, not_leader)
 }
 
-/// The batch's final answers: as planned if the followers stored it; "not leader"
-/// (after stepping down) if one knows a newer epoch; "replication failed" otherwise.
+/// The batch's final answers: as planned if the followers stored it (and the batch's
+/// end is committed); "not leader" (after stepping down) if one knows a newer epoch;
+/// "replication failed" otherwise.
 fn settle(
     replica: &Replica,
     log: &LogGuard<'_>,
+    request: &Replicate,
     replicated: Replicated,
     answers: Vec<Result<u64, OrderError>>,
     not_leader: impl Fn() -> OrderError,
 ) -> Vec<Result<u64, OrderError>> {
     match replicated {
-        Replicated::Stored => answers,
+        Replicated::Stored => {
+            replica.advance_commit(end_of(request));
+            answers
+        }
         Replicated::Deposed => {
             replica.step_down(log);
             answers.iter().map(|_| Err(not_leader())).collect()
@@ -213,10 +215,19 @@ fn settle(
     }
 }
 
+/// The newest order a batch (or heartbeat) names.
+fn end_of(request: &Replicate) -> Option<u64> {
+    request
+        .entries
+        .last()
+        .map(|e| e.number)
+        .or(request.prev.as_ref().map(|p| p.number))
+}
+
 /// What sending a batch to the followers achieved.
 enum Replicated {
-    /// Every follower that is up has flushed it (unreachable ones and ones still
-    /// catching up were skipped: they take it from the leader when they sync).
+    /// Every follower waited for has flushed it (the others are lagging: they take it
+    /// from the leader when they sync back).
     Stored,
     /// A follower knows a newer epoch: this replica is no longer the leader.
     Deposed,
@@ -224,71 +235,132 @@ enum Replicated {
     Failed(String),
 }
 
-/// Sends `request` to every follower in parallel and waits for all of them.
-async fn replicate(replica: &Replica, request: Replicate) -> Replicated {
-    let request = Arc::new(request);
-    let mut sends = JoinSet::new();
-    for (id, url) in replica.peers() {
-        let client = replica.client().clone();
-        let (id, url, request) = (*id, url.clone(), request.clone());
-        sends.spawn(async move {
-            let mut pause = Duration::from_millis(20);
-            let mut tries = 0;
-            loop {
-                tries += 1;
-                match client.replicate(&url, &request).await {
-                    Ok(_) => return (id, Ok(())),
-                    Err(PeerError::Status { status, .. })
-                        if status == StatusCode::MISDIRECTED_REQUEST =>
-                    {
-                        return (id, Ok(())); // not ready: it is catching up
-                    }
-                    Err(e @ PeerError::Unreachable(_)) => {
-                        tracing::debug!(peer = id, error = %e, "follower skipped; it will catch up");
-                        return (id, Ok(()));
-                    }
-                    Err(PeerError::Status { status, message })
-                        if status == StatusCode::CONFLICT =>
-                    {
-                        return (id, Err((true, message)));
-                    }
-                    Err(e) if tries >= 3 => return (id, Err((false, e.to_string()))),
-                    Err(e) => {
-                        tracing::warn!(peer = id, error = %e, "follower failed to store a batch; retrying");
-                        tokio::time::sleep(pause).await;
-                        pause *= 5;
-                    }
-                }
+/// How one follower took a batch.
+enum Sent {
+    Stored,
+    /// No answer in time, or "not ready / cannot sync now": stop waiting for it.
+    Lagging(String),
+    /// It knows a newer epoch.
+    Refused(String),
+    /// It answered with an error, even after retries.
+    Failed(String),
+}
+
+/// Sends `request` to one follower (retrying a failure that is neither "no answer"
+/// nor "not now" a couple of times).
+async fn send_to(replica: &Replica, url: &Url, request: &Replicate) -> Sent {
+    let timeout = replica.timeouts().replicate;
+    let mut pause = Duration::from_millis(20);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match replica.client().replicate(url, request, timeout).await {
+            Ok(_) => return Sent::Stored,
+            Err(e @ PeerError::Unreachable(_)) => return Sent::Lagging(e.to_string()),
+            Err(e @ PeerError::Status { status, .. })
+                if status == StatusCode::MISDIRECTED_REQUEST
+                    || status == StatusCode::SERVICE_UNAVAILABLE =>
+            {
+                return Sent::Lagging(e.to_string()); // catching up, or cannot sync now
             }
-        });
+            Err(PeerError::Status { status, message }) if status == StatusCode::CONFLICT => {
+                return Sent::Refused(message)
+            }
+            Err(e) if tries >= 3 => return Sent::Failed(e.to_string()),
+            Err(e) => {
+                tracing::warn!(error = %e, "follower failed to store a batch; retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 5;
+            }
+        }
     }
+}
+
+/// Sends `request` to every follower that is not lagging, in parallel, and waits
+/// for them; a follower that misses the deadline is marked lagging.
+async fn replicate(replica: &Replica, request: &Replicate) -> Replicated {
+    let lagging = replica.lagging();
+    let peers = replica
+        .peers()
+        .iter()
+        .filter(|(id, _)| !lagging.contains(id))
+        .cloned()
+        .collect();
     let mut outcome = Replicated::Stored;
-    while let Some(done) = sends.join_next().await {
-        match done {
-            Ok((_, Ok(()))) => {}
-            Ok((peer, Err((true, message)))) => {
+    for (peer, sent) in send_all(replica, peers, request).await {
+        match sent {
+            Sent::Stored => {}
+            Sent::Lagging(why) => {
+                tracing::debug!(peer, %why, "follower skipped; it will sync back");
+                replica.set_lagging(peer, true);
+            }
+            Sent::Refused(message) => {
                 tracing::warn!(peer, %message, "follower refused our epoch");
                 outcome = Replicated::Deposed;
             }
-            Ok((peer, Err((false, message)))) => {
+            Sent::Failed(message) => {
                 tracing::error!(peer, %message, "follower could not store a batch");
                 if !matches!(outcome, Replicated::Deposed) {
                     outcome = Replicated::Failed(format!("replica {peer}: {message}"));
                 }
             }
-            Err(e) => outcome = Replicated::Failed(e.to_string()),
         }
     }
     outcome
 }
 
-/// Idle leaders send every follower an empty batch with their newest entry as `prev`,
-/// so a follower that missed something (or holds a tail the leader does not have)
-/// notices and syncs even when no orders come in.
-async fn heartbeat(replica: &Replica) {
-    let log = replica.lock_log().await;
+/// Sends `request` to each of `peers` at once, each on its own task; waits for all.
+async fn send_all(
+    replica: &Replica,
+    peers: Vec<(u32, Url)>,
+    request: &Replicate,
+) -> Vec<(u32, Sent)> {
+    let request = Arc::new(request.clone());
+    let mut sends = JoinSet::new();
+    for (id, url) in peers {
+        let (replica, request) = (replica.clone(), request.clone());
+        sends.spawn(async move { (id, send_to(&replica, &url, &request).await) });
+    }
+    let mut out = Vec::with_capacity(sends.len());
+    while let Some(done) = sends.join_next().await {
+        match done {
+            Ok(sent) => out.push(sent),
+            Err(e) => tracing::error!(error = %e, "a replication send panicked"),
+        }
+    }
+    out
+}
+
+/// The leader's heartbeat, on its own task so that a stalled follower never holds up
+/// the writer: every period (and at once after a promotion) it sends every follower,
+/// lagging or not, an empty batch naming the leader's newest order and commit index.
+/// A follower that lacks something syncs from the leader before it answers, so one
+/// that answers is synced back (no longer lagging); one that does not is lagging; one
+/// that knows a newer epoch deposes this leader. After a round, the newest order is
+/// durable here and on every follower that is not lagging: it is committed.
+/// Stops when `stop` is set.
+pub async fn heartbeat_loop(replica: Replica, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(replica.timeouts().heartbeat) => {}
+            _ = replica.beat_requested() => {}
+            _ = stop.changed() => return,
+        }
+        tokio::select! {
+            _ = beat(&replica) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn beat(replica: &Replica) {
     let leadership = replica.leadership();
-    if !leadership.accepts_writes() || replica.peers().is_empty() {
+    if !leadership.accepts_writes() {
+        return;
+    }
+    // Everything the heartbeat names must be durable here first.
+    if let Err(e) = replica.store().flush().await {
+        tracing::error!(error = %e, "flush before heartbeat failed");
         return;
     }
     let Ok(prev) = replica.store().last_pos() else {
@@ -299,9 +371,30 @@ async fn heartbeat(replica: &Replica) {
         epoch: leadership.epoch,
         prev,
         entries: Vec::new(),
+        commit: replica.commit(),
     };
-    if let Replicated::Deposed = replicate(replica, request).await {
+    let mut deposed = false;
+    let mut failed = false;
+    for (peer, sent) in send_all(replica, replica.peers().to_vec(), &request).await {
+        match sent {
+            Sent::Stored => {
+                replica.set_lagging(peer, false);
+            }
+            Sent::Lagging(_) => {
+                replica.set_lagging(peer, true);
+            }
+            Sent::Refused(_) => deposed = true,
+            Sent::Failed(_) => failed = true,
+        }
+    }
+    let log = replica.lock_log().await;
+    if replica.leadership() != leadership {
+        return; // the leadership changed meanwhile: this round proves nothing
+    }
+    if deposed {
         replica.step_down(&log);
+    } else if !failed {
+        replica.advance_commit(end_of(&request));
     }
 }
 
