@@ -25,6 +25,8 @@ pub struct Options {
     pub restock_period_ms: u64,
     pub failover_ms: u64,
     pub fill_delay_ms: u64,
+    /// The catalog's seed file [default: the shipped data/toys.json].
+    pub seed_file: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -38,6 +40,7 @@ impl Default for Options {
             restock_period_ms: 3_600_000,
             failover_ms: 20_000,
             fill_delay_ms: 0,
+            seed_file: None,
         }
     }
 }
@@ -203,8 +206,9 @@ impl Cluster {
         let mut cmd = if service == "catalog" {
             let mut c = Command::new(bins.join("catalog"));
             c.arg("--listen").arg(&listen).arg("--data-dir").arg(&data);
+            let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/toys.json");
             c.arg("--seed-file")
-                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/toys.json"));
+                .arg(self.opts.seed_file.clone().unwrap_or(shipped));
             c.arg("--frontend-url").arg(self.url("frontend"));
             c.arg("--initial-stock")
                 .arg(self.opts.initial_stock.to_string());
@@ -271,6 +275,62 @@ impl Cluster {
             .unwrap_or_else(|| panic!("{service} is not running"));
         let _ = child.kill(); // SIGKILL on Unix
         let _ = child.wait();
+    }
+
+    /// Stalls `service` with SIGSTOP (it keeps its sockets but answers nothing).
+    pub fn pause(&self, service: &str) {
+        self.signal(service, "-STOP");
+    }
+
+    /// Resumes a paused `service` with SIGCONT.
+    pub fn resume(&self, service: &str) {
+        self.signal(service, "-CONT");
+    }
+
+    fn signal(&self, service: &str, signal: &str) {
+        let pid = self
+            .children
+            .get(service)
+            .unwrap_or_else(|| panic!("{service} is not running"))
+            .id();
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {service}");
+    }
+
+    /// A path in the cluster's temp dir (for files a test writes).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// POST with the cluster token to an internal endpoint: (status, JSON body).
+    pub async fn post_internal(&self, service: &str, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.url(service)))
+            .header(common::TOKEN_HEADER, &self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path} on {service}: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET with the cluster token on an internal endpoint: (status, JSON body).
+    pub async fn get_internal(&self, service: &str, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url(service)))
+            .header(common::TOKEN_HEADER, &self.token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} on {service}: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
     }
 
     /// Whether the process of `service` is still alive.

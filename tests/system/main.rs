@@ -7,5 +7,6 @@ mod api;
 mod cache;
 mod chaos;
 mod crash;
+mod faults;
 mod helpers;
 mod replication;
