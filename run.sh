@@ -26,8 +26,10 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 if [[ "$PROFILE" == "dev" ]]; then BIN="$TARGET/debug"; else BIN="$TARGET/$PROFILE"; fi
 SERVICES=(catalog order1 order2 order3 frontend)
 
-export TOYSTORE_CATALOG_URL="http://$HOST:$CATALOG_PORT"
-export TOYSTORE_REPLICAS="1=http://$HOST:$ORDER1_PORT,2=http://$HOST:$ORDER2_PORT,3=http://$HOST:$ORDER3_PORT"
+# Where services reach each other; set these to run them elsewhere (docs/DESIGN.md).
+export TOYSTORE_CATALOG_URL="${TOYSTORE_CATALOG_URL:-http://$HOST:$CATALOG_PORT}"
+export TOYSTORE_REPLICAS="${TOYSTORE_REPLICAS:-1=http://$HOST:$ORDER1_PORT,2=http://$HOST:$ORDER2_PORT,3=http://$HOST:$ORDER3_PORT}"
+export CATALOG_FRONTEND_URL="${CATALOG_FRONTEND_URL:-http://$HOST:$FRONTEND_PORT}"
 export CATALOG_SEED_FILE="${CATALOG_SEED_FILE:-$ROOT/data/toys.json}"
 export RUST_LOG="${RUST_LOG:-info}"
 export NO_COLOR=1
@@ -48,13 +50,16 @@ port_of() {
 pid_file() { echo "$DATA/run/$1.pid"; }
 log_file() { echo "$DATA/logs/$1.log"; }
 
-# The PID of a running service, or nothing.
+# The PID of a running service, or nothing. A PID from a stale file that now belongs
+# to another program (PIDs are reused) does not count.
 running_pid() {
-    local file pid
+    local file pid exe
     file="$(pid_file "$1")"
     [[ -f "$file" ]] || return 0
     pid="$(cat "$file")"
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 0
+    exe="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+    if [[ "${exe##*/}" == "${1%[0-9]}" ]]; then echo "$pid"; fi
 }
 
 # True when something accepts connections on the port.
@@ -115,7 +120,7 @@ start_one() {
     case "$svc" in
         catalog)
             nohup "$BIN/catalog" --listen "$HOST:$port" --data-dir "$DATA/catalog" \
-                --frontend-url "http://$HOST:$FRONTEND_PORT" >>"$log" 2>&1 </dev/null &
+                >>"$log" 2>&1 </dev/null &
             ;;
         order*)
             local id="${svc#order}"
@@ -168,7 +173,11 @@ kill_one() {
     pid="$(running_pid "$svc")"
     [[ -n "$pid" ]] || die "$svc is not running"
     kill -KILL "$pid"
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    local deadline=$((SECONDS + 10))
+    while kill -0 "$pid" 2>/dev/null; do
+        ((SECONDS < deadline)) || die "$svc (pid $pid) still exists 10 s after SIGKILL"
+        sleep 0.05
+    done
     rm -f "$(pid_file "$svc")"
     echo "killed $svc (SIGKILL, pid $pid)"
 }
@@ -238,6 +247,6 @@ case "$cmd" in
         port_of "$2" >/dev/null
         tail -n 50 -f "$(log_file "$2")"
         ;;
-    -h | --help | help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' ;;
+    -h | --help | help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" ;;
     *) die "unknown command '$cmd' (try ./run.sh help)" ;;
 esac

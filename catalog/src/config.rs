@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use common::config::{parse_token, parse_url};
+use common::config::{parse_url, TokenArgs};
 use reqwest::Url;
 
 /// toystore catalog service: the toys, their stock, and periodic restocking.
@@ -42,9 +42,8 @@ pub struct Config {
           value_parser = parse_url)]
     pub frontend_url: Url,
 
-    /// Shared secret required on internal endpoints.
-    #[arg(long, env = "TOYSTORE_CLUSTER_TOKEN", value_parser = parse_token, hide_env_values = true)]
-    pub cluster_token: String,
+    #[command(flatten)]
+    pub token: TokenArgs,
 }
 
 impl Config {

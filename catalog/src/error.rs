@@ -29,6 +29,10 @@ pub enum CatalogError {
     #[error("cannot read seed file {path}: {reason}")]
     Seed { path: String, reason: String },
 
+    /// A configuration the catalog cannot start with.
+    #[error("{0}")]
+    Config(String),
+
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -52,9 +56,10 @@ impl CatalogError {
             CatalogError::InsufficientStock { .. } => StatusCode::CONFLICT,
             CatalogError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             CatalogError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            CatalogError::Storage(_) | CatalogError::Seed { .. } | CatalogError::Io(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            CatalogError::Storage(_)
+            | CatalogError::Seed { .. }
+            | CatalogError::Config(_)
+            | CatalogError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -45,8 +45,8 @@ pub async fn run(
             "seeded the catalog"
         );
     }
-    let cluster = ClusterClient::new(&config.cluster_token)
-        .map_err(|e| CatalogError::Storage(e.to_string()))?;
+    let secret = config.token.resolve().map_err(CatalogError::Config)?;
+    let cluster = ClusterClient::new(&secret).map_err(|e| CatalogError::Storage(e.to_string()))?;
     let invalidator =
         invalidate::Invalidator::start(FrontendClient::new(cluster, config.frontend_url.clone()));
 
@@ -66,7 +66,7 @@ pub async fn run(
         store: store.clone(),
         invalidator,
     };
-    let token = ClusterToken(config.cluster_token.as_str().into());
+    let token = ClusterToken(secret.as_str().into());
     tracing::info!(addr = %listener.local_addr()?, "catalog listening");
     common::http::serve(listener, http::router(state, token), shutdown).await?;
 

@@ -1,6 +1,39 @@
 //! Parsing helpers for the services' command-line configuration.
 
+use std::path::PathBuf;
+
 use reqwest::Url;
+
+/// Where a service gets the cluster token: on the command line (or its variable), or
+/// from a file, so that it need not appear in a process listing or an environment.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// Shared secret required on internal endpoints (or use --cluster-token-file).
+    #[arg(long, env = "TOYSTORE_CLUSTER_TOKEN", value_parser = parse_token,
+          hide_env_values = true, required_unless_present = "cluster_token_file",
+          conflicts_with = "cluster_token_file")]
+    pub cluster_token: Option<String>,
+
+    /// File whose first line is the cluster token.
+    #[arg(long, env = "TOYSTORE_CLUSTER_TOKEN_FILE")]
+    pub cluster_token_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    /// The token, read from its file if one is given.
+    pub fn resolve(&self) -> Result<String, String> {
+        if let Some(token) = &self.cluster_token {
+            return Ok(token.clone());
+        }
+        let Some(path) = &self.cluster_token_file else {
+            return Err("give --cluster-token or --cluster-token-file".into());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the cluster token file {}: {e}", path.display()))?;
+        parse_token(text.lines().next().unwrap_or_default().trim())
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
 
 /// The default replica set: ids 1-3 on 127.0.0.1:8091-8093.
 pub const DEFAULT_REPLICAS: &str =
@@ -50,10 +83,14 @@ pub fn parse_replicas(s: &str) -> Result<Replicas, String> {
 /// clap value parser for a base URL such as `http://127.0.0.1:8081`.
 pub fn parse_url(s: &str) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|e| format!("`{s}`: {e}"))?;
-    if url.scheme() != "http" && url.scheme() != "https" {
+    if url.scheme() == "https" {
         return Err(format!(
-            "`{s}`: only http:// and https:// URLs are supported"
+            "`{s}`: TLS is not built in; use http:// on a private network or behind a \
+             TLS proxy (see docs/DESIGN.md, \"Running on several hosts\")"
         ));
+    }
+    if url.scheme() != "http" {
+        return Err(format!("`{s}`: only http:// URLs are supported"));
     }
     if url.cannot_be_a_base() {
         return Err(format!("`{s}`: not a base URL"));
@@ -74,6 +111,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_token_comes_from_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cret\n").expect("write");
+        let args = TokenArgs {
+            cluster_token: None,
+            cluster_token_file: Some(file.clone()),
+        };
+        assert_eq!(args.resolve().as_deref(), Ok("s3cret"));
+        std::fs::write(&file, "\n").expect("write");
+        assert!(args.resolve().is_err());
+        let missing = TokenArgs {
+            cluster_token: None,
+            cluster_token_file: Some(dir.path().join("none")),
+        };
+        assert!(missing.resolve().is_err());
+    }
+
+    #[test]
     fn replicas_parse_and_sort_by_id() {
         let r = parse_replicas("1=http://127.0.0.1:8091, 3=http://127.0.0.1:8093,2=http://h:1")
             .expect("valid list");
@@ -86,6 +142,8 @@ mod tests {
         assert!(parse_replicas("").is_err());
         assert!(parse_replicas("x=http://a").is_err());
         assert!(parse_replicas("1=ftp://a").is_err());
+        assert!(parse_replicas("1=https://a").is_err());
+        assert!(parse_url("https://a").is_err_and(|e| e.contains("TLS")));
         assert!(parse_replicas("1=http://a,1=http://b").is_err());
         assert!(parse_replicas("http://a").is_err());
     }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use common::config::{parse_replicas, parse_token, parse_url, Replicas, DEFAULT_REPLICAS};
+use common::config::{parse_replicas, parse_url, Replicas, TokenArgs, DEFAULT_REPLICAS};
 use reqwest::Url;
 
 /// toystore front-end: the public REST API, the product cache and leader selection.
@@ -66,9 +66,8 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub promotion_timeout_ms: u64,
 
-    /// Shared secret required on internal endpoints.
-    #[arg(long, env = "TOYSTORE_CLUSTER_TOKEN", value_parser = parse_token, hide_env_values = true)]
-    pub cluster_token: String,
+    #[command(flatten)]
+    pub token: TokenArgs,
 
     /// Test-only: wait this long between reading a toy from the catalog and caching it,
     /// to make the fill/invalidation race deterministic.

@@ -38,8 +38,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     config.validate().map_err(std::io::Error::other)?;
-    let cluster = ClusterClient::new(&config.cluster_token)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let secret = config.token.resolve().map_err(std::io::Error::other)?;
+    let cluster = ClusterClient::new(&secret).map_err(|e| std::io::Error::other(e.to_string()))?;
     let orders = OrderClient::new(cluster.clone());
     let leaders = Arc::new(leader::Leaders::new(
         config.replicas.clone(),
@@ -81,7 +81,7 @@ pub async fn run(
         capacity = config.cache_capacity,
         "front-end listening"
     );
-    let token = ClusterToken(config.cluster_token.as_str().into());
+    let token = ClusterToken(secret.as_str().into());
     common::http::serve(listener, http::router(state, token), shutdown).await?;
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use common::config::{parse_replicas, parse_token, parse_url, Replicas, DEFAULT_REPLICAS};
+use common::config::{parse_replicas, parse_url, Replicas, TokenArgs, DEFAULT_REPLICAS};
 use reqwest::Url;
 
 /// toystore order replica: stores orders and replicates them to its peers.
@@ -34,9 +34,8 @@ pub struct Config {
           value_parser = parse_url)]
     pub catalog_url: Url,
 
-    /// Shared secret required on internal endpoints.
-    #[arg(long, env = "TOYSTORE_CLUSTER_TOKEN", value_parser = parse_token, hide_env_values = true)]
-    pub cluster_token: String,
+    #[command(flatten)]
+    pub token: TokenArgs,
 
     /// How long the leader waits for a follower to store a batch before it stops
     /// waiting for it ("lagging") until it has synced back, in ms.

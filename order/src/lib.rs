@@ -45,8 +45,8 @@ pub async fn run(
         )));
     }
     let store = store::Store::open(&config.data_dir())?;
-    let cluster =
-        ClusterClient::new(&config.cluster_token).map_err(|e| OrderError::Config(e.to_string()))?;
+    let secret = config.token.resolve().map_err(OrderError::Config)?;
+    let cluster = ClusterClient::new(&secret).map_err(|e| OrderError::Config(e.to_string()))?;
     let replica = replica::Replica::new(
         config.id,
         store.clone(),
@@ -72,7 +72,7 @@ pub async fn run(
         buyer: buyer::Buyer::start(CatalogClient::new(cluster, config.catalog_url.clone())),
         replica,
     };
-    let token = ClusterToken(config.cluster_token.as_str().into());
+    let token = ClusterToken(secret.as_str().into());
     common::http::serve(listener, http::router(state, token), shutdown).await?;
 
     catch_up.abort();

@@ -301,11 +301,6 @@ impl Cluster {
         assert!(status.success(), "kill {signal} {service}");
     }
 
-    /// A path in the cluster's temp dir (for files a test writes).
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     /// POST with the cluster token to an internal endpoint: (status, JSON body).
     pub async fn post_internal(&self, service: &str, path: &str, body: &Value) -> (u16, Value) {
         let resp = self
