@@ -6,7 +6,8 @@
 //!   that touches sled.
 //! - [`replica`]: shared state and the rules for leadership, replication and catch-up.
 //! - [`buyer`]: the leader's first stage, taking stock at the catalog in batches.
-//! - [`writer`]: the leader's second stage, group commit and replication.
+//! - [`writer`]: the leader's second stage, group commit and replication; and the
+//!   leader's heartbeat task (lagging followers, the commit index).
 //! - [`http`]: routes and handlers.
 //! - [`error`]: the error type and its HTTP mapping.
 //!

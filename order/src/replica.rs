@@ -7,6 +7,9 @@
 //! peers) read sled and a small snapshot without it.
 //!
 //! The rules (see docs/DESIGN.md for why they keep every acknowledged order):
+//! - Validate, then change: a leader notice or batch naming a replica outside the
+//!   configuration, an epoch more than [`MAX_EPOCH_STEP`] ahead, or entries that cannot
+//!   be a leader's history is refused before anything is stored or adopted.
 //! - Every order carries the epoch of the leader that wrote it; a replica refuses
 //!   leadership and replication messages from an epoch older than its own.
 //! - A follower appends a batch only if it holds the entry just before it (`prev`);
@@ -16,6 +19,8 @@
 //! - A replica made leader first syncs from the most up-to-date reachable peer
 //!   (highest epoch of its newest order, then most orders), then accepts writes; if
 //!   that fails, it refuses to lead.
+//! - The commit index is the newest order durable on the leader and every follower it
+//!   waits for (followers learn it from the leader); only orders up to it are read.
 //! - A replica that starts syncs from the leader if a peer says it leads, otherwise
 //!   from the most up-to-date peer; then it reports itself ready and takes from the
 //!   leader, once more, what it refused while catching up.
