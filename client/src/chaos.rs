@@ -33,7 +33,7 @@ pub async fn run(plan: ChaosPlan, inspector: &Inspector) -> Result<bool, ClientE
     let stop = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn({
         let (plan, stop) = (plan.load.clone(), stop.clone());
-        async move { run_sessions(&plan, stop, None).await }
+        async move { run_sessions(&plan, stop, None, None).await }
     });
 
     let mut rng = fastrand::Rng::with_seed(plan.seed);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::client::{CatalogClient, ClusterClient, OrderClient};
 use common::config::Replicas;
-use common::wire::{ReplicaStatus, Role, StockTotals};
+use common::wire::{OrderRecord, ReplicaStatus, Role, StockTotals};
 use reqwest::Url;
 
 use crate::ClientError;
@@ -182,26 +182,30 @@ impl Inspector {
             .map_err(|e| ClientError::Other(format!("catalog totals: {e}")))
     }
 
-    /// Units ordered and number of orders, read from replica `id`'s whole history.
-    pub async fn ordered_units(&self, id: u32) -> Result<(u64, u64), ClientError> {
+    /// Every order replica `id` holds, in number order (with keys and epochs).
+    pub async fn orders_of(&self, id: u32) -> Result<Vec<OrderRecord>, ClientError> {
         let url = self
             .replicas
             .url(id)
             .ok_or_else(|| ClientError::Other(format!("no replica {id}")))?;
-        let (mut units, mut count, mut from) = (0u64, 0u64, 0u64);
+        let mut out = Vec::new();
         loop {
+            let from = out.last().map_or(0, |r: &OrderRecord| r.number + 1);
             let page =
                 self.orders.log_page(url, from, 1000).await.map_err(|e| {
                     ClientError::Other(format!("reading orders of replica {id}: {e}"))
                 })?;
-            let Some(last) = page.entries.last() else {
-                break;
-            };
-            from = last.number + 1;
-            count += page.entries.len() as u64;
-            units += page.entries.iter().map(|r| r.quantity).sum::<u64>();
+            if page.entries.is_empty() {
+                return Ok(out);
+            }
+            out.extend(page.entries);
         }
-        Ok((units, count))
+    }
+
+    /// Units ordered and number of orders, read from replica `id`'s whole history.
+    pub async fn ordered_units(&self, id: u32) -> Result<(u64, u64), ClientError> {
+        let orders = self.orders_of(id).await?;
+        Ok((orders.iter().map(|r| r.quantity).sum(), orders.len() as u64))
     }
 
     /// The front-end's cache figures (`hits`, `misses`, ...).

@@ -73,6 +73,7 @@ pub async fn run(plan: EvalPlan, inspector: &Inspector) -> Result<(), ClientErro
                 },
                 Arc::new(AtomicBool::new(false)),
                 Some(bar.clone()),
+                None,
             )
             .await?;
             let seconds = t.elapsed().as_secs_f64();

@@ -5,14 +5,20 @@
 //! - [`stats`]: latency summaries and error counts.
 //! - [`eval`]: p × cache sweep, CSV, plots ([`plot`]) and `docs/EVALUATION.md`.
 //! - [`chaos`]: kill replicas while sessions run, then check the guarantees.
+//! - [`netns`]: five hosts as network namespaces, set up by following docs/DEPLOY.md.
+//! - [`nemesis`]: kills, pauses and partitions on those hosts, while sessions run.
+//! - [`checker`]: the history of what clients saw, and the verdict on it.
 //! - [`cluster`]: `run.sh` control and the services' internal figures.
 //! - [`bench`]: the benchmark against the bare [`baseline`] servers, with `wrk`.
 
 pub mod baseline;
 pub mod bench;
 pub mod chaos;
+pub mod checker;
 pub mod cluster;
 pub mod eval;
+pub mod nemesis;
+pub mod netns;
 pub mod plot;
 pub mod session;
 pub mod stats;

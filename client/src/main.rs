@@ -61,7 +61,9 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
-    /// Kill order replicas while sessions run, then check the guarantees.
+    /// Kill order replicas while sessions run, then check the guarantees; with
+    /// --hosts, run the five services as five hosts (network namespaces, root) and
+    /// kill, pause and partition any of them.
     Chaos {
         /// Replicas to kill in all.
         #[arg(long, default_value_t = 10)]
@@ -86,6 +88,8 @@ enum Command {
         report: Option<PathBuf>,
         #[command(flatten)]
         cluster: ClusterArgs,
+        #[command(flatten)]
+        hosts: HostsArgs,
     },
     /// Benchmark against bare baselines with wrk; writes PERFORMANCE.md.
     Bench {
@@ -107,6 +111,38 @@ enum Command {
         #[arg(long, value_parser = parse_url)]
         upstream: Option<Url>,
     },
+}
+
+/// The multi-host chaos run (`chaos --hosts`).
+#[derive(clap::Args)]
+struct HostsArgs {
+    /// Run the five services as five hosts (Linux network namespaces; needs root),
+    /// set up by following the deployment guide, under the nemesis.
+    #[arg(long)]
+    hosts: bool,
+    /// Faults the nemesis uses, comma-separated [default with --hosts:
+    /// kill,pause,partition; without it only kill is possible].
+    #[arg(long, value_delimiter = ',')]
+    nemesis: Option<Vec<client::nemesis::Kind>>,
+    /// Number of faults (with --hosts).
+    #[arg(long, default_value_t = 21)]
+    faults: usize,
+    /// End with the schedule the design admits can lose acknowledged orders, and
+    /// count what it loses.
+    #[arg(long)]
+    lossy: bool,
+    /// The deployment guide whose commands set the hosts up.
+    #[arg(long, default_value = "docs/DEPLOY.md")]
+    guide: PathBuf,
+    /// The catalog's seed file, copied to the catalog host.
+    #[arg(long, default_value = "data/toys.json")]
+    seed_file: PathBuf,
+    /// Directory of the service binaries [default: the client's own directory].
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Where the hosts' toystore directories go (wiped first).
+    #[arg(long, default_value = "data/hosts")]
+    work_dir: PathBuf,
 }
 
 /// Extra commands of the benchmark.
@@ -197,8 +233,13 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
                 seed,
             };
             let bar = indicatif::ProgressBar::new(sessions as u64 * iterations);
-            let record =
-                run_sessions(&plan, Arc::new(AtomicBool::new(false)), Some(bar.clone())).await?;
+            let record = run_sessions(
+                &plan,
+                Arc::new(AtomicBool::new(false)),
+                Some(bar.clone()),
+                None,
+            )
+            .await?;
             bar.finish_and_clear();
             println!("{sessions} sessions, p = {p}, {iterations} queries each:");
             record.print();
@@ -260,7 +301,34 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
             seed,
             report,
             cluster,
+            hosts,
         } => {
+            let command = format!("cargo run --release -p client -- {command_line}");
+            let load = Plan {
+                url: cli.url,
+                sessions,
+                p,
+                iterations: None,
+                seed,
+            };
+            if hosts.hosts {
+                let interval = Duration::from_millis(interval_ms);
+                let down = Duration::from_millis(down_ms);
+                let env = vec![(
+                    "CATALOG_INITIAL_STOCK".to_string(),
+                    cluster.initial_stock.to_string(),
+                )];
+                return run_hosts(hosts, env, load, interval, down, seed, report, command).await;
+            }
+            let kill_only = hosts
+                .nemesis
+                .as_ref()
+                .is_none_or(|kinds| kinds.iter().all(|k| *k == client::nemesis::Kind::Kill));
+            if !kill_only {
+                return Err(ClientError::Other(
+                    "pauses and partitions need --hosts".into(),
+                ));
+            }
             if leader_kills > kills {
                 return Err(ClientError::Other(
                     "--leader-kills cannot exceed --kills".into(),
@@ -270,10 +338,7 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
                 let plan = client::chaos::ChaosPlan {
                     load: Plan {
                         url: run_sh.frontend_url(),
-                        sessions,
-                        p,
-                        iterations: None,
-                        seed,
+                        ..load
                     },
                     kills,
                     leader_kills,
@@ -282,11 +347,64 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
                     run_sh,
                     seed,
                     report,
-                    command: format!("cargo run --release -p client -- {command_line}"),
+                    command,
                 };
                 client::chaos::run(plan, &inspector).await
             })
             .await
         }
     }
+}
+
+/// `chaos --hosts`: builds the five hosts, runs the nemesis, and removes them again.
+#[allow(clippy::too_many_arguments)]
+async fn run_hosts(
+    hosts: HostsArgs,
+    env: Vec<(String, String)>,
+    load: Plan,
+    interval: Duration,
+    down: Duration,
+    seed: u64,
+    report: Option<PathBuf>,
+    command: String,
+) -> Result<bool, ClientError> {
+    let bin_dir = match hosts.bin_dir {
+        Some(dir) => dir,
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(PathBuf::from))
+            .ok_or_else(|| ClientError::Other("cannot find the service binaries".into()))?,
+    };
+    for bin in ["catalog", "order", "frontend"] {
+        if !bin_dir.join(bin).exists() {
+            return Err(ClientError::Other(format!(
+                "{} is missing: build the services first (cargo build --release)",
+                bin_dir.join(bin).display()
+            )));
+        }
+    }
+    let work =
+        std::path::absolute(&hosts.work_dir).map_err(|e| ClientError::Other(e.to_string()))?;
+    let lab = client::netns::Lab::create(&hosts.guide, &hosts.seed_file, &bin_dir, &work, env)?;
+    let plan = client::nemesis::HostsPlan {
+        load,
+        faults: client::nemesis::schedule(
+            &hosts.nemesis.unwrap_or_else(|| {
+                use client::nemesis::Kind;
+                vec![Kind::Kill, Kind::Pause, Kind::Partition]
+            }),
+            hosts.faults,
+            hosts.lossy,
+        ),
+        interval,
+        down,
+        replicate_timeout: Duration::from_secs(3),
+        lease: Duration::from_secs(2),
+        seed,
+        report,
+        command,
+    };
+    let outcome = client::nemesis::run(plan, &lab).await;
+    lab.destroy();
+    outcome
 }

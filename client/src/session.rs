@@ -2,6 +2,13 @@
 //! random toy; if it is in stock, order one with probability `p`; remember every
 //! acknowledged order and, before finishing, read each one back and check it.
 //! [`run_sessions`] runs several at once and merges what they measured.
+//!
+//! Given a [`History`] (the chaos checker's), sessions also behave like careful
+//! clients: every order carries an idempotency key of its own, and the ones that
+//! failed are sent once more, with the same key, when the run stops (after the
+//! faults have healed) — so stock the catalog took for a failed request ends up in
+//! an order. Every acknowledged order, failure and product version goes into the
+//! history.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,6 +20,7 @@ use indicatif::ProgressBar;
 use reqwest::{StatusCode, Url};
 use serde_json::json;
 
+use crate::checker::History;
 use crate::stats::{Kind, Record};
 use crate::ClientError;
 
@@ -37,6 +45,7 @@ pub async fn run_sessions(
     plan: &Plan,
     stop: Arc<AtomicBool>,
     progress: Option<ProgressBar>,
+    history: Option<Arc<History>>,
 ) -> Result<Record, ClientError> {
     let toys = Arc::new(toy_names(&plan.url).await?);
     let mut tasks = tokio::task::JoinSet::new();
@@ -49,6 +58,8 @@ pub async fn run_sessions(
             rng: fastrand::Rng::with_seed(plan.seed.wrapping_add(i as u64)),
             stop: stop.clone(),
             progress: progress.clone(),
+            history: history.clone(),
+            id: format!("s{}-{i}", plan.seed),
         };
         tasks.spawn(session.run());
     }
@@ -77,6 +88,9 @@ pub async fn toy_names(url: &Url) -> Result<Vec<String>, ClientError> {
     Ok(list.data.into_iter().map(|p| p.name).collect())
 }
 
+/// Pause after a failed request.
+const FAILURE_BACKOFF: Duration = Duration::from_millis(50);
+
 /// A client whose one connection is kept alive between requests.
 fn http_client() -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
@@ -95,6 +109,9 @@ struct Session {
     rng: fastrand::Rng,
     stop: Arc<AtomicBool>,
     progress: Option<ProgressBar>,
+    history: Option<Arc<History>>,
+    /// Prefix of this session's idempotency keys.
+    id: String,
 }
 
 /// A request's outcome as a session sees it.
@@ -109,6 +126,8 @@ impl Session {
         let http = http_client()?;
         let mut record = Record::default();
         let mut placed: Vec<OrderView> = Vec::new();
+        // Orders that failed, as (key, toy): sent again at the end (with a history).
+        let mut failed: Vec<(String, String)> = Vec::new();
         let mut done = 0u64;
         while self.iterations.is_none_or(|n| done < n) && !self.stop.load(Ordering::Relaxed) {
             done += 1;
@@ -117,16 +136,25 @@ impl Session {
             }
             let toy = &self.toys[self.rng.usize(..self.toys.len())];
             let started = Instant::now();
-            let outcome = fetch::<Product>(http.get(endpoint(&self.url, &["products", toy]))).await;
+            let sent = self.history.as_ref().map(|h| h.now());
+            let outcome =
+                fetch_versioned::<Product>(http.get(endpoint(&self.url, &["products", toy]))).await;
             record.latency(Kind::Query, started.elapsed());
             let product = match outcome {
-                Outcome::Ok(p) => p,
+                Outcome::Ok((p, version)) => {
+                    if let (Some(h), Some(sent), Some(v)) = (&self.history, sent, version) {
+                        h.product_read(sent, &p.name, v);
+                    }
+                    p
+                }
                 Outcome::Status(s) => {
                     record.error(Kind::Query, s.as_u16());
+                    self.failed(format!("lookup of {toy}: {s}")).await;
                     continue;
                 }
                 Outcome::Unreachable => {
                     record.error(Kind::Query, "unreachable");
+                    self.failed(format!("lookup of {toy}: unreachable")).await;
                     continue;
                 }
             };
@@ -134,23 +162,34 @@ impl Session {
                 continue;
             }
             let started = Instant::now();
-            let request = http
-                .post(endpoint(&self.url, &["orders"]))
-                .json(&json!({"name": product.name, "quantity": 1}));
-            let outcome = fetch::<OrderPlaced>(request).await;
+            let key = format!("{}-{done}", self.id);
+            let outcome = self.order(&http, &product.name, &key).await;
             record.latency(Kind::Order, started.elapsed());
             match outcome {
                 Outcome::Ok(placed_order) => {
                     record.orders += 1;
-                    placed.push(OrderView {
-                        number: placed_order.order_number,
-                        name: product.name,
-                        quantity: 1,
-                    });
+                    placed.push(placed_order);
                 }
                 Outcome::Status(StatusCode::CONFLICT) => record.sold_out += 1,
-                Outcome::Status(s) => record.error(Kind::Order, s.as_u16()),
-                Outcome::Unreachable => record.error(Kind::Order, "unreachable"),
+                Outcome::Status(s) => {
+                    record.error(Kind::Order, s.as_u16());
+                    self.failed(format!("order {key}: {s}")).await;
+                    failed.push((key, product.name));
+                }
+                Outcome::Unreachable => {
+                    record.error(Kind::Order, "unreachable");
+                    self.failed(format!("order {key}: unreachable")).await;
+                    failed.push((key, product.name));
+                }
+            }
+        }
+        if self.history.is_some() {
+            // The careful client's retry, with the same key, once the run is over.
+            for (key, name) in failed {
+                if let Outcome::Ok(placed_order) = self.order(&http, &name, &key).await {
+                    record.orders += 1;
+                    placed.push(placed_order);
+                }
             }
         }
         for expected in placed {
@@ -178,6 +217,65 @@ impl Session {
             }
         }
         Ok(record)
+    }
+}
+
+impl Session {
+    /// Orders one `name` with idempotency key `key`; records an acknowledgement.
+    async fn order(&self, http: &reqwest::Client, name: &str, key: &str) -> Outcome<OrderView> {
+        let mut request = http
+            .post(endpoint(&self.url, &["orders"]))
+            .json(&json!({"name": name, "quantity": 1}));
+        // Keys only with a history: a plain load run sent twice with the same seed
+        // must place new orders, not find the first run's.
+        if self.history.is_some() {
+            request = request.header(common::IDEMPOTENCY_HEADER, key);
+        }
+        match fetch::<OrderPlaced>(request).await {
+            Outcome::Ok(placed) => {
+                if let Some(h) = &self.history {
+                    h.acked(key, placed.order_number, name, 1);
+                }
+                Outcome::Ok(OrderView {
+                    number: placed.order_number,
+                    name: name.to_string(),
+                    quantity: 1,
+                })
+            }
+            Outcome::Status(s) => Outcome::Status(s),
+            Outcome::Unreachable => Outcome::Unreachable,
+        }
+    }
+
+    /// Notes a failed request and backs off a little, as a client would, instead of
+    /// hammering a service that is down.
+    async fn failed(&self, what: String) {
+        if let Some(h) = &self.history {
+            h.failed(what);
+        }
+        tokio::time::sleep(FAILURE_BACKOFF).await;
+    }
+}
+
+/// Like [`fetch`], with the reply's `x-toy-version` header.
+async fn fetch_versioned<T: serde::de::DeserializeOwned>(
+    req: reqwest::RequestBuilder,
+) -> Outcome<(T, Option<u64>)> {
+    let Ok(resp) = req.send().await else {
+        return Outcome::Unreachable;
+    };
+    let status = resp.status();
+    if !status.is_success() {
+        return Outcome::Status(status);
+    }
+    let version = resp
+        .headers()
+        .get("x-toy-version")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    match resp.json::<Data<T>>().await {
+        Ok(body) => Outcome::Ok((body.data, version)),
+        Err(_) => Outcome::Status(StatusCode::BAD_GATEWAY),
     }
 }
 

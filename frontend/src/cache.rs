@@ -105,13 +105,11 @@ impl Cache {
         (inner, leased)
     }
 
-    /// The cached reply body for `key`, marking it most recently used.
-    pub fn get(&self, key: &str) -> Option<Bytes> {
+    /// The cached version and reply body for `key`, marking it most recently used.
+    pub fn get(&self, key: &str) -> Option<(u64, Bytes)> {
         let found = if self.enabled {
             let (mut inner, leased) = self.leased();
-            leased
-                .then(|| inner.entries.get(key).map(|(_, body)| body.clone()))
-                .flatten()
+            leased.then(|| inner.entries.get(key).cloned()).flatten()
         } else {
             None
         };
@@ -229,7 +227,7 @@ mod tests {
         let cache = leased(true, 2);
         assert!(cache.get("tux").is_none());
         assert!(cache.fill("tux", 1, body("t1")));
-        assert_eq!(cache.get("tux"), Some(body("t1")));
+        assert_eq!(cache.get("tux"), Some((1, body("t1"))));
         let s = cache.stats();
         assert_eq!((s.hits, s.misses, s.size), (1, 1, 1));
     }
@@ -257,7 +255,7 @@ mod tests {
         assert!(!cache.fill("tux", 5, body("old")));
         assert!(cache.get("tux").is_none());
         assert!(cache.fill("tux", 6, body("new")));
-        assert_eq!(cache.get("tux"), Some(body("new")));
+        assert_eq!(cache.get("tux").map(|(_, b)| b), Some(body("new")));
     }
 
     #[test]
@@ -265,7 +263,7 @@ mod tests {
         let cache = leased(true, 2);
         cache.fill("tux", 7, body("new"));
         assert!(!cache.fill("tux", 6, body("old")));
-        assert_eq!(cache.get("tux"), Some(body("new")));
+        assert_eq!(cache.get("tux").map(|(_, b)| b), Some(body("new")));
     }
 
     #[test]
@@ -285,7 +283,7 @@ mod tests {
 
         cache.renew([], Instant::now() + std::time::Duration::from_millis(30));
         assert!(cache.fill("tux", 1, body("t")));
-        assert_eq!(cache.get("tux"), Some(body("t")));
+        assert_eq!(cache.get("tux").map(|(_, b)| b), Some(body("t")));
         std::thread::sleep(std::time::Duration::from_millis(40));
         assert!(cache.get("tux").is_none(), "served after the lease ran out");
         let s = cache.stats();
@@ -300,7 +298,7 @@ mod tests {
         let until = Instant::now() + std::time::Duration::from_secs(60);
         cache.renew([("tux", 5), ("fox", 2)], until);
         assert!(cache.get("tux").is_none());
-        assert_eq!(cache.get("fox"), Some(body("fox")));
+        assert_eq!(cache.get("fox").map(|(_, b)| b), Some(body("fox")));
         assert!(!cache.fill("tux", 4, body("old")));
         assert!(cache.fill("tux", 5, body("new")));
     }

@@ -1,6 +1,7 @@
 //! The public REST API and the internal invalidation endpoint.
 //!
-//! - `GET /products` and `GET /products/{name}` — toys (lookups through the cache).
+//! - `GET /products` and `GET /products/{name}` — toys (lookups through the cache; a
+//!   lookup's reply carries the toy's version in `x-toy-version`).
 //! - `POST /orders` — place an order (idempotent with an `Idempotency-Key` header).
 //! - `GET /orders/{number}` — read an order back.
 //! - `GET /health` — leader and cache figures.
@@ -60,8 +61,22 @@ pub fn router(state: AppState, token: ClusterToken) -> Router {
     with_fallbacks(router)
 }
 
-fn json_body(body: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+/// Header of a product reply: the catalog's version of that toy, so that a client (or
+/// the chaos checker) can tell how fresh a reply is.
+pub const VERSION_HEADER: &str = "x-toy-version";
+
+fn product_body(version: u64, body: Bytes) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (
+                header::HeaderName::from_static(VERSION_HEADER),
+                version.to_string(),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// One toy: from the cache when present, else from the catalog (then cached).
@@ -71,8 +86,8 @@ async fn product(
 ) -> Result<Response, FrontendError> {
     let name = ProductName::parse(&raw)?;
     let key = name.key();
-    if let Some(body) = state.cache.get(&key) {
-        return Ok(json_body(body));
+    if let Some((version, body)) = state.cache.get(&key) {
+        return Ok(product_body(version, body));
     }
     let found = state
         .catalog
@@ -90,7 +105,7 @@ async fn product(
         tokio::time::sleep(state.fill_delay).await;
     }
     state.cache.fill(&key, version, body.clone());
-    Ok(json_body(body))
+    Ok(product_body(version, body))
 }
 
 /// Every toy, always fresh from the catalog (never stale quantities).

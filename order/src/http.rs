@@ -62,10 +62,12 @@ async fn one(
         .parse()
         .map_err(|_| OrderError::BadRequest(format!("order number {number:?} is not a number")))?;
     // Only committed orders are shown: one that is stored but could still be dropped
-    // (not yet on every follower the leader waits for) is not, after a short wait.
-    if !state.replica.committed(number).await {
+    // (not yet on every follower the leader waits for) is not, after a short wait. A
+    // number not stored at all is answered at once.
+    if state.replica.store().order(number)?.is_none() || !state.replica.committed(number).await {
         return Err(OrderError::UnknownOrder(number));
     }
+    // Read again: what was stored at that number may have changed while we waited.
     match state.replica.store().order(number)? {
         Some(record) => Ok(data(OrderView::from(record))),
         None => Err(OrderError::UnknownOrder(number)),

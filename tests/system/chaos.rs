@@ -1,6 +1,7 @@
 //! The crash experiment as users run it — `client chaos` driving `run.sh` — in a
 //! short version: replicas (the leader among them) are SIGKILLed while five client
-//! sessions order, and every check must pass.
+//! sessions order, and every check must pass; and the multi-host run with kills,
+//! pauses and partitions.
 
 use std::path::Path;
 use std::process::Command;
@@ -69,4 +70,63 @@ async fn a_short_chaos_run_passes_every_check() {
         "chaos failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("4 replicas killed"), "{stdout}");
+}
+
+/// The multi-host run (`client chaos --hosts`) in a short version: five network
+/// namespaces set up by following docs/DEPLOY.md, and a nemesis that kills, pauses and
+/// partitions the leader, a follower and the catalog, then runs the admitted lossy
+/// schedule; every check must pass. Needs root (CI runs as root and sets
+/// `TOYSTORE_REQUIRE_NETNS=1`, so there it cannot be skipped).
+#[tokio::test]
+async fn a_short_multi_host_chaos_run_passes_every_check() {
+    if !client_is_root() {
+        assert!(
+            std::env::var_os("TOYSTORE_REQUIRE_NETNS").is_none(),
+            "the multi-host chaos test needs root"
+        );
+        eprintln!("skipped: the multi-host chaos test needs root (network namespaces)");
+        return;
+    }
+    let bins = bin_dir();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut chaos = Command::new(bins.join("client"));
+    chaos
+        .args([
+            "chaos",
+            "--hosts",
+            "--faults",
+            "8",
+            "--lossy",
+            "--sessions",
+            "3",
+        ])
+        .args(["--interval-ms", "1000", "--down-ms", "2000"])
+        .arg("--guide")
+        .arg(root.join("docs/DEPLOY.md"))
+        .arg("--seed-file")
+        .arg(root.join("data/toys.json"))
+        .arg("--bin-dir")
+        .arg(bins)
+        .arg("--work-dir")
+        .arg(work.path().join("hosts"));
+    let output = tokio::task::spawn_blocking(move || chaos.output())
+        .await
+        .expect("join")
+        .expect("run the client");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("all checks passed"),
+        "chaos --hosts failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("9 of 9 faults applied"), "{stdout}");
+}
+
+fn client_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }

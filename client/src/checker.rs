@@ -1,0 +1,374 @@
+//! The chaos checker: a history of everything clients saw, and the verdict on it.
+//!
+//! Recorded while the nemesis runs (times in seconds since the start):
+//! - every acknowledged order (its idempotency key, number, toy, quantity) and every
+//!   order or lookup that failed;
+//! - every product reply's version (the front-end's `x-toy-version`), and, from a
+//!   watcher that polls the catalog itself, when each version was first seen there;
+//! - every order a reader saw at `GET /orders/<n>` while probing for new numbers.
+//!
+//! Judged against the replicas' final history (read with the cluster token):
+//! - **lost**: acknowledged, but the final history holds another order at its number
+//!   (or none);
+//! - **duplicated**: one key at two numbers;
+//! - **phantom**: read at `GET /orders/<n>`, but not what the final history holds at
+//!   `n`, and never acknowledged to anyone;
+//! - **stale reads**: a product reply whose version the catalog had already
+//!   replaced before the request was sent; the longest such gap is reported. The
+//!   front-end's lease promises it never exceeds `--cache-lease-ms`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::client::endpoint;
+use common::wire::{CatalogProduct, Data, OrderRecord, OrderView};
+use reqwest::Url;
+
+/// An acknowledged order.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub at: f64,
+    pub key: String,
+    pub number: u64,
+    pub name: String,
+    pub quantity: u64,
+}
+
+/// A request that failed as a client saw it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub at: f64,
+    pub what: String,
+}
+
+#[derive(Default)]
+struct Events {
+    acks: Vec<Ack>,
+    failures: Vec<Failure>,
+    /// (request sent, lower-cased toy, version replied)
+    product_reads: Vec<(f64, String, u64)>,
+    /// lower-cased toy → (time first seen, version), versions increasing
+    catalog_versions: HashMap<String, Vec<(f64, u64)>>,
+    /// (time, order read)
+    order_reads: Vec<(f64, OrderView)>,
+}
+
+/// Everything the clients saw. Cheap to share (`Arc`); one std mutex, held only to
+/// push an event.
+pub struct History {
+    start: Instant,
+    events: Mutex<Events>,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History::new()
+    }
+}
+
+impl History {
+    pub fn new() -> Self {
+        History {
+            start: Instant::now(),
+            events: Mutex::new(Events::default()),
+        }
+    }
+
+    /// Seconds since the history started.
+    pub fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    fn events(&self) -> std::sync::MutexGuard<'_, Events> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn acked(&self, key: &str, number: u64, name: &str, quantity: u64) {
+        let at = self.now();
+        self.events().acks.push(Ack {
+            at,
+            key: key.to_string(),
+            number,
+            name: name.to_string(),
+            quantity,
+        });
+    }
+
+    pub fn failed(&self, what: impl Into<String>) {
+        let at = self.now();
+        self.events().failures.push(Failure {
+            at,
+            what: what.into(),
+        });
+    }
+
+    /// A product reply of `version`, for a request sent at `sent`.
+    pub fn product_read(&self, sent: f64, toy: &str, version: u64) {
+        self.events()
+            .product_reads
+            .push((sent, toy.to_lowercase(), version));
+    }
+
+    pub fn acks(&self) -> Vec<Ack> {
+        self.events().acks.clone()
+    }
+
+    pub fn failures(&self) -> Vec<Failure> {
+        self.events().failures.clone()
+    }
+
+    /// Polls the catalog's versions and probes `GET /orders/<next>` on the front-end
+    /// until `stop` is set.
+    pub async fn watch(self: Arc<Self>, frontend: Url, catalog: Url, stop: Arc<AtomicBool>) {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap_or_default();
+        let mut next = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(resp) = http.get(endpoint(&catalog, &["products"])).send().await {
+                if let Ok(list) = resp.json::<Data<Vec<CatalogProduct>>>().await {
+                    let seen = self.now();
+                    let mut events = self.events();
+                    for p in list.data {
+                        let versions = events
+                            .catalog_versions
+                            .entry(p.name.to_lowercase())
+                            .or_default();
+                        if versions.last().is_none_or(|(_, v)| *v < p.version) {
+                            versions.push((seen, p.version));
+                        }
+                    }
+                }
+            }
+            // Probe a few numbers ahead: reads of orders not yet committed are 404.
+            for _ in 0..4 {
+                let url = endpoint(&frontend, &["orders", &next.to_string()]);
+                let Ok(resp) = http.get(url).send().await else {
+                    break;
+                };
+                if !resp.status().is_success() {
+                    break;
+                }
+                let at = self.now();
+                if let Ok(order) = resp.json::<Data<OrderView>>().await {
+                    self.events().order_reads.push((at, order.data));
+                    next += 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A stretch of the run during which one fault was active.
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub label: String,
+    pub start: f64,
+    pub end: f64,
+    /// The design admits that clients see errors during it (the catalog or the
+    /// front-end is down or cut off).
+    pub unavailable: bool,
+    /// The design admits that it can lose acknowledged orders (docs/DESIGN.md).
+    pub lossy: bool,
+}
+
+/// How long after a fault heals its errors are still put down to it (restarts,
+/// re-selection).
+pub const SETTLE: f64 = 5.0;
+
+/// What the checker found.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    pub acked: usize,
+    /// Lost orders acknowledged during a window the design admits as lossy.
+    pub lost_admitted: Vec<Ack>,
+    /// Any other lost order: a broken guarantee.
+    pub lost: Vec<Ack>,
+    pub duplicated: Vec<String>,
+    pub phantoms: Vec<String>,
+    pub reads: usize,
+    pub stale_reads: usize,
+    pub longest_stale: f64,
+    /// Failures during (or just after) a fault the design admits as unavailable.
+    pub failures_admitted: usize,
+    /// Failures anywhere else.
+    pub failures: Vec<Failure>,
+}
+
+impl Verdict {
+    pub fn units_lost_admitted(&self) -> u64 {
+        self.lost_admitted.iter().map(|a| a.quantity).sum()
+    }
+}
+
+/// Judges `history` against the replicas' `final_orders` (in number order).
+pub fn judge(history: &History, final_orders: &[OrderRecord], windows: &[Window]) -> Verdict {
+    let events = history.events();
+    let by_number: BTreeMap<u64, &OrderRecord> =
+        final_orders.iter().map(|r| (r.number, r)).collect();
+    let mut verdict = Verdict {
+        acked: events.acks.len(),
+        reads: events.product_reads.len(),
+        ..Verdict::default()
+    };
+    let in_window = |at: f64, pick: fn(&Window) -> bool| {
+        windows
+            .iter()
+            .any(|w| pick(w) && at >= w.start && at <= w.end + SETTLE)
+    };
+
+    for ack in &events.acks {
+        let kept = by_number
+            .get(&ack.number)
+            .is_some_and(|r| r.key == ack.key && r.quantity == ack.quantity);
+        if !kept {
+            if in_window(ack.at, |w| w.lossy) {
+                verdict.lost_admitted.push(ack.clone());
+            } else {
+                verdict.lost.push(ack.clone());
+            }
+        }
+    }
+
+    let mut numbers_of: HashMap<&str, Vec<u64>> = HashMap::new();
+    for r in final_orders {
+        numbers_of.entry(&r.key).or_default().push(r.number);
+    }
+    for (key, numbers) in numbers_of {
+        if numbers.len() > 1 {
+            verdict
+                .duplicated
+                .push(format!("key {key} holds orders {numbers:?}"));
+        }
+    }
+
+    let acked_numbers: HashMap<u64, &Ack> = events.acks.iter().map(|a| (a.number, a)).collect();
+    for (at, read) in &events.order_reads {
+        let held = by_number
+            .get(&read.number)
+            .is_some_and(|r| r.name == read.name && r.quantity == read.quantity);
+        let acked_as_read = acked_numbers
+            .get(&read.number)
+            .is_some_and(|a| a.name == read.name && a.quantity == read.quantity);
+        if !held && !acked_as_read {
+            verdict.phantoms.push(format!(
+                "order {} read at {at:.1} s as {} × {}, later gone",
+                read.number, read.quantity, read.name
+            ));
+        }
+    }
+
+    for (sent, toy, version) in &events.product_reads {
+        let Some(seen) = events.catalog_versions.get(toy) else {
+            continue;
+        };
+        // The first time the catalog was seen at a newer version than the reply's.
+        let newer = seen.partition_point(|(_, v)| v <= version);
+        if let Some((replaced, _)) = seen.get(newer) {
+            if replaced < sent {
+                verdict.stale_reads += 1;
+                verdict.longest_stale = verdict.longest_stale.max(sent - replaced);
+            }
+        }
+    }
+
+    for failure in &events.failures {
+        if in_window(failure.at, |w| w.unavailable) {
+            verdict.failures_admitted += 1;
+        } else {
+            verdict.failures.push(failure.clone());
+        }
+    }
+    verdict
+}
+
+/// Orders acknowledged per second in `[from, to)`.
+pub fn rate(acks: &[Ack], from: f64, to: f64) -> f64 {
+    if to <= from {
+        return 0.0;
+    }
+    acks.iter().filter(|a| a.at >= from && a.at < to).count() as f64 / (to - from)
+}
+
+/// The longest stretch of `[from, to]` in which no order was acknowledged.
+pub fn longest_gap(acks: &[Ack], from: f64, to: f64) -> f64 {
+    let mut last = from;
+    let mut gap: f64 = 0.0;
+    for a in acks.iter().filter(|a| a.at >= from && a.at <= to) {
+        gap = gap.max(a.at - last);
+        last = a.at;
+    }
+    gap.max(to - last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(number: u64, key: &str) -> OrderRecord {
+        OrderRecord {
+            number,
+            name: "Tux".into(),
+            quantity: 1,
+            key: key.into(),
+            epoch: 1,
+        }
+    }
+
+    #[test]
+    fn lost_duplicated_and_admitted_orders_are_told_apart() {
+        let history = History::new();
+        history.acked("a", 0, "Tux", 1);
+        history.acked("b", 1, "Tux", 1);
+        history.acked("c", 2, "Tux", 1);
+        let lossy = Window {
+            label: "cut, then kill".into(),
+            start: 0.0,
+            end: 0.0,
+            unavailable: false,
+            lossy: true,
+        };
+        // "b" lost its number to "x"; "a" also sits at number 3; "c" is gone.
+        let finals = [rec(0, "a"), rec(1, "x"), rec(3, "a")];
+        let verdict = judge(&history, &finals, &[lossy]);
+        assert_eq!(
+            verdict.lost_admitted.len(),
+            2,
+            "acked inside the lossy window"
+        );
+        assert!(verdict.lost.is_empty());
+        assert_eq!(verdict.duplicated.len(), 1);
+
+        let verdict = judge(&history, &finals, &[]);
+        assert_eq!(verdict.lost.len(), 2);
+    }
+
+    #[test]
+    fn the_longest_gap_counts_the_edges_of_the_window() {
+        let history = History::new();
+        history.acked("a", 0, "Tux", 1);
+        let mut acks = history.acks();
+        acks[0].at = 2.0;
+        assert!((longest_gap(&acks, 1.0, 6.0) - 4.0).abs() < 1e-9);
+        assert!((longest_gap(&[], 1.0, 6.0) - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_reply_older_than_the_catalog_already_was_is_stale() {
+        let history = History::new();
+        history
+            .events()
+            .catalog_versions
+            .insert("tux".into(), vec![(1.0, 4), (2.0, 5)]);
+        history.product_read(1.5, "Tux", 4); // current when sent
+        history.product_read(2.7, "Tux", 4); // replaced at 2.0: 0.7 s stale
+        history.product_read(3.0, "Tux", 5);
+        let verdict = judge(&history, &[], &[]);
+        assert_eq!(verdict.stale_reads, 1);
+        assert!((verdict.longest_stale - 0.7).abs() < 1e-9);
+    }
+}

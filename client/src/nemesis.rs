@@ -1,0 +1,564 @@
+//! The multi-host chaos run: five services on five hosts ([`crate::netns`]), client
+//! sessions ordering, and a nemesis that kills, pauses and partitions any of them,
+//! one fault at a time; then the [`crate::checker`]'s verdict and a report.
+//!
+//! Faults (each held for `down`, then undone, with `interval` of calm between them):
+//! - **kill**: SIGKILL the service, then start it again with the guide's command;
+//! - **pause**: SIGSTOP, then SIGCONT;
+//! - **partition**: isolate one host (from every other host and from the clients),
+//!   cut the leader from its followers (the front-end still reaches it), or cut the
+//!   front-end from the catalog.
+//!
+//! Targets rotate so that every service is hit: the current leader, a follower, the
+//! catalog and the front-end. With `lossy`, the run ends with the one schedule
+//! docs/DESIGN.md admits can lose acknowledged orders (the leader cut from its
+//! followers long enough to acknowledge alone, then killed), and the checker counts
+//! what it lost apart from everything else.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::config::Replicas;
+
+use crate::checker::{judge, longest_gap, rate, History, Verdict, Window};
+use crate::cluster::Inspector;
+use crate::netns::Lab;
+use crate::session::{run_sessions, Plan};
+use crate::stats::Record;
+use crate::ClientError;
+
+/// The kinds of fault a run may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Kill,
+    Pause,
+    Partition,
+}
+
+/// One fault, with its target as planned ("leader" and "follower" are resolved when
+/// it is applied).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    Kill(String),
+    Pause(String),
+    Isolate(String),
+    CutLeaderFromFollowers,
+    CutFrontendFromCatalog,
+    /// The admitted lossy schedule: the leader acknowledges alone, then dies.
+    CutThenKillLeader,
+}
+
+/// `count` faults of the given kinds, rotating kinds and targets.
+pub fn schedule(kinds: &[Kind], count: usize, lossy: bool) -> Vec<Fault> {
+    const TARGETS: [&str; 4] = ["leader", "catalog", "follower", "frontend"];
+    let partitions = [
+        Fault::Isolate("leader".into()),
+        Fault::CutLeaderFromFollowers,
+        Fault::CutFrontendFromCatalog,
+        Fault::Isolate("catalog".into()),
+        Fault::Isolate("follower".into()),
+        Fault::Isolate("frontend".into()),
+    ];
+    let mut turns = [0usize; 3];
+    let mut out = Vec::with_capacity(count + 1);
+    for i in 0..count {
+        if kinds.is_empty() {
+            break;
+        }
+        let kind = kinds[i % kinds.len()];
+        let turn = &mut turns[kind as usize];
+        out.push(match kind {
+            Kind::Kill => Fault::Kill(TARGETS[*turn % TARGETS.len()].into()),
+            Kind::Pause => Fault::Pause(TARGETS[*turn % TARGETS.len()].into()),
+            Kind::Partition => partitions[*turn % partitions.len()].clone(),
+        });
+        *turn += 1;
+    }
+    if lossy {
+        out.push(Fault::CutThenKillLeader);
+    }
+    out
+}
+
+/// Settings of a multi-host chaos run.
+pub struct HostsPlan {
+    pub load: Plan,
+    pub faults: Vec<Fault>,
+    pub interval: Duration,
+    pub down: Duration,
+    /// The replicas' replication timeout (how long the lossy schedule must cut the
+    /// leader off before it acknowledges alone).
+    pub replicate_timeout: Duration,
+    /// The front-end's cache lease: the bound on stale reads.
+    pub lease: Duration,
+    pub seed: u64,
+    pub report: Option<PathBuf>,
+    pub command: String,
+}
+
+/// An applied fault: what it was and when.
+struct Applied {
+    window: Window,
+}
+
+/// Runs the experiment on `lab` (whose services are not started yet); `Ok(true)` when
+/// every check passed.
+pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
+    for host in lab.services() {
+        lab.start(&host).await?;
+    }
+    let replicas = Replicas(
+        (1..=3u32)
+            .map(|i| lab.url(&format!("order{i}")).map(|u| (i, u)))
+            .collect::<Result<_, _>>()?,
+    );
+    let inspector = Inspector::new(
+        replicas,
+        lab.url("catalog")?,
+        lab.url("frontend")?,
+        &lab.token()?,
+    )?;
+    println!("five hosts up: {}", lab.services().join(", "));
+
+    let history = Arc::new(History::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load_plan = plan.load.clone();
+    load_plan.url = lab.url("frontend")?;
+    let load = tokio::spawn({
+        let (history, stop) = (history.clone(), stop.clone());
+        async move { run_sessions(&load_plan, stop, None, Some(history)).await }
+    });
+    let watcher = tokio::spawn(history.clone().watch(
+        lab.url("frontend")?,
+        lab.url("catalog")?,
+        stop.clone(),
+    ));
+
+    let mut applied = Vec::new();
+    let mut rng = fastrand::Rng::with_seed(plan.seed);
+    let mut trouble = Ok(());
+    for (i, fault) in plan.faults.iter().enumerate() {
+        tokio::time::sleep(plan.interval).await;
+        if load.is_finished() {
+            break;
+        }
+        match apply(fault, lab, &inspector, &history, &plan, &mut rng).await {
+            Ok(done) => {
+                println!(
+                    "fault {:>2}: {} ({:.1}-{:.1} s)",
+                    i + 1,
+                    done.window.label,
+                    done.window.start,
+                    done.window.end
+                );
+                applied.push(done);
+            }
+            Err(e) => {
+                trouble = Err(e);
+                break;
+            }
+        }
+    }
+    tokio::time::sleep(plan.interval).await;
+    let converged = inspector.converged(Duration::from_secs(30)).await;
+    stop.store(true, Ordering::Relaxed);
+    let record = load
+        .await
+        .map_err(|e| ClientError::Other(format!("load task failed: {e}")))??;
+    let _ = watcher.await;
+    trouble?;
+
+    let windows: Vec<Window> = applied.iter().map(|a| a.window.clone()).collect();
+    let mut checks: Vec<(bool, String)> = Vec::new();
+    let mut check = |passed: bool, what: String| {
+        println!("[{}] {what}", if passed { "ok" } else { "FAIL" });
+        checks.push((passed, what));
+    };
+    println!("\nclients ({} sessions):", plan.load.sessions);
+    record.print();
+    println!();
+
+    let hit: std::collections::BTreeSet<String> = windows.iter().map(|w| w.label.clone()).collect();
+    check(
+        applied.len() >= plan.faults.len(),
+        format!(
+            "{} of {} faults applied ({} different)",
+            applied.len(),
+            plan.faults.len(),
+            hit.len()
+        ),
+    );
+    let statuses = match converged {
+        Ok(all) => {
+            check(
+                true,
+                format!(
+                    "all {} replicas hold the same {} orders (digest {})",
+                    all.len(),
+                    all[0].orders,
+                    all[0].digest
+                ),
+            );
+            all
+        }
+        Err(all) => {
+            check(
+                false,
+                format!("replicas did not converge within 30 s: {all:?}"),
+            );
+            all
+        }
+    };
+    let source = statuses.first().map_or(1, |s| s.id);
+    let finals = inspector.orders_of(source).await?;
+    let verdict = judge(&history, &finals, &windows);
+    check(
+        verdict.lost.is_empty(),
+        format!(
+            "{} of {} acknowledged orders lost outside the admitted schedule{}",
+            verdict.lost.len(),
+            verdict.acked,
+            list(
+                &verdict
+                    .lost
+                    .iter()
+                    .map(|a| format!("{a:?}"))
+                    .collect::<Vec<_>>()
+            )
+        ),
+    );
+    check(
+        verdict.duplicated.is_empty(),
+        format!(
+            "{} keys stored twice{}",
+            verdict.duplicated.len(),
+            list(&verdict.duplicated)
+        ),
+    );
+    check(
+        verdict.phantoms.is_empty(),
+        format!(
+            "{} phantom orders read{}",
+            verdict.phantoms.len(),
+            list(&verdict.phantoms)
+        ),
+    );
+    check(
+        verdict.failures.is_empty(),
+        format!(
+            "{} requests failed outside the faults that make the store unavailable \
+             ({} failed during them){}",
+            verdict.failures.len(),
+            verdict.failures_admitted,
+            list(
+                &verdict
+                    .failures
+                    .iter()
+                    .map(|f| format!("{:.1} s: {}", f.at, f.what))
+                    .collect::<Vec<_>>()
+            )
+        ),
+    );
+    check(
+        verdict.longest_stale <= plan.lease.as_secs_f64(),
+        format!(
+            "{} of {} product replies were stale; the longest by {:.2} s (lease {:.1} s)",
+            verdict.stale_reads,
+            verdict.reads,
+            verdict.longest_stale,
+            plan.lease.as_secs_f64()
+        ),
+    );
+    let t = inspector.stock_totals().await?;
+    check(
+        t.initial + t.restocked == t.current + t.sold,
+        format!(
+            "catalog: initial {} + restocked {} - sold {} = current {}",
+            t.initial, t.restocked, t.sold, t.current
+        ),
+    );
+    let units: u64 = finals.iter().map(|r| r.quantity).sum();
+    check(
+        units + verdict.units_lost_admitted() == t.sold,
+        format!(
+            "units in the {} stored orders ({units}) + units lost in the admitted schedule ({}) \
+             = units the catalog sold ({})",
+            finals.len(),
+            verdict.units_lost_admitted(),
+            t.sold
+        ),
+    );
+    let ok = checks.iter().all(|c| c.0);
+    println!(
+        "\n{}",
+        if ok {
+            "all checks passed"
+        } else {
+            "SOME CHECKS FAILED"
+        }
+    );
+    if let Some(path) = &plan.report {
+        let md = report(&plan, &record, &history, &applied, &verdict, &checks);
+        std::fs::write(path, md)
+            .map_err(|e| ClientError::Other(format!("{}: {e}", path.display())))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(ok)
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ": {}",
+            items.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+        )
+    }
+}
+
+/// Resolves "leader" / "follower" to a host.
+async fn resolve(target: &str, inspector: &Inspector, rng: &mut fastrand::Rng) -> String {
+    let leader = inspector.leader().await.unwrap_or(3);
+    match target {
+        "leader" => format!("order{leader}"),
+        "follower" => {
+            let followers: Vec<u32> = (1..=3).filter(|i| *i != leader).collect();
+            format!("order{}", followers[rng.usize(..followers.len())])
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Applies one fault, holds it, undoes it and waits for the target to be back.
+async fn apply(
+    fault: &Fault,
+    lab: &Lab,
+    inspector: &Inspector,
+    history: &History,
+    plan: &HostsPlan,
+    rng: &mut fastrand::Rng,
+) -> Result<Applied, ClientError> {
+    let down = plan.down;
+    let start = history.now();
+    let (label, unavailable, lossy) = match fault {
+        Fault::Kill(target) => {
+            let host = resolve(target, inspector, rng).await;
+            lab.kill(&host).await?;
+            tokio::time::sleep(down).await;
+            lab.start(&host).await?;
+            (
+                format!("kill {host} ({target})"),
+                !host.starts_with("order"),
+                false,
+            )
+        }
+        Fault::Pause(target) => {
+            let host = resolve(target, inspector, rng).await;
+            lab.pause(&host)?;
+            tokio::time::sleep(down).await;
+            lab.resume(&host)?;
+            (
+                format!("pause {host} ({target})"),
+                !host.starts_with("order"),
+                false,
+            )
+        }
+        Fault::Isolate(target) => {
+            let host = resolve(target, inspector, rng).await;
+            lab.isolate(&host)?;
+            tokio::time::sleep(down).await;
+            lab.heal()?;
+            (
+                format!("isolate {host} ({target})"),
+                !host.starts_with("order"),
+                false,
+            )
+        }
+        Fault::CutLeaderFromFollowers => {
+            let leader = resolve("leader", inspector, rng).await;
+            for i in 1..=3 {
+                let other = format!("order{i}");
+                if other != leader {
+                    lab.cut(&leader, &other)?;
+                }
+            }
+            tokio::time::sleep(down).await;
+            lab.heal()?;
+            (
+                format!("cut leader {leader} from its followers"),
+                false,
+                false,
+            )
+        }
+        Fault::CutFrontendFromCatalog => {
+            lab.cut("frontend", "catalog")?;
+            tokio::time::sleep(down).await;
+            lab.heal()?;
+            ("cut frontend from catalog".to_string(), true, false)
+        }
+        Fault::CutThenKillLeader => {
+            let leader = resolve("leader", inspector, rng).await;
+            for i in 1..=3 {
+                let other = format!("order{i}");
+                if other != leader {
+                    lab.cut(&leader, &other)?;
+                }
+            }
+            // Long enough for the followers to lag and the leader to acknowledge alone.
+            tokio::time::sleep(plan.replicate_timeout + down).await;
+            lab.kill(&leader).await?;
+            lab.heal()?;
+            tokio::time::sleep(down).await;
+            lab.start(&leader).await?;
+            (
+                format!("cut leader {leader} from its followers, then kill it (admitted lossy)"),
+                false,
+                true,
+            )
+        }
+    };
+    // Back to normal: every replica ready again (a restarted one has caught up).
+    let _ = inspector.converged(Duration::from_secs(15)).await;
+    Ok(Applied {
+        window: Window {
+            label,
+            start,
+            end: history.now(),
+            unavailable,
+            lossy,
+        },
+    })
+}
+
+/// The markdown report.
+fn report(
+    plan: &HostsPlan,
+    record: &Record,
+    history: &History,
+    applied: &[Applied],
+    verdict: &Verdict,
+    checks: &[(bool, String)],
+) -> String {
+    use crate::stats::Kind as Req;
+    let acks = history.acks();
+    let mut md = String::from("# Chaos: five hosts, kills, pauses and partitions\n\n");
+    let _ = writeln!(
+        md,
+        "Generated by `{}`. Five services on five hosts (Linux network namespaces on one \
+         machine, set up by following [DEPLOY.md](DEPLOY.md) word for word); {} client \
+         sessions ordered with p = {} and their own idempotency keys while a nemesis \
+         applied {} faults, one at a time, each held {} ms with {} ms of calm between. \
+         Partitions are silent (packets dropped, connections hang), as in a real network. \
+         Afterwards every session sent its failed orders once more with the same key and \
+         read back each of its orders, and the checker compared everything clients saw \
+         with the replicas' final history.\n",
+        plan.command,
+        plan.load.sessions,
+        plan.load.p,
+        applied.len(),
+        plan.down.as_millis(),
+        plan.interval.as_millis()
+    );
+    let _ = writeln!(md, "## Faults\n");
+    let _ = writeln!(
+        md,
+        "Orders acknowledged per second in the {} s before a fault, while it lasted (until \
+         the target was back and every replica ready), and in the {} s after; and the \
+         longest stretch of the fault without a single acknowledged order.\n",
+        plan.interval.as_secs_f64(),
+        plan.interval.as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "| # | fault | from s | to s | orders/s before | during | after | admitted |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+    let gap = plan.interval.as_secs_f64();
+    for (i, a) in applied.iter().enumerate() {
+        let w = &a.window;
+        let admitted = if w.lossy {
+            "may lose orders"
+        } else if w.unavailable {
+            "unavailable"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {admitted} |",
+            i + 1,
+            w.label,
+            w.start,
+            w.end,
+            rate(&acks, w.start - gap, w.start),
+            rate(&acks, w.start, w.end),
+            rate(&acks, w.end, w.end + gap),
+            longest_gap(&acks, w.start, w.end)
+        );
+    }
+    let _ = writeln!(md, "\n## What the clients saw\n");
+    let _ = writeln!(
+        md,
+        "| request | count | mean ms | p50 ms | p99 ms | max ms |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    for kind in Req::ALL {
+        let s = record.summary(kind);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            kind.label(),
+            s.count,
+            s.mean_ms,
+            s.p50_ms,
+            s.p99_ms,
+            s.max_ms
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nOrders acknowledged: {}; refused as sold out: {}; failed requests: {} ({} of them \
+         while the catalog or the front-end was down or cut off, which the design admits); \
+         orders lost in the admitted schedule: {}.\n",
+        verdict.acked,
+        record.sold_out,
+        record.failures(),
+        verdict.failures_admitted,
+        verdict.lost_admitted.len()
+    );
+    let _ = writeln!(md, "## Checks\n");
+    for (passed, what) in checks {
+        let _ = writeln!(md, "- {} {what}", if *passed { "ok:" } else { "FAILED:" });
+    }
+    let _ = writeln!(
+        md,
+        "\nWhich schedules may lose acknowledged orders, and why, is in \
+         [DESIGN.md](DESIGN.md) (\"What it cannot guarantee\")."
+    );
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_rotates_kinds_and_hits_every_service() {
+        let plan = schedule(&[Kind::Kill, Kind::Pause, Kind::Partition], 21, true);
+        assert_eq!(plan.len(), 22);
+        assert_eq!(plan.last(), Some(&Fault::CutThenKillLeader));
+        for target in ["leader", "follower", "catalog", "frontend"] {
+            assert!(plan.contains(&Fault::Kill(target.into())), "kill {target}");
+            assert!(
+                plan.contains(&Fault::Pause(target.into())),
+                "pause {target}"
+            );
+        }
+        assert!(plan.contains(&Fault::CutLeaderFromFollowers));
+        assert!(plan.contains(&Fault::CutFrontendFromCatalog));
+    }
+}

@@ -1,0 +1,580 @@
+//! Five hosts on one machine: each service in a Linux network namespace of its own,
+//! with its own address on a bridge, set up by following `docs/DEPLOY.md` word for
+//! word, and faults a real network has — crashes, stalls, partitions.
+//!
+//! - The bridge `tsbr0` (10.77.0.1/24, the address clients and the checker use) joins
+//!   one veth pair per host; each namespace `ts-<host>` has its address on `eth0`.
+//! - Names resolve through `/etc/netns/ts-<host>/hosts` (which `ip netns exec`
+//!   mounts over `/etc/hosts`), filled with the guide's `/etc/hosts` block.
+//! - A service is started by running, in its namespace and in a directory of its own,
+//!   the guide's `# on every host` block and then its `# on <host>` block, in one
+//!   `bash` in a process group of its own, so signals reach the service whatever
+//!   bash does.
+//! - A partition is silent, as a real one is: in each namespace a policy rule drops
+//!   every packet *from* the other side (`ip rule ... blackhole`, ahead of the `local`
+//!   table). Connections hang until their timeouts instead of failing at once.
+//!
+//! Needs root and iproute2. Everything is removed again by [`Lab::destroy`] (also on
+//! drop), and left-overs of an earlier run are removed before a new one starts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::Url;
+
+use crate::ClientError;
+
+const BRIDGE: &str = "tsbr0";
+const PREFIX: &str = "ts-";
+/// The bridge's own address: where clients and the checker come from.
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+
+fn err(what: impl std::fmt::Display) -> ClientError {
+    ClientError::Other(what.to_string())
+}
+
+/// The parts of `docs/DEPLOY.md` that are run.
+#[derive(Debug, Clone)]
+pub struct Guide {
+    /// Host name → address, from the `/etc/hosts` block.
+    pub hosts: BTreeMap<String, Ipv4Addr>,
+    /// The `/etc/hosts` block as written.
+    pub hosts_file: String,
+    /// `# on every host` block(s).
+    pub every_host: String,
+    /// `# on <host>` blocks, in the order they appear.
+    pub on_host: Vec<(String, String)>,
+}
+
+impl Guide {
+    pub fn read(path: &Path) -> Result<Guide, ClientError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+        Guide::parse(&text)
+    }
+
+    /// Collects the fenced blocks whose first line says where they run.
+    pub fn parse(text: &str) -> Result<Guide, ClientError> {
+        let mut blocks: Vec<Vec<&str>> = Vec::new();
+        let mut current: Option<Vec<&str>> = None;
+        for line in text.lines() {
+            if line.trim_start().starts_with("```") {
+                match current.take() {
+                    Some(block) => blocks.push(block),
+                    None => current = Some(Vec::new()),
+                }
+            } else if let Some(block) = current.as_mut() {
+                block.push(line);
+            }
+        }
+        let mut guide = Guide {
+            hosts: BTreeMap::new(),
+            hosts_file: String::new(),
+            every_host: String::new(),
+            on_host: Vec::new(),
+        };
+        for block in blocks {
+            let Some((first, rest)) = block.split_first() else {
+                continue;
+            };
+            let body = rest.join("\n") + "\n";
+            let first = first.trim();
+            if first == "# /etc/hosts on every host" {
+                for line in rest {
+                    let mut parts = line.split_whitespace();
+                    if let (Some(ip), Some(name)) = (parts.next(), parts.next()) {
+                        let ip: Ipv4Addr = ip
+                            .parse()
+                            .map_err(|_| err(format!("bad address in {line:?}")))?;
+                        guide.hosts.insert(name.to_string(), ip);
+                    }
+                }
+                guide.hosts_file = body;
+            } else if first == "# on every host" {
+                guide.every_host.push_str(&body);
+            } else if let Some(host) = first.strip_prefix("# on ") {
+                guide.on_host.push((host.trim().to_string(), body));
+            }
+        }
+        if guide.hosts.is_empty() || guide.every_host.is_empty() || guide.on_host.is_empty() {
+            return Err(err("the deployment guide has no hosts block, no `# on every host` block or no `# on <host>` blocks"));
+        }
+        Ok(guide)
+    }
+
+    /// The blocks that run on `host`, in order.
+    fn blocks_on(&self, host: &str) -> Vec<&str> {
+        self.on_host
+            .iter()
+            .filter(|(h, _)| h == host)
+            .map(|(_, b)| b.as_str())
+            .collect()
+    }
+
+    /// The port a host's service listens on (from its `--listen` address).
+    pub fn port(&self, host: &str) -> Option<u16> {
+        self.blocks_on(host).iter().find_map(|b| {
+            let after = b.split("--listen").nth(1)?;
+            let addr = after.split_whitespace().next()?;
+            addr.rsplit(':').next()?.parse().ok()
+        })
+    }
+}
+
+/// The five hosts and the services on them.
+pub struct Lab {
+    guide: Guide,
+    /// Where each host's toystore directory lives (`<work>/<host>`).
+    work: PathBuf,
+    /// Directory with the service binaries (put first on each host's `PATH`).
+    bin_dir: PathBuf,
+    /// Running services: host → process group id (= the bash's pid).
+    running: Mutex<BTreeMap<String, tokio::process::Child>>,
+    /// Cut pairs (each direction's rule is added once).
+    cuts: Mutex<BTreeSet<(String, String)>>,
+    /// Extra environment of every service (settings the guide leaves at their
+    /// defaults, e.g. a large initial stock for an experiment).
+    env: Vec<(String, String)>,
+}
+
+/// Runs a command, failing with its output.
+fn run(program: &str, args: &[&str]) -> Result<(), ClientError> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| err(format!("cannot run {program}: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(err(format!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Runs a command whose failure does not matter (clean-up).
+fn run_quietly(program: &str, args: &[&str]) {
+    let _ = std::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn ns(host: &str) -> String {
+    format!("{PREFIX}{host}")
+}
+
+impl Lab {
+    /// Builds the hosts described by the guide at `guide_path`, with each host's
+    /// directory under `work` (wiped first), and runs the guide's set-up steps (the
+    /// token, made on one host and copied to all, and the catalog's seed file).
+    pub fn create(
+        guide_path: &Path,
+        seed_file: &Path,
+        bin_dir: &Path,
+        work: &Path,
+        env: Vec<(String, String)>,
+    ) -> Result<Lab, ClientError> {
+        if !is_root() {
+            return Err(err("the multi-host lab needs root (network namespaces)"));
+        }
+        let guide = Guide::read(guide_path)?;
+        let lab = Lab {
+            guide,
+            work: work.to_path_buf(),
+            bin_dir: bin_dir.to_path_buf(),
+            running: Mutex::new(BTreeMap::new()),
+            cuts: Mutex::new(BTreeSet::new()),
+            env,
+        };
+        lab.remove_network();
+        if work.exists() {
+            std::fs::remove_dir_all(work).map_err(|e| err(format!("{}: {e}", work.display())))?;
+        }
+        run("ip", &["link", "add", BRIDGE, "type", "bridge"])?;
+        run(
+            "ip",
+            &["addr", "add", &format!("{GATEWAY}/24"), "dev", BRIDGE],
+        )?;
+        run("ip", &["link", "set", BRIDGE, "up"])?;
+        for (host, ip) in &lab.guide.hosts {
+            let ns = ns(host);
+            let veth = format!("{ns}-h");
+            run("ip", &["netns", "add", &ns])?;
+            run(
+                "ip",
+                &[
+                    "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+                ],
+            )?;
+            run("ip", &["link", "set", &veth, "master", BRIDGE, "up"])?;
+            run(
+                "ip",
+                &["-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
+            )?;
+            run("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
+            run("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &ns,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &GATEWAY.to_string(),
+                ],
+            )?;
+            // Partition rules must come before the `local` table, which would
+            // otherwise accept packets for this host's own address first.
+            run(
+                "ip",
+                &["-n", &ns, "rule", "add", "pref", "100", "lookup", "local"],
+            )?;
+            run("ip", &["-n", &ns, "rule", "del", "pref", "0"])?;
+            let etc = PathBuf::from("/etc/netns").join(&ns);
+            std::fs::create_dir_all(&etc).map_err(|e| err(format!("{}: {e}", etc.display())))?;
+            let hosts = format!("127.0.0.1 localhost\n{}", lab.guide.hosts_file);
+            std::fs::write(etc.join("hosts"), hosts)
+                .map_err(|e| err(format!("{}: {e}", etc.display())))?;
+            std::fs::create_dir_all(lab.dir(host)).map_err(|e| err(e.to_string()))?;
+        }
+        // "Make the token once, on any host, and copy the file to every host."
+        let (token_host, token_block) = lab
+            .guide
+            .on_host
+            .iter()
+            .find(|(_, b)| b.contains("cluster.token") && !b.contains("--listen"))
+            .cloned()
+            .ok_or_else(|| err("the guide has no block that makes cluster.token"))?;
+        let status = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns(&token_host),
+                "bash",
+                "-euc",
+                &token_block,
+            ])
+            .current_dir(lab.dir(&token_host))
+            .status()
+            .map_err(|e| err(e.to_string()))?;
+        if !status.success() {
+            return Err(err("the guide's token step failed"));
+        }
+        let token = lab.dir(&token_host).join("cluster.token");
+        for host in lab.guide.hosts.keys() {
+            if *host != token_host {
+                std::fs::copy(&token, lab.dir(host).join("cluster.token"))
+                    .map_err(|e| err(e.to_string()))?;
+            }
+        }
+        // "Copy data/toys.json to the catalog host's toystore directory."
+        std::fs::copy(seed_file, lab.dir("catalog").join("toys.json"))
+            .map_err(|e| err(format!("{}: {e}", seed_file.display())))?;
+        Ok(lab)
+    }
+
+    /// The hosts that run a service, in the guide's order of starting them.
+    pub fn services(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (host, block) in &self.guide.on_host {
+            if block.contains("--listen") && !out.contains(host) {
+                out.push(host.clone());
+            }
+        }
+        out
+    }
+
+    pub fn dir(&self, host: &str) -> PathBuf {
+        self.work.join(host)
+    }
+
+    pub fn ip(&self, host: &str) -> Option<Ipv4Addr> {
+        self.guide.hosts.get(host).copied()
+    }
+
+    /// The URL of `host`'s service, as seen from the bridge.
+    pub fn url(&self, host: &str) -> Result<Url, ClientError> {
+        let (Some(ip), Some(port)) = (self.ip(host), self.guide.port(host)) else {
+            return Err(err(format!("no address or port for {host}")));
+        };
+        Url::parse(&format!("http://{ip}:{port}")).map_err(err)
+    }
+
+    /// The cluster token (as made by the guide's token step).
+    pub fn token(&self) -> Result<String, ClientError> {
+        let path = self.dir("frontend").join("cluster.token");
+        std::fs::read_to_string(&path)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| err(format!("{}: {e}", path.display())))
+    }
+
+    /// Starts `host`'s service with the guide's commands and waits until it is healthy.
+    pub async fn start(&self, host: &str) -> Result<(), ClientError> {
+        let blocks = self.guide.blocks_on(host);
+        let Some(start) = blocks.iter().find(|b| b.contains("--listen")) else {
+            return Err(err(format!("the guide does not say how to start {host}")));
+        };
+        let script = format!("{}\n{start}", self.guide.every_host);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir(host).join("service.log"))
+            .map_err(|e| err(e.to_string()))?;
+        let path = format!(
+            "{}:{}",
+            self.bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let child = tokio::process::Command::new("ip")
+            .args(["netns", "exec", &ns(host), "bash", "-c", &script])
+            .current_dir(self.dir(host))
+            .env("PATH", path)
+            .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| err(e.to_string()))?)
+            .stderr(log)
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| err(format!("cannot start {host}: {e}")))?;
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(host.to_string(), child);
+        self.wait_healthy(host).await
+    }
+
+    async fn wait_healthy(&self, host: &str) -> Result<(), ClientError> {
+        let url = common::client::endpoint(&self.url(host)?, &["health"]);
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(resp) = http
+                .get(url.clone())
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+            {
+                if let Ok(body) = resp.json::<serde_json::Value>().await {
+                    let ok = if host == "frontend" {
+                        body["leader"].is_number() && body["cache"]["leased"] == true
+                    } else {
+                        body["ready"] == true
+                    };
+                    if ok {
+                        return Ok(());
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(err(format!(
+                    "{host} did not become healthy; see {}",
+                    self.dir(host).join("service.log").display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends `signal` to the process group of `host`'s service.
+    fn signal(&self, host: &str, signal: &str) -> Result<(), ClientError> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let pid = running
+            .get(host)
+            .and_then(|c| c.id())
+            .ok_or_else(|| err(format!("{host} is not running")))?;
+        run("kill", &[signal, "--", &format!("-{pid}")])
+    }
+
+    /// SIGKILLs `host`'s service (a crash) and reaps it.
+    pub async fn kill(&self, host: &str) -> Result<(), ClientError> {
+        self.signal(host, "-KILL")?;
+        let child = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(host);
+        if let Some(mut child) = child {
+            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        }
+        Ok(())
+    }
+
+    /// Stalls `host`'s service (SIGSTOP): it keeps its sockets and answers nothing.
+    pub fn pause(&self, host: &str) -> Result<(), ClientError> {
+        self.signal(host, "-STOP")
+    }
+
+    pub fn resume(&self, host: &str) -> Result<(), ClientError> {
+        self.signal(host, "-CONT")
+    }
+
+    /// Cuts every packet between `a` and `b` (either may be "gateway": the clients).
+    pub fn cut(&self, a: &str, b: &str) -> Result<(), ClientError> {
+        for (from, to) in [(a, b), (b, a)] {
+            let pair = (from.to_string(), to.to_string());
+            if from == "gateway"
+                || !self
+                    .cuts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(pair)
+            {
+                continue;
+            }
+            let source = self.address(to)?;
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &ns(from),
+                    "rule",
+                    "add",
+                    "pref",
+                    "10",
+                    "from",
+                    &source,
+                    "blackhole",
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Cuts `host` from every other host and from the clients.
+    pub fn isolate(&self, host: &str) -> Result<(), ClientError> {
+        let others: Vec<String> = self
+            .guide
+            .hosts
+            .keys()
+            .filter(|h| *h != host)
+            .cloned()
+            .collect();
+        for other in others {
+            self.cut(host, &other)?;
+        }
+        self.cut(host, "gateway")
+    }
+
+    /// Removes every cut.
+    pub fn heal(&self) -> Result<(), ClientError> {
+        let cuts = std::mem::take(&mut *self.cuts.lock().unwrap_or_else(|p| p.into_inner()));
+        for (from, to) in cuts {
+            let source = self.address(&to)?;
+            run(
+                "ip",
+                &[
+                    "-n",
+                    &ns(&from),
+                    "rule",
+                    "del",
+                    "pref",
+                    "10",
+                    "from",
+                    &source,
+                    "blackhole",
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn address(&self, host: &str) -> Result<String, ClientError> {
+        if host == "gateway" {
+            return Ok(GATEWAY.to_string());
+        }
+        self.ip(host)
+            .map(|ip| ip.to_string())
+            .ok_or_else(|| err(format!("unknown host {host}")))
+    }
+
+    /// Tail of `host`'s service log.
+    pub fn log_tail(&self, host: &str, bytes: usize) -> String {
+        let text = std::fs::read_to_string(self.dir(host).join("service.log")).unwrap_or_default();
+        let start = text.len().saturating_sub(bytes);
+        text.get(start..).unwrap_or_default().to_string()
+    }
+
+    fn remove_network(&self) {
+        for host in self.guide.hosts.keys() {
+            // Processes left in the namespace (a run that was itself killed) go first.
+            if let Ok(out) = std::process::Command::new("ip")
+                .args(["netns", "pids", &ns(host)])
+                .stderr(Stdio::null())
+                .output()
+            {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    run_quietly("kill", &["-CONT", pid]);
+                    run_quietly("kill", &["-KILL", pid]);
+                }
+            }
+            run_quietly("ip", &["netns", "del", &ns(host)]);
+            run_quietly("ip", &["link", "del", &format!("{}-h", ns(host))]);
+            let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(ns(host)));
+        }
+        run_quietly("ip", &["link", "del", BRIDGE]);
+    }
+
+    /// Stops every service (SIGKILL: the data is left as a crash leaves it) and
+    /// removes the namespaces, the bridge and the hosts files.
+    pub fn destroy(&self) {
+        let running = std::mem::take(&mut *self.running.lock().unwrap_or_else(|p| p.into_inner()));
+        for (_, child) in running {
+            if let Some(pid) = child.id() {
+                run_quietly("kill", &["-CONT", "--", &format!("-{pid}")]);
+                run_quietly("kill", &["-KILL", "--", &format!("-{pid}")]);
+            }
+        }
+        self.remove_network();
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.destroy();
+    }
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_guide_names_five_hosts_and_how_to_start_each() {
+        let guide = Guide::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/DEPLOY.md"))
+            .expect("docs/DEPLOY.md parses");
+        let names: Vec<&str> = guide.hosts.keys().map(String::as_str).collect();
+        assert_eq!(names, ["catalog", "frontend", "order1", "order2", "order3"]);
+        for (host, port) in [
+            ("frontend", 8080),
+            ("catalog", 8081),
+            ("order1", 8091),
+            ("order3", 8093),
+        ] {
+            assert_eq!(guide.port(host), Some(port), "{host}");
+        }
+        assert!(guide.every_host.contains("TOYSTORE_REPLICAS"));
+    }
+}
