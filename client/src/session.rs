@@ -117,7 +117,8 @@ struct Session {
 /// A request's outcome as a session sees it.
 enum Outcome<T> {
     Ok(T),
-    Status(StatusCode),
+    /// The status and the error message of the reply.
+    Status(StatusCode, String),
     Unreachable,
 }
 
@@ -147,9 +148,9 @@ impl Session {
                     }
                     p
                 }
-                Outcome::Status(s) => {
+                Outcome::Status(s, why) => {
                     record.error(Kind::Query, s.as_u16());
-                    self.failed(format!("lookup of {toy}: {s}")).await;
+                    self.failed(format!("lookup of {toy}: {s} {why}")).await;
                     continue;
                 }
                 Outcome::Unreachable => {
@@ -170,10 +171,10 @@ impl Session {
                     record.orders += 1;
                     placed.push(placed_order);
                 }
-                Outcome::Status(StatusCode::CONFLICT) => record.sold_out += 1,
-                Outcome::Status(s) => {
+                Outcome::Status(StatusCode::CONFLICT, _) => record.sold_out += 1,
+                Outcome::Status(s, why) => {
                     record.error(Kind::Order, s.as_u16());
-                    self.failed(format!("order {key}: {s}")).await;
+                    self.failed(format!("order {key}: {s} {why}")).await;
                     failed.push((key, product.name));
                 }
                 Outcome::Unreachable => {
@@ -202,7 +203,7 @@ impl Session {
                 Outcome::Ok(found) => record
                     .mismatches
                     .push(format!("ordered {expected:?}, read back {found:?}")),
-                Outcome::Status(s) => {
+                Outcome::Status(s, _) => {
                     record.error(Kind::Lookup, s.as_u16());
                     record
                         .mismatches
@@ -242,7 +243,7 @@ impl Session {
                     quantity: 1,
                 })
             }
-            Outcome::Status(s) => Outcome::Status(s),
+            Outcome::Status(s, why) => Outcome::Status(s, why),
             Outcome::Unreachable => Outcome::Unreachable,
         }
     }
@@ -266,7 +267,11 @@ async fn fetch_versioned<T: serde::de::DeserializeOwned>(
     };
     let status = resp.status();
     if !status.is_success() {
-        return Outcome::Status(status);
+        let why = match resp.json::<common::error::ErrorBody>().await {
+            Ok(body) => body.error.message,
+            Err(_) => String::new(),
+        };
+        return Outcome::Status(status, why);
     }
     let version = resp
         .headers()
@@ -275,20 +280,15 @@ async fn fetch_versioned<T: serde::de::DeserializeOwned>(
         .and_then(|v| v.parse().ok());
     match resp.json::<Data<T>>().await {
         Ok(body) => Outcome::Ok((body.data, version)),
-        Err(_) => Outcome::Status(StatusCode::BAD_GATEWAY),
+        Err(e) => Outcome::Status(StatusCode::BAD_GATEWAY, format!("unreadable reply: {e}")),
     }
 }
 
+/// Sends `req`; the `data` of a success, or what went wrong.
 async fn fetch<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> Outcome<T> {
-    let Ok(resp) = req.send().await else {
-        return Outcome::Unreachable;
-    };
-    let status = resp.status();
-    if !status.is_success() {
-        return Outcome::Status(status);
-    }
-    match resp.json::<Data<T>>().await {
-        Ok(body) => Outcome::Ok(body.data),
-        Err(_) => Outcome::Status(StatusCode::BAD_GATEWAY),
+    match fetch_versioned(req).await {
+        Outcome::Ok((value, _)) => Outcome::Ok(value),
+        Outcome::Status(s, why) => Outcome::Status(s, why),
+        Outcome::Unreachable => Outcome::Unreachable,
     }
 }

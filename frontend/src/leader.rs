@@ -232,7 +232,8 @@ impl Leaders {
             {
                 Ok(_) => {
                     tracing::info!(leader = id, epoch, "selected the leader");
-                    self.tell_followers(notice).await;
+                    let answered: Vec<u32> = statuses.iter().map(|(i, _)| *i).collect();
+                    self.tell_followers(notice, &answered).await;
                     return Some(Leader { id, url, epoch });
                 }
                 Err(e) => {
@@ -270,21 +271,30 @@ impl Leaders {
     /// followers fenced. A follower that does not answer in time is told in the
     /// background (each notice has its own timeout) and left to the leader's
     /// heartbeats.
-    async fn tell_followers(&self, notice: LeaderNotice) {
+    ///
+    /// Only replicas in `answered` (they answered the selection's status check) are
+    /// waited for; the others are told in the background straight away.
+    async fn tell_followers(&self, notice: LeaderNotice, answered: &[u32]) {
         let mut set = tokio::task::JoinSet::new();
         for (id, url) in &self.replicas.0 {
             if *id == notice.leader_id {
                 continue;
             }
             let (id, url, client) = (*id, url.clone(), self.client.clone());
-            set.spawn(async move {
+            let tell = async move {
                 if let Err(e) = client
                     .leader_notice(&url, &notice, FOLLOWER_NOTICE_TIMEOUT)
                     .await
                 {
                     tracing::debug!(replica = id, error = %e, "follower not told of the leader");
                 }
-            });
+            };
+            if answered.contains(&id) {
+                set.spawn(tell);
+            } else {
+                // Bounded by the notice's own timeout.
+                drop(tokio::spawn(tell));
+            }
         }
         let all_told = async { while set.join_next().await.is_some() {} };
         if tokio::time::timeout(self.timing.status, all_told)

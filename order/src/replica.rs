@@ -351,18 +351,21 @@ impl Replica {
             .await?;
         if notice.leader_id == self.inner.id {
             if !now.accepts_writes() {
-                if let Err(e) = self.promotion_sync(&log).await {
-                    tracing::warn!(error = %e, "refusing leadership");
-                    return Err(e);
+                let silent = match self.promotion_sync(&log).await {
+                    Ok(silent) => silent,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "refusing leadership");
+                        return Err(e);
+                    }
+                };
+                // A new term starts out waiting for every follower that answered the
+                // promotion, and with the commit index where the last leader's heartbeat
+                // left it: what this replica holds beyond it is committed once its first
+                // heartbeat round is done.
+                if !silent.is_empty() {
+                    tracing::warn!(?silent, "peers did not answer the promotion: lagging");
                 }
-                // A new term starts with no follower known to lag, and with the commit
-                // index where the followers' last heartbeat left it: what this replica
-                // holds beyond it is committed once its first heartbeat round is done.
-                self.inner
-                    .lagging
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clear();
+                *self.inner.lagging.lock().unwrap_or_else(|p| p.into_inner()) = silent;
                 self.set_leadership(
                     &log,
                     Leadership {
@@ -563,20 +566,31 @@ impl Replica {
     /// Before leading: take the history of the most up-to-date reachable peer if it is
     /// ahead of ours. Fails (and this replica must not lead) when such a peer exists
     /// but its history could not be taken.
-    async fn promotion_sync(&self, log: &LogGuard<'_>) -> Result<(), OrderError> {
+    /// Returns the peers that did not answer: the new leader starts out not waiting
+    /// for them (they are lagging until a heartbeat finds them back), so a peer that
+    /// stalled or was cut off costs the promotion's status timeout, not a replication
+    /// timeout on top of it.
+    async fn promotion_sync(&self, log: &LogGuard<'_>) -> Result<BTreeSet<u32>, OrderError> {
         let last = self.inner.store.last()?;
         let mine = freshness(
             last.as_ref().map(|r| r.epoch),
             last.as_ref().map(|r| r.number),
         );
         let statuses = self.peer_statuses(self.inner.timeouts.status).await;
+        let silent: BTreeSet<u32> = self
+            .inner
+            .peers
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| statuses.iter().all(|(_, s)| s.id != *id))
+            .collect();
         let Some(best) = statuses
             .iter()
             .map(|(_, s)| freshness(s.last_epoch, s.last_order))
             .max()
             .filter(|best| *best > mine)
         else {
-            return Ok(());
+            return Ok(silent);
         };
         for (url, status) in statuses
             .iter()
@@ -588,7 +602,7 @@ impl Replica {
                         peer = status.id,
                         "took the newer history of a peer before leading"
                     );
-                    return Ok(());
+                    return Ok(silent);
                 }
                 Err(e) => tracing::warn!(peer = status.id, error = %e, "sync from peer failed"),
             }
