@@ -333,6 +333,14 @@ async fn resolve(target: &str, inspector: &Inspector, rng: &mut fastrand::Rng) -
     }
 }
 
+/// The other two replicas.
+fn followers_of(leader: &str) -> Vec<String> {
+    (1..=3)
+        .map(|i| format!("order{i}"))
+        .filter(|h| h != leader)
+        .collect()
+}
+
 /// Applies one fault, holds it, undoes it and waits for the target to be back.
 async fn apply(
     fault: &Fault,
@@ -380,12 +388,7 @@ async fn apply(
         }
         Fault::CutLeaderFromFollowers => {
             let leader = resolve("leader", inspector, rng).await;
-            for i in 1..=3 {
-                let other = format!("order{i}");
-                if other != leader {
-                    lab.cut(&leader, &other)?;
-                }
-            }
+            lab.cut_from(&leader, &followers_of(&leader))?;
             tokio::time::sleep(down).await;
             lab.heal()?;
             (
@@ -402,12 +405,7 @@ async fn apply(
         }
         Fault::CutThenKillLeader => {
             let leader = resolve("leader", inspector, rng).await;
-            for i in 1..=3 {
-                let other = format!("order{i}");
-                if other != leader {
-                    lab.cut(&leader, &other)?;
-                }
-            }
+            lab.cut_from(&leader, &followers_of(&leader))?;
             // Long enough for the followers to lag and the leader to acknowledge alone.
             tokio::time::sleep(plan.replicate_timeout + down).await;
             lab.kill(&leader).await?;

@@ -18,6 +18,7 @@
 //! drop), and left-overs of an earlier run are removed before a new one starts.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -154,6 +155,33 @@ fn run(program: &str, args: &[&str]) -> Result<(), ClientError> {
         Err(err(format!(
             "{program} {} failed: {}",
             args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Runs `commands` (one `ip` command per line, without `ip`) in namespace `ns` with
+/// one `ip -batch` process.
+fn run_batch(ns: &str, commands: &str) -> Result<(), ClientError> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("ip")
+        .args(["-n", ns, "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| err(format!("cannot run ip: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(commands.as_bytes())
+            .map_err(|e| err(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| err(e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(err(format!(
+            "ip -n {ns} -batch failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )))
     }
@@ -424,49 +452,61 @@ impl Lab {
 
     /// Cuts every packet between `a` and `b` (either may be "gateway": the clients).
     pub fn cut(&self, a: &str, b: &str) -> Result<(), ClientError> {
-        for (from, to) in [(a, b), (b, a)] {
-            let pair = (from.to_string(), to.to_string());
-            if from == "gateway"
-                || !self
-                    .cuts
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(pair)
-            {
-                continue;
+        self.cut_from(a, &[b.to_string()])
+    }
+
+    /// Cuts `host` from each of `others` (hosts, or "gateway": the clients). The
+    /// rules in `host`'s own namespace go in first and in one `ip -batch`, so that
+    /// `host` loses all of them at the same moment (a leader cut from both followers
+    /// must not see one go a batch before the other).
+    pub fn cut_from(&self, host: &str, others: &[String]) -> Result<(), ClientError> {
+        let mut cuts = self.cuts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut batch = String::new();
+        for other in others {
+            if cuts.insert((host.to_string(), other.clone())) {
+                let _ = writeln!(
+                    batch,
+                    "rule add pref 10 from {} blackhole",
+                    self.address(other)?
+                );
             }
-            let source = self.address(to)?;
-            run(
-                "ip",
-                &[
-                    "-n",
-                    &ns(from),
-                    "rule",
-                    "add",
-                    "pref",
-                    "10",
-                    "from",
-                    &source,
-                    "blackhole",
-                ],
-            )?;
+        }
+        if !batch.is_empty() {
+            run_batch(&ns(host), &batch)?;
+        }
+        for other in others.iter().filter(|o| *o != "gateway") {
+            if cuts.insert((other.clone(), host.to_string())) {
+                let source = self.address(host)?;
+                run(
+                    "ip",
+                    &[
+                        "-n",
+                        &ns(other),
+                        "rule",
+                        "add",
+                        "pref",
+                        "10",
+                        "from",
+                        &source,
+                        "blackhole",
+                    ],
+                )?;
+            }
         }
         Ok(())
     }
 
     /// Cuts `host` from every other host and from the clients.
     pub fn isolate(&self, host: &str) -> Result<(), ClientError> {
-        let others: Vec<String> = self
+        let mut others: Vec<String> = self
             .guide
             .hosts
             .keys()
             .filter(|h| *h != host)
             .cloned()
             .collect();
-        for other in others {
-            self.cut(host, &other)?;
-        }
-        self.cut(host, "gateway")
+        others.push("gateway".into());
+        self.cut_from(host, &others)
     }
 
     /// Removes every cut.

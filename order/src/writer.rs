@@ -319,7 +319,14 @@ async fn send_all(
     let mut sends = JoinSet::new();
     for (id, url) in peers {
         let (replica, request) = (replica.clone(), request.clone());
-        sends.spawn(async move { (id, send_to(&replica, &url, &request).await) });
+        sends.spawn(async move {
+            // One deadline for all of a follower's tries: missing it means lagging.
+            let deadline = replica.timeouts().replicate;
+            let sent = tokio::time::timeout(deadline, send_to(&replica, &url, &request))
+                .await
+                .unwrap_or_else(|_| Sent::Lagging("missed the replication deadline".into()));
+            (id, sent)
+        });
     }
     let mut out = Vec::with_capacity(sends.len());
     while let Some(done) = sends.join_next().await {
