@@ -149,8 +149,9 @@ async fn write_batch(
             entries: Vec::new(),
             commit: replica.commit(),
         };
-        let replicated = replicate(replica, &request).await;
-        return settle(replica, &log, &request, replicated, answers, not_leader);
+        let end = end_of(&request);
+        let replicated = replicate(replica, Arc::new(request)).await;
+        return settle(replica, &log, end, replicated, answers, not_leader);
     }
 
     let started = std::time::Instant::now();
@@ -176,7 +177,8 @@ async fn write_batch(
     // for both, so nothing is acknowledged before it is durable everywhere it must be.
     // (A follower may then hold a batch the leader lost in a crash before its flush:
     // that is the same as a crash after replicating, and a retry finds the key.)
-    let (flushed, replicated) = tokio::join!(store.flush(), replicate(replica, &request));
+    let end = end_of(&request);
+    let (flushed, replicated) = tokio::join!(store.flush(), replicate(replica, Arc::new(request)));
     tracing::debug!(
         orders,
         took_us = started.elapsed().as_micros() as u64,
@@ -185,7 +187,7 @@ async fn write_batch(
     if let Err(e) = flushed {
         return fail_all(e);
     }
-    settle(replica, &log, &request, replicated, answers, not_leader)
+    settle(replica, &log, end, replicated, answers, not_leader)
 }
 
 /// The batch's final answers: as planned if the followers stored it (and the batch's
@@ -194,14 +196,14 @@ async fn write_batch(
 fn settle(
     replica: &Replica,
     log: &LogGuard<'_>,
-    request: &Replicate,
+    end: Option<u64>,
     replicated: Replicated,
     answers: Vec<Result<u64, OrderError>>,
     not_leader: impl Fn() -> OrderError,
 ) -> Vec<Result<u64, OrderError>> {
     match replicated {
         Replicated::Stored => {
-            replica.advance_commit(end_of(request));
+            replica.advance_commit(end);
             answers
         }
         Replicated::Deposed => {
@@ -278,7 +280,7 @@ async fn send_to(replica: &Replica, url: &Url, request: &Replicate) -> Sent {
 
 /// Sends `request` to every follower that is not lagging, in parallel, and waits
 /// for them; a follower that misses the deadline is marked lagging.
-async fn replicate(replica: &Replica, request: &Replicate) -> Replicated {
+async fn replicate(replica: &Replica, request: Arc<Replicate>) -> Replicated {
     let lagging = replica.lagging();
     let peers = replica
         .peers()
@@ -313,9 +315,8 @@ async fn replicate(replica: &Replica, request: &Replicate) -> Replicated {
 async fn send_all(
     replica: &Replica,
     peers: Vec<(u32, Url)>,
-    request: &Replicate,
+    request: Arc<Replicate>,
 ) -> Vec<(u32, Sent)> {
-    let request = Arc::new(request.clone());
     let mut sends = JoinSet::new();
     for (id, url) in peers {
         let (replica, request) = (replica.clone(), request.clone());
@@ -373,16 +374,16 @@ async fn beat(replica: &Replica) {
     let Ok(prev) = replica.store().last_pos() else {
         return;
     };
-    let request = Replicate {
+    let request = Arc::new(Replicate {
         leader_id: replica.id(),
         epoch: leadership.epoch,
         prev,
         entries: Vec::new(),
         commit: replica.commit(),
-    };
+    });
     let mut deposed = false;
     let mut failed = false;
-    for (peer, sent) in send_all(replica, replica.peers().to_vec(), &request).await {
+    for (peer, sent) in send_all(replica, replica.peers().to_vec(), request.clone()).await {
         match sent {
             Sent::Stored => {
                 replica.set_lagging(peer, false);
