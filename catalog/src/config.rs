@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use common::config::{parse_url, TokenArgs};
+use common::config::{parse_url, PeerArgs, TokenArgs};
 use reqwest::Url;
 
 /// toystore catalog service: the toys, their stock, and periodic restocking.
@@ -44,6 +44,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub token: TokenArgs,
+
+    #[command(flatten)]
+    pub peer: PeerArgs,
 }
 
 impl Config {

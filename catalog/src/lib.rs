@@ -46,7 +46,8 @@ pub async fn run(
         );
     }
     let secret = config.token.resolve().map_err(CatalogError::Config)?;
-    let cluster = ClusterClient::new(&secret).map_err(|e| CatalogError::Storage(e.to_string()))?;
+    let cluster = ClusterClient::new(&secret, config.peer.timeouts())
+        .map_err(|e| CatalogError::Storage(e.to_string()))?;
     let invalidator =
         invalidate::Invalidator::start(FrontendClient::new(cluster, config.frontend_url.clone()));
 

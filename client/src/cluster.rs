@@ -113,7 +113,8 @@ impl Inspector {
         frontend: Url,
         token: &str,
     ) -> Result<Self, ClientError> {
-        let cluster = ClusterClient::new(token).map_err(|e| ClientError::Other(e.to_string()))?;
+        let cluster = ClusterClient::new(token, Default::default())
+            .map_err(|e| ClientError::Other(e.to_string()))?;
         Ok(Inspector {
             replicas,
             orders: OrderClient::new(cluster.clone()),

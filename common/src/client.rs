@@ -35,18 +35,42 @@ impl PeerError {
     }
 }
 
+/// Timeouts of calls to other services (see `config::PeerArgs` for the flags).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerTimeouts {
+    pub connect: Duration,
+    /// One ordinary call.
+    pub request: Duration,
+    /// The front-end's wait for the leader to place an order.
+    pub order: Duration,
+    /// One page of history.
+    pub page: Duration,
+}
+
+impl Default for PeerTimeouts {
+    fn default() -> Self {
+        PeerTimeouts {
+            connect: Duration::from_secs(1),
+            request: Duration::from_secs(3),
+            order: Duration::from_secs(5),
+            page: Duration::from_secs(10),
+        }
+    }
+}
+
 /// One pooled HTTP client plus the cluster token, shared by a service's typed clients.
 #[derive(Clone)]
 pub struct ClusterClient {
     http: reqwest::Client,
     token: Arc<str>,
+    timeouts: PeerTimeouts,
 }
 
 impl ClusterClient {
     /// Builds the service's one HTTP client (keep-alive pool, `TCP_NODELAY`).
-    pub fn new(token: &str) -> Result<Self, PeerError> {
+    pub fn new(token: &str, timeouts: PeerTimeouts) -> Result<Self, PeerError> {
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(1000))
+            .connect_timeout(timeouts.connect)
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
@@ -55,6 +79,7 @@ impl ClusterClient {
         Ok(ClusterClient {
             http,
             token: token.into(),
+            timeouts,
         })
     }
 
@@ -170,26 +195,28 @@ impl CatalogClient {
     /// One toy, looked up case-insensitively.
     pub async fn product(&self, name: &str) -> Result<CatalogProduct, PeerError> {
         let url = endpoint(&self.base, &["products", name]);
-        self.cluster.get(url, Duration::from_secs(3)).await
+        self.cluster.get(url, self.cluster.timeouts.request).await
     }
 
     /// Every toy, in name order.
     pub async fn products(&self) -> Result<Vec<CatalogProduct>, PeerError> {
         let url = endpoint(&self.base, &["products"]);
-        self.cluster.get(url, Duration::from_secs(3)).await
+        self.cluster.get(url, self.cluster.timeouts.request).await
     }
 
     /// Many buys in one request (one transaction and one flush in the catalog), one
     /// result per buy, in order.
     pub async fn buy_batch(&self, reqs: &[BuyRequest]) -> Result<Vec<BuyResult>, PeerError> {
         let url = endpoint(&self.base, &["internal", "buy-batch"]);
-        self.cluster.post(url, reqs, Duration::from_secs(3)).await
+        self.cluster
+            .post(url, reqs, self.cluster.timeouts.request)
+            .await
     }
 
     /// Stock accounting totals.
     pub async fn totals(&self) -> Result<StockTotals, PeerError> {
         let url = endpoint(&self.base, &["internal", "totals"]);
-        self.cluster.get(url, Duration::from_secs(3)).await
+        self.cluster.get(url, self.cluster.timeouts.request).await
     }
 }
 
@@ -207,13 +234,15 @@ impl OrderClient {
     /// Places an order on the leader.
     pub async fn place(&self, replica: &Url, order: &NewOrder) -> Result<OrderAccepted, PeerError> {
         let url = endpoint(replica, &["orders"]);
-        self.cluster.post(url, order, Duration::from_secs(5)).await
+        self.cluster
+            .post(url, order, self.cluster.timeouts.order)
+            .await
     }
 
     /// Reads one order from a replica.
     pub async fn get(&self, replica: &Url, number: u64) -> Result<OrderView, PeerError> {
         let url = endpoint(replica, &["orders", &number.to_string()]);
-        self.cluster.get(url, Duration::from_secs(3)).await
+        self.cluster.get(url, self.cluster.timeouts.request).await
     }
 
     /// The replica's health: role, readiness, epoch, last order and digest.
@@ -267,7 +296,7 @@ impl OrderClient {
         url.query_pairs_mut()
             .append_pair("from", &from.to_string())
             .append_pair("limit", &limit.to_string());
-        self.cluster.get(url, Duration::from_secs(10)).await
+        self.cluster.get(url, self.cluster.timeouts.page).await
     }
 }
 
@@ -287,7 +316,7 @@ impl FrontendClient {
     pub async fn invalidate(&self, inv: &[Invalidation]) -> Result<(), PeerError> {
         let url = endpoint(&self.base, &["internal", "invalidate"]);
         self.cluster
-            .post::<_, serde_json::Value>(url, inv, Duration::from_secs(2))
+            .post::<_, serde_json::Value>(url, inv, self.cluster.timeouts.request)
             .await
             .map(|_| ())
     }

@@ -1,8 +1,46 @@
 //! Parsing helpers for the services' command-line configuration.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use reqwest::Url;
+
+/// Timeouts of calls to other services, the same flags on every service. The
+/// defaults suit one machine or a LAN; docs/DEPLOY.md says which to raise elsewhere.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct PeerArgs {
+    /// Timeout of opening a connection to another service, in ms.
+    #[arg(long, env = "TOYSTORE_CONNECT_TIMEOUT_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub connect_timeout_ms: u64,
+
+    /// Timeout of one ordinary call to another service (catalog lookups and buys,
+    /// order reads, invalidation pushes), in ms.
+    #[arg(long, env = "TOYSTORE_REQUEST_TIMEOUT_MS", default_value_t = 3_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+
+    /// How long the front-end waits for the leader to place an order, in ms.
+    #[arg(long, env = "TOYSTORE_ORDER_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub order_timeout_ms: u64,
+
+    /// Timeout of fetching one page of history from a peer (catch-up), in ms.
+    #[arg(long, env = "TOYSTORE_PAGE_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub page_timeout_ms: u64,
+}
+
+impl PeerArgs {
+    pub fn timeouts(&self) -> crate::client::PeerTimeouts {
+        crate::client::PeerTimeouts {
+            connect: Duration::from_millis(self.connect_timeout_ms),
+            request: Duration::from_millis(self.request_timeout_ms),
+            order: Duration::from_millis(self.order_timeout_ms),
+            page: Duration::from_millis(self.page_timeout_ms),
+        }
+    }
+}
 
 /// Where a service gets the cluster token: on the command line (or its variable), or
 /// from a file, so that it need not appear in a process listing or an environment.

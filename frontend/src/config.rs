@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use common::config::{parse_replicas, parse_url, Replicas, TokenArgs, DEFAULT_REPLICAS};
+use common::config::{parse_replicas, parse_url, PeerArgs, Replicas, TokenArgs, DEFAULT_REPLICAS};
 use reqwest::Url;
 
 /// toystore front-end: the public REST API, the product cache and leader selection.
@@ -68,6 +68,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub token: TokenArgs,
+
+    #[command(flatten)]
+    pub peer: PeerArgs,
 
     /// Test-only: wait this long between reading a toy from the catalog and caching it,
     /// to make the fill/invalidation race deterministic.

@@ -39,7 +39,8 @@ pub async fn run(
 ) -> std::io::Result<()> {
     config.validate().map_err(std::io::Error::other)?;
     let secret = config.token.resolve().map_err(std::io::Error::other)?;
-    let cluster = ClusterClient::new(&secret).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let cluster = ClusterClient::new(&secret, config.peer.timeouts())
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     let orders = OrderClient::new(cluster.clone());
     let leaders = Arc::new(leader::Leaders::new(
         config.replicas.clone(),

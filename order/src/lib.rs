@@ -47,7 +47,8 @@ pub async fn run(
     }
     let store = store::Store::open(&config.data_dir())?;
     let secret = config.token.resolve().map_err(OrderError::Config)?;
-    let cluster = ClusterClient::new(&secret).map_err(|e| OrderError::Config(e.to_string()))?;
+    let cluster = ClusterClient::new(&secret, config.peer.timeouts())
+        .map_err(|e| OrderError::Config(e.to_string()))?;
     let replica = replica::Replica::new(
         config.id,
         store.clone(),

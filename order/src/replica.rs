@@ -790,7 +790,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
         store.append(orders).expect("append");
-        let client = OrderClient::new(ClusterClient::new("t").expect("client"));
+        let client = OrderClient::new(ClusterClient::new("t", Default::default()).expect("client"));
         // Replicas 2 and 3 are the leaders the tests' batches name; nothing listens at
         // their address (port 9, discard), so contacting them fails at once.
         let nowhere = Url::parse("http://127.0.0.1:9").expect("url");
