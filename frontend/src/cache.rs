@@ -179,6 +179,12 @@ impl Cache {
         }
     }
 
+    /// Whether the catalog has been heard from within the lease (whether or not the
+    /// cache itself is enabled).
+    pub fn catalog_heard(&self) -> bool {
+        self.lock().lease_until.is_some_and(|t| Instant::now() < t)
+    }
+
     pub fn stats(&self) -> CacheStats {
         let (inner, leased) = self.leased();
         let size = inner.entries.len();

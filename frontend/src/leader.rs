@@ -15,6 +15,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -24,6 +25,7 @@ use common::wire::{LeaderNotice, ReplicaStatus};
 use reqwest::Url;
 use tokio::sync::watch;
 
+use crate::cache::Cache;
 use crate::error::FrontendError;
 
 /// How long a follower may take to sync from a new leader; selection itself waits
@@ -64,6 +66,9 @@ pub struct Leaders {
     /// if the replicas that saw it are down.
     issued: AtomicU64,
     timing: Timing,
+    /// Tells whether this front-end hears the catalog (its lease is current): a
+    /// leader that says "catalog unavailable" while we hear it is cut off itself.
+    catalog: Arc<Cache>,
 }
 
 /// What one attempt of [`Leaders::call`] came to.
@@ -88,7 +93,12 @@ fn worth_failing_over(e: &PeerError) -> bool {
 }
 
 impl Leaders {
-    pub fn new(replicas: Replicas, client: OrderClient, timing: Timing) -> Self {
+    pub fn new(
+        replicas: Replicas,
+        client: OrderClient,
+        timing: Timing,
+        catalog: Arc<Cache>,
+    ) -> Self {
         Leaders {
             replicas,
             client,
@@ -96,6 +106,7 @@ impl Leaders {
             selecting: tokio::sync::Mutex::new(()),
             issued: AtomicU64::new(0),
             timing,
+            catalog,
         }
     }
 
@@ -169,6 +180,17 @@ impl Leaders {
             }
             Err(PeerError::Status { status, message }) if status.is_client_error() => {
                 Attempt::Done(Err(FrontendError::Refused { status, message }))
+            }
+            Err(e)
+                if e.status() == Some(StatusCode::SERVICE_UNAVAILABLE)
+                    && self.catalog.catalog_heard() =>
+            {
+                // The leader cannot reach the catalog, but we can: the leader is the
+                // one cut off (or was, while the request waited). Try again, with
+                // backoff, within the budget. Re-selecting would not help: selection
+                // does not look at who reaches the catalog.
+                tracing::warn!(leader = leader.id, error = %e, "leader cannot reach the catalog; retrying");
+                Attempt::Retry
             }
             Err(e) => {
                 // e.g. 503: the leader cannot reach the catalog

@@ -42,14 +42,15 @@ pub async fn run(
     let cluster = ClusterClient::new(&secret, config.peer.timeouts())
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let orders = OrderClient::new(cluster.clone());
+    let cache = Arc::new(cache::Cache::new(
+        config.cache,
+        config.cache_capacity as usize,
+    ));
     let leaders = Arc::new(leader::Leaders::new(
         config.replicas.clone(),
         orders.clone(),
         config.leader_timing(),
-    ));
-    let cache = Arc::new(cache::Cache::new(
-        config.cache,
-        config.cache_capacity as usize,
+        cache.clone(),
     ));
     let catalog = CatalogClient::new(cluster, config.catalog_url.clone());
     let state = http::AppState {
@@ -66,15 +67,14 @@ pub async fn run(
         let (leaders, stopped) = (leaders.clone(), stopped.clone());
         async move { leaders.watch(stopped).await }
     });
-    if config.cache {
-        tasks.spawn(lease::lease_loop(
-            catalog,
-            cache.clone(),
-            config.catalog_poll(),
-            config.cache_lease(),
-            stopped,
-        ));
-    }
+    // Runs with the cache off too: failover asks it whether the catalog is heard.
+    tasks.spawn(lease::lease_loop(
+        catalog,
+        cache.clone(),
+        config.catalog_poll(),
+        config.cache_lease(),
+        stopped,
+    ));
 
     tracing::info!(
         addr = %listener.local_addr()?,
