@@ -10,10 +10,11 @@
 //!   front-end from the catalog.
 //!
 //! Targets rotate so that every service is hit: the current leader, a follower, the
-//! catalog and the front-end. With `lossy`, the run ends with the one schedule
+//! catalog and the front-end. With `lossy`, the run ends with the two schedules
 //! docs/DESIGN.md admits can lose acknowledged orders (the leader cut from its
-//! followers long enough to acknowledge alone, then killed), and the checker counts
-//! what it lost apart from everything else.
+//! followers long enough to acknowledge alone, then killed; a follower lagging, then
+//! the other two replicas killed), and the checker counts what they lost apart from
+//! everything else.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -47,8 +48,11 @@ pub enum Fault {
     Isolate(String),
     CutLeaderFromFollowers,
     CutFrontendFromCatalog,
-    /// The admitted lossy schedule: the leader acknowledges alone, then dies.
+    /// Admitted lossy schedule 1/3: the leader acknowledges alone, then dies.
     CutThenKillLeader,
+    /// Admitted lossy schedule 2: a follower lags (paused), then the leader and the
+    /// other follower die, and the lagging one is the only replica left to lead.
+    LagThenLoseTwo,
 }
 
 /// `count` faults of the given kinds, rotating kinds and targets.
@@ -79,6 +83,7 @@ pub fn schedule(kinds: &[Kind], count: usize, lossy: bool) -> Vec<Fault> {
     }
     if lossy {
         out.push(Fault::CutThenKillLeader);
+        out.push(Fault::LagThenLoseTwo);
     }
     out
 }
@@ -420,6 +425,31 @@ async fn apply(
                 true,
             )
         }
+        Fault::LagThenLoseTwo => {
+            let leader = resolve("leader", inspector, rng).await;
+            let lagging = resolve("follower", inspector, rng).await;
+            let other = followers_of(&leader)
+                .into_iter()
+                .find(|h| *h != lagging)
+                .unwrap_or_default();
+            lab.pause(&lagging)?;
+            // The leader stops waiting for it and goes on with the other follower.
+            tokio::time::sleep(plan.replicate_timeout + down).await;
+            lab.kill(&leader).await?;
+            lab.kill(&other).await?;
+            lab.resume(&lagging)?;
+            tokio::time::sleep(down).await;
+            lab.start(&leader).await?;
+            lab.start(&other).await?;
+            (
+                format!(
+                    "pause follower {lagging}, then kill leader {leader} and follower {other} \
+                     (admitted lossy)"
+                ),
+                true,
+                true,
+            )
+        }
     };
     // Back to normal: every replica ready again (a restarted one has caught up).
     let _ = inspector.converged(Duration::from_secs(15)).await;
@@ -474,12 +504,16 @@ fn report(
     );
     let _ = writeln!(
         md,
-        "| # | fault | from s | to s | orders/s before | during | after | no order for s | admitted |"
+        "| # | fault | from s | to s | orders/s before | during | after | no order for s | acknowledged, then lost | admitted |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
     let gap = plan.interval.as_secs_f64();
     for (i, a) in applied.iter().enumerate() {
         let w = &a.window;
+        // Lost orders count towards the fault they were acknowledged in (or after).
+        let until = applied
+            .get(i + 1)
+            .map_or(f64::MAX, |next| next.window.start);
         let admitted = if w.lossy {
             "may lose orders"
         } else if w.unavailable {
@@ -489,7 +523,7 @@ fn report(
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {admitted} |",
+            "| {} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {admitted} |",
             i + 1,
             w.label,
             w.start,
@@ -497,7 +531,12 @@ fn report(
             rate(&acks, w.start - gap, w.start),
             rate(&acks, w.start, w.end),
             rate(&acks, w.end, w.end + gap),
-            longest_gap(&acks, w.start, w.end)
+            longest_gap(&acks, w.start, w.end),
+            verdict
+                .lost_admitted
+                .iter()
+                .filter(|a| a.at >= w.start && a.at < until)
+                .count()
         );
     }
     let _ = writeln!(md, "\n## What the clients saw\n");
@@ -549,8 +588,9 @@ mod tests {
     #[test]
     fn a_schedule_rotates_kinds_and_hits_every_service() {
         let plan = schedule(&[Kind::Kill, Kind::Pause, Kind::Partition], 21, true);
-        assert_eq!(plan.len(), 22);
-        assert_eq!(plan.last(), Some(&Fault::CutThenKillLeader));
+        assert_eq!(plan.len(), 23);
+        assert_eq!(plan[21], Fault::CutThenKillLeader);
+        assert_eq!(plan.last(), Some(&Fault::LagThenLoseTwo));
         for target in ["leader", "follower", "catalog", "frontend"] {
             assert!(plan.contains(&Fault::Kill(target.into())), "kill {target}");
             assert!(

@@ -74,8 +74,8 @@ async fn a_short_chaos_run_passes_every_check() {
 
 /// The multi-host run (`client chaos --hosts`) in a short version: five network
 /// namespaces set up by following docs/DEPLOY.md, and a nemesis that kills, pauses and
-/// partitions the leader, a follower and the catalog, then runs the admitted lossy
-/// schedule; every check must pass. Needs root (CI runs as root and sets
+/// partitions the leader, a follower and the catalog, then runs the two admitted lossy
+/// schedules; every check must pass. Needs root (CI runs as root and sets
 /// `TOYSTORE_REQUIRE_NETNS=1`, so there it cannot be skipped).
 #[tokio::test]
 async fn a_short_multi_host_chaos_run_passes_every_check() {
@@ -120,7 +120,7 @@ async fn a_short_multi_host_chaos_run_passes_every_check() {
         output.status.success() && stdout.contains("all checks passed"),
         "chaos --hosts failed:\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("9 of 9 faults applied"), "{stdout}");
+    assert!(stdout.contains("10 of 10 faults applied"), "{stdout}");
 }
 
 fn client_is_root() -> bool {
