@@ -176,7 +176,6 @@ fn report(
     checks: &[(bool, String)],
     seconds: f64,
 ) -> String {
-    use crate::stats::Kind;
     use std::fmt::Write as _;
     let mut md = String::from("# Crash experiment\n\n");
     let _ = writeln!(
@@ -192,24 +191,7 @@ fn report(
     );
     let _ = writeln!(md, "Kills, in order: {}.\n", kills.join(", "));
     let _ = writeln!(md, "## What the clients saw\n");
-    let _ = writeln!(
-        md,
-        "| request | count | mean ms | p50 ms | p99 ms | max ms |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|");
-    for kind in Kind::ALL {
-        let s = record.summary(kind);
-        let _ = writeln!(
-            md,
-            "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
-            kind.label(),
-            s.count,
-            s.mean_ms,
-            s.p50_ms,
-            s.p99_ms,
-            s.max_ms
-        );
-    }
+    md.push_str(&record.latency_table());
     let _ = writeln!(
         md,
         "\nOrders placed: {}; refused as sold out: {}; failed requests: {}; orders that did \

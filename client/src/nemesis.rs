@@ -473,7 +473,6 @@ fn report(
     verdict: &Verdict,
     checks: &[(bool, String)],
 ) -> String {
-    use crate::stats::Kind as Req;
     let acks = history.acks();
     let mut md = String::from("# Chaos: five hosts, kills, pauses and partitions\n\n");
     let _ = writeln!(
@@ -540,24 +539,7 @@ fn report(
         );
     }
     let _ = writeln!(md, "\n## What the clients saw\n");
-    let _ = writeln!(
-        md,
-        "| request | count | mean ms | p50 ms | p99 ms | max ms |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|");
-    for kind in Req::ALL {
-        let s = record.summary(kind);
-        let _ = writeln!(
-            md,
-            "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
-            kind.label(),
-            s.count,
-            s.mean_ms,
-            s.p50_ms,
-            s.p99_ms,
-            s.max_ms
-        );
-    }
+    md.push_str(&record.latency_table());
     let _ = writeln!(
         md,
         "\nOrders acknowledged: {}; refused as sold out: {}; failed requests: {} ({} of them \

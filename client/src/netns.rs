@@ -160,6 +160,25 @@ fn run(program: &str, args: &[&str]) -> Result<(), ClientError> {
     }
 }
 
+/// Adds or deletes (`verb`) the partition rule in namespace `ns` that drops every
+/// packet from `source`.
+fn rule(ns: &str, verb: &str, source: &str) -> Result<(), ClientError> {
+    run(
+        "ip",
+        &[
+            "-n",
+            ns,
+            "rule",
+            verb,
+            "pref",
+            "10",
+            "from",
+            source,
+            "blackhole",
+        ],
+    )
+}
+
 /// Runs `commands` (one `ip` command per line, without `ip`) in namespace `ns` with
 /// one `ip -batch` process.
 fn run_batch(ns: &str, commands: &str) -> Result<(), ClientError> {
@@ -477,20 +496,7 @@ impl Lab {
         for other in others.iter().filter(|o| *o != "gateway") {
             if cuts.insert((other.clone(), host.to_string())) {
                 let source = self.address(host)?;
-                run(
-                    "ip",
-                    &[
-                        "-n",
-                        &ns(other),
-                        "rule",
-                        "add",
-                        "pref",
-                        "10",
-                        "from",
-                        &source,
-                        "blackhole",
-                    ],
-                )?;
+                rule(&ns(other), "add", &source)?;
             }
         }
         Ok(())
@@ -514,20 +520,7 @@ impl Lab {
         let cuts = std::mem::take(&mut *self.cuts.lock().unwrap_or_else(|p| p.into_inner()));
         for (from, to) in cuts {
             let source = self.address(&to)?;
-            run(
-                "ip",
-                &[
-                    "-n",
-                    &ns(&from),
-                    "rule",
-                    "del",
-                    "pref",
-                    "10",
-                    "from",
-                    &source,
-                    "blackhole",
-                ],
-            )?;
+            rule(&ns(&from), "del", &source)?;
         }
         Ok(())
     }

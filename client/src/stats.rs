@@ -104,6 +104,26 @@ pub struct Record {
 }
 
 impl Record {
+    /// The markdown table of latencies per request kind (for the reports).
+    pub fn latency_table(&self) -> String {
+        let mut md = String::from(
+            "| request | count | mean ms | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|\n",
+        );
+        for kind in Kind::ALL {
+            let s = self.summary(kind);
+            md.push_str(&format!(
+                "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
+                kind.label(),
+                s.count,
+                s.mean_ms,
+                s.p50_ms,
+                s.p99_ms,
+                s.max_ms
+            ));
+        }
+        md
+    }
+
     pub fn latency(&mut self, kind: Kind, took: Duration) {
         self.latencies.entry(kind).or_default().record(took);
     }
