@@ -61,6 +61,20 @@ impl OrderRequest {
         let name = ProductName::parse(&body.name)?;
         let quantity = match body.quantity.as_u64() {
             Some(q) if q >= 1 => q,
+            // A whole number written as a decimal (`1.0`) is refused too, but says so:
+            // the contract's quantities are JSON integers.
+            _ if body
+                .quantity
+                .as_f64()
+                .is_some_and(|f| (1.0..1e15).contains(&f) && f.fract() == 0.0) =>
+            {
+                return Err(FrontendError::BadRequest(format!(
+                    "quantity must be a positive integer written without a decimal point \
+                     (send {} rather than {})",
+                    body.quantity.as_f64().unwrap_or_default() as u64,
+                    body.quantity
+                )))
+            }
             _ => {
                 return Err(FrontendError::BadRequest(
                     "quantity must be a positive integer".into(),
@@ -126,6 +140,12 @@ mod tests {
             );
         }
         assert!(order(json!({"name": "Tux"})).is_err());
+        match order(json!({"name": "Tux", "quantity": 2.0})) {
+            Err(FrontendError::BadRequest(m)) => {
+                assert!(m.contains("send 2 rather than 2.0"), "{m}")
+            }
+            other => panic!("2.0 gave {other:?}"),
+        }
     }
 
     #[test]

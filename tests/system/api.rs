@@ -46,6 +46,61 @@ async fn products_orders_and_order_reads_have_the_spec_shapes() {
 }
 
 #[tokio::test]
+async fn a_trailing_slash_is_accepted_but_an_empty_name_is_not() {
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        ..Options::default()
+    })
+    .await;
+    let (status, body) = cluster.get("/products/Tux/").await;
+    assert_eq!((status, &body["data"]["name"]), (200, &json!("Tux")));
+    let (status, body) = cluster.get("/products/").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["data"].as_array().is_some_and(|all| all.len() >= 20));
+
+    let resp = cluster
+        .http
+        .post(format!("{}/orders/", cluster.url("frontend")))
+        .json(&json!({"name": "Tux", "quantity": 1}))
+        .send()
+        .await
+        .expect("POST /orders/");
+    assert_eq!(resp.status().as_u16(), 200);
+    let (status, body) = cluster.get("/orders/0/").await;
+    assert_eq!((status, &body["data"]["number"]), (200, &json!(0)));
+
+    for path in ["/products//", "/orders//"] {
+        let (status, body) = cluster.get(path).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (404, &json!(404)),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_whole_quantity_written_as_a_decimal_is_refused_and_says_why() {
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        ..Options::default()
+    })
+    .await;
+    let resp = cluster
+        .http
+        .post(format!("{}/orders", cluster.url("frontend")))
+        .body(r#"{"name": "Tux", "quantity": 1.0}"#)
+        .send()
+        .await
+        .expect("POST /orders");
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("send 1 rather than 1.0"), "{message}");
+    assert_eq!(cluster.catalog_quantity("Tux").await, 100);
+}
+
+#[tokio::test]
 async fn names_match_case_insensitively_and_may_be_url_encoded() {
     let cluster = Cluster::start(Options {
         replicas: 1,
@@ -135,8 +190,6 @@ async fn bad_input_gets_json_errors_and_changes_nothing() {
         ("/orders/0", 404),
         ("/orders/99999999999999999999999", 400),
         ("/products/Unicorn", 404),
-        ("/products/%2E%2E", 404),
-        ("/products/%2E", 404),
         ("/nowhere", 404),
     ] {
         let (status, json) = cluster.get(path).await;
@@ -145,6 +198,12 @@ async fn bad_input_gets_json_errors_and_changes_nothing() {
             (want, &json!(want)),
             "{path} → {json}"
         );
+    }
+
+    // Dot names, sent as written: an HTTP client library would resolve them as path
+    // segments first (`/products/%2E` → `/products/`, which is the list).
+    for path in ["/products/%2E", "/products/%2E%2E"] {
+        assert_eq!(raw_get_status(&cluster, path).await, 404, "{path}");
     }
 
     let big = format!("{{\"name\": \"{}\", \"quantity\": 1}}", "x".repeat(20_000));
@@ -298,4 +357,24 @@ async fn unreachable_services_give_503() {
     let (status, _) = cluster.get("/orders/0").await;
     assert_eq!(status, 503);
     assert_eq!(cluster.catalog_quantity("Slinky").await, 100);
+}
+
+/// The status of `GET <path>` on the front-end, with the path sent byte for byte.
+async fn raw_get_status(cluster: &Cluster, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let port = cluster.port("frontend");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).expect("read");
+        reply
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    })
+    .await
+    .expect("join")
 }
