@@ -13,7 +13,7 @@ use common::error::ErrorDetail;
 use common::http::{
     require_token, with_fallbacks, ClusterToken, Json, PathParam, INTERNAL_BODY_LIMIT,
 };
-use common::wire::{data, BuyRequest, BuyResult, CatalogProduct};
+use common::wire::{data, BuyRequest, BuyResult, CatalogHealth, CatalogProduct};
 
 use crate::error::CatalogError;
 use crate::invalidate::Invalidator;
@@ -67,10 +67,10 @@ async fn one(
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    axum::Json(serde_json::json!({
-        "service": "catalog",
-        "ready": !state.store.is_empty(),
-    }))
+    axum::Json(CatalogHealth {
+        service: "catalog".into(),
+        ready: !state.store.is_empty(),
+    })
 }
 
 async fn buy(

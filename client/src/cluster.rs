@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::client::{CatalogClient, ClusterClient, OrderClient};
 use common::config::Replicas;
-use common::wire::{OrderRecord, ReplicaStatus, Role, StockTotals};
+use common::wire::{CacheStats, FrontendHealth, OrderRecord, ReplicaStatus, Role, StockTotals};
 use reqwest::Url;
 
 use crate::ClientError;
@@ -209,18 +209,21 @@ impl Inspector {
         Ok((orders.iter().map(|r| r.quantity).sum(), orders.len() as u64))
     }
 
-    /// The front-end's cache figures (`hits`, `misses`, ...).
-    pub async fn cache_stats(&self) -> Result<serde_json::Value, ClientError> {
+    /// The front-end's `GET /health`.
+    pub async fn frontend_health(&self) -> Result<FrontendHealth, ClientError> {
         let url = common::client::endpoint(&self.frontend, &["health"]);
-        let body: serde_json::Value = self
-            .http
+        self.http
             .get(url)
             .send()
             .await
             .map_err(|e| ClientError::Other(format!("front-end health: {e}")))?
             .json()
             .await
-            .map_err(|e| ClientError::Other(format!("front-end health: {e}")))?;
-        Ok(body["cache"].clone())
+            .map_err(|e| ClientError::Other(format!("front-end health: {e}")))
+    }
+
+    /// The front-end's cache figures (`hits`, `misses`, ...).
+    pub async fn cache_stats(&self) -> Result<CacheStats, ClientError> {
+        Ok(self.frontend_health().await?.cache)
     }
 }

@@ -78,13 +78,8 @@ pub async fn run(plan: EvalPlan, inspector: &Inspector) -> Result<(), ClientErro
             .await?;
             let seconds = t.elapsed().as_secs_f64();
             let after = inspector.cache_stats().await?;
-            let delta = |k: &str| {
-                after[k]
-                    .as_u64()
-                    .unwrap_or(0)
-                    .saturating_sub(before[k].as_u64().unwrap_or(0))
-            };
-            let (hits, misses) = (delta("hits"), delta("misses"));
+            let hits = after.hits.saturating_sub(before.hits);
+            let misses = after.misses.saturating_sub(before.misses);
             let hit_rate =
                 (cache && hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64);
             cells.push(Cell {

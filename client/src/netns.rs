@@ -25,6 +25,7 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::wire::{CatalogHealth, FrontendHealth, ReplicaStatus};
 use reqwest::Url;
 
 use crate::ClientError;
@@ -415,15 +416,16 @@ impl Lab {
                 .send()
                 .await
             {
-                if let Ok(body) = resp.json::<serde_json::Value>().await {
-                    let ok = if host == "frontend" {
-                        body["leader"].is_number() && body["cache"]["leased"] == true
-                    } else {
-                        body["ready"] == true
-                    };
-                    if ok {
-                        return Ok(());
-                    }
+                let ok = match host {
+                    "frontend" => resp
+                        .json::<FrontendHealth>()
+                        .await
+                        .is_ok_and(|h| h.leader.is_some() && h.cache.leased),
+                    "catalog" => resp.json::<CatalogHealth>().await.is_ok_and(|h| h.ready),
+                    _ => resp.json::<ReplicaStatus>().await.is_ok_and(|s| s.ready),
+                };
+                if ok {
+                    return Ok(());
                 }
             }
             if Instant::now() > deadline {

@@ -256,3 +256,38 @@ pub struct LogPage {
     /// The newest order number the replica holds.
     pub last_order: Option<u64>,
 }
+
+/// The front-end's cache figures, in its `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheStats {
+    pub enabled: bool,
+    pub capacity: usize,
+    pub size: usize,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub invalidations: u64,
+    /// Whether the cache lease is current (the catalog was heard from recently).
+    pub leased: bool,
+    pub lease_expiries: u64,
+}
+
+/// `GET /health` of the front-end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrontendHealth {
+    /// Always `"frontend"`.
+    pub service: String,
+    /// The order replica it believes leads, if any.
+    pub leader: Option<u32>,
+    pub epoch: Option<u64>,
+    pub cache: CacheStats,
+}
+
+/// `GET /health` of the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogHealth {
+    /// Always `"catalog"`.
+    pub service: String,
+    /// Seeded and serving.
+    pub ready: bool,
+}

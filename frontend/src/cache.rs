@@ -28,8 +28,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::body::Bytes;
+use common::wire::CacheStats;
 use lru::LruCache;
-use serde::Serialize;
 
 /// The cache; disabled, it stores nothing and counts every lookup as a miss.
 pub struct Cache {
@@ -53,21 +53,6 @@ struct Inner {
     /// own orders. One entry per real toy at most: only the catalog (with the cluster
     /// token) and acknowledged orders announce, and both name existing toys.
     announced: HashMap<String, u64>,
-}
-
-/// The cache figures shown by `GET /health`.
-#[derive(Debug, Clone, Serialize)]
-pub struct CacheStats {
-    pub enabled: bool,
-    pub capacity: usize,
-    pub size: usize,
-    pub hits: u64,
-    pub misses: u64,
-    pub evictions: u64,
-    pub invalidations: u64,
-    /// Whether the lease is current (the catalog was heard from recently).
-    pub leased: bool,
-    pub lease_expiries: u64,
 }
 
 impl Cache {

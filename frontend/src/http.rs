@@ -21,7 +21,7 @@ use common::client::{CatalogClient, OrderClient};
 use common::http::{
     require_token, with_fallbacks, ClusterToken, Json, PathParam, BODY_LIMIT, INTERNAL_BODY_LIMIT,
 };
-use common::wire::{data, Data, Invalidations, NewOrder, OrderPlaced, Product};
+use common::wire::{data, Data, FrontendHealth, Invalidations, NewOrder, OrderPlaced, Product};
 
 use crate::cache::Cache;
 use crate::error::FrontendError;
@@ -173,12 +173,12 @@ async fn order(
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let leader = state.leaders.current();
-    axum::Json(serde_json::json!({
-        "service": "frontend",
-        "leader": leader.as_ref().map(|l| l.id),
-        "epoch": leader.as_ref().map(|l| l.epoch),
-        "cache": state.cache.stats(),
-    }))
+    axum::Json(FrontendHealth {
+        service: "frontend".into(),
+        leader: leader.as_ref().map(|l| l.id),
+        epoch: leader.as_ref().map(|l| l.epoch),
+        cache: state.cache.stats(),
+    })
 }
 
 async fn invalidate(

@@ -314,7 +314,7 @@ async fn internal_endpoints_refuse_requests_without_the_token() {
             (json!(0), json!(1))
         );
     }
-    assert_eq!(cluster.get("/health").await.1["leader"], json!(2));
+    assert_eq!(cluster.frontend_health().await.leader, Some(2));
 
     // With the token, malformed internal requests get the JSON error shape too.
     let resp = http

@@ -6,18 +6,12 @@ use serde_json::{json, Value};
 
 use crate::helpers::{eventually, Cluster, Options};
 
-async fn cache_stats(cluster: &Cluster) -> Value {
-    cluster.get("/health").await.1["cache"].clone()
-}
-
 /// The invalidation count once it has stopped changing for a while.
 async fn settled_invalidations(cluster: &Cluster) -> u64 {
     let mut last = u64::MAX;
     let mut same = 0;
     while same < 8 {
-        let now = cache_stats(cluster).await["invalidations"]
-            .as_u64()
-            .unwrap_or(0);
+        let now = cluster.cache_stats().await.invalidations;
         same = if now == last { same + 1 } else { 0 };
         last = now;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -36,39 +30,33 @@ async fn repeated_lookups_hit_and_the_least_recently_used_toy_is_evicted() {
     for _ in 0..3 {
         cluster.quantity("Tux").await;
     }
-    let s = cache_stats(&cluster).await;
-    assert_eq!(
-        (s["hits"].clone(), s["misses"].clone()),
-        (json!(2), json!(1))
-    );
+    let s = cluster.cache_stats().await;
+    assert_eq!((s.hits, s.misses), (2, 1));
 
     for toy in ["Fox", "Whale"] {
         cluster.quantity(toy).await;
     }
     cluster.quantity("Tux").await; // Tux is now the most recently used
     cluster.quantity("Dolphin").await; // evicts Fox, the least recently used
-    let s = cache_stats(&cluster).await;
-    assert_eq!(
-        (s["size"].clone(), s["evictions"].clone()),
-        (json!(3), json!(1))
-    );
-    let misses = s["misses"].as_u64().expect("misses");
+    let s = cluster.cache_stats().await;
+    assert_eq!((s.size, s.evictions), (3, 1));
+    let misses = s.misses;
     cluster.quantity("Tux").await;
     assert_eq!(
-        cache_stats(&cluster).await["misses"],
-        json!(misses),
+        cluster.cache_stats().await.misses,
+        misses,
         "Tux stayed cached"
     );
     cluster.quantity("Fox").await;
     assert_eq!(
-        cache_stats(&cluster).await["misses"],
-        json!(misses + 1),
+        cluster.cache_stats().await.misses,
+        misses + 1,
         "Fox was evicted"
     );
 
     for toy in ["LEGO", "Uno", "Clue", "Chess", "Bubbles", "Slinky"] {
         cluster.quantity(toy).await;
-        assert!(cache_stats(&cluster).await["size"].as_u64() <= Some(3));
+        assert!(cluster.cache_stats().await.size <= 3);
     }
 }
 
@@ -140,7 +128,7 @@ async fn a_lookup_racing_an_invalidation_does_not_cache_the_old_quantity() {
     assert_eq!(resp.status().as_u16(), 200);
     assert!(
         eventually(Duration::from_secs(2), || async {
-            cache_stats(&cluster).await["invalidations"].as_u64() > Some(before)
+            cluster.cache_stats().await.invalidations > before
         })
         .await,
         "the invalidation arrived while the lookup was still filling"
@@ -152,8 +140,8 @@ async fn a_lookup_racing_an_invalidation_does_not_cache_the_old_quantity() {
         "the racing lookup read before the buy"
     );
     assert_eq!(
-        cache_stats(&cluster).await["size"],
-        json!(0),
+        cluster.cache_stats().await.size,
+        0,
         "its stale value was not cached"
     );
     assert_eq!(cluster.quantity("Slinky").await, 95);
@@ -171,10 +159,7 @@ async fn with_the_cache_off_every_lookup_reaches_the_catalog() {
     for _ in 0..5 {
         cluster.quantity("Hot Wheels").await;
     }
-    let s = cache_stats(&cluster).await;
-    assert_eq!(s["enabled"], json!(false));
-    assert_eq!(
-        (s["hits"].clone(), s["misses"].clone(), s["size"].clone()),
-        (json!(0), json!(5), json!(0))
-    );
+    let s = cluster.cache_stats().await;
+    assert!(!s.enabled);
+    assert_eq!((s.hits, s.misses, s.size), (0, 5, 0));
 }

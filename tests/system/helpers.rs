@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::wire::{CacheStats, CatalogHealth, FrontendHealth, ReplicaStatus};
 use serde_json::{json, Value};
 
 /// Settings of a test cluster.
@@ -358,19 +359,17 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(resp) = self.http.get(&url).send().await {
-                if let Ok(body) = resp.json::<Value>().await {
-                    let ok = match service {
-                        // Ready to serve when it has a leader and, with the cache
-                        // on, has heard from the catalog (its cache lease is current).
-                        "frontend" => {
-                            (body["leader"].is_number() || self.opts.replicas == 0)
-                                && (body["cache"]["leased"] == json!(true) || !self.opts.cache)
-                        }
-                        _ => body["ready"] == json!(true),
-                    };
-                    if ok {
-                        return;
-                    }
+                let ok = match service {
+                    // Ready to serve when it has a leader and has heard from the
+                    // catalog (its cache lease is current).
+                    "frontend" => resp.json::<FrontendHealth>().await.is_ok_and(|h| {
+                        (h.leader.is_some() || self.opts.replicas == 0) && h.cache.leased
+                    }),
+                    "catalog" => resp.json::<CatalogHealth>().await.is_ok_and(|h| h.ready),
+                    _ => resp.json::<ReplicaStatus>().await.is_ok_and(|s| s.ready),
+                };
+                if ok {
+                    return;
                 }
             }
             assert!(self.is_running(service), "{service} exited during start-up");
@@ -432,6 +431,18 @@ impl Cluster {
         let (status, body) = self.get_from("catalog", &format!("/products/{name}")).await;
         assert_eq!(status, 200, "catalog lookup of {name} failed: {body}");
         body["data"]["quantity"].as_u64().expect("quantity")
+    }
+
+    /// The front-end's `GET /health`, typed.
+    pub async fn frontend_health(&self) -> FrontendHealth {
+        let url = format!("{}/health", self.url("frontend"));
+        let resp = self.http.get(url).send().await.expect("GET /health");
+        resp.json().await.expect("the front-end's health body")
+    }
+
+    /// The front-end's cache figures.
+    pub async fn cache_stats(&self) -> CacheStats {
+        self.frontend_health().await.cache
     }
 
     /// `GET /health` of replica `id`.

@@ -81,7 +81,7 @@ async fn killing_the_leader_while_clients_order_fails_no_request() {
         })
         .await
     );
-    assert_eq!(cluster.get("/health").await.1["leader"], json!(3));
+    assert_eq!(cluster.frontend_health().await.leader, Some(3));
     cluster.kill("order3");
 
     let mut placed = Vec::new();
@@ -89,7 +89,7 @@ async fn killing_the_leader_while_clients_order_fails_no_request() {
         placed.extend(client.await.expect("client task"));
     }
     assert_eq!(placed.len(), 160);
-    assert_eq!(cluster.get("/health").await.1["leader"], json!(2));
+    assert_eq!(cluster.frontend_health().await.leader, Some(2));
     verify_all(&cluster, &placed).await;
 
     cluster.start_service("order3").await;
@@ -140,7 +140,7 @@ async fn a_restarted_follower_catches_up_before_it_is_ready() {
 #[tokio::test]
 async fn a_leader_that_crashed_before_replicating_drops_its_unacknowledged_order() {
     let mut cluster = start_with_faulty_leader().await;
-    assert_eq!(cluster.get("/health").await.1["leader"], json!(3));
+    assert_eq!(cluster.frontend_health().await.leader, Some(3));
 
     // An order sent straight to the leader (so no front-end retries it): the leader
     // takes the stock, stores order 0 and dies before any follower has it.
@@ -162,7 +162,7 @@ async fn a_leader_that_crashed_before_replicating_drops_its_unacknowledged_order
     // The front-end fails over; order 0 goes to another order on the new leader.
     let other = cluster.order_ok("Bubbles", 1).await;
     assert_eq!(other, 0);
-    assert_eq!(cluster.get("/health").await.1["leader"], json!(2));
+    assert_eq!(cluster.frontend_health().await.leader, Some(2));
 
     // The old leader comes back (without the fault): its order 0 is replaced.
     cluster.clear_env("order3");
