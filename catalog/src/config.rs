@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use common::config::{parse_url, PeerArgs, TokenArgs};
+use common::config::{parse_url, PeerArgs, StorageArgs, TokenArgs};
 use reqwest::Url;
 
 /// toystore catalog service: the toys, their stock, and periodic restocking.
@@ -47,6 +47,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub peer: PeerArgs,
+
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 impl Config {

@@ -35,7 +35,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CatalogError> {
-    let store = store::Store::open(&config.data_dir)?;
+    let store = store::Store::open_with_cache(&config.data_dir, config.storage.sled_cache_mb)?;
     if store.is_empty() {
         let toys = store::read_seed(&config.seed_file)?;
         store.seed_if_empty(&toys, config.initial_stock).await?;

@@ -176,9 +176,16 @@ fn flatten(e: TransactionError<CatalogError>) -> CatalogError {
 }
 
 impl Store {
-    /// Opens (or creates) the database in `dir` and starts its flusher.
+    /// Opens (or creates) the database in `dir` with this project's default page
+    /// cache ([`common::storage::DEFAULT_CACHE_MB`]) and starts its flusher.
     pub fn open(dir: &Path) -> Result<Self, CatalogError> {
-        let db = common::storage::open_db(dir)?;
+        Store::open_with_cache(dir, common::storage::DEFAULT_CACHE_MB)
+    }
+
+    /// Opens (or creates) the database in `dir` with a page cache of `cache_mb` MiB
+    /// and starts its flusher.
+    pub fn open_with_cache(dir: &Path, cache_mb: u64) -> Result<Self, CatalogError> {
+        let db = common::storage::open_db(dir, cache_mb)?;
         Ok(Store {
             products: db.open_tree("products")?,
             applied: db.open_tree("applied")?,

@@ -42,6 +42,16 @@ impl PeerArgs {
     }
 }
 
+/// The sled database's settings (the catalog and the replicas).
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct StorageArgs {
+    /// sled's page cache for this service's database, in MiB (memory use grows up to
+    /// about this much with the stored data; sled's own default is 1024).
+    #[arg(long, env = "TOYSTORE_SLED_CACHE_MB", default_value_t = crate::storage::DEFAULT_CACHE_MB,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub sled_cache_mb: u64,
+}
+
 /// Where a service gets the cluster token: on the command line (or its variable), or
 /// from a file, so that it need not appear in a process listing or an environment.
 #[derive(clap::Args, Debug, Clone)]

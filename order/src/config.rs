@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use common::config::{parse_replicas, parse_url, PeerArgs, Replicas, TokenArgs, DEFAULT_REPLICAS};
+use common::config::{
+    parse_replicas, parse_url, PeerArgs, Replicas, StorageArgs, TokenArgs, DEFAULT_REPLICAS,
+};
 use reqwest::Url;
 
 /// toystore order replica: stores orders and replicates them to its peers.
@@ -39,6 +41,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub peer: PeerArgs,
+
+    #[command(flatten)]
+    pub storage: StorageArgs,
 
     /// How long the leader waits for a follower to store a batch before it stops
     /// waiting for it ("lagging") until it has synced back, in ms.

@@ -45,7 +45,7 @@ pub async fn run(
             config.id
         )));
     }
-    let store = store::Store::open(&config.data_dir())?;
+    let store = store::Store::open_with_cache(&config.data_dir(), config.storage.sled_cache_mb)?;
     let secret = config.token.resolve().map_err(OrderError::Config)?;
     let cluster = ClusterClient::new(&secret, config.peer.timeouts())
         .map_err(|e| OrderError::Config(e.to_string()))?;

@@ -91,9 +91,16 @@ pub fn order_hash(r: &OrderRecord) -> u64 {
 }
 
 impl Store {
-    /// Opens (or creates) the database in `dir` and rebuilds the in-memory figures.
+    /// Opens (or creates) the database in `dir` with sled's default page cache of
+    /// this project ([`common::storage::DEFAULT_CACHE_MB`]).
     pub fn open(dir: &Path) -> Result<Self, OrderError> {
-        let db = common::storage::open_db(dir)?;
+        Store::open_with_cache(dir, common::storage::DEFAULT_CACHE_MB)
+    }
+
+    /// Opens (or creates) the database in `dir` with a page cache of `cache_mb` MiB
+    /// and rebuilds the in-memory figures.
+    pub fn open_with_cache(dir: &Path, cache_mb: u64) -> Result<Self, OrderError> {
+        let db = common::storage::open_db(dir, cache_mb)?;
         let store = Store {
             orders: db.open_tree("orders")?,
             keys: db.open_tree("keys")?,
