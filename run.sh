@@ -9,6 +9,8 @@
 #   ./run.sh restart <service>
 #   ./run.sh logs <service>   follow a service's log
 #
+# TOYSTORE_REPLICATION=raft ./run.sh ... runs the order replicas as a Raft group.
+#
 # Services: catalog order1 order2 order3 frontend. Settings (environment variables)
 # are listed in the README; every service flag also has its own variable.
 set -euo pipefail
@@ -31,6 +33,13 @@ export TOYSTORE_CATALOG_URL="${TOYSTORE_CATALOG_URL:-http://$HOST:$CATALOG_PORT}
 export TOYSTORE_REPLICAS="${TOYSTORE_REPLICAS:-1=http://$HOST:$ORDER1_PORT,2=http://$HOST:$ORDER2_PORT,3=http://$HOST:$ORDER3_PORT}"
 export CATALOG_FRONTEND_URL="${CATALOG_FRONTEND_URL:-http://$HOST:$FRONTEND_PORT}"
 export CATALOG_SEED_FILE="${CATALOG_SEED_FILE:-$ROOT/data/toys.json}"
+# primary-backup (the lab's mode, default) or raft; the order data directories differ.
+export TOYSTORE_REPLICATION="${TOYSTORE_REPLICATION:-primary-backup}"
+case "$TOYSTORE_REPLICATION" in
+    primary-backup) ORDER_SUFFIX="" ;;
+    raft) ORDER_SUFFIX="-raft" ;;
+    *) echo "run.sh: TOYSTORE_REPLICATION must be primary-backup or raft" >&2; exit 1 ;;
+esac
 export RUST_LOG="${RUST_LOG:-info}"
 export NO_COLOR=1
 
@@ -59,6 +68,7 @@ running_pid() {
     pid="$(cat "$file")"
     [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 0
     exe="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+    exe="${exe% (deleted)}" # the binary was rebuilt while it ran
     if [[ "${exe##*/}" == "${1%[0-9]}" ]]; then echo "$pid"; fi
 }
 
@@ -124,7 +134,7 @@ start_one() {
             ;;
         order*)
             local id="${svc#order}"
-            nohup "$BIN/order" --id "$id" --listen "$HOST:$port" --data-dir "$DATA/$svc" \
+            nohup "$BIN/order" --id "$id" --listen "$HOST:$port" --data-dir "$DATA/$svc$ORDER_SUFFIX" \
                 >>"$log" 2>&1 </dev/null &
             ;;
         frontend)
@@ -197,7 +207,7 @@ status() {
 
 urls() {
     cat <<EOF
-toystore is up:
+toystore is up ($TOYSTORE_REPLICATION replication):
   front-end   http://$HOST:$FRONTEND_PORT   (try: curl http://$HOST:$FRONTEND_PORT/products/Tux)
   catalog     http://$HOST:$CATALOG_PORT
   order1..3   http://$HOST:$ORDER1_PORT  http://$HOST:$ORDER2_PORT  http://$HOST:$ORDER3_PORT

@@ -120,6 +120,31 @@ impl ClusterClient {
             .timeout(timeout);
         send(req, Envelope::Data).await
     }
+
+    /// POST of an opaque binary body (Raft's messages), answered with bytes.
+    pub async fn post_bytes(
+        &self,
+        url: Url,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<axum::body::Bytes, PeerError> {
+        let resp = self
+            .http
+            .post(url)
+            .header(crate::TOKEN_HEADER, &*self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| PeerError::Unreachable(error_chain(&e)))?;
+        reply_bytes(resp).await
+    }
+
+    /// The timeouts this client was built with.
+    pub fn timeouts(&self) -> PeerTimeouts {
+        self.timeouts
+    }
 }
 
 /// Whether a success reply is wrapped in `{"data": ...}`.
@@ -137,27 +162,32 @@ async fn send<T: DeserializeOwned>(
         .send()
         .await
         .map_err(|e| PeerError::Unreachable(error_chain(&e)))?;
+    let bytes = reply_bytes(resp).await?;
+    let parsed = match envelope {
+        Envelope::Data => serde_json::from_slice::<Data<T>>(&bytes).map(|d| d.data),
+        Envelope::Bare => serde_json::from_slice::<T>(&bytes),
+    };
+    parsed.map_err(|e| PeerError::Status {
+        status: StatusCode::BAD_GATEWAY,
+        message: format!("unreadable reply: {e}"),
+    })
+}
+
+/// The body of a success reply, or the peer's error (its JSON message if it sent one).
+async fn reply_bytes(resp: reqwest::Response) -> Result<axum::body::Bytes, PeerError> {
     let status = resp.status();
     let bytes = resp
         .bytes()
         .await
         .map_err(|e| PeerError::Unreachable(error_chain(&e)))?;
     if status.is_success() {
-        let parsed = match envelope {
-            Envelope::Data => serde_json::from_slice::<Data<T>>(&bytes).map(|d| d.data),
-            Envelope::Bare => serde_json::from_slice::<T>(&bytes),
-        };
-        parsed.map_err(|e| PeerError::Status {
-            status: StatusCode::BAD_GATEWAY,
-            message: format!("unreadable reply: {e}"),
-        })
-    } else {
-        let message = match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => body.error.message,
-            Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
-        };
-        Err(PeerError::Status { status, message })
+        return Ok(bytes);
     }
+    let message = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(body) => body.error.message,
+        Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    Err(PeerError::Status { status, message })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

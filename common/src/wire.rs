@@ -221,10 +221,36 @@ pub enum Role {
     Follower,
 }
 
+/// How the order replicas agree on their history (`--replication`,
+/// `TOYSTORE_REPLICATION`); every replica and the front-end must use the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Replication {
+    /// The lab's mode: the front-end chooses the leader (highest ready id), which
+    /// acknowledges once the order is durable on itself and every follower that is up.
+    #[default]
+    PrimaryBackup,
+    /// A Raft group (openraft): the replicas elect the leader, an order is
+    /// acknowledged once a majority has it durably.
+    Raft,
+}
+
+impl std::fmt::Display for Replication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Replication::PrimaryBackup => "primary-backup",
+            Replication::Raft => "raft",
+        })
+    }
+}
+
 /// `GET /health` of an order replica.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReplicaStatus {
     pub id: u32,
+    /// The replication mode this replica runs.
+    #[serde(default)]
+    pub mode: Replication,
     pub role: Role,
     /// Caught up with its peers and willing to serve.
     pub ready: bool,
@@ -247,6 +273,12 @@ pub struct ReplicaStatus {
     /// On a leader: followers it has stopped waiting for until they sync back.
     #[serde(default)]
     pub lagging: Vec<u32>,
+    /// Raft mode: index of the newest log entry known committed by a majority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_index: Option<u64>,
+    /// Raft mode: index of the newest log entry applied to the orders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_index: Option<u64>,
 }
 
 /// A page of a replica's history, for catch-up.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::config::{parse_replicas, parse_url, PeerArgs, Replicas, TokenArgs, DEFAULT_REPLICAS};
+use common::wire::Replication;
 use reqwest::Url;
 
 /// toystore front-end: the public REST API, the product cache and leader selection.
@@ -65,6 +66,12 @@ pub struct Config {
     #[arg(long, env = "FRONTEND_PROMOTION_TIMEOUT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub promotion_timeout_ms: u64,
+
+    /// How the order replicas agree: `primary-backup` (this front-end chooses the
+    /// leader) or `raft` (they elect one; this front-end finds it). Must match the
+    /// replicas'.
+    #[arg(long, env = "TOYSTORE_REPLICATION", value_enum, default_value_t = Replication::PrimaryBackup)]
+    pub replication: Replication,
 
     #[command(flatten)]
     pub token: TokenArgs,

@@ -1,5 +1,10 @@
 //! Leader selection and transparent failover for the order replicas.
 //!
+//! In Raft mode the replicas elect their leader themselves: "selection" is only
+//! discovery — the replica that says it leads, at the highest term — and the
+//! watcher re-discovers on every check, so a leader replaced by an election (paused,
+//! or cut off from its followers) is left at once.
+//!
 //! Selection: ask every replica for its status; the highest id that answers and is
 //! ready becomes leader at `epoch = highest epoch seen + 1`. It is told first (it
 //! catches up with its peers before it answers), then the others are told in the
@@ -21,7 +26,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::client::{OrderClient, PeerError};
 use common::config::Replicas;
-use common::wire::{LeaderNotice, ReplicaStatus};
+use common::wire::{LeaderNotice, ReplicaStatus, Replication, Role};
 use reqwest::Url;
 use tokio::sync::watch;
 
@@ -55,6 +60,8 @@ pub struct Leader {
 
 /// Leader state and the replicas' addresses.
 pub struct Leaders {
+    /// How the replicas agree: whether this front-end makes leaders or finds them.
+    mode: Replication,
     replicas: Replicas,
     client: OrderClient,
     /// The current leader; a watch so that requests waiting on a leader that gets
@@ -94,12 +101,14 @@ fn worth_failing_over(e: &PeerError) -> bool {
 
 impl Leaders {
     pub fn new(
+        mode: Replication,
         replicas: Replicas,
         client: OrderClient,
         timing: Timing,
         catalog: Arc<Cache>,
     ) -> Self {
         Leaders {
+            mode,
             replicas,
             client,
             current: watch::Sender::new(None),
@@ -188,8 +197,12 @@ impl Leaders {
                 // The leader cannot reach the catalog, but we can: the leader is the
                 // one cut off (or was, while the request waited). Try again, with
                 // backoff, within the budget. Re-selecting would not help: selection
-                // does not look at who reaches the catalog.
-                tracing::warn!(leader = leader.id, error = %e, "leader cannot reach the catalog; retrying");
+                // does not look at who reaches the catalog. In Raft mode a 503 may
+                // also mean that the leader lost its majority: look for a newer one.
+                tracing::warn!(leader = leader.id, error = %e, "leader cannot serve; retrying");
+                if self.mode == Replication::Raft {
+                    self.reselect(Some(&leader)).await;
+                }
                 Attempt::Retry
             }
             Err(e) => {
@@ -218,9 +231,13 @@ impl Leaders {
         chosen
     }
 
-    /// Asks every replica for its status and makes the highest ready id the leader.
+    /// Asks every replica for its status and makes the highest ready id the leader
+    /// (in Raft mode: finds the leader).
     async fn select(&self) -> Option<Leader> {
         let statuses = self.statuses().await;
+        if self.mode == Replication::Raft {
+            return self.discover(&statuses);
+        }
         let mut epoch = statuses
             .iter()
             .map(|(_, s)| s.epoch)
@@ -269,6 +286,37 @@ impl Leaders {
         }
         tracing::warn!("no order replica can lead");
         None
+    }
+
+    /// Raft mode: the replica that says it leads and is ready, at the highest term (a
+    /// leader cut off from its followers still says it leads, at an older term).
+    fn discover(&self, statuses: &[(u32, ReplicaStatus)]) -> Option<Leader> {
+        let (id, status) = statuses
+            .iter()
+            .filter(|(_, s)| s.role == Role::Leader && s.ready)
+            .max_by_key(|(_, s)| s.epoch)?;
+        let url = self.replicas.url(*id)?.clone();
+        Some(Leader {
+            id: *id,
+            url,
+            epoch: status.epoch,
+        })
+    }
+
+    /// Raft mode's watch: follows the newest leader the replicas report; keeps the
+    /// known one while an election finds none.
+    async fn rediscover(&self) {
+        let _one_at_a_time = self.selecting.lock().await;
+        if let Some(found) = self.select().await {
+            if self.current().as_ref() != Some(&found) {
+                tracing::info!(
+                    leader = found.id,
+                    term = found.epoch,
+                    "found the raft leader"
+                );
+            }
+            self.set_current(Some(found));
+        }
     }
 
     async fn statuses(&self) -> Vec<(u32, ReplicaStatus)> {
@@ -333,6 +381,10 @@ impl Leaders {
         let mut failures = 0;
         loop {
             let check = async {
+                if self.mode == Replication::Raft {
+                    self.rediscover().await;
+                    return;
+                }
                 match self.current() {
                     None => {
                         self.reselect(None).await;
@@ -342,11 +394,7 @@ impl Leaders {
                         .status_within(&leader.url, self.timing.status)
                         .await
                     {
-                        Ok(s)
-                            if s.role == common::wire::Role::Leader && s.epoch == leader.epoch =>
-                        {
-                            failures = 0
-                        }
+                        Ok(s) if s.role == Role::Leader && s.epoch == leader.epoch => failures = 0,
                         _ => {
                             failures += 1;
                             if failures >= 2 {

@@ -47,6 +47,7 @@ pub async fn run(
         config.cache_capacity as usize,
     ));
     let leaders = Arc::new(leader::Leaders::new(
+        config.replication,
         config.replicas.clone(),
         orders.clone(),
         config.leader_timing(),

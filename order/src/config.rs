@@ -8,7 +8,10 @@ use clap::Parser;
 use common::config::{
     parse_replicas, parse_url, PeerArgs, Replicas, StorageArgs, TokenArgs, DEFAULT_REPLICAS,
 };
+use common::wire::Replication;
 use reqwest::Url;
+
+use crate::raft::RaftTiming;
 
 /// toystore order replica: stores orders and replicates them to its peers.
 #[derive(Parser, Debug, Clone)]
@@ -22,7 +25,8 @@ pub struct Config {
     #[arg(long, env = "ORDER_LISTEN")]
     pub listen: Option<SocketAddr>,
 
-    /// Directory of this replica's sled database [default: data/order<ID>].
+    /// Directory of this replica's sled database [default: data/order<ID>, or
+    /// data/order<ID>-raft in Raft mode].
     #[arg(long, env = "ORDER_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
@@ -65,6 +69,23 @@ pub struct Config {
     /// commit before it answers 404, in ms.
     #[arg(long, env = "ORDER_READ_WAIT_MS", default_value_t = 1_000)]
     pub read_wait_ms: u64,
+
+    /// How the replicas agree on their history: `primary-backup` (the front-end
+    /// chooses the leader) or `raft` (the replicas elect one; majority commit). Every
+    /// replica and the front-end must use the same.
+    #[arg(long, env = "TOYSTORE_REPLICATION", value_enum, default_value_t = Replication::PrimaryBackup)]
+    pub replication: Replication,
+
+    /// Raft mode: how often the leader sends heartbeats, in ms.
+    #[arg(long, env = "ORDER_RAFT_HEARTBEAT_MS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub raft_heartbeat_ms: u64,
+
+    /// Raft mode: shortest election timeout, in ms (each is drawn between this and
+    /// twice it); must exceed the heartbeat.
+    #[arg(long, env = "ORDER_RAFT_ELECTION_MS", default_value_t = 750,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub raft_election_ms: u64,
 
     /// Test-only fault injection: `crash-before-replicate` makes a leader abort right
     /// after storing a batch locally, before any follower has it.
@@ -124,10 +145,27 @@ impl Config {
             .map_err(|_| format!("cannot listen on {url}: give --listen an IP address"))
     }
 
+    /// Raft mode's timing: its own flags, plus the replicate timeout (how long a
+    /// batch waits for a majority) and the read wait.
+    pub fn raft_timing(&self) -> RaftTiming {
+        RaftTiming {
+            heartbeat: Duration::from_millis(self.raft_heartbeat_ms),
+            election: Duration::from_millis(self.raft_election_ms),
+            commit: Duration::from_millis(self.replicate_timeout_ms),
+            read: Duration::from_millis(self.read_wait_ms.max(1)),
+        }
+    }
+
+    /// The database directory: `data/order<ID>` in primary-backup mode and
+    /// `data/order<ID>-raft` in Raft mode unless given (the modes' histories cannot
+    /// share a database).
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("data/order{}", self.id)))
+        self.data_dir.clone().unwrap_or_else(|| {
+            PathBuf::from(match self.replication {
+                Replication::PrimaryBackup => format!("data/order{}", self.id),
+                Replication::Raft => format!("data/order{}-raft", self.id),
+            })
+        })
     }
 
     /// Every other replica.

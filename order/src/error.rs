@@ -36,6 +36,11 @@ pub enum OrderError {
     #[error("replication failed: {0}")]
     ReplicationFailed(String),
 
+    /// Raft mode: no majority stored the orders (or confirmed the leadership) in time.
+    /// Nothing was acknowledged; a retry with the same key is safe.
+    #[error("no majority: {0}")]
+    NoMajority(String),
+
     /// This replica cannot lead: a peer holds a newer history it could not take.
     #[error("cannot lead: {0}")]
     CannotLead(String),
@@ -89,6 +94,7 @@ impl OrderError {
             OrderError::CatalogUnavailable(_)
             | OrderError::CannotLead(_)
             | OrderError::Peer(_)
+            | OrderError::NoMajority(_)
             | OrderError::Unconfirmed(_) => StatusCode::SERVICE_UNAVAILABLE,
             OrderError::ReplicationFailed(_) => StatusCode::BAD_GATEWAY,
             OrderError::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -1,11 +1,15 @@
 //! Routes and handlers of an order replica.
 //!
-//! - `GET /health` (public): id, role, ready, epoch, last order, digest.
-//! - `GET /orders/{n}` (public): one order from this replica's store.
+//! - `GET /health` (public): id, mode, role, ready, epoch (Raft's term), last order,
+//!   digest.
+//! - `GET /orders/{n}` (public): one committed order.
 //! - `POST /orders` (token): place an order — leader only.
-//! - `POST /internal/leader`, `POST /internal/replicate`, `GET /internal/log` (token):
-//!   leader notices, replication batches and catch-up pages.
+//! - `GET /internal/log` (token): a page of orders.
+//! - Primary-backup mode, `POST /internal/leader`, `POST /internal/replicate` (token):
+//!   leader notices and replication batches.
+//! - Raft mode, `POST /internal/raft/{append,vote,snapshot}` (token): Raft's messages.
 
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::middleware;
 use axum::response::IntoResponse;
@@ -20,7 +24,7 @@ use serde::Deserialize;
 use crate::buyer::Buyer;
 use crate::error::OrderError;
 use crate::replica::{Replica, MAX_TEXT};
-use crate::writer::Writer;
+use crate::replication::Protocol;
 
 /// Most orders in one catch-up page.
 const MAX_PAGE: u64 = 1000;
@@ -28,19 +32,22 @@ const MAX_PAGE: u64 = 1000;
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub replica: Replica,
-    pub writer: Writer,
+    pub protocol: Protocol,
     pub buyer: Buyer,
 }
 
 /// The replica's routes.
 pub fn router(state: AppState, token: ClusterToken) -> Router {
-    let internal = Router::new()
+    let mut internal = Router::new()
         .route("/orders", post(place))
-        .route("/internal/leader", post(leader_notice))
-        .route("/internal/replicate", post(replicate))
-        .route("/internal/log", get(log_page))
-        .route_layer(middleware::from_fn_with_state(token, require_token));
+        .route("/internal/log", get(log_page));
+    internal = match &state.protocol {
+        Protocol::PrimaryBackup { .. } => internal
+            .route("/internal/leader", post(leader_notice))
+            .route("/internal/replicate", post(replicate)),
+        Protocol::Raft(_) => internal.route("/internal/raft/{kind}", post(raft_message)),
+    };
+    let internal = internal.route_layer(middleware::from_fn_with_state(token, require_token));
     let router = Router::new()
         .route("/health", get(health))
         .route("/orders/{number}", get(one))
@@ -51,7 +58,7 @@ pub fn router(state: AppState, token: ClusterToken) -> Router {
 }
 
 async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, OrderError> {
-    Ok(axum::Json(state.replica.status()?))
+    Ok(axum::Json(state.protocol.status()?))
 }
 
 async fn one(
@@ -61,32 +68,17 @@ async fn one(
     let number: u64 = number
         .parse()
         .map_err(|_| OrderError::BadRequest(format!("order number {number:?} is not a number")))?;
-    // Only committed orders are shown: one that is stored but could still be dropped
-    // (not yet on every follower the leader waits for) is not, after a short wait. A
-    // number not stored at all is answered at once.
-    if state.replica.store().order(number)?.is_none() || !state.replica.committed(number).await {
-        return Err(OrderError::UnknownOrder(number));
-    }
-    // Read again: what was stored at that number may have changed while we waited.
-    match state.replica.store().order(number)? {
-        Some(record) => Ok(data(OrderView::from(record))),
-        None => Err(OrderError::UnknownOrder(number)),
-    }
+    let record = state.protocol.read(number).await?;
+    Ok(data(OrderView::from(record)))
 }
 
-/// Places an order: the catalog takes the stock (idempotent by key), then the writer
-/// stores and replicates the order (or answers the order a repeated key made).
+/// Places an order: the catalog takes the stock (idempotent by key), then the
+/// protocol stores and replicates the order (or answers the order a repeated key made).
 async fn place(
     State(state): State<AppState>,
     Json(order): Json<NewOrder>,
 ) -> Result<impl IntoResponse, OrderError> {
-    let leadership = state.replica.leadership();
-    if !leadership.accepts_writes() {
-        return Err(OrderError::NotLeader {
-            id: state.replica.id(),
-            leader: leadership.leader,
-        });
-    }
+    state.protocol.check_writable()?;
     if order.quantity == 0
         || order.name.is_empty()
         || order.name.len() > MAX_TEXT
@@ -100,13 +92,13 @@ async fn place(
     // The catalog is idempotent by key, so a repeated key is bought again too: that
     // returns the toy's version after the original buy, which the front-end's cache
     // needs (see `buyer` for what happens when the catalog is down).
-    let held = state.replica.store().by_key(&order.key)?.is_some();
+    let held = state.protocol.store().by_key(&order.key)?.is_some();
     let bought = state.buyer.buy(order, held).await?;
     let (order, version) = (bought.order, bought.version);
-    // The writer answers a held key too, so the reply waits until that order's batch
-    // is durable and replicated.
+    // A held key is answered by the protocol too, so the reply waits until that
+    // order is durable and replicated.
     let name = order.name.clone();
-    let number = state.writer.submit(order).await?;
+    let number = state.protocol.submit(order).await?;
     Ok(data(OrderAccepted {
         order_number: number,
         name,
@@ -114,18 +106,46 @@ async fn place(
     }))
 }
 
+/// One of Raft's messages from a peer (bincode in, bincode out).
+async fn raft_message(
+    State(state): State<AppState>,
+    PathParam(kind): PathParam,
+    body: Bytes,
+) -> Result<impl IntoResponse, OrderError> {
+    let Protocol::Raft(node) = &state.protocol else {
+        return Err(OrderError::BadRequest(
+            "this replica does not run raft".into(),
+        ));
+    };
+    let reply = node.handle(&kind, &body).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        reply,
+    ))
+}
+
+/// The primary-backup replica (its routes exist only in that mode).
+fn primary_backup(state: &AppState) -> Result<&Replica, OrderError> {
+    match &state.protocol {
+        Protocol::PrimaryBackup { replica, .. } => Ok(replica),
+        Protocol::Raft(_) => Err(OrderError::BadRequest(
+            "this replica runs raft, not primary-backup".into(),
+        )),
+    }
+}
+
 async fn leader_notice(
     State(state): State<AppState>,
     Json(notice): Json<LeaderNotice>,
 ) -> Result<impl IntoResponse, OrderError> {
-    Ok(data(state.replica.on_notice(notice).await?))
+    Ok(data(primary_backup(&state)?.on_notice(notice).await?))
 }
 
 async fn replicate(
     State(state): State<AppState>,
     Json(batch): Json<Replicate>,
 ) -> Result<impl IntoResponse, OrderError> {
-    Ok(data(state.replica.on_replicate(batch).await?))
+    Ok(data(primary_backup(&state)?.on_replicate(batch).await?))
 }
 
 #[derive(Deserialize)]
@@ -139,7 +159,7 @@ async fn log_page(
     QueryParams(q): QueryParams<PageQuery>,
 ) -> Result<impl IntoResponse, OrderError> {
     let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE) as usize;
-    let store = state.replica.store();
+    let store = state.protocol.store();
     Ok(data(LogPage {
         entries: store.page(q.from, limit)?,
         last_order: store.last()?.map(|r| r.number),

@@ -4,22 +4,31 @@
 //! - [`config`]: flags and environment variables.
 //! - [`store`]: the sled database (orders, idempotency keys, epoch); the only module
 //!   that touches sled.
-//! - [`replica`]: shared state and the rules for leadership, replication and catch-up.
+//! - [`replication`]: the seam: what the API asks of the replicated log, in either
+//!   mode (`--replication primary-backup|raft`).
+//! - [`replica`]: primary-backup mode's shared state and its rules for leadership,
+//!   replication and catch-up.
 //! - [`buyer`]: the leader's first stage, taking stock at the catalog in batches.
 //! - [`writer`]: the leader's second stage, group commit and replication; and the
 //!   leader's heartbeat task (lagging followers, the commit index).
+//! - [`raft`]: Raft mode on openraft (log and state machine in sled, messages over
+//!   HTTP).
 //! - [`http`]: routes and handlers.
 //! - [`error`]: the error type and its HTTP mapping.
 //!
 //! An order flows: `http::place` (leader?) → `Buyer::buy` (the buyer task takes stock
-//! for a whole batch in one catalog request) → `Writer::submit` (the writer task
-//! numbers, writes, flushes and replicates a whole batch) → reply.
+//! for a whole batch in one catalog request) → `Protocol::submit`: in primary-backup
+//! mode the writer task numbers, writes, flushes and replicates a whole batch; in Raft
+//! mode the batch becomes one log entry, numbered when a majority has committed it →
+//! reply.
 
 pub mod buyer;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod raft;
 pub mod replica;
+pub mod replication;
 pub mod store;
 pub mod writer;
 
@@ -27,13 +36,16 @@ use std::future::Future;
 
 use common::client::{CatalogClient, ClusterClient, OrderClient};
 use common::http::ClusterToken;
+use common::wire::Replication;
 use tokio::net::TcpListener;
 
 pub use config::Config;
 pub use error::OrderError;
+use replication::Protocol;
 
-/// Opens the replica's database, starts catch-up and the writer, and serves on
-/// `listener` until `shutdown` resolves; then stops and flushes.
+/// Opens the replica's database, starts its replication protocol (catch-up, writer
+/// and heartbeats; or the Raft node), and serves on `listener` until `shutdown`
+/// resolves; then stops and flushes.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -49,37 +61,70 @@ pub async fn run(
     let secret = config.token.resolve().map_err(OrderError::Config)?;
     let cluster = ClusterClient::new(&secret, config.peer.timeouts())
         .map_err(|e| OrderError::Config(e.to_string()))?;
-    let replica = replica::Replica::new(
-        config.id,
-        store.clone(),
-        config.peers(),
-        OrderClient::new(cluster.clone()),
-        config.timeouts(),
-    )?;
-    tracing::info!(
-        id = config.id,
-        orders = store.count(),
-        epoch = replica.leadership().epoch,
-        addr = %listener.local_addr()?,
-        "order replica listening"
-    );
-    let catch_up = tokio::spawn({
-        let replica = replica.clone();
-        async move { replica.catch_up().await }
-    });
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let heartbeat = tokio::spawn(writer::heartbeat_loop(replica.clone(), stopped));
-    let state = http::AppState {
-        writer: writer::Writer::start(replica.clone(), config.fault),
-        buyer: buyer::Buyer::start(CatalogClient::new(cluster, config.catalog_url.clone())),
-        replica,
-    };
+    let buyer = buyer::Buyer::start(CatalogClient::new(
+        cluster.clone(),
+        config.catalog_url.clone(),
+    ));
     let token = ClusterToken(secret.as_str().into());
-    common::http::serve(listener, http::router(state, token), shutdown).await?;
-
-    catch_up.abort();
-    let _ = stop.send(true);
-    let _ = heartbeat.await;
+    let addr = listener.local_addr()?;
+    match config.replication {
+        Replication::PrimaryBackup => {
+            store.claim_mode(Replication::PrimaryBackup)?;
+            let replica = replica::Replica::new(
+                config.id,
+                store.clone(),
+                config.peers(),
+                OrderClient::new(cluster),
+                config.timeouts(),
+            )?;
+            tracing::info!(
+                id = config.id,
+                mode = %config.replication,
+                orders = store.count(),
+                epoch = replica.leadership().epoch,
+                %addr,
+                "order replica listening"
+            );
+            let catch_up = tokio::spawn({
+                let replica = replica.clone();
+                async move { replica.catch_up().await }
+            });
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let heartbeat = tokio::spawn(writer::heartbeat_loop(replica.clone(), stopped));
+            let protocol = Protocol::PrimaryBackup {
+                writer: writer::Writer::start(replica.clone(), config.fault),
+                replica,
+            };
+            let state = http::AppState { protocol, buyer };
+            common::http::serve(listener, http::router(state, token), shutdown).await?;
+            catch_up.abort();
+            let _ = stop.send(true);
+            let _ = heartbeat.await;
+        }
+        Replication::Raft => {
+            let node = raft::RaftNode::start(
+                config.id,
+                store.clone(),
+                config.peers(),
+                cluster,
+                config.raft_timing(),
+            )
+            .await?;
+            tracing::info!(
+                id = config.id,
+                mode = %config.replication,
+                orders = store.count(),
+                %addr,
+                "order replica listening"
+            );
+            let state = http::AppState {
+                protocol: Protocol::Raft(node.clone()),
+                buyer,
+            };
+            common::http::serve(listener, http::router(state, token), shutdown).await?;
+            node.shutdown().await;
+        }
+    }
     store.flush().await?;
     tracing::info!("order replica stopped");
     Ok(())

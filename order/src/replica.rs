@@ -30,7 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::client::{OrderClient, PeerError};
-use common::wire::{LeaderNotice, OrderRecord, Persisted, ReplicaStatus, Replicate, Role};
+use common::wire::{
+    LeaderNotice, OrderRecord, Persisted, ReplicaStatus, Replicate, Replication, Role,
+};
 use reqwest::Url;
 use tokio::sync::{watch, MutexGuard, Notify};
 
@@ -285,6 +287,7 @@ impl Replica {
         let last = self.inner.store.last()?;
         Ok(ReplicaStatus {
             id: self.inner.id,
+            mode: Replication::PrimaryBackup,
             role: l.role,
             ready: l.ready,
             epoch: l.epoch,
@@ -299,6 +302,8 @@ impl Replica {
             } else {
                 Vec::new()
             },
+            commit_index: None,
+            applied_index: None,
         })
     }
 

@@ -6,7 +6,12 @@
 //! - `keys`: idempotency key → order number.
 //! - `meta`: `epoch`, the highest leadership epoch this replica has accepted, with the
 //!   leader it accepted for it (so that after a restart it still refuses a second
-//!   leader claiming the same epoch).
+//!   leader claiming the same epoch); `mode`, the replication mode that wrote the
+//!   orders; in Raft mode also the state machine's own figures (see `raft::machine`),
+//!   written in the same transaction as the orders they describe.
+//!
+//! In Raft mode the log and the vote live in trees of the same database, owned by
+//! `raft::log` (one flush makes both the log and the orders durable).
 //!
 //! Orders and their keys change together in one transaction. Callers serialise all
 //! mutations (see `replica::Replica::log`), which lets this module plan a change with
@@ -19,13 +24,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::wire::{LogPos, OrderRecord};
+use common::wire::{LogPos, OrderRecord, Replication};
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 use crate::error::OrderError;
 
 const META_EPOCH: &[u8] = b"epoch";
+const META_MODE: &[u8] = b"mode";
 
 /// Handle to a replica's database. Cheap to clone.
 #[derive(Clone)]
@@ -118,6 +124,55 @@ impl Store {
         store.digest.store(digest, Ordering::SeqCst);
         store.count.store(count, Ordering::SeqCst);
         Ok(store)
+    }
+
+    /// The database, for the Raft log's own trees (`raft::log`).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Records that `mode` writes this database, or refuses if another mode wrote it:
+    /// the two modes' histories cannot be mixed (a Raft state machine holds only what
+    /// its log committed).
+    pub fn claim_mode(&self, mode: Replication) -> Result<(), OrderError> {
+        let name = mode.to_string();
+        match self.meta.get(META_MODE)? {
+            Some(held) if held.as_ref() == name.as_bytes() => Ok(()),
+            Some(held) => Err(OrderError::Config(format!(
+                "this data directory holds orders of {} mode; start {name} mode with another \
+                 --data-dir",
+                String::from_utf8_lossy(&held)
+            ))),
+            None if self.count() > 0 => Err(OrderError::Config(format!(
+                "this data directory holds orders of primary-backup mode; start {name} mode \
+                 with another --data-dir"
+            ))),
+            None => {
+                self.meta.insert(META_MODE, name.as_bytes())?;
+                Ok(())
+            }
+        }
+    }
+
+    /// A value of the `meta` tree.
+    pub fn meta(&self, key: &[u8]) -> Result<Option<sled::IVec>, OrderError> {
+        Ok(self.meta.get(key)?)
+    }
+
+    /// Writes `meta` values alone (durable with the next flush).
+    pub fn set_meta(&self, values: &[(&[u8], Vec<u8>)]) -> Result<(), OrderError> {
+        self.commit(&[], &[], values)
+    }
+
+    /// Adds `written` (new numbers, each key new) and sets `meta` values, in one
+    /// transaction: the Raft state machine's orders and its applied position.
+    pub fn add_with_meta(
+        &self,
+        written: &[OrderRecord],
+        meta: &[(&[u8], Vec<u8>)],
+    ) -> Result<(), OrderError> {
+        let written: Vec<&OrderRecord> = written.iter().collect();
+        self.commit(&[], &written, meta)
     }
 
     /// The order with this number.
@@ -223,7 +278,7 @@ impl Store {
             Some(n) => self.page(n, usize::MAX)?,
             None => Vec::new(),
         };
-        self.commit(&removed, &to_write)?;
+        self.commit(&removed, &to_write, &[])?;
         Ok(Change {
             removed,
             written: to_write.len(),
@@ -240,16 +295,21 @@ impl Store {
             return Ok(Vec::new());
         }
         let removed = self.page(from, usize::MAX)?;
-        self.commit(&removed, &[])?;
+        self.commit(&removed, &[], &[])?;
         Ok(removed)
     }
 
-    fn commit(&self, removed: &[OrderRecord], written: &[&OrderRecord]) -> Result<(), OrderError> {
-        if removed.is_empty() && written.is_empty() {
+    fn commit(
+        &self,
+        removed: &[OrderRecord],
+        written: &[&OrderRecord],
+        values: &[(&[u8], Vec<u8>)],
+    ) -> Result<(), OrderError> {
+        if removed.is_empty() && written.is_empty() && values.is_empty() {
             return Ok(());
         }
-        (&self.orders, &self.keys)
-            .transaction(|(orders, keys)| {
+        (&self.orders, &self.keys, &self.meta)
+            .transaction(|(orders, keys, meta)| {
                 for r in removed {
                     orders.remove(&r.number.to_be_bytes())?;
                     let indexed = keys.get(r.key.as_bytes())?;
@@ -260,6 +320,9 @@ impl Store {
                 for w in written {
                     orders.insert(&w.number.to_be_bytes(), encode(w))?;
                     keys.insert(w.key.as_bytes(), &w.number.to_be_bytes())?;
+                }
+                for (key, value) in values {
+                    meta.insert(*key, value.as_slice())?;
                 }
                 Ok::<_, ConflictableTransactionError<()>>(())
             })

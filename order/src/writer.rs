@@ -407,6 +407,6 @@ async fn beat(replica: &Replica) {
 }
 
 /// A repeated key must name the same toy (in any capitalisation) and quantity.
-fn same_order(held: &OrderRecord, order: &NewOrder) -> bool {
+pub(crate) fn same_order(held: &OrderRecord, order: &NewOrder) -> bool {
     held.quantity == order.quantity && held.name.to_lowercase() == order.name.to_lowercase()
 }

@@ -1,0 +1,286 @@
+//! Raft's log and vote, in two trees of the replica's sled database.
+//!
+//! - `raft_log`: log index (big-endian u64) → the entry, bincode.
+//! - `raft_state`: `vote`, `committed` and `purged` (the last log id removed by
+//!   compaction), bincode.
+//!
+//! Durability, as openraft requires: an appended entry is reported written only once a
+//! flush that covers it has returned; the vote is flushed before `save_vote` returns.
+//! Appends do not flush one by one: [`LogStore::append`] writes the entries and hands
+//! the completion callback to one flusher task, which drains every callback queued
+//! while it flushed, flushes once, and completes them in order (group commit, so many
+//! orders share one fsync even across entries). The same flush makes the state
+//! machine's orders durable, since they live in the same database.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{
+    AnyError, ErrorSubject, ErrorVerb, LogId, LogState, RaftLogReader, StorageError,
+    StorageIOError, Vote,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::{Entry, NodeId, TypeConfig};
+
+const VOTE: &[u8] = b"vote";
+const COMMITTED: &[u8] = b"committed";
+const PURGED: &[u8] = b"purged";
+
+/// Index value meaning "nothing committed yet" in [`LogStore::committed_index`].
+const NONE: u64 = u64::MAX;
+
+/// Handle to the log; openraft owns one and clones another as its reader.
+#[derive(Clone)]
+pub struct LogStore {
+    db: sled::Db,
+    log: sled::Tree,
+    state: sled::Tree,
+    /// Completion callbacks of appends, for the flusher task.
+    flushes: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
+    /// Index of the newest entry known committed, for `/health` ([`NONE`] if none).
+    committed: Arc<AtomicU64>,
+}
+
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError<NodeId>> {
+    super::to_bytes(value).map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, &e))
+}
+
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError<NodeId>> {
+    super::from_bytes(bytes).map_err(|e| {
+        let what = std::any::type_name::<T>();
+        io_error(
+            ErrorSubject::Store,
+            ErrorVerb::Read,
+            &std::io::Error::other(format!("corrupt {what}: {e}")),
+        )
+    })
+}
+
+pub(super) fn io_error(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: &(impl std::error::Error + 'static),
+) -> StorageError<NodeId> {
+    StorageError::IO {
+        source: StorageIOError::new(subject, verb, AnyError::new(e)),
+    }
+}
+
+fn log_error(verb: ErrorVerb, e: &(impl std::error::Error + 'static)) -> StorageError<NodeId> {
+    io_error(ErrorSubject::Logs, verb, e)
+}
+
+impl LogStore {
+    /// Opens the log's trees in `db` and starts the flusher task (it stops when the
+    /// last handle is dropped).
+    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+        let (flushes, queue) = mpsc::unbounded_channel();
+        tokio::spawn(flush_loop(db.clone(), queue));
+        let store = LogStore {
+            log: db.open_tree("raft_log")?,
+            state: db.open_tree("raft_state")?,
+            db: db.clone(),
+            flushes,
+            committed: Arc::new(AtomicU64::new(NONE)),
+        };
+        if let Some(bytes) = store.state.get(COMMITTED)? {
+            if let Ok(Some(id)) = decode::<Option<LogId<NodeId>>>(&bytes) {
+                store.committed.store(id.index, Ordering::SeqCst);
+            }
+        }
+        Ok(store)
+    }
+
+    /// Index of the newest entry known committed.
+    pub fn committed_index(&self) -> Option<u64> {
+        Some(self.committed.load(Ordering::SeqCst)).filter(|i| *i != NONE)
+    }
+
+    fn get_state<T: DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError<NodeId>> {
+        match self
+            .state
+            .get(key)
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, &e))?
+        {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn put_state<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StorageError<NodeId>> {
+        self.state
+            .insert(key, encode(value)?)
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, &e))?;
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), StorageError<NodeId>> {
+        common::flush::flush_blocking(&self.db)
+            .await
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, &e))
+    }
+
+    fn last_entry_id(&self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        match self
+            .log
+            .last()
+            .map_err(|e| log_error(ErrorVerb::Read, &e))?
+        {
+            Some((_, bytes)) => Ok(Some(decode::<Entry>(&bytes)?.log_id)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Completes append callbacks after a flush that covers them, many per flush, in the
+/// order they were queued.
+async fn flush_loop(db: sled::Db, mut queue: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
+    let mut waiting = Vec::new();
+    while queue.recv_many(&mut waiting, 4096).await > 0 {
+        let result = common::flush::flush_blocking(&db)
+            .await
+            .map_err(std::io::Error::other);
+        for callback in waiting.drain(..) {
+            callback.log_io_completed(match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            });
+        }
+    }
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError<NodeId>> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let mut entries = Vec::new();
+        for item in self.log.range(index_key(start)..) {
+            let (key, bytes) = item.map_err(|e| log_error(ErrorVerb::Read, &e))?;
+            let index = key
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| {
+                    log_error(ErrorVerb::Read, &std::io::Error::other("corrupt log key"))
+                })?;
+            if !range.contains(&index) {
+                break;
+            }
+            entries.push(decode(&bytes)?);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let purged: Option<LogId<NodeId>> = self.get_state(PURGED)?.flatten();
+        let last = self.last_entry_id()?.or(purged);
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.put_state(VOTE, vote)?;
+        self.flush().await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        self.get_state(VOTE)
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        // Durable with the next flush; openraft does not need it flushed (a restarted
+        // replica learns the commit again from the leader).
+        self.put_state(COMMITTED, &committed)?;
+        self.committed
+            .store(committed.map_or(NONE, |c| c.index), Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        Ok(self.get_state(COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut batch = sled::Batch::default();
+        for entry in entries {
+            batch.insert(&index_key(entry.log_id.index), encode(&entry)?);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| log_error(ErrorVerb::Write, &e))?;
+        self.flushes.send(callback).map_err(|_| {
+            log_error(
+                ErrorVerb::Write,
+                &std::io::Error::other("the log flusher has stopped"),
+            )
+        })
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        // Entries from `log_id` on conflict with the leader's: drop them, durably, so
+        // that a restart cannot bring them back.
+        let mut batch = sled::Batch::default();
+        for item in self.log.range(index_key(log_id.index)..) {
+            let (key, _) = item.map_err(|e| log_error(ErrorVerb::Read, &e))?;
+            batch.remove(key);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| log_error(ErrorVerb::Delete, &e))?;
+        self.flush().await
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        // Record the purge point first: a crash in between leaves entries that are
+        // simply purged again.
+        self.put_state(PURGED, &Some(log_id))?;
+        let mut batch = sled::Batch::default();
+        for item in self.log.range(..=index_key(log_id.index)) {
+            let (key, _) = item.map_err(|e| log_error(ErrorVerb::Read, &e))?;
+            batch.remove(key);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| log_error(ErrorVerb::Delete, &e))
+    }
+}

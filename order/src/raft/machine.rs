@@ -1,0 +1,250 @@
+//! Raft's state machine: the orders, in the same trees as primary-backup mode (so
+//! `/health`'s count and digest, `GET /orders/{n}` and catch-up pages read them the
+//! same way).
+//!
+//! Applying an entry numbers its orders `last + 1, …` in log order and indexes their
+//! keys, so every replica numbers alike; an order whose key is already held gets the
+//! first order's number (or is refused if the key was used for another order). The
+//! orders of an entry and the machine's position ([`SmState`]: last applied log id,
+//! membership, newest order) are written in one transaction, so after a crash the
+//! orders and the position agree and openraft re-applies exactly what follows.
+//!
+//! Snapshots cost nothing to build: committed orders never change, so a snapshot is
+//! its position alone, and its data — every order up to the position's newest — is
+//! read when a peer needs it. Installing one adds the orders this replica lacks (its
+//! own are a prefix of the snapshot's: both are committed history).
+
+use std::collections::HashMap;
+use std::io::Cursor;
+
+use common::wire::{NewOrder, OrderRecord};
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
+    StorageError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+
+use super::log::{decode, encode, io_error};
+use super::{Entry, Node, NodeId, Placed, TypeConfig};
+use crate::store::Store;
+use crate::writer::same_order;
+
+/// `meta` key of the machine's position.
+const STATE: &[u8] = b"raft_machine";
+/// `meta` key of the newest snapshot's description.
+const SNAPSHOT: &[u8] = b"raft_snapshot";
+
+/// Where the machine stands; stored with every applied entry.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SmState {
+    applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, Node>,
+    /// Number of the newest order.
+    last_order: Option<u64>,
+}
+
+/// The newest snapshot: its description and the newest order it holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SnapshotInfo {
+    meta: SnapshotMeta<NodeId, Node>,
+    last_order: Option<u64>,
+}
+
+/// Handle to the state machine; cheap to clone (it is its own snapshot builder).
+#[derive(Clone)]
+pub struct Machine {
+    store: Store,
+}
+
+fn store_error(e: crate::error::OrderError) -> StorageError<NodeId> {
+    io_error(ErrorSubject::StateMachine, ErrorVerb::Write, &e)
+}
+
+impl Machine {
+    pub fn new(store: Store) -> Self {
+        Machine { store }
+    }
+
+    fn state(&self) -> Result<SmState, StorageError<NodeId>> {
+        match self.store.meta(STATE).map_err(store_error)? {
+            Some(bytes) => decode(&bytes),
+            None => Ok(SmState::default()),
+        }
+    }
+
+    fn snapshot_info(&self) -> Result<Option<SnapshotInfo>, StorageError<NodeId>> {
+        match self.store.meta(SNAPSHOT).map_err(store_error)? {
+            Some(bytes) => decode(&bytes),
+            None => Ok(None),
+        }
+    }
+
+    /// Numbers the orders of one entry after `state.last_order`.
+    fn number(
+        &self,
+        state: &mut SmState,
+        orders: Vec<NewOrder>,
+        term: u64,
+    ) -> Result<(Vec<OrderRecord>, Vec<Placed>), StorageError<NodeId>> {
+        let mut written: Vec<OrderRecord> = Vec::with_capacity(orders.len());
+        let mut new_keys: HashMap<String, usize> = HashMap::new();
+        let mut placed = Vec::with_capacity(orders.len());
+        for order in orders {
+            let held = match new_keys.get(&order.key) {
+                Some(i) => written.get(*i).cloned(),
+                None => self.store.by_key(&order.key).map_err(store_error)?,
+            };
+            if let Some(held) = held {
+                placed.push(if same_order(&held, &order) {
+                    Placed::Number(held.number)
+                } else {
+                    Placed::KeyReused
+                });
+                continue;
+            }
+            let number = state.last_order.map_or(0, |n| n.saturating_add(1));
+            state.last_order = Some(number);
+            new_keys.insert(order.key.clone(), written.len());
+            placed.push(Placed::Number(number));
+            written.push(OrderRecord {
+                number,
+                name: order.name,
+                quantity: order.quantity,
+                key: order.key,
+                epoch: term,
+            });
+        }
+        Ok((written, placed))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for Machine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        // One read: the position, the membership and the newest order agree.
+        let state = self.state()?;
+        let meta = SnapshotMeta {
+            last_log_id: state.applied,
+            last_membership: state.membership.clone(),
+            snapshot_id: match state.applied {
+                Some(id) => format!("{}-{}", id.leader_id.term, id.index),
+                None => "empty".into(),
+            },
+        };
+        let info = SnapshotInfo {
+            meta: meta.clone(),
+            last_order: state.last_order,
+        };
+        self.store
+            .set_meta(&[(SNAPSHOT, encode(&Some(info))?)])
+            .map_err(store_error)?;
+        // openraft 0.9 keeps only the meta of a built snapshot (core/sm/worker.rs);
+        // the orders are read when a peer needs them (`get_current_snapshot`).
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(Vec::new())),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for Machine {
+    type SnapshotBuilder = Machine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Node>), StorageError<NodeId>> {
+        let state = self.state()?;
+        Ok((state.applied, state.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Placed>>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut state = self.state()?;
+        let mut replies = Vec::new();
+        for entry in entries {
+            state.applied = Some(entry.log_id);
+            let (written, placed) = match entry.payload {
+                EntryPayload::Blank => (Vec::new(), Vec::new()),
+                EntryPayload::Normal(batch) => {
+                    self.number(&mut state, batch.orders, entry.log_id.leader_id.term)?
+                }
+                EntryPayload::Membership(m) => {
+                    state.membership = StoredMembership::new(Some(entry.log_id), m);
+                    (Vec::new(), Vec::new())
+                }
+            };
+            self.store
+                .add_with_meta(&written, &[(STATE, encode(&state)?)])
+                .map_err(store_error)?;
+            replies.push(placed);
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Node>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let orders: Vec<OrderRecord> = decode(snapshot.get_ref())?;
+        let mut state = self.state()?;
+        let missing: Vec<OrderRecord> = orders
+            .into_iter()
+            .filter(|o| state.last_order.is_none_or(|last| o.number > last))
+            .collect();
+        if let Some(last) = missing.last() {
+            state.last_order = Some(last.number);
+        }
+        state.applied = meta.last_log_id;
+        state.membership = meta.last_membership.clone();
+        let info = Some(SnapshotInfo {
+            meta: meta.clone(),
+            last_order: state.last_order,
+        });
+        self.store
+            .add_with_meta(
+                &missing,
+                &[(STATE, encode(&state)?), (SNAPSHOT, encode(&info)?)],
+            )
+            .map_err(store_error)?;
+        self.store.flush().await.map_err(store_error)?;
+        tracing::info!(
+            orders = missing.len(),
+            applied = ?meta.last_log_id,
+            "installed a snapshot"
+        );
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let Some(info) = self.snapshot_info()? else {
+            return Ok(None);
+        };
+        let orders = match info.last_order {
+            Some(last) => {
+                let count = usize::try_from(last.saturating_add(1)).unwrap_or(usize::MAX);
+                self.store.page(0, count).map_err(store_error)?
+            }
+            None => Vec::new(),
+        };
+        Ok(Some(Snapshot {
+            meta: info.meta,
+            snapshot: Box::new(Cursor::new(encode(&orders)?)),
+        }))
+    }
+}
