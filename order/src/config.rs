@@ -11,7 +11,7 @@ use common::config::{
 use common::wire::Replication;
 use reqwest::Url;
 
-use crate::raft::RaftTiming;
+use crate::raft::RaftSettings;
 
 /// toystore order replica: stores orders and replicates them to its peers.
 #[derive(Parser, Debug, Clone)]
@@ -87,6 +87,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub raft_election_ms: u64,
 
+    /// Raft mode: log entries (each a batch of orders) between snapshots; as many
+    /// are kept when the log is purged. A replica further behind installs a snapshot.
+    #[arg(long, env = "ORDER_RAFT_SNAPSHOT_ENTRIES", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub raft_snapshot_entries: u64,
+
     /// Test-only fault injection: `crash-before-replicate` makes a leader abort right
     /// after storing a batch locally, before any follower has it.
     #[arg(long, env = "ORDER_FAULT", hide = true)]
@@ -145,14 +151,15 @@ impl Config {
             .map_err(|_| format!("cannot listen on {url}: give --listen an IP address"))
     }
 
-    /// Raft mode's timing: its own flags, plus the replicate timeout (how long a
+    /// Raft mode's settings: its own flags, plus the replicate timeout (how long a
     /// batch waits for a majority) and the read wait.
-    pub fn raft_timing(&self) -> RaftTiming {
-        RaftTiming {
+    pub fn raft_settings(&self) -> RaftSettings {
+        RaftSettings {
             heartbeat: Duration::from_millis(self.raft_heartbeat_ms),
             election: Duration::from_millis(self.raft_election_ms),
             commit: Duration::from_millis(self.replicate_timeout_ms),
             read: Duration::from_millis(self.read_wait_ms.max(1)),
+            snapshot_entries: self.raft_snapshot_entries,
         }
     }
 

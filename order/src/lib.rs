@@ -105,9 +105,9 @@ pub async fn run(
             let node = raft::RaftNode::start(
                 config.id,
                 store.clone(),
-                config.peers(),
+                &config.replicas.0,
                 cluster,
-                config.raft_timing(),
+                config.raft_settings(),
             )
             .await?;
             tracing::info!(

@@ -2,15 +2,17 @@
 
 use std::time::Duration;
 
+use common::wire::Replication;
 use serde_json::json;
 
-use crate::helpers::{eventually, Cluster, Options};
+use crate::helpers::{eventually, in_both_modes, Cluster, Options};
 
-#[tokio::test]
-async fn acknowledged_orders_and_stock_survive_kill_9() {
+in_both_modes!(acknowledged_orders_and_stock_survive_kill_9);
+
+async fn acknowledged_orders_and_stock_survive_kill_9(mode: Replication) {
     let mut cluster = Cluster::start(Options {
         replicas: 1,
-        ..Options::default()
+        ..Options::in_mode(mode)
     })
     .await;
     let mut placed = Vec::new();

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::wire::{CacheStats, CatalogHealth, FrontendHealth, ReplicaStatus};
+use common::wire::{CacheStats, CatalogHealth, FrontendHealth, ReplicaStatus, Replication};
 use serde_json::{json, Value};
 
 /// Settings of a test cluster.
@@ -28,7 +28,44 @@ pub struct Options {
     pub fill_delay_ms: u64,
     /// The catalog's seed file [default: the shipped data/toys.json].
     pub seed_file: Option<PathBuf>,
+    /// How the order replicas agree (the replicas and the front-end get it).
+    pub replication: Replication,
 }
+
+impl Options {
+    /// The defaults, in replication mode `mode`.
+    pub fn in_mode(mode: Replication) -> Options {
+        Options {
+            replication: mode,
+            ..Options::default()
+        }
+    }
+}
+
+/// Makes each named test body — an `async fn(Replication)` of the enclosing module —
+/// a test in both replication modes: `<module>::primary_backup::<name>` and
+/// `<module>::raft::<name>`.
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod primary_backup {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(common::wire::Replication::PrimaryBackup).await
+                }
+            )*
+        }
+        mod raft {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(common::wire::Replication::Raft).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use in_both_modes;
 
 impl Default for Options {
     fn default() -> Self {
@@ -42,6 +79,7 @@ impl Default for Options {
             failover_ms: 20_000,
             fill_delay_ms: 0,
             seed_file: None,
+            replication: Replication::PrimaryBackup,
         }
     }
 }
@@ -237,7 +275,8 @@ impl Cluster {
             );
             c
         };
-        cmd.env("TOYSTORE_CLUSTER_TOKEN", &self.token)
+        cmd.env("TOYSTORE_REPLICATION", self.opts.replication.to_string())
+            .env("TOYSTORE_CLUSTER_TOKEN", &self.token)
             .env("TOYSTORE_CATALOG_URL", self.url("catalog"))
             .env("TOYSTORE_REPLICAS", self.replicas_arg())
             .env(
@@ -443,6 +482,26 @@ impl Cluster {
     /// The front-end's cache figures.
     pub async fn cache_stats(&self) -> CacheStats {
         self.frontend_health().await.cache
+    }
+
+    /// The leader the front-end uses now (waits up to 10 s for it to know one).
+    pub async fn leader(&self) -> u32 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(id) = self.frontend_health().await.leader {
+                return id;
+            }
+            assert!(Instant::now() < deadline, "the front-end knows no leader");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A replica that is not the front-end's leader.
+    pub async fn follower(&self) -> u32 {
+        let leader = self.leader().await;
+        (1..=self.opts.replicas)
+            .find(|id| *id != leader)
+            .expect("a follower")
     }
 
     /// `GET /health` of replica `id`.

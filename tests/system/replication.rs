@@ -1,14 +1,22 @@
 //! Three replicas: failover, catch-up, divergent-tail repair and whole-cluster
-//! restarts, with SIGKILL.
+//! restarts, with SIGKILL. The tests that are not about the lab's leader-selection
+//! rule or primary-backup's write path run in both replication modes.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::wire::Replication;
 use serde_json::json;
 
-use crate::helpers::{eventually, Cluster, Options};
+use crate::helpers::{eventually, in_both_modes, Cluster, Options};
+
+in_both_modes!(
+    killing_the_leader_while_clients_order_fails_no_request,
+    a_restarted_follower_catches_up_before_it_is_ready,
+    killing_every_replica_at_once_loses_no_acknowledged_order,
+);
 
 const TOYS: [&str; 4] = ["Tux", "LEGO", "Rubik's Cube", "Play-Doh"];
 
@@ -39,11 +47,10 @@ async fn start_with_faulty_leader() -> Cluster {
     cluster
 }
 
-#[tokio::test]
-async fn killing_the_leader_while_clients_order_fails_no_request() {
+async fn killing_the_leader_while_clients_order_fails_no_request(mode: Replication) {
     let mut cluster = Cluster::start(Options {
         initial_stock: 100_000,
-        ..Options::default()
+        ..Options::in_mode(mode)
     })
     .await;
     let acked = Arc::new(AtomicUsize::new(0));
@@ -81,20 +88,27 @@ async fn killing_the_leader_while_clients_order_fails_no_request() {
         })
         .await
     );
-    assert_eq!(cluster.frontend_health().await.leader, Some(3));
-    cluster.kill("order3");
+    let leader = cluster.leader().await;
+    if mode == Replication::PrimaryBackup {
+        assert_eq!(leader, 3, "the highest id leads");
+    }
+    cluster.kill(&format!("order{leader}"));
 
     let mut placed = Vec::new();
     for client in clients {
         placed.extend(client.await.expect("client task"));
     }
     assert_eq!(placed.len(), 160);
-    assert_eq!(cluster.frontend_health().await.leader, Some(2));
+    let next = cluster.leader().await;
+    assert_ne!(next, leader);
+    if mode == Replication::PrimaryBackup {
+        assert_eq!(next, 2, "the highest id left leads");
+    }
     verify_all(&cluster, &placed).await;
 
-    cluster.start_service("order3").await;
+    cluster.start_service(&format!("order{leader}")).await;
     cluster.converged().await;
-    assert_eq!(cluster.replica(3).await["orders"], json!(160));
+    assert_eq!(cluster.replica(leader).await["orders"], json!(160));
     for toy in TOYS {
         let sold: u64 = placed.iter().filter(|p| p.1 == toy).map(|p| p.2).sum();
         assert_eq!(
@@ -105,14 +119,15 @@ async fn killing_the_leader_while_clients_order_fails_no_request() {
     }
 }
 
-#[tokio::test]
-async fn a_restarted_follower_catches_up_before_it_is_ready() {
-    let mut cluster = Cluster::start(Options::default()).await;
+async fn a_restarted_follower_catches_up_before_it_is_ready(mode: Replication) {
+    let mut cluster = Cluster::start(Options::in_mode(mode)).await;
     let mut placed = Vec::new();
     for i in 0..5u64 {
         placed.push((cluster.order_ok("Uno", 1 + i % 2).await, "Uno", 1 + i % 2));
     }
-    cluster.kill("order1");
+    let follower = cluster.follower().await;
+    let name = format!("order{follower}");
+    cluster.kill(&name);
     for i in 0..30u64 {
         placed.push((
             cluster.order_ok("Chess", 1 + i % 2).await,
@@ -120,9 +135,9 @@ async fn a_restarted_follower_catches_up_before_it_is_ready() {
             1 + i % 2,
         ));
     }
-    cluster.start_service("order1").await;
+    cluster.start_service(&name).await;
     // Ready means caught up: it holds everything at once, without a new order.
-    let status = cluster.replica(1).await;
+    let status = cluster.replica(follower).await;
     assert_eq!(
         (status["orders"].clone(), status["last_order"].clone()),
         (json!(35), json!(34))
@@ -133,7 +148,7 @@ async fn a_restarted_follower_catches_up_before_it_is_ready() {
     placed.push((cluster.order_ok("Uno", 1).await, "Uno", 1));
     let after = cluster.converged().await;
     assert_ne!(digest, after);
-    assert_eq!(cluster.replica(1).await["orders"], json!(36));
+    assert_eq!(cluster.replica(follower).await["orders"], json!(36));
     verify_all(&cluster, &placed).await;
 }
 
@@ -222,9 +237,8 @@ async fn a_leader_crash_mid_request_is_invisible_to_the_client() {
     }
 }
 
-#[tokio::test]
-async fn killing_every_replica_at_once_loses_no_acknowledged_order() {
-    let mut cluster = Cluster::start(Options::default()).await;
+async fn killing_every_replica_at_once_loses_no_acknowledged_order(mode: Replication) {
+    let mut cluster = Cluster::start(Options::in_mode(mode)).await;
     let mut placed = Vec::new();
     for i in 0..25u64 {
         let toy = TOYS[i as usize % TOYS.len()];

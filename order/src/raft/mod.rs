@@ -23,6 +23,7 @@ pub mod network;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,9 +72,9 @@ pub type NodeId = u64;
 pub type Node = BasicNode;
 pub type Entry = openraft::Entry<TypeConfig>;
 
-/// Raft's timing, from the replica's flags.
+/// Raft's settings, from the replica's flags.
 #[derive(Debug, Clone, Copy)]
-pub struct RaftTiming {
+pub struct RaftSettings {
     /// How often the leader sends heartbeats.
     pub heartbeat: Duration,
     /// Shortest election timeout; each timeout is drawn between this and twice it.
@@ -82,6 +83,8 @@ pub struct RaftTiming {
     pub commit: Duration,
     /// How long a read may wait for the leader to confirm its leadership.
     pub read: Duration,
+    /// Log entries between snapshots; as many are kept after the log is purged.
+    pub snapshot_entries: u64,
 }
 
 fn to_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, bincode::error::EncodeError> {
@@ -106,10 +109,15 @@ pub struct RaftNode {
 struct Inner {
     id: u32,
     raft: Raft<TypeConfig>,
+    /// Set once this replica has applied everything its leader had committed when
+    /// it asked (after a start); until then it is not ready. A restarted follower
+    /// learns of the leader from its first heartbeat, before it has the entries it
+    /// missed: knowing the leader alone does not mean caught up.
+    caught_up: AtomicBool,
     store: Store,
     log: log::LogStore,
     queue: mpsc::Sender<Submit>,
-    timing: RaftTiming,
+    settings: RaftSettings,
 }
 
 impl RaftNode {
@@ -119,23 +127,24 @@ impl RaftNode {
     pub async fn start(
         id: u32,
         store: Store,
-        peers: Vec<(u32, Url)>,
+        replicas: &[(u32, Url)],
         cluster: ClusterClient,
-        timing: RaftTiming,
+        settings: RaftSettings,
     ) -> Result<Self, OrderError> {
+        let peers: Vec<(u32, Url)> = replicas.iter().filter(|(p, _)| *p != id).cloned().collect();
         store.claim_mode(Replication::Raft)?;
         let log = log::LogStore::open(store.db())?;
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
         let config = openraft::Config {
             cluster_name: "toystore".into(),
-            heartbeat_interval: millis(timing.heartbeat),
-            election_timeout_min: millis(timing.election),
-            election_timeout_max: millis(timing.election).saturating_mul(2),
-            install_snapshot_timeout: millis(timing.commit),
+            heartbeat_interval: millis(settings.heartbeat),
+            election_timeout_min: millis(settings.election),
+            election_timeout_max: millis(settings.election).saturating_mul(2),
+            install_snapshot_timeout: millis(settings.commit),
             max_payload_entries: 64,
             snapshot_max_chunk_size: 1 << 20,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
-            max_in_snapshot_log_to_keep: 1000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_entries),
+            max_in_snapshot_log_to_keep: settings.snapshot_entries,
             ..Default::default()
         }
         .validate()
@@ -152,31 +161,33 @@ impl RaftNode {
         .map_err(|e| OrderError::Storage(format!("raft did not start: {e}")))?;
 
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_loop(raft.clone(), rx, id, timing.commit));
+        tokio::spawn(write_loop(raft.clone(), rx, id, settings.commit));
         let node = RaftNode {
             inner: Arc::new(Inner {
                 id,
                 raft,
+                caught_up: AtomicBool::new(false),
                 store,
                 log,
                 queue,
-                timing,
+                settings,
             }),
         };
+        let client = OrderClient::new(cluster);
+        tokio::spawn(catch_up(node.clone(), client.clone(), peers.clone()));
         if peers.iter().all(|(p, _)| *p > id) {
-            let members: BTreeMap<NodeId, Node> = std::iter::once((id, None))
-                .chain(peers.iter().map(|(p, u)| (*p, Some(u))))
-                .map(|(p, u)| {
-                    let addr = u.map(|u| u.to_string()).unwrap_or_default();
-                    (u64::from(p), BasicNode { addr })
+            let members: BTreeMap<NodeId, Node> = replicas
+                .iter()
+                .map(|(p, url)| {
+                    (
+                        u64::from(*p),
+                        BasicNode {
+                            addr: url.to_string(),
+                        },
+                    )
                 })
                 .collect();
-            tokio::spawn(initialize(
-                node.clone(),
-                members,
-                OrderClient::new(cluster),
-                peers,
-            ));
+            tokio::spawn(initialize(node.clone(), members, client, peers));
         }
         Ok(node)
     }
@@ -222,7 +233,7 @@ impl RaftNode {
         }
         self.check_writable()?;
         match tokio::time::timeout(
-            self.inner.timing.read,
+            self.inner.settings.read,
             self.inner.raft.ensure_linearizable(),
         )
         .await
@@ -262,8 +273,11 @@ impl RaftNode {
             } else {
                 Role::Follower
             },
-            // Knows a leader and has applied everything it knows committed.
-            ready: leader.is_some() && applied >= committed,
+            // Caught up once, knows a leader and has applied everything it knows
+            // committed.
+            ready: self.inner.caught_up.load(Ordering::SeqCst)
+                && leader.is_some()
+                && applied >= committed,
             epoch: m.current_term,
             leader,
             last_order: last.as_ref().map(|r| r.number),
@@ -309,6 +323,48 @@ impl RaftNode {
     }
 }
 
+/// Marks the replica caught up once it leads, or once it has applied what its leader
+/// reports committed; ends then, or when the node stops.
+async fn catch_up(node: RaftNode, client: OrderClient, peers: Vec<(u32, Url)>) {
+    let inner = &node.inner;
+    let mut metrics = inner.raft.metrics();
+    loop {
+        let (leader, applied, stopped) = {
+            let m = metrics.borrow_and_update();
+            (
+                m.current_leader,
+                m.last_applied.map(|l| l.index),
+                m.running_state.is_err(),
+            )
+        };
+        if stopped {
+            return;
+        }
+        let target = match leader {
+            Some(l) if l == u64::from(inner.id) => None,
+            Some(l) => peers.iter().find(|(p, _)| u64::from(*p) == l),
+            None => {
+                let _ = metrics.changed().await;
+                continue;
+            }
+        };
+        let caught_up = match target {
+            None => true,
+            Some((_, url)) => match client.status_within(url, inner.settings.read).await {
+                Ok(s) => s.mode == Replication::Raft && applied >= s.commit_index,
+                Err(_) => false,
+            },
+        };
+        if caught_up {
+            inner.caught_up.store(true, Ordering::SeqCst);
+            tracing::info!(applied, "caught up with the raft group");
+            return;
+        }
+        // Wait for progress (or a little while, if the leader could not be asked).
+        let _ = tokio::time::timeout(inner.settings.heartbeat, metrics.changed()).await;
+    }
+}
+
 /// Initialises the group with every configured replica, unless a peer already
 /// belongs to one (this replica's data was lost while the others kept theirs).
 async fn initialize(
@@ -322,7 +378,10 @@ async fn initialize(
         return;
     }
     for (peer, url) in &peers {
-        if let Ok(s) = client.status_within(url, node.inner.timing.election).await {
+        if let Ok(s) = client
+            .status_within(url, node.inner.settings.election)
+            .await
+        {
             if s.epoch > 0 || s.leader.is_some() {
                 tracing::info!(
                     peer,
