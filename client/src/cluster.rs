@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use common::client::{CatalogClient, ClusterClient, OrderClient};
 use common::config::Replicas;
-use common::wire::{CacheStats, FrontendHealth, OrderRecord, ReplicaStatus, Role, StockTotals};
+use common::wire::{
+    CacheStats, FrontendHealth, OrderRecord, ReplicaStatus, Replication, Role, StockTotals,
+};
 use reqwest::Url;
 
 use crate::ClientError;
@@ -24,6 +26,8 @@ pub struct RunSh {
     pub data_dir: PathBuf,
     /// Stock of every toy, so that the experiment does not just sell out.
     pub initial_stock: u64,
+    /// How the order replicas agree.
+    pub replication: Replication,
 }
 
 impl RunSh {
@@ -45,7 +49,8 @@ impl RunSh {
                 .map_err(|e| ClientError::Other(format!("{}: {e}", self.data_dir.display())))?;
         }
         println!(
-            "starting a cluster on ports {}-{} with data in {}",
+            "starting a cluster ({} replication) on ports {}-{} with data in {}",
+            self.replication,
             self.port_base + 80,
             self.port_base + 93,
             self.data_dir.display()
@@ -76,6 +81,7 @@ impl RunSh {
             .env("ORDER2_PORT", port(92))
             .env("ORDER3_PORT", port(93))
             .env("CATALOG_INITIAL_STOCK", self.initial_stock.to_string())
+            .env("TOYSTORE_REPLICATION", self.replication.to_string())
             .env("RUST_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);

@@ -12,6 +12,7 @@ use client::cluster::{Inspector, RunSh};
 use client::session::{run_sessions, Plan};
 use client::ClientError;
 use common::config::parse_url;
+use common::wire::Replication;
 use reqwest::Url;
 
 #[derive(Parser)]
@@ -162,6 +163,9 @@ struct ClusterArgs {
     /// Initial stock of every toy (large, so that toys do not just sell out).
     #[arg(long, default_value_t = 1_000_000)]
     initial_stock: u64,
+    /// How the order replicas agree: primary-backup or raft.
+    #[arg(long, env = "TOYSTORE_REPLICATION", value_enum, default_value_t = Replication::PrimaryBackup)]
+    replication: Replication,
 }
 
 impl ClusterArgs {
@@ -173,6 +177,7 @@ impl ClusterArgs {
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from("data").join(command)),
             initial_stock: self.initial_stock,
+            replication: self.replication,
         }
     }
 }
@@ -314,11 +319,21 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
             if hosts.hosts {
                 let interval = Duration::from_millis(interval_ms);
                 let down = Duration::from_millis(down_ms);
-                let env = vec![(
-                    "CATALOG_INITIAL_STOCK".to_string(),
-                    cluster.initial_stock.to_string(),
-                )];
-                return run_hosts(hosts, env, load, interval, down, seed, report, command).await;
+                let env = vec![
+                    (
+                        "CATALOG_INITIAL_STOCK".to_string(),
+                        cluster.initial_stock.to_string(),
+                    ),
+                    (
+                        "TOYSTORE_REPLICATION".to_string(),
+                        cluster.replication.to_string(),
+                    ),
+                ];
+                let mode = cluster.replication;
+                return run_hosts(
+                    hosts, env, mode, load, interval, down, seed, report, command,
+                )
+                .await;
             }
             let kill_only = hosts
                 .nemesis
@@ -361,6 +376,7 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
 async fn run_hosts(
     hosts: HostsArgs,
     env: Vec<(String, String)>,
+    mode: Replication,
     load: Plan,
     interval: Duration,
     down: Duration,
@@ -398,6 +414,7 @@ async fn run_hosts(
         ),
         interval,
         down,
+        mode,
         replicate_timeout: Duration::from_secs(3),
         lease: Duration::from_secs(2),
         seed,

@@ -370,6 +370,25 @@ impl Lab {
 
     /// Starts `host`'s service with the guide's commands and waits until it is healthy.
     pub async fn start(&self, host: &str) -> Result<(), ClientError> {
+        self.spawn(host)?;
+        self.wait_healthy(host).await
+    }
+
+    /// Starts several services at once, then waits until each is healthy (Raft
+    /// replicas are ready only once a majority of them runs).
+    pub async fn start_all(&self, hosts: &[String]) -> Result<(), ClientError> {
+        for host in hosts {
+            self.spawn(host)?;
+        }
+        for host in hosts {
+            self.wait_healthy(host).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs the guide's start block of `host` in its namespace, in its own process
+    /// group, logging to the host's `service.log`.
+    fn spawn(&self, host: &str) -> Result<(), ClientError> {
         let blocks = self.guide.blocks_on(host);
         let Some(start) = blocks.iter().find(|b| b.contains("--listen")) else {
             return Err(err(format!("the guide does not say how to start {host}")));
@@ -402,7 +421,7 @@ impl Lab {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(host.to_string(), child);
-        self.wait_healthy(host).await
+        Ok(())
     }
 
     async fn wait_healthy(&self, host: &str) -> Result<(), ClientError> {

@@ -84,6 +84,14 @@ enum Attempt<T> {
     Retry,
 }
 
+/// Among replica statuses, the ready leader at the highest term.
+fn best_leader(statuses: &[(u32, ReplicaStatus)]) -> Option<&(u32, ReplicaStatus)> {
+    statuses
+        .iter()
+        .filter(|(_, s)| s.role == Role::Leader && s.ready)
+        .max_by_key(|(_, s)| s.epoch)
+}
+
 /// True when a failure means "try another leader" rather than "tell the client".
 fn worth_failing_over(e: &PeerError) -> bool {
     match e {
@@ -234,10 +242,10 @@ impl Leaders {
     /// Asks every replica for its status and makes the highest ready id the leader
     /// (in Raft mode: finds the leader).
     async fn select(&self) -> Option<Leader> {
-        let statuses = self.statuses().await;
         if self.mode == Replication::Raft {
-            return self.discover(&statuses);
+            return self.discover().await;
         }
+        let statuses = self.statuses(|_| false).await;
         let mut epoch = statuses
             .iter()
             .map(|(_, s)| s.epoch)
@@ -290,11 +298,20 @@ impl Leaders {
 
     /// Raft mode: the replica that says it leads and is ready, at the highest term (a
     /// leader cut off from its followers still says it leads, at an older term).
-    fn discover(&self, statuses: &[(u32, ReplicaStatus)]) -> Option<Leader> {
-        let (id, status) = statuses
-            .iter()
-            .filter(|(_, s)| s.role == Role::Leader && s.ready)
-            .max_by_key(|(_, s)| s.epoch)?;
+    ///
+    /// It need not wait for a stalled replica's status: once a majority has answered
+    /// and one of them leads at the highest term any of them knows, no newer leader
+    /// can exist (its election would have needed one of that majority).
+    async fn discover(&self) -> Option<Leader> {
+        let majority = self.replicas.0.len() / 2 + 1;
+        let settled = |answered: &[(u32, ReplicaStatus)]| {
+            answered.len() >= majority
+                && best_leader(answered).is_some_and(|(_, leader)| {
+                    answered.iter().all(|(_, s)| s.epoch <= leader.epoch)
+                })
+        };
+        let statuses = self.statuses(settled).await;
+        let (id, status) = best_leader(&statuses)?;
         let url = self.replicas.url(*id)?.clone();
         Some(Leader {
             id: *id,
@@ -319,7 +336,12 @@ impl Leaders {
         }
     }
 
-    async fn statuses(&self) -> Vec<(u32, ReplicaStatus)> {
+    /// Every replica's status (those that answer within the status timeout), or fewer
+    /// as soon as `enough` says the answers so far settle the question.
+    async fn statuses(
+        &self,
+        enough: impl Fn(&[(u32, ReplicaStatus)]) -> bool,
+    ) -> Vec<(u32, ReplicaStatus)> {
         let mut set = tokio::task::JoinSet::new();
         for (id, url) in &self.replicas.0 {
             let (id, url, client) = (*id, url.clone(), self.client.clone());
@@ -330,6 +352,9 @@ impl Leaders {
         while let Some(done) = set.join_next().await {
             if let Ok(Ok(status)) = done {
                 out.push(status);
+                if enough(&out) {
+                    break;
+                }
             }
         }
         out

@@ -82,8 +82,9 @@ pub struct Config {
     pub raft_heartbeat_ms: u64,
 
     /// Raft mode: shortest election timeout, in ms (each is drawn between this and
-    /// twice it); must exceed the heartbeat.
-    #[arg(long, env = "ORDER_RAFT_ELECTION_MS", default_value_t = 750,
+    /// twice it; a follower that heard a leader also waits out the leader's lease,
+    /// twice this); must exceed the heartbeat.
+    #[arg(long, env = "ORDER_RAFT_ELECTION_MS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub raft_election_ms: u64,
 

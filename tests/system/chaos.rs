@@ -72,11 +72,13 @@ async fn a_short_chaos_run_passes_every_check() {
     assert!(stdout.contains("4 replicas killed"), "{stdout}");
 }
 
-/// The multi-host run (`client chaos --hosts`) in a short version: five network
+/// The multi-host run (`client chaos --hosts`) in a short version, in both replication
+/// modes one after the other (the namespaces have fixed names): five network
 /// namespaces set up by following docs/DEPLOY.md, and a nemesis that kills, pauses and
-/// partitions the leader, a follower and the catalog, then runs the two admitted lossy
-/// schedules; every check must pass. Needs root (CI runs as root and sets
-/// `TOYSTORE_REQUIRE_NETNS=1`, so there it cannot be skipped).
+/// partitions the leader, a follower and the catalog, then runs the two schedules
+/// primary-backup admits can lose orders (in Raft mode they must lose none); every
+/// check must pass. Needs root (CI runs as root and sets `TOYSTORE_REQUIRE_NETNS=1`,
+/// so there it cannot be skipped).
 #[tokio::test]
 async fn a_short_multi_host_chaos_run_passes_every_check() {
     if !client_is_root() {
@@ -87,6 +89,12 @@ async fn a_short_multi_host_chaos_run_passes_every_check() {
         eprintln!("skipped: the multi-host chaos test needs root (network namespaces)");
         return;
     }
+    for mode in ["primary-backup", "raft"] {
+        multi_host_chaos_passes(mode).await;
+    }
+}
+
+async fn multi_host_chaos_passes(mode: &str) {
     let bins = bin_dir();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let work = tempfile::tempdir().expect("temp dir");
@@ -100,6 +108,8 @@ async fn a_short_multi_host_chaos_run_passes_every_check() {
             "--lossy",
             "--sessions",
             "3",
+            "--replication",
+            mode,
         ])
         .args(["--interval-ms", "1000", "--down-ms", "2000"])
         .arg("--guide")
@@ -118,7 +128,7 @@ async fn a_short_multi_host_chaos_run_passes_every_check() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success() && stdout.contains("all checks passed"),
-        "chaos --hosts failed:\n{stdout}\n{stderr}"
+        "chaos --hosts ({mode}) failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("10 of 10 faults applied"), "{stdout}");
 }

@@ -535,6 +535,11 @@ impl Cluster {
         panic!("replicas did not converge: {last:#?}");
     }
 
+    /// The whole log of a service.
+    pub fn log_text(&self, service: &str) -> String {
+        std::fs::read_to_string(self.log_path(service)).unwrap_or_default()
+    }
+
     /// Tail of a service's log (for failure messages).
     pub fn log_tail(&self, service: &str) -> String {
         let mut text = String::new();

@@ -9,4 +9,5 @@ mod chaos;
 mod crash;
 mod faults;
 mod helpers;
+mod raft;
 mod replication;
