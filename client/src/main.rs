@@ -100,6 +100,10 @@ enum Command {
         /// Where PERFORMANCE.md goes.
         #[arg(long, default_value = "docs")]
         out: PathBuf,
+        /// Orders a follower misses (in each mode) before its catch-up is timed; 0
+        /// skips the measurement.
+        #[arg(long, default_value_t = 100_000)]
+        catch_up: u64,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -275,6 +279,7 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
         Command::Bench {
             duration,
             out,
+            catch_up,
             cluster,
         } => {
             let client_exe =
@@ -284,6 +289,7 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
                     run_sh,
                     duration,
                     client_exe,
+                    catch_up,
                     out,
                     command: format!("cargo run --release -p client -- {command_line}"),
                 })

@@ -5,9 +5,15 @@ use serde_json::json;
 
 use crate::helpers::{in_both_modes, Cluster, Options};
 
+// Every test here runs in both replication modes.
 in_both_modes!(
     products_orders_and_order_reads_have_the_spec_shapes,
+    a_trailing_slash_is_accepted_but_an_empty_name_is_not,
+    a_whole_quantity_written_as_a_decimal_is_refused_and_says_why,
+    names_match_case_insensitively_and_may_be_url_encoded,
+    bad_input_gets_json_errors_and_changes_nothing,
     a_retried_order_with_the_same_key_is_applied_once,
+    internal_endpoints_refuse_requests_without_the_token,
     unreachable_services_give_503,
 );
 
@@ -55,11 +61,10 @@ async fn products_orders_and_order_reads_have_the_spec_shapes(mode: Replication)
     }
 }
 
-#[tokio::test]
-async fn a_trailing_slash_is_accepted_but_an_empty_name_is_not() {
+async fn a_trailing_slash_is_accepted_but_an_empty_name_is_not(mode: Replication) {
     let cluster = Cluster::start(Options {
         replicas: 1,
-        ..Options::default()
+        ..Options::in_mode(mode)
     })
     .await;
     let (status, body) = cluster.get("/products/Tux/").await;
@@ -89,11 +94,10 @@ async fn a_trailing_slash_is_accepted_but_an_empty_name_is_not() {
     }
 }
 
-#[tokio::test]
-async fn a_whole_quantity_written_as_a_decimal_is_refused_and_says_why() {
+async fn a_whole_quantity_written_as_a_decimal_is_refused_and_says_why(mode: Replication) {
     let cluster = Cluster::start(Options {
         replicas: 1,
-        ..Options::default()
+        ..Options::in_mode(mode)
     })
     .await;
     let resp = cluster
@@ -110,11 +114,10 @@ async fn a_whole_quantity_written_as_a_decimal_is_refused_and_says_why() {
     assert_eq!(cluster.catalog_quantity("Tux").await, 100);
 }
 
-#[tokio::test]
-async fn names_match_case_insensitively_and_may_be_url_encoded() {
+async fn names_match_case_insensitively_and_may_be_url_encoded(mode: Replication) {
     let cluster = Cluster::start(Options {
         replicas: 1,
-        ..Options::default()
+        ..Options::in_mode(mode)
     })
     .await;
     let (status, body) = cluster.get("/products/rubik's%20cUBE").await;
@@ -141,12 +144,11 @@ async fn names_match_case_insensitively_and_may_be_url_encoded() {
     );
 }
 
-#[tokio::test]
-async fn bad_input_gets_json_errors_and_changes_nothing() {
+async fn bad_input_gets_json_errors_and_changes_nothing(mode: Replication) {
     let cluster = Cluster::start(Options {
         replicas: 1,
         initial_stock: 5,
-        ..Options::default()
+        ..Options::in_mode(mode)
     })
     .await;
     let url = format!("{}/orders", cluster.url("frontend"));
@@ -264,11 +266,10 @@ async fn a_retried_order_with_the_same_key_is_applied_once(mode: Replication) {
     assert_eq!(cluster.catalog_quantity("Barbie").await, 94);
 }
 
-#[tokio::test]
-async fn internal_endpoints_refuse_requests_without_the_token() {
+async fn internal_endpoints_refuse_requests_without_the_token(mode: Replication) {
     let cluster = Cluster::start(Options {
         replicas: 2,
-        ..Options::default()
+        ..Options::in_mode(mode)
     })
     .await;
     let http = &cluster.http;
@@ -289,17 +290,26 @@ async fn internal_endpoints_refuse_requests_without_the_token() {
             cluster.url("order2") + "/orders",
             json!({"name": "Tux", "quantity": 5, "key": "k"}),
         ),
-        (
-            cluster.url("order1") + "/internal/leader",
-            json!({"leader_id": 1, "epoch": 99}),
-        ),
-        (
-            cluster.url("order1") + "/internal/replicate",
-            json!({"leader_id": 2, "epoch": 99, "prev": null,
-                   "entries": [{"number": 0, "name": "Tux", "quantity": 5, "key": "k", "epoch": 99}]}),
-        ),
     ];
-    for (url, body) in attempts {
+    // The replicas' own messages, in the mode's protocol.
+    let protocol = match mode {
+        Replication::PrimaryBackup => [
+            (
+                cluster.url("order1") + "/internal/leader",
+                json!({"leader_id": 1, "epoch": 99}),
+            ),
+            (
+                cluster.url("order1") + "/internal/replicate",
+                json!({"leader_id": 2, "epoch": 99, "prev": null,
+                       "entries": [{"number": 0, "name": "Tux", "quantity": 5, "key": "k", "epoch": 99}]}),
+            ),
+        ],
+        Replication::Raft => [
+            (cluster.url("order1") + "/internal/raft/vote", json!({})),
+            (cluster.url("order1") + "/internal/raft/append", json!({})),
+        ],
+    };
+    for (url, body) in attempts.into_iter().chain(protocol) {
         for token in [None, Some("wrong-token")] {
             let mut req = http.post(&url).json(&body);
             if let Some(t) = token {
@@ -323,7 +333,9 @@ async fn internal_endpoints_refuse_requests_without_the_token() {
             (json!(0), json!(1))
         );
     }
-    assert_eq!(cluster.frontend_health().await.leader, Some(2));
+    if mode == Replication::PrimaryBackup {
+        assert_eq!(cluster.frontend_health().await.leader, Some(2));
+    }
 
     // With the token, malformed internal requests get the JSON error shape too.
     let resp = http

@@ -2,9 +2,18 @@
 
 use std::time::Duration;
 
+use common::wire::Replication;
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, Cluster, Options};
+use crate::helpers::{eventually, in_both_modes, Cluster, Options};
+
+// Every test here runs in both replication modes.
+in_both_modes!(
+    repeated_lookups_hit_and_the_least_recently_used_toy_is_evicted,
+    an_order_shows_at_once_and_a_restock_within_its_period,
+    a_lookup_racing_an_invalidation_does_not_cache_the_old_quantity,
+    with_the_cache_off_every_lookup_reaches_the_catalog,
+);
 
 /// The invalidation count once it has stopped changing for a while.
 async fn settled_invalidations(cluster: &Cluster) -> u64 {
@@ -19,12 +28,11 @@ async fn settled_invalidations(cluster: &Cluster) -> u64 {
     last
 }
 
-#[tokio::test]
-async fn repeated_lookups_hit_and_the_least_recently_used_toy_is_evicted() {
+async fn repeated_lookups_hit_and_the_least_recently_used_toy_is_evicted(mode: Replication) {
     let cluster = Cluster::start(Options {
         replicas: 1,
         cache_capacity: 3,
-        ..Options::default()
+        ..Options::in_mode(mode)
     })
     .await;
     for _ in 0..3 {
@@ -60,14 +68,13 @@ async fn repeated_lookups_hit_and_the_least_recently_used_toy_is_evicted() {
     }
 }
 
-#[tokio::test]
-async fn an_order_shows_at_once_and_a_restock_within_its_period() {
+async fn an_order_shows_at_once_and_a_restock_within_its_period(mode: Replication) {
     let cluster = Cluster::start(Options {
         replicas: 1,
         initial_stock: 4,
         restock_amount: 9,
         restock_period_ms: 500,
-        ..Options::default()
+        ..Options::in_mode(mode)
     })
     .await;
     assert_eq!(cluster.quantity("Clue").await, 4);
@@ -88,14 +95,13 @@ async fn an_order_shows_at_once_and_a_restock_within_its_period() {
     );
 }
 
-#[tokio::test]
-async fn a_lookup_racing_an_invalidation_does_not_cache_the_old_quantity() {
+async fn a_lookup_racing_an_invalidation_does_not_cache_the_old_quantity(mode: Replication) {
     // Every cache fill waits 700 ms after reading the catalog, so a stock change can
     // land in between, deterministically.
     let cluster = Cluster::start(Options {
         replicas: 1,
         fill_delay_ms: 700,
-        ..Options::default()
+        ..Options::in_mode(mode)
     })
     .await;
     // The catalog announces every toy once at start; wait until those have arrived.
@@ -148,12 +154,11 @@ async fn a_lookup_racing_an_invalidation_does_not_cache_the_old_quantity() {
     assert_eq!(cluster.quantity("Slinky").await, 95);
 }
 
-#[tokio::test]
-async fn with_the_cache_off_every_lookup_reaches_the_catalog() {
+async fn with_the_cache_off_every_lookup_reaches_the_catalog(mode: Replication) {
     let cluster = Cluster::start(Options {
         replicas: 1,
         cache: false,
-        ..Options::default()
+        ..Options::in_mode(mode)
     })
     .await;
     for _ in 0..5 {

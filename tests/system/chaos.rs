@@ -6,10 +6,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::helpers::{bin_dir, free_port_base};
+use common::wire::Replication;
 
-#[tokio::test]
-async fn a_short_chaos_run_passes_every_check() {
+use crate::helpers::{bin_dir, free_port_base, in_both_modes};
+
+in_both_modes!(a_short_chaos_run_passes_every_check);
+
+async fn a_short_chaos_run_passes_every_check(mode: Replication) {
     let bins = bin_dir();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let data = tempfile::tempdir().expect("temp dir");
@@ -44,6 +47,8 @@ async fn a_short_chaos_run_passes_every_check() {
             "100000",
             "--port-base",
             &base,
+            "--replication",
+            &mode.to_string(),
         ])
         .arg("--data-dir")
         .arg(data.path().join("cluster"))

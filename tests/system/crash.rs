@@ -7,7 +7,11 @@ use serde_json::json;
 
 use crate::helpers::{eventually, in_both_modes, Cluster, Options};
 
-in_both_modes!(acknowledged_orders_and_stock_survive_kill_9);
+// Every test here runs in both replication modes.
+in_both_modes!(
+    acknowledged_orders_and_stock_survive_kill_9,
+    sold_out_toys_are_restocked_durably,
+);
 
 async fn acknowledged_orders_and_stock_survive_kill_9(mode: Replication) {
     let mut cluster = Cluster::start(Options {
@@ -45,14 +49,13 @@ async fn acknowledged_orders_and_stock_survive_kill_9(mode: Replication) {
     assert_eq!(cluster.order_ok("Uno", 1).await, 20);
 }
 
-#[tokio::test]
-async fn sold_out_toys_are_restocked_durably() {
+async fn sold_out_toys_are_restocked_durably(mode: Replication) {
     let mut cluster = Cluster::start(Options {
         replicas: 1,
         initial_stock: 3,
         restock_amount: 7,
         restock_period_ms: 300,
-        ..Options::default()
+        ..Options::in_mode(mode)
     })
     .await;
     cluster.order_ok("Frisbee", 3).await;

@@ -5,9 +5,18 @@
 
 use std::time::{Duration, Instant};
 
+use common::wire::Replication;
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, Cluster, Options};
+use crate::helpers::{eventually, in_both_modes, Cluster, Options};
+
+// The tests about the cache and the catalog run in both replication modes; the others
+// are about primary-backup's own protocol (raft's are in `raft.rs`).
+in_both_modes!(
+    a_restock_of_a_big_catalog_reaches_the_cache,
+    a_frontend_cut_off_from_the_catalog_stops_serving_its_cache,
+    stock_totals_are_one_snapshot_under_load,
+);
 
 /// Places `n` orders one after another; returns how many succeeded before `within`.
 async fn orders_within(cluster: &Cluster, n: usize, within: Duration) -> usize {
@@ -196,8 +205,7 @@ async fn an_order_is_not_readable_before_it_is_committed() {
     cluster.converged().await;
 }
 
-#[tokio::test]
-async fn a_restock_of_a_big_catalog_reaches_the_cache() {
+async fn a_restock_of_a_big_catalog_reaches_the_cache(mode: Replication) {
     // 200 toys with long names: the restock push names all of them at once, far
     // more than the public body limit of 16 KiB (it used to be refused and dropped).
     let seed_dir = tempfile::tempdir().expect("tempdir");
@@ -216,7 +224,7 @@ async fn a_restock_of_a_big_catalog_reaches_the_cache() {
         restock_amount: 5,
         restock_period_ms: 6_000,
         seed_file: Some(seed),
-        ..Options::default()
+        ..Options::in_mode(mode)
     })
     .await;
 
@@ -235,11 +243,10 @@ async fn a_restock_of_a_big_catalog_reaches_the_cache() {
     );
 }
 
-#[tokio::test]
-async fn a_frontend_cut_off_from_the_catalog_stops_serving_its_cache() {
+async fn a_frontend_cut_off_from_the_catalog_stops_serving_its_cache(mode: Replication) {
     let cluster = Cluster::start(Options {
         replicas: 1,
-        ..Options::default()
+        ..Options::in_mode(mode)
     })
     .await;
     cluster.quantity("Tux").await;
@@ -256,12 +263,11 @@ async fn a_frontend_cut_off_from_the_catalog_stops_serving_its_cache() {
     assert_eq!(cluster.cache_stats().await.lease_expiries, 1);
 }
 
-#[tokio::test]
-async fn stock_totals_are_one_snapshot_under_load() {
+async fn stock_totals_are_one_snapshot_under_load(mode: Replication) {
     let cluster = Cluster::start(Options {
         replicas: 1,
         initial_stock: 1_000_000,
-        ..Options::default()
+        ..Options::in_mode(mode)
     })
     .await;
     let mut clients = Vec::new();

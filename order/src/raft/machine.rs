@@ -35,6 +35,9 @@ const STATE: &[u8] = b"raft_machine";
 /// `meta` key of the newest snapshot's description.
 const SNAPSHOT: &[u8] = b"raft_snapshot";
 
+/// Most orders written in one transaction.
+const MAX_APPLY: usize = 4096;
+
 /// Where the machine stands; stored with every applied entry.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct SmState {
@@ -80,15 +83,16 @@ impl Machine {
         }
     }
 
-    /// Numbers the orders of one entry after `state.last_order`.
+    /// Numbers the orders of one entry after `state.last_order`, adding the new ones to
+    /// `written` (this apply's orders, not yet stored; `new_keys` indexes them).
     fn number(
         &self,
         state: &mut SmState,
+        written: &mut Vec<OrderRecord>,
+        new_keys: &mut HashMap<String, usize>,
         orders: Vec<NewOrder>,
         term: u64,
-    ) -> Result<(Vec<OrderRecord>, Vec<Placed>), StorageError<NodeId>> {
-        let mut written: Vec<OrderRecord> = Vec::with_capacity(orders.len());
-        let mut new_keys: HashMap<String, usize> = HashMap::new();
+    ) -> Result<Vec<Placed>, StorageError<NodeId>> {
         let mut placed = Vec::with_capacity(orders.len());
         for order in orders {
             let held = match new_keys.get(&order.key) {
@@ -115,7 +119,7 @@ impl Machine {
                 epoch: term,
             });
         }
-        Ok((written, placed))
+        Ok(placed)
     }
 }
 
@@ -162,25 +166,40 @@ impl RaftStateMachine<TypeConfig> for Machine {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        // The entries openraft hands over at once are applied in one transaction (or a
+        // few, when a replica catches up with many).
         let mut state = self.state()?;
         let mut replies = Vec::new();
+        let mut written = Vec::new();
+        let mut new_keys = HashMap::new();
         for entry in entries {
             state.applied = Some(entry.log_id);
-            let (written, placed) = match entry.payload {
-                EntryPayload::Blank => (Vec::new(), Vec::new()),
-                EntryPayload::Normal(batch) => {
-                    self.number(&mut state, batch.orders, entry.log_id.leader_id.term)?
-                }
+            let placed = match entry.payload {
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(batch) => self.number(
+                    &mut state,
+                    &mut written,
+                    &mut new_keys,
+                    batch.orders,
+                    entry.log_id.leader_id.term,
+                )?,
                 EntryPayload::Membership(m) => {
                     state.membership = StoredMembership::new(Some(entry.log_id), m);
-                    (Vec::new(), Vec::new())
+                    Vec::new()
                 }
             };
-            self.store
-                .add_with_meta(&written, &[(STATE, encode(&state)?)])
-                .map_err(store_error)?;
             replies.push(placed);
+            if written.len() >= MAX_APPLY {
+                self.store
+                    .add_with_meta(&written, &[(STATE, encode(&state)?)])
+                    .map_err(store_error)?;
+                written.clear();
+                new_keys.clear();
+            }
         }
+        self.store
+            .add_with_meta(&written, &[(STATE, encode(&state)?)])
+            .map_err(store_error)?;
         Ok(replies)
     }
 

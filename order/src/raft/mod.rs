@@ -43,7 +43,10 @@ use crate::store::Store;
 const MAX_BATCH: usize = 1024;
 
 /// Most log entries being committed at once; more orders wait and join a later entry.
-const IN_FLIGHT: usize = 8;
+/// Every entry costs a round of messages and a flush on each replica, so fewer,
+/// fuller entries carry more orders per second: measured at 32 clients, 1–2 entries
+/// in flight gave ~2,900 orders/s, 8 gave ~2,200 and 32 gave ~1,500.
+const IN_FLIGHT: usize = 2;
 
 /// A batch of bought orders: the payload of one log entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -298,6 +301,7 @@ impl RaftNode {
         let unreadable = |e: bincode::error::DecodeError| {
             OrderError::BadRequest(format!("unreadable raft message: {e}"))
         };
+        tracing::trace!(kind, bytes = body.len(), "raft message");
         let answer = match kind {
             "append" => to_bytes(
                 &raft
@@ -416,7 +420,13 @@ async fn write_loop(
         tokio::spawn(async move {
             let _slot = slot;
             let orders: Vec<NewOrder> = submits.iter().map(|s| s.order.clone()).collect();
+            let started = std::time::Instant::now();
             let written = tokio::time::timeout(wait, raft.client_write(Batch { orders })).await;
+            tracing::debug!(
+                orders = submits.len(),
+                commit_us = started.elapsed().as_micros() as u64,
+                "entry committed"
+            );
             match written {
                 Ok(Ok(response)) if response.data.len() == submits.len() => {
                     for (submit, placed) in submits.into_iter().zip(response.data) {
