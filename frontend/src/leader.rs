@@ -19,7 +19,7 @@
 //! abandoned and repeated on the new one at once.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +62,8 @@ pub struct Leader {
 pub struct Leaders {
     /// How the replicas agree: whether this front-end makes leaders or finds them.
     mode: Replication,
+    /// Set once a replica of another mode was reported (reported once).
+    mode_mismatch: AtomicBool,
     replicas: Replicas,
     client: OrderClient,
     /// The current leader; a watch so that requests waiting on a leader that gets
@@ -117,6 +119,7 @@ impl Leaders {
     ) -> Self {
         Leaders {
             mode,
+            mode_mismatch: AtomicBool::new(false),
             replicas,
             client,
             current: watch::Sender::new(None),
@@ -351,6 +354,20 @@ impl Leaders {
         let mut out = Vec::new();
         while let Some(done) = set.join_next().await {
             if let Ok(Ok(status)) = done {
+                if status.1.mode != self.mode {
+                    // A replica of the other mode cannot be led or followed by this
+                    // front-end; say so once, loudly, rather than fail quietly.
+                    if !self.mode_mismatch.swap(true, Ordering::SeqCst) {
+                        tracing::error!(
+                            replica = status.0,
+                            replica_mode = %status.1.mode,
+                            mode = %self.mode,
+                            "a replica runs another replication mode than this front-end \
+                             (set the same TOYSTORE_REPLICATION everywhere)"
+                        );
+                    }
+                    continue;
+                }
                 out.push(status);
                 if enough(&out) {
                     break;

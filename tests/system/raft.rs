@@ -134,3 +134,51 @@ async fn a_replica_far_behind_catches_up_by_snapshot() {
     cluster.converged().await;
     assert_eq!(cluster.replica(follower).await["orders"], json!(122));
 }
+
+#[tokio::test]
+async fn an_order_is_not_readable_before_a_majority_has_it() {
+    let mut cluster = Cluster::start(Options {
+        failover_ms: 30_000,
+        ..raft()
+    })
+    .await;
+    cluster.order_ok("Fox", 1).await;
+    let leader = cluster.leader().await;
+    let followers: Vec<String> = (1..=3)
+        .filter(|id| *id != leader)
+        .map(|id| format!("order{id}"))
+        .collect();
+    for f in &followers {
+        cluster.pause(f);
+    }
+    let http = cluster.http.clone();
+    let url = cluster.url("frontend");
+    let pending = tokio::spawn(async move {
+        let resp = http
+            .post(format!("{url}/orders"))
+            .json(&json!({"name": "Fox", "quantity": 1}))
+            .send()
+            .await
+            .expect("POST /orders");
+        (
+            resp.status().as_u16(),
+            resp.json::<serde_json::Value>().await,
+        )
+    });
+    // The leader has the order in its log, not committed: order 1 is not shown.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, body) = cluster
+        .get_from(&format!("order{leader}"), "/orders/1")
+        .await;
+    assert_ne!(status, 200, "an uncommitted order was readable: {body}");
+    assert_eq!(cluster.replica(leader).await["orders"], json!(1));
+
+    for f in &followers {
+        cluster.resume(f);
+    }
+    let (status, body) = pending.await.expect("order task");
+    assert_eq!(status, 200, "{body:?}");
+    let (status, body) = cluster.get("/orders/1").await;
+    assert_eq!((status, &body["data"]["name"]), (200, &json!("Fox")));
+    cluster.converged().await;
+}
