@@ -172,17 +172,7 @@ async fn an_order_is_not_readable_before_it_is_committed() {
 
     cluster.pause("order1");
     cluster.pause("order2");
-    let http = cluster.http.clone();
-    let url = cluster.url("frontend");
-    let pending = tokio::spawn(async move {
-        let resp = http
-            .post(format!("{url}/orders"))
-            .json(&json!({"name": "Fox", "quantity": 1}))
-            .send()
-            .await
-            .expect("POST /orders");
-        (resp.status().as_u16(), resp.json::<Value>().await)
-    });
+    let pending = cluster.order_in_background("Fox", 1);
     // The leader stores the order before it replicates it.
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -199,7 +189,7 @@ async fn an_order_is_not_readable_before_it_is_committed() {
     cluster.resume("order2");
     let (status, body) = pending.await.expect("order task");
     assert_eq!(status, 200);
-    assert_eq!(body.expect("json")["data"]["order_number"], json!(1));
+    assert_eq!(body["data"]["order_number"], json!(1));
     let (status, body) = cluster.get("/orders/1").await;
     assert_eq!((status, &body["data"]["name"]), (200, &json!("Fox")));
     cluster.converged().await;

@@ -451,6 +451,24 @@ impl Cluster {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// POST /orders on the front-end in a task of its own (for orders that wait on a
+    /// fault): its (status, JSON body) when it ends.
+    pub fn order_in_background(
+        &self,
+        name: &str,
+        quantity: u64,
+    ) -> tokio::task::JoinHandle<(u16, Value)> {
+        let req = self
+            .http
+            .post(format!("{}/orders", self.url("frontend")))
+            .json(&json!({"name": name, "quantity": quantity}));
+        tokio::spawn(async move {
+            let resp = req.send().await.expect("POST /orders");
+            let status = resp.status().as_u16();
+            (status, resp.json().await.unwrap_or(Value::Null))
+        })
+    }
+
     /// Places an order that must succeed; returns its number.
     pub async fn order_ok(&self, name: &str, quantity: u64) -> u64 {
         let (status, body) = self.order(name, quantity, None).await;

@@ -151,20 +151,7 @@ async fn an_order_is_not_readable_before_a_majority_has_it() {
     for f in &followers {
         cluster.pause(f);
     }
-    let http = cluster.http.clone();
-    let url = cluster.url("frontend");
-    let pending = tokio::spawn(async move {
-        let resp = http
-            .post(format!("{url}/orders"))
-            .json(&json!({"name": "Fox", "quantity": 1}))
-            .send()
-            .await
-            .expect("POST /orders");
-        (
-            resp.status().as_u16(),
-            resp.json::<serde_json::Value>().await,
-        )
-    });
+    let pending = cluster.order_in_background("Fox", 1);
     // The leader has the order in its log, not committed: order 1 is not shown.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, body) = cluster
@@ -177,7 +164,7 @@ async fn an_order_is_not_readable_before_a_majority_has_it() {
         cluster.resume(f);
     }
     let (status, body) = pending.await.expect("order task");
-    assert_eq!(status, 200, "{body:?}");
+    assert_eq!(status, 200, "{body}");
     let (status, body) = cluster.get("/orders/1").await;
     assert_eq!((status, &body["data"]["name"]), (200, &json!("Fox")));
     cluster.converged().await;
