@@ -95,7 +95,8 @@ pub struct Config {
     pub raft_snapshot_entries: u64,
 
     /// Test-only fault injection: `crash-before-replicate` makes a leader abort right
-    /// after storing a batch locally, before any follower has it.
+    /// after storing a batch locally (raft: appending an entry of orders to its log),
+    /// before any follower has it.
     #[arg(long, env = "ORDER_FAULT", hide = true)]
     pub fault: Option<Fault>,
 }
@@ -161,6 +162,7 @@ impl Config {
             commit: Duration::from_millis(self.replicate_timeout_ms),
             read: Duration::from_millis(self.read_wait_ms.max(1)),
             snapshot_entries: self.raft_snapshot_entries,
+            fault: self.fault,
         }
     }
 

@@ -10,9 +10,10 @@ use serde_json::{json, Value};
 
 use crate::helpers::{eventually, in_both_modes, Cluster, Options};
 
-// The tests about the cache and the catalog run in both replication modes; the others
-// are about primary-backup's own protocol (raft's are in `raft.rs`).
+// These run in both replication modes; the others here are about primary-backup's own
+// protocol messages and rules (raft's own are in `raft.rs`).
 in_both_modes!(
+    a_paused_follower_costs_one_timeout_not_one_per_order,
     a_restock_of_a_big_catalog_reaches_the_cache,
     a_frontend_cut_off_from_the_catalog_stops_serving_its_cache,
     stock_totals_are_one_snapshot_under_load,
@@ -33,28 +34,36 @@ async fn orders_within(cluster: &Cluster, n: usize, within: Duration) -> usize {
     placed
 }
 
-#[tokio::test]
-async fn a_paused_follower_costs_one_timeout_not_one_per_order() {
-    let mut cluster = Cluster::start(Options::default()).await;
+async fn a_paused_follower_costs_one_timeout_not_one_per_order(mode: Replication) {
+    let mut cluster = Cluster::start(Options::in_mode(mode)).await;
     cluster.order_ok("Tux", 1).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.follower().await;
+    let name = format!("order{follower}");
 
-    cluster.pause("order1");
+    cluster.pause(&name);
     // Each batch used to wait the full replication timeout (3 s) for the stalled
-    // follower: 20 orders took a minute. Now only the first one waits.
+    // follower: 20 orders took a minute. Now only the first one waits (raft: none,
+    // the leader and the other follower are a majority).
     let placed = orders_within(&cluster, 20, Duration::from_secs(15)).await;
     assert_eq!(placed, 20, "orders stalled behind a paused follower");
-    assert_eq!(cluster.replica(3).await["lagging"], json!([1]));
+    let primary_backup = mode == Replication::PrimaryBackup;
+    if primary_backup {
+        assert_eq!(cluster.replica(leader).await["lagging"], json!([follower]));
+    }
 
-    cluster.resume("order1");
+    cluster.resume(&name);
     cluster.converged().await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            cluster.replica(3).await["lagging"] == json!([])
-        })
-        .await,
-        "the resumed follower was not waited for again"
-    );
-    assert_eq!(cluster.replica(1).await["orders"], json!(21));
+    if primary_backup {
+        assert!(
+            eventually(Duration::from_secs(10), || async {
+                cluster.replica(leader).await["lagging"] == json!([])
+            })
+            .await,
+            "the resumed follower was not waited for again"
+        );
+    }
+    assert_eq!(cluster.replica(follower).await["orders"], json!(21));
 }
 
 #[tokio::test]

@@ -1,6 +1,5 @@
 //! Three replicas: failover, catch-up, divergent-tail repair and whole-cluster
-//! restarts, with SIGKILL. The tests that are not about the lab's leader-selection
-//! rule or primary-backup's write path run in both replication modes.
+//! restarts, with SIGKILL, in both replication modes.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +14,8 @@ use crate::helpers::{eventually, in_both_modes, Cluster, Options};
 in_both_modes!(
     killing_the_leader_while_clients_order_fails_no_request,
     a_restarted_follower_catches_up_before_it_is_ready,
+    a_leader_that_crashed_before_replicating_drops_its_unacknowledged_order,
+    a_leader_crash_mid_request_is_invisible_to_the_client,
     killing_every_replica_at_once_loses_no_acknowledged_order,
 );
 
@@ -34,17 +35,34 @@ async fn verify_all(cluster: &Cluster, placed: &[(u64, &str, u64)]) {
     }
 }
 
-/// A three-replica cluster whose leader (order3) aborts right after storing its first
-/// batch, before any follower has it.
-async fn start_with_faulty_leader() -> Cluster {
-    let mut cluster = Cluster::new(Options::default());
-    cluster.set_env("order3", "ORDER_FAULT", "crash-before-replicate");
+/// A three-replica cluster whose leader aborts right after storing its first batch,
+/// before any follower has it; returns the cluster and that leader's id. In
+/// primary-backup mode the leader is order3 (the highest id); in raft mode order1,
+/// which founds the group and is elected before order3 starts.
+async fn start_with_faulty_leader(mode: Replication) -> (Cluster, u32) {
+    let mut cluster = Cluster::new(Options::in_mode(mode));
+    let faulty = match mode {
+        Replication::PrimaryBackup => 3,
+        Replication::Raft => 1,
+    };
+    cluster.set_env(
+        &format!("order{faulty}"),
+        "ORDER_FAULT",
+        "crash-before-replicate",
+    );
     cluster.start_service("catalog").await;
-    for id in 1..=3 {
-        cluster.start_service(&format!("order{id}")).await;
+    // order1 and order2 first (a raft replica is ready only with a majority), then
+    // order3.
+    for id in [1, 2] {
+        cluster.spawn(&format!("order{id}"));
     }
+    for id in [1, 2] {
+        cluster.wait_healthy(&format!("order{id}")).await;
+    }
+    cluster.start_service("order3").await;
     cluster.start_service("frontend").await;
-    cluster
+    assert_eq!(cluster.leader().await, faulty, "the faulty replica leads");
+    (cluster, faulty)
 }
 
 async fn killing_the_leader_while_clients_order_fails_no_request(mode: Replication) {
@@ -152,22 +170,23 @@ async fn a_restarted_follower_catches_up_before_it_is_ready(mode: Replication) {
     verify_all(&cluster, &placed).await;
 }
 
-#[tokio::test]
-async fn a_leader_that_crashed_before_replicating_drops_its_unacknowledged_order() {
-    let mut cluster = start_with_faulty_leader().await;
-    assert_eq!(cluster.frontend_health().await.leader, Some(3));
+async fn a_leader_that_crashed_before_replicating_drops_its_unacknowledged_order(
+    mode: Replication,
+) {
+    let (mut cluster, faulty) = start_with_faulty_leader(mode).await;
+    let name = format!("order{faulty}");
 
     // An order sent straight to the leader (so no front-end retries it): the leader
     // takes the stock, stores order 0 and dies before any follower has it.
     let resp = cluster
         .http
-        .post(cluster.url("order3") + "/orders")
+        .post(cluster.url(&name) + "/orders")
         .header(common::TOKEN_HEADER, &cluster.token)
         .json(&json!({"name": "Twister", "quantity": 2, "key": "lost-ack"}))
         .send()
         .await;
     assert!(resp.is_err() || !resp.expect("response").status().is_success());
-    cluster.wait_exit("order3", Duration::from_secs(5)).await;
+    cluster.wait_exit(&name, Duration::from_secs(5)).await;
     assert_eq!(
         cluster.catalog_quantity("Twister").await,
         98,
@@ -177,15 +196,19 @@ async fn a_leader_that_crashed_before_replicating_drops_its_unacknowledged_order
     // The front-end fails over; order 0 goes to another order on the new leader.
     let other = cluster.order_ok("Bubbles", 1).await;
     assert_eq!(other, 0);
-    assert_eq!(cluster.frontend_health().await.leader, Some(2));
+    let next = cluster.leader().await;
+    assert_ne!(next, faulty);
+    if mode == Replication::PrimaryBackup {
+        assert_eq!(next, 2, "the highest id left leads");
+    }
 
     // The old leader comes back (without the fault): its order 0 is replaced.
-    cluster.clear_env("order3");
-    cluster.start_service("order3").await;
+    cluster.clear_env(&name);
+    cluster.start_service(&name).await;
     cluster.converged().await;
-    let (_, zero) = cluster.get_from("order3", "/orders/0").await;
+    let (_, zero) = cluster.get_from(&name, "/orders/0").await;
     assert_eq!(zero["data"]["name"], json!("Bubbles"));
-    assert_eq!(cluster.replica(3).await["orders"], json!(1));
+    assert_eq!(cluster.replica(faulty).await["orders"], json!(1));
 
     // The client retries its request with the same key: one order, stock taken once.
     let (status, body) = cluster.order("Twister", 2, Some("lost-ack")).await;
@@ -202,25 +225,25 @@ async fn a_leader_that_crashed_before_replicating_drops_its_unacknowledged_order
         "no second stock change"
     );
     cluster.converged().await;
-    assert_eq!(cluster.replica(1).await["orders"], json!(2));
+    assert_eq!(cluster.replica(next).await["orders"], json!(2));
 }
 
-#[tokio::test]
-async fn a_leader_crash_mid_request_is_invisible_to_the_client() {
-    let mut cluster = start_with_faulty_leader().await;
+async fn a_leader_crash_mid_request_is_invisible_to_the_client(mode: Replication) {
+    let (mut cluster, faulty) = start_with_faulty_leader(mode).await;
+    let name = format!("order{faulty}");
 
     let (status, body) = cluster.order("Jump Rope", 3, Some("retry-me")).await;
     assert_eq!(status, 200, "the client did not notice the crash: {body}");
     let number = body["data"]["order_number"].as_u64().expect("number");
-    cluster.wait_exit("order3", Duration::from_secs(5)).await;
+    cluster.wait_exit(&name, Duration::from_secs(5)).await;
     assert_eq!(
         cluster.catalog_quantity("Jump Rope").await,
         97,
         "stock taken once"
     );
 
-    cluster.clear_env("order3");
-    cluster.start_service("order3").await;
+    cluster.clear_env(&name);
+    cluster.start_service(&name).await;
     cluster.converged().await;
     let (status, again) = cluster.order("Jump Rope", 3, Some("retry-me")).await;
     assert_eq!(

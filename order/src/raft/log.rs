@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
-    AnyError, ErrorSubject, ErrorVerb, LogId, LogState, RaftLogReader, StorageError,
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, LogId, LogState, RaftLogReader, StorageError,
     StorageIOError, Vote,
 };
 use serde::de::DeserializeOwned;
@@ -27,6 +27,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::{Entry, NodeId, TypeConfig};
+use crate::config::Fault;
 
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
@@ -45,6 +46,8 @@ pub struct LogStore {
     flushes: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
     /// Index of the newest entry known committed, for `/health` ([`NONE`] if none).
     committed: Arc<AtomicU64>,
+    /// Test-only fault injection (`--fault`).
+    fault: Option<Fault>,
 }
 
 pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError<NodeId>> {
@@ -79,7 +82,7 @@ fn log_error(verb: ErrorVerb, e: &(impl std::error::Error + 'static)) -> Storage
 impl LogStore {
     /// Opens the log's trees in `db` and starts the flusher task (it stops when the
     /// last handle is dropped).
-    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+    pub fn open(db: &sled::Db, fault: Option<Fault>) -> Result<Self, sled::Error> {
         let (flushes, queue) = mpsc::unbounded_channel();
         tokio::spawn(flush_loop(db.clone(), queue));
         let store = LogStore {
@@ -88,6 +91,7 @@ impl LogStore {
             db: db.clone(),
             flushes,
             committed: Arc::new(AtomicU64::new(NONE)),
+            fault,
         };
         if let Some(bytes) = store.state.get(COMMITTED)? {
             if let Ok(Some(id)) = decode::<Option<LogId<NodeId>>>(&bytes) {
@@ -242,12 +246,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let mut batch = sled::Batch::default();
+        let mut orders = false;
         for entry in entries {
+            orders |= matches!(entry.payload, EntryPayload::Normal(_));
             batch.insert(&index_key(entry.log_id.index), encode(&entry)?);
         }
         self.log
             .apply_batch(batch)
             .map_err(|e| log_error(ErrorVerb::Write, &e))?;
+        if orders && self.fault == Some(Fault::CrashBeforeReplicate) {
+            // The fault's point: in this replica's log (durably), and since openraft
+            // replicates only after the append returns, on no follower.
+            let _ = self.flush().await;
+            tracing::error!("fault injection: crashing before replication");
+            std::process::abort();
+        }
         self.flushes.send(callback).map_err(|_| {
             log_error(
                 ErrorVerb::Write,

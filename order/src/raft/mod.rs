@@ -88,6 +88,8 @@ pub struct RaftSettings {
     pub read: Duration,
     /// Log entries between snapshots; as many are kept after the log is purged.
     pub snapshot_entries: u64,
+    /// Test-only fault injection.
+    pub fault: Option<crate::config::Fault>,
 }
 
 fn to_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, bincode::error::EncodeError> {
@@ -136,7 +138,7 @@ impl RaftNode {
     ) -> Result<Self, OrderError> {
         let peers: Vec<(u32, Url)> = replicas.iter().filter(|(p, _)| *p != id).cloned().collect();
         store.claim_mode(Replication::Raft)?;
-        let log = log::LogStore::open(store.db())?;
+        let log = log::LogStore::open(store.db(), settings.fault)?;
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
         let config = openraft::Config {
             cluster_name: "toystore".into(),
