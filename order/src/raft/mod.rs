@@ -330,10 +330,13 @@ impl RaftNode {
 }
 
 /// Marks the replica caught up once it leads, or once it has applied what its leader
-/// reports committed; ends then, or when the node stops.
+/// reported committed when asked (a fixed target: under load the leader's commit
+/// index moves on all the time); ends then, or when the node stops.
 async fn catch_up(node: RaftNode, client: OrderClient, peers: Vec<(u32, Url)>) {
     let inner = &node.inner;
     let mut metrics = inner.raft.metrics();
+    let me = u64::from(inner.id);
+    let mut target: Option<(u64, Option<u64>)> = None; // (leader, its commit index)
     loop {
         let (leader, applied, stopped) = {
             let m = metrics.borrow_and_update();
@@ -346,28 +349,33 @@ async fn catch_up(node: RaftNode, client: OrderClient, peers: Vec<(u32, Url)>) {
         if stopped {
             return;
         }
-        let target = match leader {
-            Some(l) if l == u64::from(inner.id) => None,
-            Some(l) => peers.iter().find(|(p, _)| u64::from(*p) == l),
-            None => {
-                let _ = metrics.changed().await;
-                continue;
+        let done = match leader {
+            Some(l) if l == me => true,
+            Some(l) => {
+                if target.is_none_or(|(asked, _)| asked != l) {
+                    target = None;
+                    if let Some((_, url)) = peers.iter().find(|(p, _)| u64::from(*p) == l) {
+                        if let Ok(s) = client.status_within(url, inner.settings.read).await {
+                            if s.mode == Replication::Raft {
+                                target = Some((l, s.commit_index));
+                            }
+                        }
+                    }
+                }
+                target.is_some_and(|(_, commit)| applied >= commit)
             }
+            None => false,
         };
-        let caught_up = match target {
-            None => true,
-            Some((_, url)) => match client.status_within(url, inner.settings.read).await {
-                Ok(s) => s.mode == Replication::Raft && applied >= s.commit_index,
-                Err(_) => false,
-            },
-        };
-        if caught_up {
+        if done {
             inner.caught_up.store(true, Ordering::SeqCst);
             tracing::info!(applied, "caught up with the raft group");
             return;
         }
         // Wait for progress (or a little while, if the leader could not be asked).
-        let _ = tokio::time::timeout(inner.settings.heartbeat, metrics.changed()).await;
+        if let Ok(Err(_)) = tokio::time::timeout(inner.settings.heartbeat, metrics.changed()).await
+        {
+            return; // the node has stopped
+        }
     }
 }
 
