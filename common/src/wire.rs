@@ -273,6 +273,9 @@ pub struct ReplicaStatus {
     /// On a leader: followers it has stopped waiting for until they sync back.
     #[serde(default)]
     pub lagging: Vec<u32>,
+    /// Raft mode: the current term (also reported as `epoch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
     /// Raft mode: index of the newest log entry known committed by a majority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_index: Option<u64>,

@@ -302,6 +302,7 @@ impl Replica {
             } else {
                 Vec::new()
             },
+            term: None,
             commit_index: None,
             applied_index: None,
         })

@@ -291,6 +291,7 @@ impl RaftNode {
             digest: store.digest(),
             commit: last.as_ref().map(|r| r.number),
             lagging: Vec::new(),
+            term: Some(m.current_term),
             commit_index: committed,
             applied_index: applied,
         })
