@@ -17,8 +17,10 @@
 //! mutations (see `replica::Replica::log`), which lets this module plan a change with
 //! plain reads and then commit it atomically. Nothing is durable until [`Store::flush`].
 //!
-//! The store also keeps two figures in memory, rebuilt on open: the number of orders
-//! and the digest (a wrapping sum of per-order hashes), updated with every change.
+//! The store also keeps two figures: the number of orders and the digest (a wrapping
+//! sum of per-order hashes). They live in memory and in `meta` (`figures`), written in
+//! the same transaction as every change of the orders, so a restart reads them instead
+//! of walking every order (a database written before they were kept is walked once).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +34,7 @@ use crate::error::OrderError;
 
 const META_EPOCH: &[u8] = b"epoch";
 const META_MODE: &[u8] = b"mode";
+const META_FIGURES: &[u8] = b"figures";
 
 /// Handle to a replica's database. Cheap to clone.
 #[derive(Clone)]
@@ -71,6 +74,20 @@ fn number_of(bytes: &[u8]) -> Result<u64, OrderError> {
         .try_into()
         .map(u64::from_be_bytes)
         .map_err(|_| OrderError::Storage("corrupt order key".into()))
+}
+
+/// `figures` as stored: digest then count, big-endian.
+fn figures_bytes((digest, count): (u64, u64)) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&digest.to_be_bytes());
+    out[8..].copy_from_slice(&count.to_be_bytes());
+    out
+}
+
+fn figures_of(bytes: &[u8]) -> Option<(u64, u64)> {
+    let digest = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    let count = u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?);
+    Some((digest, count))
 }
 
 /// Hash of one order for the digest: FNV-1a over its fields, then a finaliser.
@@ -115,15 +132,28 @@ impl Store {
             digest: Arc::new(AtomicU64::new(0)),
             count: Arc::new(AtomicU64::new(0)),
         };
+        let (digest, count) = match store.meta.get(META_FIGURES)?.as_deref().map(figures_of) {
+            Some(Some(figures)) => figures,
+            _ => {
+                let figures = store.walk()?;
+                store.meta.insert(META_FIGURES, &figures_bytes(figures)[..])?;
+                figures
+            }
+        };
+        store.digest.store(digest, Ordering::SeqCst);
+        store.count.store(count, Ordering::SeqCst);
+        Ok(store)
+    }
+
+    /// Digest and count computed from every order (what `figures` must equal).
+    pub fn walk(&self) -> Result<(u64, u64), OrderError> {
         let (mut digest, mut count) = (0u64, 0u64);
-        for item in store.orders.iter() {
+        for item in self.orders.iter() {
             let (_, v) = item?;
             digest = digest.wrapping_add(order_hash(&decode(&v)?));
             count += 1;
         }
-        store.digest.store(digest, Ordering::SeqCst);
-        store.count.store(count, Ordering::SeqCst);
-        Ok(store)
+        Ok((digest, count))
     }
 
     /// The database, for the Raft log's own trees (`raft::log`).
@@ -308,6 +338,19 @@ impl Store {
         if removed.is_empty() && written.is_empty() && values.is_empty() {
             return Ok(());
         }
+        // The figures after this change (callers serialise changes). An order
+        // overwritten in place is in `removed` first, so the sums stay right.
+        let mut digest = self.digest.load(Ordering::SeqCst);
+        let mut count = self.count.load(Ordering::SeqCst);
+        for r in removed {
+            digest = digest.wrapping_sub(order_hash(r));
+            count = count.saturating_sub(1);
+        }
+        for w in written {
+            digest = digest.wrapping_add(order_hash(w));
+            count += 1;
+        }
+        let figures = figures_bytes((digest, count));
         (&self.orders, &self.keys, &self.meta)
             .transaction(|(orders, keys, meta)| {
                 for r in removed {
@@ -324,21 +367,13 @@ impl Store {
                 for (key, value) in values {
                     meta.insert(*key, value.as_slice())?;
                 }
+                if !removed.is_empty() || !written.is_empty() {
+                    meta.insert(META_FIGURES, &figures[..])?;
+                }
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
             .map_err(|e| OrderError::Storage(format!("transaction failed: {e:?}")))?;
-        // Adjust the in-memory figures only after the commit succeeded. An order
-        // overwritten in place was counted in `removed` first, so the sums stay right.
-        let mut digest = self.digest.load(Ordering::SeqCst);
-        let mut count = self.count.load(Ordering::SeqCst);
-        for r in removed {
-            digest = digest.wrapping_sub(order_hash(r));
-            count -= 1;
-        }
-        for w in written {
-            digest = digest.wrapping_add(order_hash(w));
-            count += 1;
-        }
+        // The in-memory figures follow only once the commit succeeded.
         self.digest.store(digest, Ordering::SeqCst);
         self.count.store(count, Ordering::SeqCst);
         Ok(())
@@ -444,5 +479,43 @@ mod tests {
         assert_eq!(store.digest(), digest);
         assert_eq!(store.count(), 2);
         assert_eq!(store.epoch().expect("epoch"), (7, Some(2)));
+    }
+
+    #[test]
+    fn the_stored_figures_always_match_the_orders() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store
+                .append(&[rec(0, 1, "a"), rec(1, 1, "b"), rec(2, 1, "c")])
+                .expect("append");
+            store.append(&[rec(1, 2, "x")]).expect("replace the tail");
+            store.truncate_after(Some(0)).expect("truncate");
+            store
+                .add_with_meta(&[rec(1, 3, "y"), rec(2, 3, "z")], &[])
+                .expect("add");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        let stored = (
+            u64::from_str_radix(&store.digest(), 16).expect("hex"),
+            store.count(),
+        );
+        assert_eq!(stored, store.walk().expect("walk"));
+        assert_eq!(store.count(), 3);
+    }
+
+    #[test]
+    fn a_database_without_figures_is_walked_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store
+                .append(&[rec(0, 1, "a"), rec(1, 1, "b")])
+                .expect("append");
+            store.meta.remove(META_FIGURES).expect("forget the figures");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.count(), 2);
+        assert!(store.meta(META_FIGURES).expect("meta").is_some());
     }
 }
