@@ -65,7 +65,13 @@ async fn deliver(frontend: &FrontendClient, batch: &[Invalidation]) {
     let started = Instant::now();
     let mut backoff = Duration::from_millis(20);
     loop {
-        match frontend.invalidate(batch).await {
+        let sent = frontend.invalidate(batch).await;
+        metrics::counter!(
+            "invalidation_pushes_total",
+            "outcome" => if sent.is_ok() { "sent" } else { "failed" }
+        )
+        .increment(1);
+        match sent {
             Ok(()) => return,
             Err(PeerError::Status { status, .. })
                 if status == StatusCode::PAYLOAD_TOO_LARGE && batch.len() > 1 =>
@@ -88,6 +94,7 @@ async fn deliver(frontend: &FrontendClient, batch: &[Invalidation]) {
                 return;
             }
             Err(_) => {
+                metrics::counter!("invalidation_push_retries_total").increment(1);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(500));
             }

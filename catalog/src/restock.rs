@@ -29,6 +29,7 @@ pub async fn restock_loop(
             Ok(restocked) => {
                 for (name, version) in restocked {
                     tracing::info!(toy = %name, amount, "restocked");
+                    metrics::counter!("restocks_total").increment(1);
                     invalidator.announce(name, version);
                 }
             }

@@ -47,7 +47,10 @@ async fn flush_loop(db: sled::Db, mut rx: mpsc::UnboundedReceiver<Waiter>) {
         while let Ok(more) = rx.try_recv() {
             waiters.push(more);
         }
+        let started = std::time::Instant::now();
         let result = flush_blocking(&db).await;
+        metrics::histogram!("group_flush_batch_size").record(waiters.len() as f64);
+        metrics::histogram!("group_flush_seconds").record(started.elapsed().as_secs_f64());
         for waiter in waiters.drain(..) {
             let _ = waiter.send(result.clone());
         }

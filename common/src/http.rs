@@ -1,5 +1,5 @@
 //! HTTP plumbing shared by the services: the JSON body extractor, the cluster-token
-//! guard, JSON fallbacks, and serving with `TCP_NODELAY` until shutdown.
+//! guard, JSON fallbacks and `/metrics`, and serving with `TCP_NODELAY` until shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -88,9 +88,12 @@ pub async fn method_not_allowed() -> Response {
     )
 }
 
-/// Adds the JSON fallbacks to a finished router.
+/// Finishes a service's router: request metrics on every route (see
+/// [`crate::metrics`]), `GET /metrics`, and the JSON 404/405 fallbacks.
 pub fn with_fallbacks(router: Router) -> Router {
     router
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
+        .route("/metrics", axum::routing::get(crate::metrics::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -177,6 +180,7 @@ where
             return std::process::ExitCode::FAILURE;
         }
     };
+    let _upkeep = crate::metrics::install();
     match run(listener).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -10,12 +10,14 @@
 //! - [`storage`]: opening a sled database, waiting for its directory lock.
 //! - [`config`]: parsing helpers for the command-line configuration.
 //! - [`telemetry`]: logging setup, done once per process.
+//! - [`metrics`]: the Prometheus recorder, `GET /metrics` and request metrics.
 
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod flush;
 pub mod http;
+pub mod metrics;
 pub mod storage;
 pub mod telemetry;
 pub mod wire;

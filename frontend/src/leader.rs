@@ -137,6 +137,13 @@ impl Leaders {
     fn set_current(&self, leader: Option<Leader>) {
         self.current.send_if_modified(|current| {
             let changed = *current != leader;
+            if changed {
+                metrics::counter!("leader_changes_total").increment(1);
+                if let Some(l) = &leader {
+                    metrics::gauge!("leader_id").set(f64::from(l.id));
+                    metrics::gauge!("leader_epoch").set(l.epoch as f64);
+                }
+            }
             *current = leader;
             changed
         });

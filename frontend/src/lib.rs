@@ -84,9 +84,26 @@ pub async fn run(
         "front-end listening"
     );
     let token = ClusterToken(secret.as_str().into());
+    let _gauges = cache_metrics(cache.clone());
     common::http::serve(listener, http::router(state, token), shutdown).await?;
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}
     tracing::info!("front-end stopped");
     Ok(())
+}
+
+/// Puts the cache's figures into every `/metrics` render (read from its own counters
+/// then, so a lookup costs nothing extra), until the guard is dropped.
+fn cache_metrics(cache: Arc<cache::Cache>) -> common::metrics::OnRender {
+    common::metrics::on_render(move || {
+        let s = cache.stats();
+        metrics::counter!("cache_hits_total").absolute(s.hits);
+        metrics::counter!("cache_misses_total").absolute(s.misses);
+        metrics::counter!("cache_evictions_total").absolute(s.evictions);
+        metrics::counter!("cache_invalidations_total").absolute(s.invalidations);
+        metrics::counter!("cache_lease_expiries_total").absolute(s.lease_expiries);
+        metrics::gauge!("cache_entries").set(s.size as f64);
+        metrics::gauge!("cache_capacity").set(s.capacity as f64);
+        metrics::gauge!("cache_leased").set(if s.leased { 1.0 } else { 0.0 });
+    })
 }

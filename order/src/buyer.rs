@@ -85,6 +85,8 @@ async fn buy_loop(catalog: CatalogClient, mut rx: mpsc::Receiver<Job>) {
             catalog_us = started.elapsed().as_micros() as u64,
             "batch bought"
         );
+        metrics::histogram!("buyer_batch_size").record(requests.len() as f64);
+        metrics::histogram!("buyer_batch_seconds").record(started.elapsed().as_secs_f64());
         match outcome {
             Ok(results) if results.len() == jobs.len() => {
                 for (job, result) in jobs.drain(..).zip(results) {

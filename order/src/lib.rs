@@ -95,6 +95,7 @@ pub async fn run(
                 writer: writer::Writer::start(replica.clone(), config.fault),
                 replica,
             };
+            let _gauges = gauges(&protocol);
             let state = http::AppState { protocol, buyer };
             common::http::serve(listener, http::router(state, token), shutdown).await?;
             catch_up.abort();
@@ -117,10 +118,9 @@ pub async fn run(
                 %addr,
                 "order replica listening"
             );
-            let state = http::AppState {
-                protocol: Protocol::Raft(node.clone()),
-                buyer,
-            };
+            let protocol = Protocol::Raft(node.clone());
+            let _gauges = gauges(&protocol);
+            let state = http::AppState { protocol, buyer };
             common::http::serve(listener, http::router(state, token), shutdown).await?;
             node.shutdown().await;
         }
@@ -128,4 +128,13 @@ pub async fn run(
     store.flush().await?;
     tracing::info!("order replica stopped");
     Ok(())
+}
+
+/// Keeps the replica's gauges (role, epoch, orders, …) current in every `/metrics`
+/// render, until the guard is dropped.
+fn gauges(protocol: &Protocol) -> common::metrics::OnRender {
+    let protocol = protocol.clone();
+    common::metrics::on_render(move || {
+        let _ = protocol.status();
+    })
 }

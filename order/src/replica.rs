@@ -209,6 +209,11 @@ impl Replica {
         } else {
             set.remove(&id)
         };
+        metrics::gauge!("follower_lagging", "follower" => id.to_string()).set(if lagging {
+            1.0
+        } else {
+            0.0
+        });
         if changed {
             if lagging {
                 tracing::warn!(

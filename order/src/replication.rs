@@ -6,7 +6,7 @@
 //! `NotReady` (ask the leader; 421), `NoMajority` / `Peer` (nothing acknowledged, try
 //! again; 503), `ReplicationFailed` (502), `UnknownOrder` (404).
 
-use common::wire::{NewOrder, OrderRecord, ReplicaStatus};
+use common::wire::{NewOrder, OrderRecord, ReplicaStatus, Role};
 
 use crate::error::OrderError;
 use crate::raft::RaftNode;
@@ -79,11 +79,24 @@ impl Protocol {
         }
     }
 
-    /// What `GET /health` reports.
+    /// What `GET /health` reports. Also sets the replica's gauges for `/metrics`
+    /// (the front-end asks for the status several times a second).
     pub fn status(&self) -> Result<ReplicaStatus, OrderError> {
-        match self {
+        let status = match self {
             Protocol::PrimaryBackup { replica, .. } => replica.status(),
             Protocol::Raft(node) => node.status(),
+        }?;
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        metrics::gauge!("replica_epoch").set(status.epoch as f64);
+        metrics::gauge!("replica_leader").set(flag(status.role == Role::Leader));
+        metrics::gauge!("replica_ready").set(flag(status.ready));
+        metrics::gauge!("replica_orders").set(status.orders as f64);
+        if let Some(i) = status.commit_index {
+            metrics::gauge!("raft_commit_index").set(i as f64);
         }
+        if let Some(i) = status.applied_index {
+            metrics::gauge!("raft_applied_index").set(i as f64);
+        }
+        Ok(status)
     }
 }

@@ -136,7 +136,9 @@ impl Store {
             Some(Some(figures)) => figures,
             _ => {
                 let figures = store.walk()?;
-                store.meta.insert(META_FIGURES, &figures_bytes(figures)[..])?;
+                store
+                    .meta
+                    .insert(META_FIGURES, &figures_bytes(figures)[..])?;
                 figures
             }
         };

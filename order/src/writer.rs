@@ -184,6 +184,8 @@ async fn write_batch(
         took_us = started.elapsed().as_micros() as u64,
         "batch stored"
     );
+    metrics::histogram!("writer_batch_size").record(orders as f64);
+    metrics::histogram!("writer_batch_seconds").record(started.elapsed().as_secs_f64());
     if let Err(e) = flushed {
         return fail_all(e);
     }

@@ -9,5 +9,6 @@ mod chaos;
 mod crash;
 mod faults;
 mod helpers;
+mod metrics;
 mod raft;
 mod replication;

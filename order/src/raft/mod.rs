@@ -438,6 +438,8 @@ async fn write_loop(
                 commit_us = started.elapsed().as_micros() as u64,
                 "entry committed"
             );
+            metrics::histogram!("raft_entry_size").record(submits.len() as f64);
+            metrics::histogram!("raft_commit_seconds").record(started.elapsed().as_secs_f64());
             match written {
                 Ok(Ok(response)) if response.data.len() == submits.len() => {
                     for (submit, placed) in submits.into_iter().zip(response.data) {

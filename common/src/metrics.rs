@@ -1,0 +1,339 @@
+//! Prometheus metrics: one recorder per process, served at `GET /metrics` in the text
+//! format, and the request metrics every service records.
+//!
+//! Every service records `http_requests_total{route, method, status}` and
+//! `http_request_duration_seconds{route, method}` (a histogram) for each request that
+//! matched a route; its own figures (cache, batches, replication) are recorded where
+//! they happen with the `metrics` macros. Histograms have explicit buckets (so they
+//! render as Prometheus histograms, not summaries), and an upkeep task drains their
+//! samples every few seconds so memory stays bounded between scrapes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Buckets of every `*_seconds` histogram: 50 µs to 10 s.
+const SECONDS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+/// Buckets of every `*_size` histogram (batch sizes): 1 to 4096.
+const SIZES: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP: Duration = Duration::from_secs(5);
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// A figure-refreshing function run before each render.
+type Refresh = Box<dyn Fn() + Send + Sync>;
+
+/// What runs before each render, by registration id. A std mutex: held only to call
+/// the (short, synchronous) functions or to edit the list.
+static REFRESH: Mutex<Vec<(u64, Refresh)>> = Mutex::new(Vec::new());
+
+/// Registers `refresh` to run before every render of `/metrics` (to set gauges that
+/// are cheaper to read on demand than to keep current); it is removed when the
+/// returned guard is dropped, so nothing outlives the service that registered it.
+pub fn on_render(refresh: impl Fn() + Send + Sync + 'static) -> OnRender {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    REFRESH
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((id, Box::new(refresh)));
+    OnRender(id)
+}
+
+/// Unregisters its refresh function when dropped.
+pub struct OnRender(u64);
+
+impl Drop for OnRender {
+    fn drop(&mut self) {
+        REFRESH
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(id, _)| *id != self.0);
+    }
+}
+
+/// Set when `TOYSTORE_METRICS=off`: nothing is recorded (to measure what metrics cost).
+static OFF: AtomicBool = AtomicBool::new(false);
+
+/// Installs the process's recorder (once; later calls do nothing) and starts its
+/// upkeep task, which stops when the returned guard is dropped. With
+/// `TOYSTORE_METRICS=off` it installs nothing and `/metrics` stays empty.
+pub fn install() -> Option<Upkeep> {
+    if std::env::var("TOYSTORE_METRICS").is_ok_and(|v| v == "off") {
+        OFF.store(true, Ordering::Relaxed);
+        return None;
+    }
+    if HANDLE.get().is_some() {
+        return None;
+    }
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_size".into()), SIZES));
+    let handle = match builder.and_then(|b| b.install_recorder()) {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics are off: cannot install the recorder");
+            return None;
+        }
+    };
+    let upkeep = tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            let mut tick = tokio::time::interval(UPKEEP);
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        }
+    });
+    let _ = HANDLE.set(handle);
+    Some(Upkeep(upkeep))
+}
+
+/// Stops the upkeep task when dropped.
+pub struct Upkeep(tokio::task::JoinHandle<()>);
+
+impl Drop for Upkeep {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `GET /metrics`: every metric of this process in Prometheus's text format (empty
+/// when no recorder is installed, as in tests that drive a router in-process).
+pub async fn render() -> Response {
+    for (_, refresh) in REFRESH.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        refresh();
+    }
+    let mut body = HANDLE.get().map(|h| h.render()).unwrap_or_default();
+    if HANDLE.get().is_some() {
+        render_durations(&mut body);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Middleware (a route layer, so the route is known): counts each request by route,
+/// method and status, and records its duration.
+///
+/// The metric handles are cached per worker thread, keyed by route, method and
+/// status, so a request costs a few atomic additions and no allocation: building the
+/// labelled keys anew for each request cost a cached lookup 6–20% of its throughput.
+pub async fn track(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    if OFF.load(Ordering::Relaxed) {
+        return next.run(req).await;
+    }
+    let started = Instant::now();
+    let method = method_label(req.method());
+    let response = next.run(req).await;
+    let route = matched.as_ref().map_or("unmatched", |m| m.as_str());
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    HANDLES.with(|handles| {
+        let mut handles = handles.borrow_mut();
+        let per_route = match handles.get_mut(route) {
+            Some(v) => v,
+            None => handles.entry(route.to_owned()).or_default(),
+        };
+        let found = per_route
+            .iter()
+            .position(|h| h.method == method && h.status == status);
+        let h = match found {
+            Some(i) => &per_route[i],
+            None => {
+                per_route.push(RouteHandles::new(route, method, status));
+                &per_route[per_route.len() - 1]
+            }
+        };
+        h.requests.increment(1);
+        h.duration.record(elapsed);
+    });
+    response
+}
+
+/// One route's request metrics for one method and status.
+struct RouteHandles {
+    method: &'static str,
+    status: u16,
+    requests: metrics::Counter,
+    duration: Arc<Durations>,
+}
+
+impl RouteHandles {
+    fn new(route: &str, method: &'static str, status: u16) -> Self {
+        RouteHandles {
+            method,
+            status,
+            requests: metrics::counter!(
+                "http_requests_total",
+                "route" => route.to_owned(),
+                "method" => method,
+                "status" => status.to_string()
+            ),
+            duration: durations(route, method),
+        }
+    }
+}
+
+/// A histogram of request durations with fixed buckets ([`SECONDS`]), kept in atomic
+/// counters: recording is three atomic additions. (The exporter's own histograms
+/// buffer every sample until the next upkeep, which cost a cached lookup about 9% of
+/// its throughput; they remain for the batch figures, which are far fewer.)
+#[derive(Default)]
+struct Durations {
+    /// Observations per bucket, not cumulative; above the last bucket only `count`.
+    buckets: [AtomicU64; SECONDS.len()],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Durations {
+    fn record(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(bucket) = self
+            .buckets
+            .get(SECONDS.partition_point(|le| *le < seconds))
+        {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Every route's durations by method, for rendering. A std mutex: taken once per route,
+/// method and worker thread, and to render.
+static DURATIONS: Mutex<Vec<(String, &'static str, Arc<Durations>)>> = Mutex::new(Vec::new());
+
+fn durations(route: &str, method: &'static str) -> Arc<Durations> {
+    let mut all = DURATIONS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, _, d)) = all.iter().find(|(r, m, _)| r == route && *m == method) {
+        return d.clone();
+    }
+    let d = Arc::new(Durations::default());
+    all.push((route.to_owned(), method, d.clone()));
+    d
+}
+
+/// `http_request_duration_seconds` in Prometheus's text format.
+fn render_durations(out: &mut String) {
+    use std::fmt::Write as _;
+    let all = DURATIONS.lock().unwrap_or_else(|p| p.into_inner());
+    if all.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "# TYPE {DURATION} histogram");
+    for (route, method, d) in all.iter() {
+        render_series(out, route, method, d);
+    }
+    out.push('\n');
+}
+
+const DURATION: &str = "http_request_duration_seconds";
+
+/// One route's and method's histogram: cumulative buckets, then sum and count.
+fn render_series(out: &mut String, route: &str, method: &str, d: &Durations) {
+    use std::fmt::Write as _;
+    let labels = format!("route=\"{}\",method=\"{method}\"", escape(route));
+    let mut cumulative = 0;
+    for (le, bucket) in SECONDS.iter().zip(&d.buckets) {
+        cumulative += bucket.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "{DURATION}_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let count = d.count.load(Ordering::Relaxed);
+    let sum = d.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+    let _ = writeln!(out, "{DURATION}_bucket{{{labels},le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{DURATION}_sum{{{labels}}} {sum}");
+    let _ = writeln!(out, "{DURATION}_count{{{labels}}} {count}");
+}
+
+/// A label value with `\`, `"` and newlines escaped, as the text format wants.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+thread_local! {
+    /// This thread's request metric handles, by route.
+    static HANDLES: std::cell::RefCell<HashMap<String, Vec<RouteHandles>>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_render_as_cumulative_buckets() {
+        let d = Durations::default();
+        d.record(Duration::from_micros(100)); // in the 0.0001 bucket
+        d.record(Duration::from_millis(3)); // in the 0.005 bucket
+        d.record(Duration::from_secs(20)); // above every bucket: only in +Inf
+        let mut out = String::new();
+        render_series(&mut out, "/orders/{n}", "GET", &d);
+        let value = |le: &str| -> u64 {
+            let wanted = format!("le=\"{le}\"}} ");
+            out.lines()
+                .find_map(|l| l.split_once(&wanted).map(|(_, v)| v))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(u64::MAX)
+        };
+        assert_eq!(value("0.00005"), 0);
+        assert_eq!(value("0.0001"), 1);
+        assert_eq!(value("0.0025"), 1);
+        assert_eq!(value("0.005"), 2);
+        assert_eq!(value("10"), 2);
+        assert_eq!(value("+Inf"), 3);
+        assert!(
+            out.contains("_count{route=\"/orders/{n}\",method=\"GET\"} 3"),
+            "{out}"
+        );
+        assert!(
+            out.contains("_sum{route=\"/orders/{n}\",method=\"GET\"} 20.0031"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

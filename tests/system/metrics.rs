@@ -1,0 +1,106 @@
+//! `GET /metrics` on every service: Prometheus text whose counters move and whose
+//! histograms fill as clients use the store.
+
+use common::wire::Replication;
+
+use crate::helpers::{in_both_modes, Cluster, Options};
+
+in_both_modes!(metrics_move_as_clients_use_the_store);
+
+/// The sum of every sample of `name` whose labels include all of `labels`.
+fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest),
+                None => (series, ""),
+            };
+            let matches = metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+async fn scrape(cluster: &Cluster, service: &str) -> String {
+    let resp = cluster
+        .http
+        .get(format!("{}/metrics", cluster.url(service)))
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(resp.status().as_u16(), 200);
+    let kind = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(kind.starts_with("text/plain"), "content type {kind}");
+    resp.text().await.expect("metrics text")
+}
+
+async fn metrics_move_as_clients_use_the_store(mode: Replication) {
+    let cluster = Cluster::start(Options::in_mode(mode)).await;
+    let lookups = |text: &str| {
+        sum(
+            text,
+            "http_requests_total",
+            &[("method", "GET"), ("status", "200")],
+        )
+    };
+    let before = lookups(&scrape(&cluster, "frontend").await);
+    for _ in 0..5 {
+        cluster.quantity("Tux").await;
+    }
+    for _ in 0..3 {
+        cluster.order_ok("Uno", 1).await;
+    }
+
+    let front = scrape(&cluster, "frontend").await;
+    assert!(lookups(&front) >= before + 5.0, "{front}");
+    assert!(sum(&front, "cache_hits_total", &[]) >= 1.0, "{front}");
+    assert!(sum(&front, "cache_misses_total", &[]) >= 1.0, "{front}");
+    assert!(sum(&front, "leader_changes_total", &[]) >= 1.0, "{front}");
+    let orders = [("route", "/orders"), ("method", "POST")];
+    assert_eq!(
+        sum(&front, "http_request_duration_seconds_count", &orders),
+        3.0,
+        "{front}"
+    );
+    assert!(
+        sum(&front, "http_request_duration_seconds_bucket", &orders) > 0.0,
+        "the histogram has buckets: {front}"
+    );
+
+    let leader = cluster.leader().await;
+    let replica = scrape(&cluster, &format!("order{leader}")).await;
+    assert!(
+        sum(&replica, "buyer_batch_size_count", &[]) >= 1.0,
+        "{replica}"
+    );
+    let batches = match mode {
+        Replication::PrimaryBackup => "writer_batch_size_count",
+        Replication::Raft => "raft_entry_size_count",
+    };
+    assert!(sum(&replica, batches, &[]) >= 1.0, "{replica}");
+    assert_eq!(sum(&replica, "replica_leader", &[]), 1.0, "{replica}");
+
+    let catalog = scrape(&cluster, "catalog").await;
+    assert!(
+        sum(&catalog, "group_flush_seconds_count", &[]) >= 1.0,
+        "{catalog}"
+    );
+    assert!(
+        sum(
+            &catalog,
+            "invalidation_pushes_total",
+            &[("outcome", "sent")]
+        ) >= 1.0,
+        "{catalog}"
+    );
+}
