@@ -8,6 +8,8 @@
 //!    all of them before its reply): latency with 1 client, throughput with 32; then
 //!    the same on a fresh cluster in the other replication mode (Raft: durable on a
 //!    majority), and the ratio of the two modes' throughput.
+//! 4. What metrics cost: cached lookups and orders with every service's metrics off,
+//!    then on again (`TOYSTORE_METRICS`).
 //!
 //! Writes the table to `PERFORMANCE.md` in the output directory.
 
@@ -209,6 +211,10 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
 
     let script = std::env::temp_dir().join(format!("toystore-order-{}.lua", std::process::id()));
     std::fs::write(&script, ORDER_SCRIPT).map_err(err)?;
+    // What metrics cost: the same lookups and orders with every service's metrics off,
+    // then on again.
+    rows.extend(metrics_overhead(rs, &lookup, &script, d).await?);
+
     // Orders in the cluster's own mode, then in the other one (a fresh cluster on the
     // same ports, with its own data directory).
     let first = orders(rs, &script, d, plan.catch_up).await;
@@ -295,6 +301,53 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// Cached lookups (64 connections) and orders (32 clients) with every service's
+/// metrics off (`TOYSTORE_METRICS=off`), then on again, measured back to back.
+async fn metrics_overhead(
+    rs: &RunSh,
+    lookup: &str,
+    script: &Path,
+    d: u64,
+) -> Result<[Row; 2], ClientError> {
+    let orders = front_url(&rs.frontend_url(), "orders");
+    let mut measured = Vec::new();
+    for setting in ["off", "on"] {
+        println!("lookups and orders with metrics {setting}");
+        for svc in ["catalog", "order1", "order2", "order3", "frontend"] {
+            rs.run(&["restart", svc], &[("TOYSTORE_METRICS", setting)])
+                .await?;
+        }
+        wrk(lookup, 64, 1, None).await?;
+        let get = wrk(lookup, 64, d, None).await?;
+        wrk(&orders, 32, 1, Some(script)).await?;
+        let order = wrk(&orders, 32, d, Some(script)).await?;
+        measured.push((get, order));
+    }
+    let ((get_off, order_off), (get_on, order_on)) = (measured[0], measured[1]);
+    let row = |what: &str, on: WrkResult, off: WrkResult| {
+        let ratio = if off.rps > 0.0 { on.rps / off.rps } else { 0.0 };
+        Row {
+            what: what.into(),
+            ours: on,
+            base: Some(off),
+            target: "≥ 0.95 × metrics off".into(),
+            met: Some(ratio >= 0.95 && on.non_2xx == 0),
+        }
+    };
+    Ok([
+        row(
+            "GET /products/Tux, cache on, 64 conns: metrics on vs off",
+            get_on,
+            get_off,
+        ),
+        row(
+            "POST /orders, 32 clients: metrics on vs off",
+            order_on,
+            order_off,
+        ),
+    ])
+}
+
 /// Orders through the whole system in one replication mode.
 struct Orders {
     mode: Replication,
@@ -320,10 +373,15 @@ struct CatchUp {
 /// and times its start until ready — which in both modes means caught up.
 async fn catch_up(rs: &RunSh, script: &Path, n: u64) -> Result<CatchUp, ClientError> {
     let inspector = rs.inspector()?;
-    let leader = inspector
-        .leader()
-        .await
-        .ok_or_else(|| err("no leader to measure catch-up"))?;
+    let mut leader = None;
+    for _ in 0..50 {
+        leader = inspector.leader().await;
+        if leader.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let leader = leader.ok_or_else(|| err("no leader to measure catch-up"))?;
     let follower = inspector
         .replica_ids()
         .into_iter()

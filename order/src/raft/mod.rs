@@ -278,11 +278,10 @@ impl RaftNode {
             } else {
                 Role::Follower
             },
-            // Caught up once, knows a leader and has applied everything it knows
-            // committed.
-            ready: self.inner.caught_up.load(Ordering::SeqCst)
-                && leader.is_some()
-                && applied >= committed,
+            // Caught up once (after its start) and knows a leader. Not "has applied
+            // all it knows committed": under load a replica applies a moment after it
+            // learns of a commit, so that would flicker.
+            ready: self.inner.caught_up.load(Ordering::SeqCst) && leader.is_some(),
             epoch: m.current_term,
             leader,
             last_order: last.as_ref().map(|r| r.number),
