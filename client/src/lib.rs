@@ -9,7 +9,7 @@
 //! - [`nemesis`]: kills, pauses and partitions on those hosts, while sessions run.
 //! - [`checker`]: the history of what clients saw, and the verdict on it.
 //! - [`cluster`]: `run.sh` control and the services' internal figures.
-//! - [`bench`]: the benchmark against the bare [`baseline`] servers, with `wrk`.
+//! - [`bench`](mod@bench): the benchmark against the bare [`baseline`] servers, with `wrk`.
 
 pub mod baseline;
 pub mod bench;

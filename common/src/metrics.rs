@@ -3,10 +3,12 @@
 //!
 //! Every service records `http_requests_total{route, method, status}` and
 //! `http_request_duration_seconds{route, method}` (a histogram) for each request that
-//! matched a route; its own figures (cache, batches, replication) are recorded where
-//! they happen with the `metrics` macros. Histograms have explicit buckets (so they
-//! render as Prometheus histograms, not summaries), and an upkeep task drains their
-//! samples every few seconds so memory stays bounded between scrapes.
+//! matched a route, in per-thread cells of this module (see [`track`]), appended to
+//! the recorder's text when rendering. A service's own figures (cache, batches,
+//! replication) go through the recorder with the `metrics` macros, where they happen
+//! or just before a render ([`on_render`]). Histograms have explicit buckets (so they
+//! render as Prometheus histograms, not summaries), and an upkeep task drains the
+//! recorder's samples every few seconds so memory stays bounded between scrapes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -137,7 +139,7 @@ pub async fn render() -> Response {
 /// Middleware (a route layer, so the route is known): counts each request by route,
 /// method and status, and records its duration.
 ///
-/// Built for the hot path: each worker thread keeps its own [`Cell`] per route,
+/// Built for the hot path: each worker thread keeps its own `Cell` per route,
 /// method and status, found through a thread-local map, so a request costs a few
 /// uncontended atomic additions and no allocation; rendering sums the threads'
 /// cells. (Building labelled keys per request, and the exporter's histograms, which

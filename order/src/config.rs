@@ -25,8 +25,8 @@ pub struct Config {
     #[arg(long, env = "ORDER_LISTEN")]
     pub listen: Option<SocketAddr>,
 
-    /// Directory of this replica's sled database [default: data/order<ID>, or
-    /// data/order<ID>-raft in Raft mode].
+    /// Directory of this replica's sled database [default: data/orderN for --id N,
+    /// or data/orderN-raft in Raft mode].
     #[arg(long, env = "ORDER_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 

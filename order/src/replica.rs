@@ -151,7 +151,7 @@ impl Replica {
         self.inner.timeouts
     }
 
-    /// The commit index (see [`Inner::commit`]).
+    /// The commit index (see `Inner::commit`).
     pub fn commit(&self) -> Option<u64> {
         *self.inner.commit.borrow()
     }

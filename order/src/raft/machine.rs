@@ -5,7 +5,7 @@
 //! Applying an entry numbers its orders `last + 1, …` in log order and indexes their
 //! keys, so every replica numbers alike; an order whose key is already held gets the
 //! first order's number (or is refused if the key was used for another order). The
-//! orders of an entry and the machine's position ([`SmState`]: last applied log id,
+//! orders of an entry and the machine's position (`SmState`: last applied log id,
 //! membership, newest order) are written in one transaction, so after a crash the
 //! orders and the position agree and openraft re-applies exactly what follows.
 //!
