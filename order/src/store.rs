@@ -13,9 +13,11 @@
 //! In Raft mode the log and the vote live in trees of the same database, owned by
 //! `raft::log` (one flush makes both the log and the orders durable).
 //!
-//! Orders and their keys change together in one transaction. Callers serialise all
-//! mutations (see `replica::Replica::log`), which lets this module plan a change with
-//! plain reads and then commit it atomically. Nothing is durable until [`Store::flush`].
+//! Orders and their keys change together in one transaction. Callers serialise the
+//! changes of the history (see `replica::Replica::log`; in raft mode the state machine
+//! applies one entry at a time), which lets this module plan a change with plain reads
+//! and then commit it atomically; the figures' lock (below) serialises every commit
+//! too, `meta`-only writes included. Nothing is durable until [`Store::flush`].
 //!
 //! The store also keeps two figures: the number of orders and the digest (a wrapping
 //! sum of per-order hashes). They live in memory and in `meta` (`figures`), written in
@@ -23,8 +25,7 @@
 //! of walking every order (a database written before they were kept is walked once).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use common::wire::{LogPos, OrderRecord, Replication};
 use sled::transaction::ConflictableTransactionError;
@@ -43,10 +44,12 @@ pub struct Store {
     orders: sled::Tree,
     keys: sled::Tree,
     meta: sled::Tree,
-    /// Wrapping sum of [`order_hash`] over all orders.
-    digest: Arc<AtomicU64>,
-    /// Number of orders held (sled's `len` walks the whole tree).
-    count: Arc<AtomicU64>,
+    /// Digest (wrapping sum of [`order_hash`] over all orders) and number of orders
+    /// (sled's `len` walks the whole tree). The mutex also serialises every change of
+    /// the orders with the update of these figures, whoever makes it (in raft mode the
+    /// snapshot builder writes `meta` while the state machine applies entries). A std
+    /// mutex: held only around a synchronous sled transaction.
+    figures: Arc<Mutex<(u64, u64)>>,
 }
 
 /// What a write changed.
@@ -129,8 +132,7 @@ impl Store {
             keys: db.open_tree("keys")?,
             meta: db.open_tree("meta")?,
             db,
-            digest: Arc::new(AtomicU64::new(0)),
-            count: Arc::new(AtomicU64::new(0)),
+            figures: Arc::new(Mutex::new((0, 0))),
         };
         let (digest, count) = match store.meta.get(META_FIGURES)?.as_deref().map(figures_of) {
             Some(Some(figures)) => figures,
@@ -142,8 +144,7 @@ impl Store {
                 figures
             }
         };
-        store.digest.store(digest, Ordering::SeqCst);
-        store.count.store(count, Ordering::SeqCst);
+        *store.lock_figures() = (digest, count);
         Ok(store)
     }
 
@@ -252,14 +253,18 @@ impl Store {
             .is_some_and(|r| r.epoch == pos.epoch && r.key == pos.key))
     }
 
+    fn lock_figures(&self) -> std::sync::MutexGuard<'_, (u64, u64)> {
+        self.figures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Number of orders held.
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::SeqCst)
+        self.lock_figures().1
     }
 
     /// Digest over all orders, as 16 hex digits.
     pub fn digest(&self) -> String {
-        format!("{:016x}", self.digest.load(Ordering::SeqCst))
+        format!("{:016x}", self.lock_figures().0)
     }
 
     /// Highest epoch accepted so far (0 for a new replica) and its leader.
@@ -340,10 +345,11 @@ impl Store {
         if removed.is_empty() && written.is_empty() && values.is_empty() {
             return Ok(());
         }
-        // The figures after this change (callers serialise changes). An order
-        // overwritten in place is in `removed` first, so the sums stay right.
-        let mut digest = self.digest.load(Ordering::SeqCst);
-        let mut count = self.count.load(Ordering::SeqCst);
+        // The figures after this change, computed and stored under their lock, which
+        // serialises changes. An order overwritten in place is in `removed` first, so
+        // the sums stay right.
+        let mut figures = self.lock_figures();
+        let (mut digest, mut count) = *figures;
         for r in removed {
             digest = digest.wrapping_sub(order_hash(r));
             count = count.saturating_sub(1);
@@ -352,7 +358,7 @@ impl Store {
             digest = digest.wrapping_add(order_hash(w));
             count += 1;
         }
-        let figures = figures_bytes((digest, count));
+        let stored = figures_bytes((digest, count));
         (&self.orders, &self.keys, &self.meta)
             .transaction(|(orders, keys, meta)| {
                 for r in removed {
@@ -370,14 +376,13 @@ impl Store {
                     meta.insert(*key, value.as_slice())?;
                 }
                 if !removed.is_empty() || !written.is_empty() {
-                    meta.insert(META_FIGURES, &figures[..])?;
+                    meta.insert(META_FIGURES, &stored[..])?;
                 }
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
             .map_err(|e| OrderError::Storage(format!("transaction failed: {e:?}")))?;
         // The in-memory figures follow only once the commit succeeded.
-        self.digest.store(digest, Ordering::SeqCst);
-        self.count.store(count, Ordering::SeqCst);
+        *figures = (digest, count);
         Ok(())
     }
 
@@ -504,6 +509,36 @@ mod tests {
         );
         assert_eq!(stored, store.walk().expect("walk"));
         assert_eq!(store.count(), 3);
+    }
+
+    #[test]
+    fn figures_stay_right_while_meta_is_written_concurrently() {
+        // Raft's snapshot builder writes `meta` while the state machine adds orders;
+        // the figures used to be read before and stored after each commit, so a
+        // concurrent meta write could put stale figures back.
+        let (_dir, store) = open();
+        let writer = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for n in 0..2000u64 {
+                    store
+                        .add_with_meta(&[rec(n, 1, &format!("k{n}"))], &[])
+                        .expect("add");
+                }
+            })
+        };
+        for i in 0..2000u64 {
+            store
+                .set_meta(&[(b"snapshot-ish", i.to_be_bytes().to_vec())])
+                .expect("meta");
+        }
+        writer.join().expect("writer");
+        let stored = (
+            u64::from_str_radix(&store.digest(), 16).expect("hex"),
+            store.count(),
+        );
+        assert_eq!(stored, store.walk().expect("walk"));
+        assert_eq!(store.count(), 2000);
     }
 
     #[test]
