@@ -408,6 +408,12 @@ mod tests {
         }
     }
 
+    /// The figures the store keeps: (digest, count).
+    fn figures(store: &Store) -> (u64, u64) {
+        let digest = u64::from_str_radix(&store.digest(), 16).expect("hex");
+        (digest, store.count())
+    }
+
     fn open() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
@@ -503,11 +509,7 @@ mod tests {
                 .expect("add");
         }
         let store = Store::open(dir.path()).expect("reopen");
-        let stored = (
-            u64::from_str_radix(&store.digest(), 16).expect("hex"),
-            store.count(),
-        );
-        assert_eq!(stored, store.walk().expect("walk"));
+        assert_eq!(figures(&store), store.walk().expect("walk"));
         assert_eq!(store.count(), 3);
     }
 
@@ -533,11 +535,7 @@ mod tests {
                 .expect("meta");
         }
         writer.join().expect("writer");
-        let stored = (
-            u64::from_str_radix(&store.digest(), 16).expect("hex"),
-            store.count(),
-        );
-        assert_eq!(stored, store.walk().expect("walk"));
+        assert_eq!(figures(&store), store.walk().expect("walk"));
         assert_eq!(store.count(), 2000);
     }
 
