@@ -233,15 +233,17 @@ impl RaftStateMachine<TypeConfig> for Machine {
             meta: meta.clone(),
             last_order: state.last_order,
         });
-        self.store
-            .add_with_meta(
-                &missing,
-                &[(STATE, encode(&state)?), (SNAPSHOT, encode(&info)?)],
-            )
+        let values = [(STATE, encode(&state)?), (SNAPSHOT, encode(&info)?)];
+        // Possibly a large transaction: on the blocking pool, not an async worker.
+        let store = self.store.clone();
+        let added = missing.len();
+        tokio::task::spawn_blocking(move || store.add_with_meta(&missing, &values))
+            .await
+            .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?
             .map_err(store_error)?;
         self.store.flush().await.map_err(store_error)?;
         tracing::info!(
-            orders = missing.len(),
+            orders = added,
             applied = ?meta.last_log_id,
             "installed a snapshot"
         );
@@ -254,16 +256,25 @@ impl RaftStateMachine<TypeConfig> for Machine {
         let Some(info) = self.snapshot_info()? else {
             return Ok(None);
         };
-        let orders = match info.last_order {
-            Some(last) => {
-                let count = usize::try_from(last.saturating_add(1)).unwrap_or(usize::MAX);
-                self.store.page(0, count).map_err(store_error)?
-            }
-            None => Vec::new(),
-        };
+        // Every order up to the snapshot's newest: read and encoded on the blocking
+        // pool, as it can be many.
+        let store = self.store.clone();
+        let last_order = info.last_order;
+        let data = tokio::task::spawn_blocking(move || {
+            let orders = match last_order {
+                Some(last) => {
+                    let count = usize::try_from(last.saturating_add(1)).unwrap_or(usize::MAX);
+                    store.page(0, count).map_err(store_error)?
+                }
+                None => Vec::new(),
+            };
+            encode(&orders)
+        })
+        .await
+        .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))??;
         Ok(Some(Snapshot {
             meta: info.meta,
-            snapshot: Box::new(Cursor::new(encode(&orders)?)),
+            snapshot: Box::new(Cursor::new(data)),
         }))
     }
 }
