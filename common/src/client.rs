@@ -140,11 +140,6 @@ impl ClusterClient {
             .map_err(|e| PeerError::Unreachable(error_chain(&e)))?;
         reply_bytes(resp).await
     }
-
-    /// The timeouts this client was built with.
-    pub fn timeouts(&self) -> PeerTimeouts {
-        self.timeouts
-    }
 }
 
 /// Whether a success reply is wrapped in `{"data": ...}`.
