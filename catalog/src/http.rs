@@ -13,7 +13,8 @@ use common::error::ErrorDetail;
 use common::http::{
     require_token, with_fallbacks, ClusterToken, Json, PathParam, INTERNAL_BODY_LIMIT,
 };
-use common::wire::{data, BuyRequest, BuyResult, CatalogHealth, CatalogProduct};
+use common::trace::RequestId;
+use common::wire::{data, BuyReply, BuyRequest, BuyResult, CatalogHealth, CatalogProduct};
 
 use crate::error::CatalogError;
 use crate::invalidate::Invalidator;
@@ -80,7 +81,7 @@ async fn buy(
     check(&req)?;
     let reply = match state.store.buy(&req).await? {
         BuyOutcome::Applied(reply) => {
-            tracing::debug!(toy = %reply.name, quantity = reply.quantity, key = %req.key, "bought");
+            log_bought(&reply, req.request_id.as_ref());
             state
                 .invalidator
                 .announce(reply.name.clone(), reply.version);
@@ -119,17 +120,22 @@ async fn buy_batch(
         (valid, checked)
     };
     let mut outcomes = state.store.buy_batch(&valid).await?.into_iter();
+    let mut valid = valid.iter();
     let results: Vec<BuyResult> = checked
         .into_iter()
         .map(|refused| {
-            let outcome = match refused {
-                Some(e) => Err(e),
-                None => outcomes
-                    .next()
-                    .unwrap_or_else(|| Err(CatalogError::Storage("missing outcome".into()))),
+            let (outcome, request_id) = match refused {
+                Some(e) => (Err(e), None),
+                None => (
+                    outcomes
+                        .next()
+                        .unwrap_or_else(|| Err(CatalogError::Storage("missing outcome".into()))),
+                    valid.next().and_then(|r| r.request_id.as_ref()),
+                ),
             };
             match outcome {
                 Ok(BuyOutcome::Applied(reply)) => {
+                    log_bought(&reply, request_id);
                     state
                         .invalidator
                         .announce(reply.name.clone(), reply.version);
@@ -144,6 +150,16 @@ async fn buy_batch(
         })
         .collect();
     Ok(data(results))
+}
+
+/// One line per buy, under the id of the order's request (see `common::trace`).
+fn log_bought(reply: &BuyReply, request_id: Option<&RequestId>) {
+    tracing::info!(
+        toy = %reply.name,
+        quantity = reply.quantity,
+        request_id = request_id.map(tracing::field::display),
+        "stock taken"
+    );
 }
 
 fn check(req: &BuyRequest) -> Result<(), CatalogError> {

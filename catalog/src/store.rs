@@ -371,6 +371,7 @@ mod tests {
             name: name.into(),
             quantity,
             key: key.into(),
+            request_id: None,
         }
     }
 

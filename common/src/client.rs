@@ -2,7 +2,8 @@
 //!
 //! Every call has a timeout, and every failure is either [`PeerError::Unreachable`]
 //! (no answer: connection refused, reset, timed out — worth failing over) or
-//! [`PeerError::Status`] (the peer answered with an error — usually final).
+//! [`PeerError::Status`] (the peer answered with an error — usually final). A call made
+//! while serving a request carries that request's `x-request-id`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::ErrorBody;
+use crate::trace::{RequestId, REQUEST_ID_HEADER};
 use crate::wire::*;
 
 /// Why a call to a peer failed.
@@ -83,13 +85,31 @@ impl ClusterClient {
         })
     }
 
-    async fn get<T: DeserializeOwned>(&self, url: Url, timeout: Duration) -> Result<T, PeerError> {
+    /// A call with the cluster token, a timeout, and the id of the request this task
+    /// serves, if any (see [`crate::trace`]).
+    fn call(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        timeout: Duration,
+    ) -> reqwest::RequestBuilder {
         let req = self
             .http
-            .get(url)
+            .request(method, url)
             .header(crate::TOKEN_HEADER, &*self.token)
             .timeout(timeout);
-        send(req, Envelope::Data).await
+        match RequestId::current().and_then(|id| id.header_value()) {
+            Some(id) => req.header(REQUEST_ID_HEADER, id),
+            None => req,
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, url: Url, timeout: Duration) -> Result<T, PeerError> {
+        send(
+            self.call(reqwest::Method::GET, url, timeout),
+            Envelope::Data,
+        )
+        .await
     }
 
     /// GET of an endpoint that answers without the `{"data": ...}` envelope (`/health`).
@@ -98,12 +118,11 @@ impl ClusterClient {
         url: Url,
         timeout: Duration,
     ) -> Result<T, PeerError> {
-        let req = self
-            .http
-            .get(url)
-            .header(crate::TOKEN_HEADER, &*self.token)
-            .timeout(timeout);
-        send(req, Envelope::Bare).await
+        send(
+            self.call(reqwest::Method::GET, url, timeout),
+            Envelope::Bare,
+        )
+        .await
     }
 
     async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
@@ -112,12 +131,7 @@ impl ClusterClient {
         body: &B,
         timeout: Duration,
     ) -> Result<T, PeerError> {
-        let req = self
-            .http
-            .post(url)
-            .header(crate::TOKEN_HEADER, &*self.token)
-            .json(body)
-            .timeout(timeout);
+        let req = self.call(reqwest::Method::POST, url, timeout).json(body);
         send(req, Envelope::Data).await
     }
 
@@ -129,12 +143,9 @@ impl ClusterClient {
         timeout: Duration,
     ) -> Result<axum::body::Bytes, PeerError> {
         let resp = self
-            .http
-            .post(url)
-            .header(crate::TOKEN_HEADER, &*self.token)
+            .call(reqwest::Method::POST, url, timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(body)
-            .timeout(timeout)
             .send()
             .await
             .map_err(|e| PeerError::Unreachable(error_chain(&e)))?;

@@ -11,6 +11,7 @@
 //! - [`config`]: parsing helpers for the command-line configuration.
 //! - [`telemetry`]: logging setup, done once per process.
 //! - [`metrics`]: the Prometheus recorder, `GET /metrics` and request metrics.
+//! - [`trace`]: request ids (`x-request-id`), followed through every service's log.
 
 pub mod client;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod http;
 pub mod metrics;
 pub mod storage;
 pub mod telemetry;
+pub mod trace;
 pub mod wire;
 
 /// Header that carries the shared cluster token on internal requests.

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::trace::RequestId;
+
 /// The success envelope of every reply: `{"data": ...}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Data<T> {
@@ -52,6 +54,9 @@ pub struct BuyRequest {
     pub name: String,
     pub quantity: u64,
     pub key: String,
+    /// The `x-request-id` of the order's request, for the catalog's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<RequestId>,
 }
 
 /// What a successful buy did (the same reply again for a repeated key).
@@ -112,6 +117,11 @@ pub struct NewOrder {
     pub quantity: u64,
     /// Idempotency key: a retry with the same key gets the same order.
     pub key: String,
+    /// The `x-request-id` of the request that placed it, for every replica's log
+    /// (it travels in Raft's log entries too, so no `skip_serializing_if`: bincode
+    /// needs every field).
+    #[serde(default)]
+    pub request_id: Option<RequestId>,
 }
 
 /// Reply to a placed order.
@@ -198,6 +208,10 @@ pub struct Replicate {
     /// on every follower it waits for (so it may have been acknowledged).
     #[serde(default)]
     pub commit: Option<u64>,
+    /// The `x-request-id` of each entry's order, by position, for the followers' logs
+    /// (empty when none is known).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_ids: Vec<Option<RequestId>>,
 }
 
 /// Follower → leader: the batch is flushed to disk.

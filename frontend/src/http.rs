@@ -21,6 +21,7 @@ use common::client::{CatalogClient, OrderClient};
 use common::http::{
     require_token, with_fallbacks, ClusterToken, Json, PathParam, BODY_LIMIT, INTERNAL_BODY_LIMIT,
 };
+use common::trace::RequestId;
 use common::wire::{data, Data, FrontendHealth, Invalidations, NewOrder, OrderPlaced, Product};
 
 use crate::cache::Cache;
@@ -135,6 +136,7 @@ async fn place_order(
         name: request.name.as_str().to_string(),
         quantity: request.quantity,
         key,
+        request_id: RequestId::current(),
     };
     let accepted = state
         .leaders
@@ -150,6 +152,7 @@ async fn place_order(
         Err(_) => state.cache.forget(&request.name.key()),
     }
     let accepted = accepted?;
+    tracing::info!(order = accepted.order_number, toy = %accepted.name, "order placed");
     Ok(data(OrderPlaced {
         order_number: accepted.order_number,
     }))

@@ -76,6 +76,7 @@ async fn buy_loop(catalog: CatalogClient, mut rx: mpsc::Receiver<Job>) {
                 name: j.order.name.clone(),
                 quantity: j.order.quantity,
                 key: j.order.key.clone(),
+                request_id: j.order.request_id.clone(),
             })
             .collect();
         let started = Instant::now();

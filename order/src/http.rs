@@ -18,6 +18,7 @@ use axum::Router;
 use common::http::{
     require_token, with_fallbacks, ClusterToken, Json, PathParam, QueryParams, INTERNAL_BODY_LIMIT,
 };
+use common::trace::RequestId;
 use common::wire::{data, LeaderNotice, LogPage, NewOrder, OrderAccepted, OrderView, Replicate};
 use serde::Deserialize;
 
@@ -76,9 +77,12 @@ async fn one(
 /// protocol stores and replicates the order (or answers the order a repeated key made).
 async fn place(
     State(state): State<AppState>,
-    Json(order): Json<NewOrder>,
+    Json(mut order): Json<NewOrder>,
 ) -> Result<impl IntoResponse, OrderError> {
     state.protocol.check_writable()?;
+    if order.request_id.is_none() {
+        order.request_id = RequestId::current();
+    }
     if order.quantity == 0
         || order.name.is_empty()
         || order.name.len() > MAX_TEXT
@@ -99,6 +103,7 @@ async fn place(
     // order is durable and replicated.
     let name = order.name.clone();
     let number = state.protocol.submit(order).await?;
+    tracing::info!(order = number, toy = %name, "order placed");
     Ok(data(OrderAccepted {
         order_number: number,
         name,

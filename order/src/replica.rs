@@ -497,6 +497,7 @@ impl Replica {
                 tracing::warn!(dropped, "dropped a tail the leader does not have");
             }
             store.flush().await?;
+            log_replicated(&batch);
         } else {
             let url = self
                 .peer_url(batch.leader_id)
@@ -779,6 +780,24 @@ fn consecutive(entries: &[OrderRecord]) -> bool {
         .all(|w| w[0].number.checked_add(1) == Some(w[1].number))
 }
 
+/// One line per order a leader's batch brought, under its request's id (see
+/// `common::trace`).
+fn log_replicated(batch: &Replicate) {
+    let ids = batch
+        .request_ids
+        .iter()
+        .map(Option::as_ref)
+        .chain(std::iter::repeat(None));
+    for (order, id) in batch.entries.iter().zip(ids) {
+        tracing::info!(
+            order = order.number,
+            toy = %order.name,
+            request_id = id.map(tracing::field::display),
+            "order replicated"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -818,6 +837,7 @@ mod tests {
             prev: prev.map(LogPos::from),
             entries: Vec::new(),
             commit: None,
+            request_ids: Vec::new(),
         }
     }
 
@@ -855,6 +875,7 @@ mod tests {
             prev: Some(LogPos::from(&rec(0, 1))),
             entries: vec![rec(1, 2)],
             commit: None,
+            request_ids: Vec::new(),
         };
         assert!(matches!(
             replica.on_replicate(stale).await,
@@ -873,6 +894,7 @@ mod tests {
             prev: Some(LogPos::from(&rec(0, 1))),
             entries: vec![rec(1, 1), rec(2, 1)],
             commit: None,
+            request_ids: Vec::new(),
         };
         let persisted = replica.on_replicate(batch).await.expect("append");
         assert_eq!(persisted.last_order, Some(2));
@@ -916,6 +938,7 @@ mod tests {
             prev: Some(LogPos::from(&rec(3, 4))),
             entries: vec![rec(4, 5)],
             commit: Some(4),
+            request_ids: Vec::new(),
         };
         let refused = replica.on_replicate(batch).await;
         assert!(matches!(refused, Err(OrderError::Peer(_))), "{refused:?}");
@@ -937,6 +960,7 @@ mod tests {
             prev: Some(LogPos::from(&rec(0, 1))),
             entries: vec![rec(1, 2)],
             commit: None,
+            request_ids: Vec::new(),
         };
         let bad = [
             Replicate {
@@ -984,6 +1008,7 @@ mod tests {
             prev: Some(LogPos::from(&rec(0, 1))),
             entries: vec![rec(1, 1)],
             commit: Some(0),
+            request_ids: Vec::new(),
         };
         replica.on_replicate(batch).await.expect("append");
         assert_eq!(replica.commit(), Some(0));
@@ -993,6 +1018,7 @@ mod tests {
             prev: Some(LogPos::from(&rec(1, 1))),
             entries: vec![],
             commit: Some(9),
+            request_ids: Vec::new(),
         };
         replica.on_replicate(ahead).await.expect("heartbeat");
         assert_eq!(replica.commit(), Some(1));

@@ -108,6 +108,7 @@ async fn write_batch(
     let mut next = prev.as_ref().map_or(0, |p| p.number + 1);
 
     let mut fresh: Vec<OrderRecord> = Vec::new();
+    let mut request_ids = Vec::new();
     let mut in_batch: HashMap<String, usize> = HashMap::new();
     let mut answers = Vec::with_capacity(batch.len());
     for submit in batch.iter() {
@@ -122,6 +123,7 @@ async fn write_batch(
             Some(_) => Err(OrderError::KeyReused(order.key.clone())),
             None => {
                 in_batch.insert(order.key.clone(), fresh.len());
+                request_ids.push(order.request_id.clone());
                 fresh.push(OrderRecord {
                     number: next,
                     name: order.name.clone(),
@@ -148,6 +150,7 @@ async fn write_batch(
             prev,
             entries: Vec::new(),
             commit: replica.commit(),
+            request_ids: Vec::new(),
         };
         let end = end_of(&request);
         let replicated = replicate(replica, Arc::new(request)).await;
@@ -171,6 +174,7 @@ async fn write_batch(
         prev,
         entries: fresh,
         commit: replica.commit(),
+        request_ids,
     };
     let orders = request.entries.len();
     // The local flush and the followers' writes run at the same time; the answers wait
@@ -382,6 +386,7 @@ async fn beat(replica: &Replica) {
         prev,
         entries: Vec::new(),
         commit: replica.commit(),
+        request_ids: Vec::new(),
     });
     let mut deposed = false;
     let mut failed = false;

@@ -12,3 +12,4 @@ mod helpers;
 mod metrics;
 mod raft;
 mod replication;
+mod tracing;

@@ -111,6 +111,12 @@ impl Machine {
             state.last_order = Some(number);
             new_keys.insert(order.key.clone(), written.len());
             placed.push(Placed::Number(number));
+            tracing::info!(
+                order = number,
+                toy = %order.name,
+                request_id = order.request_id.as_ref().map(tracing::field::display),
+                "order applied"
+            );
             written.push(OrderRecord {
                 number,
                 name: order.name,
