@@ -20,8 +20,9 @@ use crate::error::CatalogError;
 use crate::invalidate::Invalidator;
 use crate::store::{BuyOutcome, Store};
 
-/// Longest toy name or idempotency key the catalog accepts.
-const MAX_TEXT: usize = 256;
+/// Longest toy name or idempotency key the catalog accepts, in bytes (the front-end's
+/// 128 characters, at up to four bytes each).
+const MAX_TEXT: usize = 512;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -165,7 +166,7 @@ fn log_bought(reply: &BuyReply, request_id: Option<&RequestId>) {
 fn check(req: &BuyRequest) -> Result<(), CatalogError> {
     if req.name.len() > MAX_TEXT || req.key.is_empty() || req.key.len() > MAX_TEXT {
         return Err(CatalogError::BadRequest(
-            "name and key must be 1 to 256 bytes".into(),
+            "name and key must be 1 to 512 bytes".into(),
         ));
     }
     Ok(())

@@ -146,6 +146,11 @@ async fn edge(mut req: Request, next: Next) -> Response {
     resp
 }
 
+/// Marks a request whose path lost its trailing slash at the edge (see
+/// [`serve`]): a handler that must tell `/docs/` from `/docs` can.
+#[derive(Debug, Clone, Copy)]
+pub struct TrimmedSlash;
+
 /// `/products/Tux/` is `/products/Tux`, `/orders/` is `/orders`: one trailing slash is
 /// dropped before routing. Only one, so `/products//` (an empty name) stays a 404.
 fn trim_trailing_slash(req: &mut Request) {
@@ -161,6 +166,7 @@ fn trim_trailing_slash(req: &mut Request) {
             parts.path_and_query = Some(pq);
             if let Ok(uri) = axum::http::Uri::from_parts(parts) {
                 *req.uri_mut() = uri;
+                req.extensions_mut().insert(TrimmedSlash);
             }
         }
     }

@@ -118,6 +118,16 @@ impl Drop for Upkeep {
 
 /// `GET /metrics`: every metric of this process in Prometheus's text format (empty
 /// when no recorder is installed, as in tests that drive a router in-process).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "Requests by route and status with latency histograms, and the \
+                   service's own figures (see the README's Metrics section).",
+    responses((status = 200, description = "Prometheus text format",
+               content_type = "text/plain; version=0.0.4; charset=utf-8", body = String))
+)]
 pub async fn render() -> Response {
     for (_, refresh) in REFRESH.lock().unwrap_or_else(|p| p.into_inner()).iter() {
         refresh();

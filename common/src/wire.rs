@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::trace::RequestId;
 
 /// The success envelope of every reply: `{"data": ...}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Data<T> {
     pub data: T,
 }
@@ -20,7 +20,7 @@ pub fn data<T: Serialize>(data: T) -> axum::Json<Data<T>> {
 }
 
 /// A toy as the public API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Product {
     pub name: String,
     /// Price in the store's currency, two decimals.
@@ -125,7 +125,7 @@ pub struct NewOrder {
 }
 
 /// Reply to a placed order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderPlaced {
     pub order_number: u64,
 }
@@ -143,7 +143,7 @@ pub struct OrderAccepted {
 }
 
 /// An order as the public API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub number: u64,
     pub name: String,
@@ -307,7 +307,7 @@ pub struct LogPage {
 }
 
 /// The front-end's cache figures, in its `GET /health`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CacheStats {
     pub enabled: bool,
     pub capacity: usize,
@@ -322,7 +322,7 @@ pub struct CacheStats {
 }
 
 /// `GET /health` of the front-end.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FrontendHealth {
     /// Always `"frontend"`.
     pub service: String,

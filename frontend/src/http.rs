@@ -5,6 +5,7 @@
 //! - `POST /orders` — place an order (idempotent with an `Idempotency-Key` header).
 //! - `GET /orders/{number}` — read an order back.
 //! - `GET /health` — leader and cache figures.
+//! - `GET /openapi.json`, `GET /docs` — the API's description (see [`crate::openapi`]).
 //! - `POST /internal/invalidate` (cluster token) — the catalog's cache invalidations.
 
 use std::sync::Arc;
@@ -15,14 +16,20 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Router;
 use common::client::{CatalogClient, OrderClient};
+use common::error::ErrorBody;
 use common::http::{
     require_token, with_fallbacks, ClusterToken, Json, PathParam, BODY_LIMIT, INTERNAL_BODY_LIMIT,
 };
 use common::trace::RequestId;
-use common::wire::{data, Data, FrontendHealth, Invalidations, NewOrder, OrderPlaced, Product};
+use common::wire::{
+    data, Data, FrontendHealth, Invalidations, NewOrder, OrderPlaced, OrderView, Product,
+};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::cache::Cache;
 use crate::error::FrontendError;
@@ -42,20 +49,25 @@ pub struct AppState {
     pub fill_delay: Duration,
 }
 
-/// The front-end's routes.
+/// The front-end's routes: the public API (each route registered from its handler's
+/// `#[utoipa::path]`, so the description in [`crate::openapi`] lists exactly these),
+/// its description and docs page, and the internal invalidation endpoint.
 pub fn router(state: AppState, token: ClusterToken) -> Router {
+    let (public, api) = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(list_products))
+        .routes(routes!(product))
+        .routes(routes!(place_order))
+        .routes(routes!(order))
+        .routes(routes!(health))
+        .split_for_parts();
     let internal = Router::new()
         .route("/internal/invalidate", post(invalidate))
         .route_layer(middleware::from_fn_with_state(token, require_token))
         // The catalog's pushes name many toys at once (all of them after a restock):
         // they get the internal limit, the public routes keep the small one.
         .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT));
-    let router = Router::new()
-        .route("/products", get(list_products))
-        .route("/products/{name}", get(product))
-        .route("/orders", post(place_order))
-        .route("/orders/{number}", get(order))
-        .route("/health", get(health))
+    let router = public
+        .merge(crate::openapi::routes(api))
         .merge(internal)
         .with_state(state)
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
@@ -81,6 +93,25 @@ fn product_body(version: u64, body: Bytes) -> Response {
 }
 
 /// One toy: from the cache when present, else from the catalog (then cached).
+#[utoipa::path(
+    get,
+    path = "/products/{name}",
+    tag = "products",
+    summary = "Look up one toy",
+    description = "Names match case-insensitively; the reply carries the canonical name. \
+                   Served from the front-end's cache when it holds the toy.",
+    params(("name" = String, Path, min_length = 1, max_length = 128,
+            pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+            description = "The toy's name (URL-encoded), e.g. `Tux` or `Rubik's%20Cube`")),
+    responses(
+        (status = 200, description = "The toy", body = Data<Product>,
+         headers(("x-toy-version" = u64, description = "The catalog's version of this toy: \
+                   it grows with every stock change"))),
+        (status = 400, description = "A name that is too long or has control characters", body = ErrorBody),
+        (status = 404, description = "No such toy", body = ErrorBody),
+        (status = 503, description = "The catalog is unreachable", body = ErrorBody),
+    )
+)]
 async fn product(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
@@ -110,6 +141,17 @@ async fn product(
 }
 
 /// Every toy, always fresh from the catalog (never stale quantities).
+#[utoipa::path(
+    get,
+    path = "/products",
+    tag = "products",
+    summary = "List every toy",
+    description = "In name order, read from the catalog (never from the cache).",
+    responses(
+        (status = 200, description = "Every toy", body = Data<Vec<Product>>),
+        (status = 503, description = "The catalog is unreachable", body = ErrorBody),
+    )
+)]
 async fn list_products(State(state): State<AppState>) -> Result<impl IntoResponse, FrontendError> {
     let products = state
         .catalog
@@ -122,6 +164,30 @@ async fn list_products(State(state): State<AppState>) -> Result<impl IntoRespons
 }
 
 /// Places an order on the leader, failing over with the same idempotency key.
+#[utoipa::path(
+    post,
+    path = "/orders",
+    tag = "orders",
+    summary = "Place an order",
+    description = "Takes the stock and stores the order durably on every order replica \
+                   that must have it before it answers. A retry with the same \
+                   `Idempotency-Key` gets the same order number and takes stock once.",
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128,
+            pattern = "^[!-~]+$",
+            description = "Makes retries of this request safe: 1 to 128 printable ASCII \
+                           characters. Without it the front-end makes a key per request.")),
+    request_body(content = OrderBody, description = "The toy and how many"),
+    responses(
+        (status = 200, description = "The order is placed", body = Data<OrderPlaced>),
+        (status = 400, description = "Malformed JSON, a missing field, a quantity that is not \
+                                      a positive integer, or a bad `Idempotency-Key`", body = ErrorBody),
+        (status = 404, description = "No such toy", body = ErrorBody),
+        (status = 409, description = "Not enough stock", body = ErrorBody),
+        (status = 413, description = "A body over 16 KiB", body = ErrorBody),
+        (status = 422, description = "The `Idempotency-Key` was used for a different order", body = ErrorBody),
+        (status = 503, description = "The catalog or every order replica is unreachable", body = ErrorBody),
+    )
+)]
 async fn place_order(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -159,6 +225,20 @@ async fn place_order(
 }
 
 /// Reads an order from the leader.
+#[utoipa::path(
+    get,
+    path = "/orders/{number}",
+    tag = "orders",
+    summary = "Read an order",
+    description = "Only orders that can no longer be lost are shown.",
+    params(("number" = u64, Path, description = "The order number")),
+    responses(
+        (status = 200, description = "The order", body = Data<OrderView>),
+        (status = 400, description = "Not a non-negative integer", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 503, description = "No order replica can serve the read", body = ErrorBody),
+    )
+)]
 async fn order(
     State(state): State<AppState>,
     PathParam(raw): PathParam,
@@ -174,6 +254,14 @@ async fn order(
     Ok(data(view))
 }
 
+/// The leader the front-end uses, and its cache's figures.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    summary = "Front-end status",
+    responses((status = 200, description = "The front-end's leader and cache", body = FrontendHealth))
+)]
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let leader = state.leaders.current();
     axum::Json(FrontendHealth {

@@ -4,6 +4,7 @@
 //! - [`config`]: flags and environment variables.
 //! - [`validate`]: typed, validated request values.
 //! - [`http`]: the public routes and the invalidation endpoint.
+//! - [`openapi`]: the API's OpenAPI description and its docs page.
 //! - [`cache`]: the LRU product cache with versioned invalidation and a lease.
 //! - [`lease`]: the task that polls the catalog's versions to renew the lease.
 //! - [`leader`]: leader selection among the order replicas, and failover.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod http;
 pub mod leader;
 pub mod lease;
+pub mod openapi;
 pub mod validate;
 
 use std::future::Future;

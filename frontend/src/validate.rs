@@ -5,20 +5,21 @@ use serde::Deserialize;
 
 use crate::error::FrontendError;
 
-/// Longest toy name accepted.
-const MAX_NAME: usize = 128;
+/// Longest toy name accepted, in characters (at most 512 bytes of UTF-8: the bound
+/// the catalog and the replicas put on names).
+pub const MAX_NAME: usize = 128;
 /// Longest idempotency key accepted.
 const MAX_KEY: usize = 128;
 
-/// A toy name: 1 to 128 bytes, no control characters.
+/// A toy name: 1 to [`MAX_NAME`] characters, no control characters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProductName(String);
 
 impl ProductName {
     pub fn parse(raw: &str) -> Result<Self, FrontendError> {
-        if raw.is_empty() || raw.len() > MAX_NAME || raw.chars().any(char::is_control) {
+        if raw.is_empty() || raw.chars().count() > MAX_NAME || raw.chars().any(char::is_control) {
             return Err(FrontendError::BadRequest(format!(
-                "product name must be 1 to {MAX_NAME} bytes without control characters"
+                "product name must be 1 to {MAX_NAME} characters without control characters"
             )));
         }
         if raw == "." || raw == ".." {
@@ -42,10 +43,18 @@ impl ProductName {
 }
 
 /// The body of `POST /orders`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"name": "Tux", "quantity": 1}))]
 pub struct OrderBody {
+    /// The toy's name, matched case-insensitively.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub name: String,
-    /// Anything but a JSON integer ≥ 1 is refused.
+    /// How many: a positive integer (`1.0` counts as 1, as in JSON Schema).
+    #[schema(value_type = u64, minimum = 1)]
     pub quantity: serde_json::Value,
 }
 
@@ -59,22 +68,12 @@ pub struct OrderRequest {
 impl OrderRequest {
     pub fn parse(body: OrderBody) -> Result<Self, FrontendError> {
         let name = ProductName::parse(&body.name)?;
-        let quantity = match body.quantity.as_u64() {
-            Some(q) if q >= 1 => q,
-            // A whole number written as a decimal (`1.0`) is refused too, but says so:
-            // the contract's quantities are JSON integers.
-            _ if body
-                .quantity
-                .as_f64()
-                .is_some_and(|f| (1.0..1e15).contains(&f) && f.fract() == 0.0) =>
-            {
-                return Err(FrontendError::BadRequest(format!(
-                    "quantity must be a positive integer written without a decimal point \
-                     (send {} rather than {})",
-                    body.quantity.as_f64().unwrap_or_default() as u64,
-                    body.quantity
-                )))
-            }
+        let quantity = match (body.quantity.as_u64(), body.quantity.as_f64()) {
+            (Some(q), _) if q >= 1 => q,
+            // JSON has one number type, and JSON Schema (which the OpenAPI description
+            // uses) counts `1.0` as the integer 1: a whole number written as a decimal
+            // is that number. Above u64's range it saturates (and is out of stock).
+            (None, Some(f)) if f >= 1.0 && f.fract() == 0.0 => f as u64,
             _ => {
                 return Err(FrontendError::BadRequest(
                     "quantity must be a positive integer".into(),
@@ -129,6 +128,8 @@ mod tests {
             json!(0),
             json!(-1),
             json!(1.5),
+            json!(0.0),
+            json!(-2.0),
             json!("1"),
             json!(null),
             json!(true),
@@ -140,18 +141,19 @@ mod tests {
             );
         }
         assert!(order(json!({"name": "Tux"})).is_err());
-        match order(json!({"name": "Tux", "quantity": 2.0})) {
-            Err(FrontendError::BadRequest(m)) => {
-                assert!(m.contains("send 2 rather than 2.0"), "{m}")
-            }
-            other => panic!("2.0 gave {other:?}"),
-        }
+        // One number type in JSON: a whole decimal is that integer.
+        let o = order(json!({"name": "Tux", "quantity": 2.0})).expect("2.0 is 2");
+        assert_eq!(o.quantity, 2);
+        let huge = order(json!({"name": "Tux", "quantity": 1e30})).expect("whole");
+        assert_eq!(huge.quantity, u64::MAX);
     }
 
     #[test]
     fn names_are_bounded() {
         assert!(ProductName::parse("").is_err());
-        assert!(ProductName::parse(&"x".repeat(129)).is_err());
+        assert!(ProductName::parse(&"x".repeat(MAX_NAME + 1)).is_err());
+        // Characters, not bytes: 128 four-byte characters are a name.
+        assert!(ProductName::parse(&"🧸".repeat(MAX_NAME)).is_ok());
         assert!(ProductName::parse("a\nb").is_err());
         assert_eq!(ProductName::parse("LeGo").expect("valid").key(), "lego");
         assert!(matches!(

@@ -90,7 +90,7 @@ async fn place(
         || order.key.len() > MAX_TEXT
     {
         return Err(OrderError::BadRequest(
-            "an order needs a name and key of 1 to 256 bytes and a positive quantity".into(),
+            "an order needs a name and key of 1 to 512 bytes and a positive quantity".into(),
         ));
     }
     // The catalog is idempotent by key, so a repeated key is bought again too: that

@@ -51,8 +51,9 @@ pub const MAX_EPOCH_STEP: u64 = 1 << 20;
 /// Most orders in one replication batch a follower accepts.
 pub const MAX_BATCH_ENTRIES: usize = 4096;
 
-/// Longest name or idempotency key in a stored order.
-pub const MAX_TEXT: usize = 256;
+/// Longest name or idempotency key in a stored order, in bytes (the front-end's 128
+/// characters, at up to four bytes each).
+pub const MAX_TEXT: usize = 512;
 
 /// Who leads, as this replica knows it. Changed only while the log lock is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

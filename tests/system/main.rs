@@ -7,6 +7,7 @@ mod api;
 mod cache;
 mod chaos;
 mod crash;
+mod docs;
 mod faults;
 mod helpers;
 mod metrics;
