@@ -25,7 +25,7 @@
 //!   from the most up-to-date peer; then it reports itself ready and takes from the
 //!   leader, once more, what it refused while catching up.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -97,6 +97,8 @@ struct Inner {
     /// As leader: followers that missed a deadline; batches do not wait for them until
     /// a heartbeat finds them synced back. A std mutex: held only to read or edit.
     lagging: Mutex<BTreeSet<u32>>,
+    /// As leader: the newest order each follower reported holding, for its lag.
+    reported: Mutex<BTreeMap<u32, Option<u64>>>,
     /// Wakes the heartbeat task at once (after a promotion).
     beat_now: Notify,
 }
@@ -143,6 +145,7 @@ impl Replica {
                 timeouts,
                 commit: watch::Sender::new(None),
                 lagging: Mutex::new(BTreeSet::new()),
+                reported: Mutex::new(BTreeMap::new()),
                 beat_now: Notify::new(),
             }),
         })
@@ -226,6 +229,26 @@ impl Replica {
             }
         }
         changed
+    }
+
+    /// As leader: notes the newest order of each follower in `heard` (those that just
+    /// answered), and sets `follower_lag_orders{follower}` to how many orders each
+    /// follower it has heard from is behind `end`, this replica's newest order. A
+    /// follower that does not answer keeps the position it last reported, so its lag
+    /// grows as the leader writes.
+    pub fn record_lag(&self, end: Option<u64>, heard: &[(u32, Option<u64>)]) {
+        let count = |last: Option<u64>| last.map_or(0, |n| n.saturating_add(1));
+        let mut reported = self
+            .inner
+            .reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        reported.extend(heard.iter().copied());
+        for (follower, last) in reported.iter() {
+            let behind = count(end).saturating_sub(count(*last));
+            metrics::gauge!("follower_lag_orders", "follower" => follower.to_string())
+                .set(behind as f64);
+        }
     }
 
     /// Resolves when a heartbeat should go out at once.

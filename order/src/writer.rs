@@ -245,7 +245,8 @@ enum Replicated {
 
 /// How one follower took a batch.
 enum Sent {
-    Stored,
+    /// Flushed; with the newest order the follower now holds.
+    Stored(Option<u64>),
     /// No answer in time, or "not ready / cannot sync now": stop waiting for it.
     Lagging(String),
     /// It knows a newer epoch.
@@ -263,7 +264,7 @@ async fn send_to(replica: &Replica, url: &Url, request: &Replicate) -> Sent {
     loop {
         tries += 1;
         match replica.client().replicate(url, request, timeout).await {
-            Ok(_) => return Sent::Stored,
+            Ok(persisted) => return Sent::Stored(persisted.last_order),
             Err(e @ PeerError::Unreachable(_)) => return Sent::Lagging(e.to_string()),
             Err(e @ PeerError::Status { status, .. })
                 if status == StatusCode::MISDIRECTED_REQUEST
@@ -295,9 +296,11 @@ async fn replicate(replica: &Replica, request: Arc<Replicate>) -> Replicated {
         .cloned()
         .collect();
     let mut outcome = Replicated::Stored;
+    let end = end_of(&request);
+    let mut heard = Vec::new();
     for (peer, sent) in send_all(replica, peers, request).await {
         match sent {
-            Sent::Stored => {}
+            Sent::Stored(last) => heard.push((peer, last)),
             Sent::Lagging(why) => {
                 tracing::debug!(peer, %why, "follower skipped; it will sync back");
                 replica.set_lagging(peer, true);
@@ -314,6 +317,7 @@ async fn replicate(replica: &Replica, request: Arc<Replicate>) -> Replicated {
             }
         }
     }
+    replica.record_lag(end, &heard);
     outcome
 }
 
@@ -390,10 +394,12 @@ async fn beat(replica: &Replica) {
     });
     let mut deposed = false;
     let mut failed = false;
+    let mut heard = Vec::new();
     for (peer, sent) in send_all(replica, replica.peers().to_vec(), request.clone()).await {
         match sent {
-            Sent::Stored => {
+            Sent::Stored(last) => {
                 replica.set_lagging(peer, false);
+                heard.push((peer, last));
             }
             Sent::Lagging(_) => {
                 replica.set_lagging(peer, true);
@@ -402,6 +408,7 @@ async fn beat(replica: &Replica) {
             Sent::Failed(_) => failed = true,
         }
     }
+    replica.record_lag(end_of(&request), &heard);
     let log = replica.lock_log().await;
     if replica.leadership() != leadership {
         return; // the leadership changed meanwhile: this round proves nothing

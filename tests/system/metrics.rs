@@ -1,11 +1,16 @@
 //! `GET /metrics` on every service: Prometheus text whose counters move and whose
 //! histograms fill as clients use the store.
 
+use std::time::{Duration, Instant};
+
 use common::wire::Replication;
 
 use crate::helpers::{in_both_modes, Cluster, Options};
 
-in_both_modes!(metrics_move_as_clients_use_the_store);
+in_both_modes!(
+    metrics_move_as_clients_use_the_store,
+    a_paused_followers_lag_shows_then_clears,
+);
 
 /// The sum of every sample of `name` whose labels include all of `labels`.
 fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -103,4 +108,61 @@ async fn metrics_move_as_clients_use_the_store(mode: Replication) {
         ) >= 1.0,
         "{catalog}"
     );
+}
+
+/// The leader's lag gauge for one follower: orders behind in primary-backup mode, log
+/// entries behind in raft mode.
+async fn lag(cluster: &Cluster, leader: u32, follower: u32, mode: Replication) -> Option<f64> {
+    let name = match mode {
+        Replication::PrimaryBackup => "follower_lag_orders",
+        Replication::Raft => "follower_lag_entries",
+    };
+    // The raft leader sets its gauges when asked for its status.
+    let _ = cluster.get_from(&format!("order{leader}"), "/health").await;
+    let text = scrape(cluster, &format!("order{leader}")).await;
+    let label = format!("follower=\"{follower}\"");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(&label))
+        .find_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+}
+
+/// Waits up to 10 s for the lag to satisfy `ok`; returns the last value seen.
+async fn lag_until(
+    cluster: &Cluster,
+    (leader, follower): (u32, u32),
+    mode: Replication,
+    ok: impl Fn(f64) -> bool,
+) -> Option<f64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = lag(cluster, leader, follower, mode).await;
+        if seen.is_some_and(&ok) || Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn a_paused_followers_lag_shows_then_clears(mode: Replication) {
+    let cluster = Cluster::start(Options::in_mode(mode)).await;
+    cluster.order_ok("Tux", 1).await;
+    let (leader, follower) = (cluster.leader().await, cluster.follower().await);
+    let pair = (leader, follower);
+    let seen = lag_until(&cluster, pair, mode, |v| v == 0.0).await;
+    assert_eq!(seen, Some(0.0), "a follower in step shows no lag");
+
+    let name = format!("order{follower}");
+    cluster.pause(&name);
+    for _ in 0..5 {
+        cluster.order_ok("Uno", 1).await;
+    }
+    let seen = lag_until(&cluster, pair, mode, |v| v >= 5.0).await;
+    assert!(
+        seen.is_some_and(|v| v >= 5.0),
+        "paused follower's lag: {seen:?}"
+    );
+
+    cluster.resume(&name);
+    let seen = lag_until(&cluster, pair, mode, |v| v == 0.0).await;
+    assert_eq!(seen, Some(0.0), "the lag clears once the follower is back");
 }

@@ -262,9 +262,19 @@ impl RaftNode {
             .ok_or(OrderError::UnknownOrder(number))
     }
 
-    /// What `GET /health` reports.
+    /// What `GET /health` reports. As leader, also sets each follower's lag in log
+    /// entries for `/metrics` (`follower_lag_entries{follower}`: the leader's last
+    /// log index minus the highest one the follower has matched).
     pub fn status(&self) -> Result<ReplicaStatus, OrderError> {
         let m = self.inner.raft.metrics().borrow().clone();
+        if let Some(replication) = &m.replication {
+            let last = m.last_log_index.map_or(0, |i| i.saturating_add(1));
+            for (follower, matched) in replication.iter().filter(|(id, _)| **id != m.id) {
+                let have = matched.map_or(0, |l| l.index.saturating_add(1));
+                metrics::gauge!("follower_lag_entries", "follower" => follower.to_string())
+                    .set(last.saturating_sub(have) as f64);
+            }
+        }
         let store = &self.inner.store;
         let last = store.last()?;
         let applied = m.last_applied.map(|l| l.index);
