@@ -609,7 +609,7 @@ const NOTES: &str = "## Where the time goes\n\n\
   size and commit time (at 32 clients here: about 5 orders an entry, 4 ms to commit).\n";
 
 /// Today's date (UTC) as YYYY-MM-DD, from the system clock.
-fn today() -> String {
+pub(crate) fn today() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

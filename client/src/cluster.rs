@@ -69,6 +69,15 @@ impl RunSh {
 
     /// Runs `run.sh <args>` with extra environment variables; fails with its output.
     pub async fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Result<(), ClientError> {
+        self.run_output(args, env).await.map(|_| ())
+    }
+
+    /// [`RunSh::run`], returning what it printed.
+    pub async fn run_output(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<String, ClientError> {
         let mut cmd = tokio::process::Command::new("bash");
         cmd.arg(&self.script)
             .args(args)
@@ -90,7 +99,7 @@ impl RunSh {
             ClientError::Other(format!("cannot run {}: {e}", self.script.display()))
         })?;
         if out.status.success() {
-            Ok(())
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
             Err(ClientError::Other(format!(
                 "{} {} failed:\n{}{}",

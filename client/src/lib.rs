@@ -10,12 +10,14 @@
 //! - [`checker`]: the history of what clients saw, and the verdict on it.
 //! - [`cluster`]: `run.sh` control and the services' internal figures.
 //! - [`bench`](mod@bench): the benchmark against the bare [`baseline`] servers, with `wrk`.
+//! - [`demo`](mod@demo): the lab's output document, `docs/OUTPUT.md`, from a scripted session.
 
 pub mod baseline;
 pub mod bench;
 pub mod chaos;
 pub mod checker;
 pub mod cluster;
+pub mod demo;
 pub mod eval;
 pub mod nemesis;
 pub mod netns;

@@ -107,6 +107,16 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// A scripted session against a fresh cluster (lookups, orders, errors, kill -9
+    /// of the leader, catch-up, restock), written with every command and reply to
+    /// OUTPUT.md. It always starts with the lab's stock of 100 per toy.
+    Demo {
+        /// Where the document goes.
+        #[arg(long, default_value = "docs/OUTPUT.md")]
+        out: PathBuf,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// Serve a bare baseline (used by bench): a constant product body, or with
     /// --upstream a proxy hop to it.
     #[command(hide = true)]
@@ -294,6 +304,15 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
                     command: format!("cargo run --release -p client -- {command_line}"),
                 })
                 .await
+            })
+            .await?;
+            Ok(true)
+        }
+        Command::Demo { out, cluster } => {
+            let mut run_sh = cluster.run_sh("demo");
+            run_sh.initial_stock = 100;
+            with_cluster(run_sh, |run_sh, inspector| async move {
+                client::demo::demo(run_sh, inspector, &out).await
             })
             .await?;
             Ok(true)

@@ -8,31 +8,16 @@ use std::process::Command;
 
 use common::wire::Replication;
 
-use crate::helpers::{bin_dir, free_port_base, in_both_modes};
+use crate::helpers::{bin_dir, client_with_run_sh, free_port_base, in_both_modes, stop_run_sh};
 
 in_both_modes!(a_short_chaos_run_passes_every_check);
 
 async fn a_short_chaos_run_passes_every_check(mode: Replication) {
-    let bins = bin_dir();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let data = tempfile::tempdir().expect("temp dir");
-    let base = free_port_base().to_string();
-    let profile = if cfg!(debug_assertions) {
-        "dev"
-    } else {
-        "release"
-    };
-    let target = bins.parent().expect("target dir");
-    let env = |cmd: &mut Command| {
-        cmd.env("TOYSTORE_PROFILE", profile)
-            .env("TOYSTORE_BUILD", "0")
-            .env("CARGO_TARGET_DIR", target)
-            .env("TOYSTORE_START_TIMEOUT", "60");
-    };
-    let mut chaos = Command::new(bins.join("client"));
+    let cluster = data.path().join("cluster");
+    let mut chaos = client_with_run_sh("chaos", &cluster, free_port_base());
     chaos
         .args([
-            "chaos",
             "--kills",
             "4",
             "--leader-kills",
@@ -45,28 +30,15 @@ async fn a_short_chaos_run_passes_every_check(mode: Replication) {
             "300",
             "--initial-stock",
             "100000",
-            "--port-base",
-            &base,
             "--replication",
             &mode.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(data.path().join("cluster"))
-        .arg("--run-sh")
-        .arg(root.join("run.sh"));
-    env(&mut chaos);
+        ]);
     let output = tokio::task::spawn_blocking(move || chaos.output())
         .await
         .expect("join")
         .expect("run the client");
-
     // Whatever happened, leave no process behind.
-    let mut stop = Command::new("bash");
-    stop.arg(root.join("run.sh"))
-        .arg("stop")
-        .env("TOYSTORE_DATA_DIR", data.path().join("cluster"));
-    env(&mut stop);
-    let _ = stop.output();
+    stop_run_sh(&cluster);
 
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);

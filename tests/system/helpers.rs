@@ -117,6 +117,46 @@ pub fn bin_dir() -> &'static Path {
     })
 }
 
+/// Sets what `run.sh` needs to start this test process's builds of the binaries
+/// (without building again), with its data in `data`.
+fn run_sh_env(cmd: &mut Command, data: &Path) {
+    let profile = if cfg!(debug_assertions) {
+        "dev"
+    } else {
+        "release"
+    };
+    let target = bin_dir().parent().expect("target dir");
+    cmd.env("TOYSTORE_PROFILE", profile)
+        .env("TOYSTORE_BUILD", "0")
+        .env("CARGO_TARGET_DIR", target)
+        .env("TOYSTORE_START_TIMEOUT", "60")
+        .env("TOYSTORE_DATA_DIR", data);
+}
+
+/// `client <command>` driving a cluster of its own through `run.sh`, with its data
+/// in `data` and ports from `port_base` (see [`free_port_base`]).
+pub fn client_with_run_sh(command: &str, data: &Path, port_base: u16) -> Command {
+    let mut cmd = Command::new(bin_dir().join("client"));
+    cmd.arg(command)
+        .arg("--port-base")
+        .arg(port_base.to_string())
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--run-sh")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("run.sh"));
+    run_sh_env(&mut cmd, data);
+    cmd
+}
+
+/// Stops whatever a [`client_with_run_sh`] command left running in `data`.
+pub fn stop_run_sh(data: &Path) {
+    let mut stop = Command::new("bash");
+    stop.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("run.sh"))
+        .arg("stop");
+    run_sh_env(&mut stop, data);
+    let _ = stop.output();
+}
+
 /// Ports handed to test services come from below the kernel's ephemeral range
 /// (32768 and up on Linux), so no outgoing connection or `bind(0)` elsewhere can take
 /// one between the moment it is chosen and the moment the child binds it.
