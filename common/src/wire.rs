@@ -321,6 +321,52 @@ pub struct CacheStats {
     pub lease_expiries: u64,
 }
 
+/// `GET /cache` of the front-end: what its cache holds and what happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CacheView {
+    pub enabled: bool,
+    pub capacity: usize,
+    /// Cached toys (lower-cased names), most recently used first.
+    pub entries: Vec<CachedToy>,
+    /// The journal's events from `after` on (the newest 1024 are kept).
+    pub events: Vec<CacheEvent>,
+    /// Ask with `after` = this to get only newer events.
+    pub next: u64,
+}
+
+/// One cached toy and the catalog version its entry holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CachedToy {
+    pub name: String,
+    pub version: u64,
+}
+
+/// Something that happened to one cache entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CacheEvent {
+    /// Grows by one per event.
+    pub seq: u64,
+    /// Milliseconds since the front-end started.
+    pub at_ms: u64,
+    pub kind: CacheEventKind,
+    /// The toy (lower-cased name).
+    pub name: String,
+}
+
+/// Why an entry came or went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheEventKind {
+    /// Stored after a lookup read the catalog.
+    Filled,
+    /// Dropped to make room (least recently used).
+    Evicted,
+    /// Dropped because the toy changed (an order, a restock, a newer version seen).
+    Invalidated,
+    /// Dropped because the cache's lease ran out (the catalog went unheard).
+    Expired,
+}
+
 /// `GET /health` of the front-end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FrontendHealth {

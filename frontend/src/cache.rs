@@ -18,17 +18,22 @@
 //! it, no entry is served stale for longer than the lease, however slow or broken the
 //! network is.
 //!
-//! One std `Mutex` guards the LRU, the announced versions and the lease; it is held
-//! for a few map operations and never across `.await`.
+//! Journal: every fill, eviction, invalidation and lease expiry is recorded, with a
+//! sequence number and a time, in a bounded journal (the newest [`JOURNAL`] events),
+//! so that `GET /cache` can show cache replacement as it happens. Only changes are
+//! recorded, never hits, so lookups served from the cache cost nothing more.
+//!
+//! One std `Mutex` guards the LRU, the announced versions, the lease and the journal;
+//! it is held for a few map operations and never across `.await`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use common::wire::CacheStats;
+use common::wire::{CacheEvent, CacheEventKind, CacheStats, CacheView, CachedToy};
 use lru::LruCache;
 
 /// The cache; disabled, it stores nothing and counts every lookup as a miss.
@@ -42,7 +47,12 @@ pub struct Cache {
     invalidations: AtomicU64,
     /// Times the lease ran out and the cache was emptied.
     lease_expiries: AtomicU64,
+    /// The journal's clock starts here.
+    started: Instant,
 }
+
+/// Events kept in the journal.
+pub const JOURNAL: usize = 1024;
 
 struct Inner {
     /// Entries may be served until then; `None` until the first successful poll.
@@ -53,6 +63,34 @@ struct Inner {
     /// own orders. One entry per real toy at most: only the catalog (with the cluster
     /// token) and acknowledged orders announce, and both name existing toys.
     announced: HashMap<String, u64>,
+    /// The newest [`JOURNAL`] events, oldest first.
+    journal: VecDeque<CacheEvent>,
+    /// Sequence number of the next event.
+    next_seq: u64,
+}
+
+impl Inner {
+    fn record(&mut self, started: Instant, kind: CacheEventKind, key: &str) {
+        if self.journal.len() == JOURNAL {
+            self.journal.pop_front();
+        }
+        self.journal.push_back(CacheEvent {
+            seq: self.next_seq,
+            at_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            kind,
+            name: key.to_string(),
+        });
+        self.next_seq += 1;
+    }
+
+    /// Drops `key`, journaling why if it was there.
+    fn drop_entry(&mut self, started: Instant, key: &str, kind: CacheEventKind) -> bool {
+        let dropped = self.entries.pop(key).is_some();
+        if dropped {
+            self.record(started, kind, key);
+        }
+        dropped
+    }
 }
 
 impl Cache {
@@ -65,12 +103,15 @@ impl Cache {
                 lease_until: None,
                 entries: LruCache::new(cap),
                 announced: HashMap::new(),
+                journal: VecDeque::with_capacity(JOURNAL),
+                next_seq: 0,
             }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
             lease_expiries: AtomicU64::new(0),
+            started: Instant::now(),
         }
     }
 
@@ -83,6 +124,10 @@ impl Cache {
         let mut inner = self.lock();
         let leased = inner.lease_until.is_some_and(|t| Instant::now() < t);
         if !leased && !inner.entries.is_empty() {
+            let keys: Vec<String> = inner.entries.iter().map(|(k, _)| k.clone()).collect();
+            for key in keys {
+                inner.record(self.started, CacheEventKind::Expired, &key);
+            }
             inner.entries.clear();
             self.lease_expiries.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("cache lease ran out: the catalog has not been heard from");
@@ -127,8 +172,10 @@ impl Cache {
         if let Some((evicted, _)) = inner.entries.push(key.to_string(), (version, body)) {
             if evicted != key {
                 self.evictions.fetch_add(1, Ordering::Relaxed);
+                inner.record(self.started, CacheEventKind::Evicted, &evicted);
             }
         }
+        inner.record(self.started, CacheEventKind::Filled, key);
         true
     }
 
@@ -136,13 +183,14 @@ impl Cache {
     /// unknown). Unlike [`Cache::invalidate`] this never grows the cache's memory, so
     /// it is safe with names a client made up.
     pub fn forget(&self, key: &str) {
-        self.lock().entries.pop(key);
+        self.lock()
+            .drop_entry(self.started, key, CacheEventKind::Invalidated);
     }
 
     /// Drops `key` and remembers that `version` exists, so older fills are refused.
     pub fn invalidate(&self, key: &str, version: u64) {
         let mut inner = self.lock();
-        inner.entries.pop(key);
+        inner.drop_entry(self.started, key, CacheEventKind::Invalidated);
         announce(&mut inner.announced, key, version);
         self.invalidations.fetch_add(1, Ordering::Relaxed);
     }
@@ -154,7 +202,7 @@ impl Cache {
         let mut inner = self.lock();
         for (key, version) in versions {
             if inner.entries.peek(key).is_some_and(|(v, _)| *v < version) {
-                inner.entries.pop(key);
+                inner.drop_entry(self.started, key, CacheEventKind::Invalidated);
                 self.invalidations.fetch_add(1, Ordering::Relaxed);
             }
             announce(&mut inner.announced, key, version);
@@ -168,6 +216,31 @@ impl Cache {
     /// cache itself is enabled).
     pub fn catalog_heard(&self) -> bool {
         self.lock().lease_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// The entries, most recently used first (without marking any used), and the
+    /// journal's events numbered `after` and up.
+    pub fn view(&self, after: u64) -> CacheView {
+        let (inner, _) = self.leased();
+        CacheView {
+            enabled: self.enabled,
+            capacity: self.capacity,
+            entries: inner
+                .entries
+                .iter()
+                .map(|(name, (version, _))| CachedToy {
+                    name: name.clone(),
+                    version: *version,
+                })
+                .collect(),
+            events: inner
+                .journal
+                .iter()
+                .filter(|e| e.seq >= after)
+                .cloned()
+                .collect(),
+            next: inner.next_seq,
+        }
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -235,6 +308,49 @@ mod tests {
         assert!(cache.get("c").is_some());
         let s = cache.stats();
         assert_eq!((s.size, s.evictions), (2, 1));
+    }
+
+    #[test]
+    fn the_journal_tells_fills_evictions_and_invalidations_in_order() {
+        use CacheEventKind::*;
+        let cache = leased(true, 2);
+        cache.fill("a", 1, body("a"));
+        cache.fill("b", 1, body("b"));
+        cache.get("a");
+        cache.fill("c", 1, body("c"));
+        cache.invalidate("a", 2);
+        cache.invalidate("zzz", 1); // not cached: nothing happened to an entry
+        let view = cache.view(0);
+        let told: Vec<(CacheEventKind, &str)> = view
+            .events
+            .iter()
+            .map(|e| (e.kind, e.name.as_str()))
+            .collect();
+        assert_eq!(
+            told,
+            [
+                (Filled, "a"),
+                (Filled, "b"),
+                (Evicted, "b"),
+                (Filled, "c"),
+                (Invalidated, "a")
+            ]
+        );
+        let names: Vec<&str> = view.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["c"]);
+        assert_eq!(view.next, 5);
+        assert_eq!(cache.view(4).events.len(), 1);
+    }
+
+    #[test]
+    fn the_journal_keeps_the_newest_events() {
+        let cache = leased(true, 1);
+        for i in 0..(JOURNAL as u64 + 10) {
+            cache.fill(&format!("t{i}"), 1, body("x"));
+        }
+        let view = cache.view(0);
+        assert_eq!(view.events.len(), JOURNAL);
+        assert_eq!(view.events.last().map(|e| e.seq), Some(view.next - 1));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - `POST /orders` — place an order (idempotent with an `Idempotency-Key` header).
 //! - `GET /orders/{number}` — read an order back.
 //! - `GET /health` — leader and cache figures.
+//! - `GET /cache` — the cache's entries in LRU order and its journal of changes.
 //! - `GET /openapi.json`, `GET /docs` — the API's description (see [`crate::openapi`]).
 //! - `POST /internal/invalidate` (cluster token) — the catalog's cache invalidations.
 
@@ -21,11 +22,12 @@ use axum::Router;
 use common::client::{CatalogClient, OrderClient};
 use common::error::ErrorBody;
 use common::http::{
-    require_token, with_fallbacks, ClusterToken, Json, PathParam, BODY_LIMIT, INTERNAL_BODY_LIMIT,
+    require_token, with_fallbacks, ClusterToken, Json, PathParam, QueryParams, BODY_LIMIT,
+    INTERNAL_BODY_LIMIT,
 };
 use common::trace::RequestId;
 use common::wire::{
-    data, Data, FrontendHealth, Invalidations, NewOrder, OrderPlaced, OrderView, Product,
+    data, CacheView, Data, FrontendHealth, Invalidations, NewOrder, OrderPlaced, OrderView, Product,
 };
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -59,6 +61,7 @@ pub fn router(state: AppState, token: ClusterToken) -> Router {
         .routes(routes!(place_order))
         .routes(routes!(order))
         .routes(routes!(health))
+        .routes(routes!(cache))
         .split_for_parts();
     let internal = Router::new()
         .route("/internal/invalidate", post(invalidate))
@@ -270,6 +273,41 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         epoch: leader.as_ref().map(|l| l.epoch),
         cache: state.cache.stats(),
     })
+}
+
+/// Query of `GET /cache`.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct CacheQuery {
+    /// Only events numbered this and up (the `next` of an earlier reply). An int64,
+    /// as the description says (JSON Schema has no unsigned 64-bit format).
+    #[param(minimum = 0)]
+    after: Option<i64>,
+}
+
+/// What the cache holds, most recently used first, and its recent events.
+#[utoipa::path(
+    get,
+    path = "/cache",
+    tag = "operations",
+    summary = "The cache's entries and journal",
+    description = "Cached toys in LRU order (most recently used first) with their catalog \
+                   versions, and the journal of fills, evictions, invalidations and lease \
+                   expiries (the newest 1024). Reading it marks nothing used.",
+    params(CacheQuery),
+    responses(
+        (status = 200, description = "Entries and events", body = Data<CacheView>),
+        (status = 400, description = "`after` is not a non-negative integer", body = ErrorBody),
+    )
+)]
+async fn cache(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<CacheQuery>,
+) -> Result<impl IntoResponse, FrontendError> {
+    let after = u64::try_from(q.after.unwrap_or(0)).map_err(|_| {
+        FrontendError::BadRequest("after must be a non-negative integer".into())
+    })?;
+    Ok(data(state.cache.view(after)))
 }
 
 async fn invalidate(

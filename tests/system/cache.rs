@@ -168,3 +168,34 @@ async fn with_the_cache_off_every_lookup_reaches_the_catalog(mode: Replication) 
     assert!(!s.enabled);
     assert_eq!((s.hits, s.misses, s.size), (0, 5, 0));
 }
+
+/// `GET /cache`: the entries in LRU order and the journal of what happened to them.
+#[tokio::test]
+async fn the_cache_view_shows_lru_order_and_the_journal() {
+    let cluster = Cluster::start(Options::default()).await;
+    for toy in ["Tux", "Fox", "Tux"] {
+        cluster.quantity(toy).await;
+    }
+    let (status, view) = cluster.get("/cache").await;
+    assert_eq!(status, 200, "{view}");
+    let names: Vec<&str> = view["data"]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(names, ["tux", "fox"], "most recently used first: {view}");
+
+    cluster.order_ok("Fox", 1).await;
+    let next = view["data"]["next"].as_u64().expect("next");
+    let (_, newer) = cluster.get(&format!("/cache?after={next}")).await;
+    let events: Vec<(&str, &str)> = newer["data"]["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| Some((e["kind"].as_str()?, e["name"].as_str()?)))
+        .collect();
+    assert_eq!(events, [("invalidated", "fox")], "{newer}");
+    let (status, _) = cluster.get("/cache?after=-1").await;
+    assert_eq!(status, 400);
+}

@@ -8,12 +8,13 @@ use std::process::Command;
 use crate::helpers::{Cluster, Options};
 
 /// Every public operation, as the description must list it.
-const OPERATIONS: [(&str, &str); 6] = [
+const OPERATIONS: [(&str, &str); 7] = [
     ("get", "/products"),
     ("get", "/products/{name}"),
     ("post", "/orders"),
     ("get", "/orders/{number}"),
     ("get", "/health"),
+    ("get", "/cache"),
     ("get", "/metrics"),
 ];
 
