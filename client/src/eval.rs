@@ -12,11 +12,15 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Url;
 
+use crate::cachetrace::{self, Timeline};
 use crate::cluster::{Inspector, RunSh};
 use crate::plot::{latency_plot, Line};
 use crate::session::{run_sessions, Plan};
 use crate::stats::{Kind, Record, Summary};
 use crate::ClientError;
+
+/// Lookups of the cache-replacement run (4 ms apart).
+const CACHE_TRACE_LOOKUPS: u64 = 2000;
 
 /// The probabilities the lab asks for.
 pub const PS: [f64; 5] = [0.0, 0.2, 0.4, 0.6, 0.8];
@@ -95,6 +99,8 @@ pub async fn run(plan: EvalPlan, inspector: &Inspector) -> Result<(), ClientErro
     plan.run_sh
         .run(&["restart", "frontend"], &[("FRONTEND_CACHE", "true")])
         .await?;
+    println!("cache replacement: {CACHE_TRACE_LOOKUPS} lookups with a skewed popularity");
+    let timeline = cachetrace::record(&plan.url, CACHE_TRACE_LOOKUPS, plan.seed).await?;
 
     let dir = plan.out.join("eval");
     std::fs::create_dir_all(&dir)
@@ -124,7 +130,9 @@ pub async fn run(plan: EvalPlan, inspector: &Inspector) -> Result<(), ClientErro
             ],
         )?;
     }
-    let report = report(&plan, &cells, started.elapsed().as_secs_f64());
+    cachetrace::plot(&dir.join("cache.png"), &timeline)?;
+    let mut report = report(&plan, &cells, started.elapsed().as_secs_f64());
+    report.push_str(&cache_section(&timeline));
     let path = plan.out.join("EVALUATION.md");
     std::fs::write(&path, report)
         .map_err(|e| ClientError::Other(format!("{}: {e}", path.display())))?;
@@ -266,6 +274,37 @@ fn report(plan: &EvalPlan, cells: &[Cell], seconds: f64) -> String {
          identical, is measured by the crash experiment: see [CHAOS.md](CHAOS.md).\n",
     );
     md
+}
+
+/// "Cache replacement in action": the timeline plot and what it shows.
+fn cache_section(t: &Timeline) -> String {
+    use common::wire::CacheEventKind::*;
+    let (fills, evictions, invalidations) =
+        (t.count(Filled), t.count(Evicted), t.count(Invalidated));
+    let hits = t.lookups.saturating_sub(fills as u64);
+    format!(
+        "\n## Cache replacement in action\n\n\
+         ![cached toys over time](eval/cache.png)\n\n\
+         One client looked toys up {lookups} times, 4 ms apart, with a skewed \
+         popularity: the toys in name order, the k-th looked up 1/k as often as the first \
+         (Zipf), and ordered one unit of what it found with probability {p} ({orders} \
+         orders). The front-end's cache holds {capacity} of the {toys} toys. Its journal \
+         (`GET /cache`) was read every 100 ms; each row above is a toy, most popular at \
+         the top, with a bar while it was cached, a red tick where it was evicted and a \
+         blue one where it was invalidated.\n\n\
+         The journal counted {fills} fills, {evictions} evictions and {invalidations} \
+         invalidations, so about {hits} of the lookups ({rate:.0}%) were hits. The popular \
+         toys stay cached most of the time and leave mostly when an order invalidates \
+         them (coming back at their next lookup); the rare ones come in on a miss, are \
+         soon the least recently used, and are evicted when room is needed: LRU keeps \
+         what is looked up often.\n",
+        lookups = t.lookups,
+        p = cachetrace::ORDER_P,
+        orders = t.orders,
+        capacity = t.capacity,
+        toys = t.toys.len(),
+        rate = 100.0 * hits as f64 / t.lookups.max(1) as f64,
+    )
 }
 
 /// Mean of `kind`'s mean latency over the cells with `cache` and p in `ps`.

@@ -3,7 +3,8 @@
 //! Modules:
 //! - [`session`]: the lab's client session (query, maybe order, read orders back).
 //! - [`stats`]: latency summaries and error counts.
-//! - [`eval`]: p × cache sweep, CSV, plots ([`plot`]) and `docs/EVALUATION.md`.
+//! - [`eval`]: p × cache sweep, CSV, plots ([`plot`]) and `docs/EVALUATION.md`, with
+//!   cache replacement in action ([`cachetrace`]).
 //! - [`chaos`]: kill replicas while sessions run, then check the guarantees.
 //! - [`netns`]: five hosts as network namespaces, set up by following docs/DEPLOY.md.
 //! - [`nemesis`]: kills, pauses and partitions on those hosts, while sessions run.
@@ -14,6 +15,7 @@
 
 pub mod baseline;
 pub mod bench;
+pub mod cachetrace;
 pub mod chaos;
 pub mod checker;
 pub mod cluster;

@@ -15,7 +15,7 @@ pub struct Line {
     pub points: Vec<(f64, f64)>,
 }
 
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = plotters::style::register_font(
@@ -26,7 +26,7 @@ fn register_font() {
     });
 }
 
-fn err(e: impl std::fmt::Display) -> ClientError {
+pub(crate) fn err(e: impl std::fmt::Display) -> ClientError {
     ClientError::Other(format!("plotting failed: {e}"))
 }
 
