@@ -304,9 +304,8 @@ async fn cache(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<CacheQuery>,
 ) -> Result<impl IntoResponse, FrontendError> {
-    let after = u64::try_from(q.after.unwrap_or(0)).map_err(|_| {
-        FrontendError::BadRequest("after must be a non-negative integer".into())
-    })?;
+    let after = u64::try_from(q.after.unwrap_or(0))
+        .map_err(|_| FrontendError::BadRequest("after must be a non-negative integer".into()))?;
     Ok(data(state.cache.view(after)))
 }
 
