@@ -251,6 +251,19 @@ impl Replica {
         }
     }
 
+    /// No longer leading: the followers' positions are not ours to report any more, so
+    /// their lag gauges go to 0 (once) rather than keep the values of our time as leader.
+    fn forget_lag(&self) {
+        let mut reported = self
+            .inner
+            .reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for follower in std::mem::take(&mut *reported).into_keys() {
+            metrics::gauge!("follower_lag_orders", "follower" => follower.to_string()).set(0.0);
+        }
+    }
+
     /// Resolves when a heartbeat should go out at once.
     pub async fn beat_requested(&self) {
         self.inner.beat_now.notified().await
@@ -313,6 +326,9 @@ impl Replica {
     /// What `GET /health` reports.
     pub fn status(&self) -> Result<ReplicaStatus, OrderError> {
         let l = self.leadership();
+        if l.role != Role::Leader {
+            self.forget_lag();
+        }
         let last = self.inner.store.last()?;
         Ok(ReplicaStatus {
             id: self.inner.id,

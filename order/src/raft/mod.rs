@@ -262,18 +262,23 @@ impl RaftNode {
             .ok_or(OrderError::UnknownOrder(number))
     }
 
-    /// What `GET /health` reports. As leader, also sets each follower's lag in log
-    /// entries for `/metrics` (`follower_lag_entries{follower}`: the leader's last
-    /// log index minus the highest one the follower has matched).
+    /// What `GET /health` reports. Also sets each follower's lag in log entries for
+    /// `/metrics` (`follower_lag_entries{follower}`: as leader, the last log index
+    /// minus the highest one the follower has matched; 0 on a follower).
     pub fn status(&self) -> Result<ReplicaStatus, OrderError> {
         let m = self.inner.raft.metrics().borrow().clone();
-        if let Some(replication) = &m.replication {
-            let last = m.last_log_index.map_or(0, |i| i.saturating_add(1));
-            for (follower, matched) in replication.iter().filter(|(id, _)| **id != m.id) {
-                let have = matched.map_or(0, |l| l.index.saturating_add(1));
-                metrics::gauge!("follower_lag_entries", "follower" => follower.to_string())
-                    .set(last.saturating_sub(have) as f64);
-            }
+        let last = m.last_log_index.map_or(0, |i| i.saturating_add(1));
+        for (follower, _) in m.membership_config.nodes().filter(|(id, _)| **id != m.id) {
+            // Only the leader knows; elsewhere 0, not the values of an earlier term.
+            let behind = match &m.replication {
+                Some(replication) => {
+                    let matched = replication.get(follower).copied().flatten();
+                    last.saturating_sub(matched.map_or(0, |l| l.index.saturating_add(1)))
+                }
+                None => 0,
+            };
+            metrics::gauge!("follower_lag_entries", "follower" => follower.to_string())
+                .set(behind as f64);
         }
         let store = &self.inner.store;
         let last = store.last()?;
