@@ -170,6 +170,17 @@ impl Session {
     }
 
     async fn script(&mut self) -> Result<(), ClientError> {
+        // The cache stores nothing until the front-end has first heard from the
+        // catalog (its lease); the miss-then-hit step needs that to have happened.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.inspector.cache_stats().await.is_ok_and(|c| c.leased) {
+            if Instant::now() > deadline {
+                return Err(ClientError::Other(
+                    "the front-end's cache has no lease".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         self.caption(
             "Start",
             "`./run.sh` built and started the catalog, three order replicas and the \
