@@ -4,6 +4,8 @@
 //! Internal (cluster token): `POST /internal/buy`, `POST /internal/buy-batch`,
 //! `GET /internal/totals`.
 
+use std::time::Duration;
+
 use axum::extract::{DefaultBodyLimit, State};
 use axum::middleware;
 use axum::response::IntoResponse;
@@ -18,6 +20,7 @@ use common::wire::{data, BuyReply, BuyRequest, BuyResult, CatalogHealth, Catalog
 
 use crate::error::CatalogError;
 use crate::invalidate::Invalidator;
+use crate::restock::NextRestock;
 use crate::store::{BuyOutcome, Store};
 
 /// Longest toy name or idempotency key the catalog accepts, in bytes (the front-end's
@@ -29,6 +32,9 @@ const MAX_TEXT: usize = 512;
 pub struct AppState {
     pub store: Store,
     pub invalidator: Invalidator,
+    /// When the restock task runs next, for `GET /health`.
+    pub next_restock: NextRestock,
+    pub restock_period: Duration,
 }
 
 /// The catalog's routes.
@@ -72,7 +78,13 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     axum::Json(CatalogHealth {
         service: "catalog".into(),
         ready: !state.store.is_empty(),
+        restock_period_ms: millis(state.restock_period),
+        next_restock_ms: millis(state.next_restock.due_in()),
     })
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 async fn buy(

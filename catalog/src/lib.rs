@@ -55,17 +55,21 @@ pub async fn run(
     // covered by the front-end's lease, whose next poll reads the new version.
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let next_restock = restock::NextRestock::new(config.restock_period());
     let restocker = tokio::spawn(restock::restock_loop(
         store.clone(),
         invalidator.clone(),
         config.restock_amount,
         config.restock_period(),
+        next_restock.clone(),
         stopped,
     ));
 
     let state = http::AppState {
         store: store.clone(),
         invalidator,
+        next_restock,
+        restock_period: config.restock_period(),
     };
     let token = ClusterToken(secret.as_str().into());
     tracing::info!(addr = %listener.local_addr()?, "catalog listening");

@@ -1,13 +1,30 @@
 //! The restock task: every period, every sold-out toy goes back to the restock amount,
-//! durably, and the front-end is told.
+//! durably, and the front-end is told. When the next round is due is published in a
+//! [`NextRestock`], for `GET /health` (the front-end's dashboard shows it).
 
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::invalidate::Invalidator;
 use crate::store::Store;
+
+/// When the next restock round is due; cheap to clone.
+#[derive(Clone)]
+pub struct NextRestock(watch::Sender<Instant>);
+
+impl NextRestock {
+    /// Due one `period` from now (the loop's first round).
+    pub fn new(period: Duration) -> Self {
+        NextRestock(watch::Sender::new(Instant::now() + period))
+    }
+
+    /// Time until the next round (zero while one is running).
+    pub fn due_in(&self) -> Duration {
+        self.0.borrow().saturating_duration_since(Instant::now())
+    }
+}
 
 /// Runs until `stop` turns true.
 pub async fn restock_loop(
@@ -15,6 +32,7 @@ pub async fn restock_loop(
     invalidator: Invalidator,
     amount: u64,
     period: Duration,
+    next: NextRestock,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut ticks = tokio::time::interval(period);
@@ -25,6 +43,8 @@ pub async fn restock_loop(
             _ = ticks.tick() => {}
             _ = stop.changed() => return,
         }
+        // `Delay`: the next tick comes one period after this one was taken.
+        next.0.send_replace(Instant::now() + period);
         match store.restock_sold_out(amount).await {
             Ok(restocked) => {
                 for (name, version) in restocked {

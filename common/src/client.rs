@@ -240,6 +240,12 @@ impl CatalogClient {
         self.cluster.get(url, self.cluster.timeouts.request).await
     }
 
+    /// The catalog's `GET /health` (readiness and the restock schedule).
+    pub async fn health_within(&self, timeout: Duration) -> Result<CatalogHealth, PeerError> {
+        let url = endpoint(&self.base, &["health"]);
+        self.cluster.get_bare(url, timeout).await
+    }
+
     /// Many buys in one request (one transaction and one flush in the catalog), one
     /// result per buy, in order.
     pub async fn buy_batch(&self, reqs: &[BuyRequest]) -> Result<Vec<BuyResult>, PeerError> {

@@ -246,6 +246,37 @@ fn register(route: &str, method: &'static str, status: u16) -> Arc<Cell> {
     cell
 }
 
+/// Requests of one route and method since the process started, summed over threads
+/// and statuses: how many, and how long they took in all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteTotals {
+    pub count: u64,
+    pub total: Duration,
+}
+
+/// The [`RouteTotals`] of `route` (as matched, e.g. `/products/{name}`) and `method`,
+/// read from the same cells as `/metrics`; `None` while metrics are off. For
+/// in-process readers (the front-end's dashboard) that want rates and mean latencies
+/// without scraping.
+pub fn route_totals(route: &str, method: &Method) -> Option<RouteTotals> {
+    if OFF.load(Ordering::Relaxed) {
+        return None;
+    }
+    let method = method_label(method);
+    let all = CELLS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut t = Totals::default();
+    for s in all
+        .iter()
+        .filter(|s| s.route == route && s.method == method)
+    {
+        t.add(&s.cell);
+    }
+    Some(RouteTotals {
+        count: t.count,
+        total: Duration::from_nanos(t.sum_nanos),
+    })
+}
+
 /// A histogram summed over threads (and statuses).
 #[derive(Default)]
 struct Totals {

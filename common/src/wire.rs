@@ -385,4 +385,10 @@ pub struct CatalogHealth {
     pub service: String,
     /// Seeded and serving.
     pub ready: bool,
+    /// How often sold-out toys are restocked.
+    #[serde(default)]
+    pub restock_period_ms: u64,
+    /// Time until the next restock round.
+    #[serde(default)]
+    pub next_restock_ms: u64,
 }
