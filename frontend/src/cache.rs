@@ -218,6 +218,11 @@ impl Cache {
         self.lock().lease_until.is_some_and(|t| Instant::now() < t)
     }
 
+    /// Time on the journal's clock (`at_ms` of an event made now).
+    pub fn clock(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
     /// The entries, most recently used first (without marking any used), and the
     /// journal's events numbered `after` and up.
     pub fn view(&self, after: u64) -> CacheView {

@@ -7,6 +7,8 @@
 //! - `GET /health` — leader and cache figures.
 //! - `GET /cache` — the cache's entries in LRU order and its journal of changes.
 //! - `GET /openapi.json`, `GET /docs` — the API's description (see [`crate::openapi`]).
+//! - `GET /dashboard` (and `GET /` redirects there) — the live view (see
+//!   [`crate::dashboard`]).
 //! - `POST /internal/invalidate` (cluster token) — the catalog's cache invalidations.
 
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::cache::Cache;
+use crate::dashboard::Dashboard;
 use crate::error::FrontendError;
 use crate::leader::Leaders;
 use crate::validate::{
@@ -53,8 +56,9 @@ pub struct AppState {
 
 /// The front-end's routes: the public API (each route registered from its handler's
 /// `#[utoipa::path]`, so the description in [`crate::openapi`] lists exactly these),
-/// its description and docs page, and the internal invalidation endpoint.
-pub fn router(state: AppState, token: ClusterToken) -> Router {
+/// its description and docs page, the dashboard, and the internal invalidation
+/// endpoint.
+pub fn router(state: AppState, dashboard: Dashboard, token: ClusterToken) -> Router {
     let (public, api) = OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
         .routes(routes!(list_products))
         .routes(routes!(product))
@@ -71,6 +75,7 @@ pub fn router(state: AppState, token: ClusterToken) -> Router {
         .layer(DefaultBodyLimit::max(INTERNAL_BODY_LIMIT));
     let router = public
         .merge(crate::openapi::routes(api))
+        .merge(crate::dashboard::routes(dashboard))
         .merge(internal)
         .with_state(state)
         .layer(DefaultBodyLimit::max(BODY_LIMIT));

@@ -8,6 +8,8 @@
 //! - [`cache`]: the LRU product cache with versioned invalidation and a lease.
 //! - [`lease`]: the task that polls the catalog's versions to renew the lease.
 //! - [`leader`]: leader selection among the order replicas, and failover.
+//! - [`monitor`]: the cluster as a whole, polled for the dashboard.
+//! - [`dashboard`]: the live page, its event stream and its polling task.
 //! - [`error`]: the error type and its HTTP mapping.
 //!
 //! A lookup flows: `http::product` → cache hit, or catalog read → cache fill.
@@ -16,10 +18,12 @@
 
 pub mod cache;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod http;
 pub mod leader;
 pub mod lease;
+pub mod monitor;
 pub mod openapi;
 pub mod validate;
 
@@ -56,6 +60,20 @@ pub async fn run(
         cache.clone(),
     ));
     let catalog = CatalogClient::new(cluster, config.catalog_url.clone());
+    // Set as soon as shutdown begins: the dashboard's streams must end for the server
+    // to finish draining.
+    let (close, closing) = tokio::sync::watch::channel(false);
+    let (dashboard, dashboard_task) = dashboard::Dashboard::start(
+        monitor::Monitor::new(
+            config.replication,
+            config.replicas.clone(),
+            orders.clone(),
+            catalog.clone(),
+            leaders.clone(),
+            cache.clone(),
+        ),
+        closing,
+    );
     let state = http::AppState {
         catalog: catalog.clone(),
         orders,
@@ -87,8 +105,13 @@ pub async fn run(
     );
     let token = ClusterToken(secret.as_str().into());
     let _gauges = cache_metrics(cache.clone());
-    common::http::serve(listener, http::router(state, token), shutdown).await?;
+    let shutdown = async move {
+        shutdown.await;
+        let _ = close.send(true);
+    };
+    common::http::serve(listener, http::router(state, dashboard, token), shutdown).await?;
     let _ = stop.send(true);
+    let _ = dashboard_task.await;
     while tasks.join_next().await.is_some() {}
     tracing::info!("front-end stopped");
     Ok(())

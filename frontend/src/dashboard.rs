@@ -1,0 +1,664 @@
+//! The live dashboard: `GET /dashboard` (and `GET /` redirects there).
+//!
+//! One task ([`poll_loop`]) asks the [`Monitor`] for a [`Snapshot`] every
+//! [`crate::monitor::POLL`] and renders it, once, into HTML [`Panels`] that it
+//! publishes on a `watch` channel. The page is those panels in a static frame; its
+//! script opens `GET /dashboard/events`, a Server-Sent Events stream that sends every
+//! panel at once, then each panel that changed, and swaps them in. So however many
+//! people watch, the cluster is polled once per interval and rendered once per poll; a
+//! viewer costs one stream that sends strings already made. Streams end when the
+//! front-end starts shutting down, so they never hold up its exit.
+//!
+//! Every asset is compiled into the binary and served from here (the page works with
+//! no internet), and the page's `Content-Security-Policy` forbids loading anything
+//! from elsewhere. The page shows no secret: nothing in a [`Snapshot`] is one.
+
+use std::convert::Infallible;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use common::wire::{CacheEventKind, Replication, Role};
+use futures_util::Stream;
+use tokio::sync::watch;
+
+use crate::monitor::{FeedItem, FeedKind, Monitor, Sample, Snapshot, FLASH, HISTORY, POLL};
+
+const PAGE: &str = include_str!("../assets/dashboard.html");
+const SCRIPT: &str = include_str!("../assets/dashboard.js");
+const STYLE: &str = include_str!("../assets/dashboard.css");
+
+/// Only the front-end itself may serve what the page uses.
+const CSP: &str = "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'";
+
+/// Lines shown of each feed (the monitor keeps [`crate::monitor::FEED`]).
+const FEED_SHOWN: usize = 30;
+/// Toys shown that just left the cache.
+const GONE_SHOWN: usize = 10;
+
+/// The dashboard's parts, rendered as HTML; the page and the stream send these.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Panels {
+    pub summary: String,
+    pub replicas: String,
+    pub catalog: String,
+    pub cache: String,
+    pub charts: String,
+    pub feed: String,
+}
+
+impl Panels {
+    /// Before the first poll.
+    fn waiting() -> Self {
+        let wait = "<p class=\"muted\">looking at the cluster…</p>".to_string();
+        Panels {
+            summary: wait.clone(),
+            replicas: wait.clone(),
+            catalog: wait.clone(),
+            cache: wait.clone(),
+            charts: wait.clone(),
+            feed: wait,
+        }
+    }
+
+    fn parts(&self) -> [(&'static str, &str); 6] {
+        [
+            ("summary", &self.summary),
+            ("replicas", &self.replicas),
+            ("catalog", &self.catalog),
+            ("cache", &self.cache),
+            ("charts", &self.charts),
+            ("feed", &self.feed),
+        ]
+    }
+
+    /// A JSON object of the panels that differ from `sent` (all of them without it),
+    /// by element id.
+    fn changed_since(&self, sent: Option<&Panels>) -> String {
+        let before = sent.map(Panels::parts);
+        let mut changed = serde_json::Map::new();
+        for (i, (id, html)) in self.parts().into_iter().enumerate() {
+            if before.is_none_or(|b| b[i].1 != html) {
+                changed.insert(id.to_string(), html.into());
+            }
+        }
+        serde_json::Value::Object(changed).to_string()
+    }
+
+    fn render(s: &Snapshot) -> Self {
+        Panels {
+            summary: summary(s),
+            replicas: replicas(s),
+            catalog: catalog(s),
+            cache: cache(s),
+            charts: charts(&s.history),
+            feed: feed(s),
+        }
+    }
+}
+
+/// What the dashboard's handlers share.
+#[derive(Clone)]
+pub struct Dashboard {
+    panels: watch::Receiver<Arc<Panels>>,
+    /// Turns true when the front-end starts shutting down: streams end.
+    closing: watch::Receiver<bool>,
+}
+
+impl Dashboard {
+    /// Starts polling with `monitor` (until `closing` turns true) and returns the
+    /// handle the routes serve from, and the polling task.
+    pub fn start(
+        monitor: Monitor,
+        closing: watch::Receiver<bool>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, panels) = watch::channel(Arc::new(Panels::waiting()));
+        let task = tokio::spawn(poll_loop(monitor, tx, closing.clone()));
+        (Dashboard { panels, closing }, task)
+    }
+}
+
+/// Polls and renders every [`POLL`] until `closing` turns true; viewers are woken only
+/// when a panel changed.
+async fn poll_loop(
+    mut monitor: Monitor,
+    panels: watch::Sender<Arc<Panels>>,
+    mut closing: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = closing.changed() => return,
+        }
+        let snapshot = tokio::select! {
+            s = monitor.poll() => s,
+            _ = closing.changed() => return,
+        };
+        let rendered = Panels::render(&snapshot);
+        panels.send_if_modified(|current| {
+            let changed = **current != rendered;
+            if changed {
+                *current = Arc::new(rendered);
+            }
+            changed
+        });
+    }
+}
+
+/// `/` (a redirect), the page, its stream and its assets.
+pub fn routes<S>(dashboard: Dashboard) -> Router<S> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/dashboard") }))
+        .route("/dashboard", get(page))
+        .route("/dashboard/events", get(events))
+        .route(
+            "/dashboard/app.js",
+            get(|| asset("text/javascript", SCRIPT)),
+        )
+        .route("/dashboard/style.css", get(|| asset("text/css", STYLE)))
+        .with_state(dashboard)
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The page, with the latest panels already in it.
+async fn page(State(d): State<Dashboard>) -> Response {
+    let panels = d.panels.borrow().clone();
+    let mut html = PAGE.to_string();
+    for (id, part) in panels.parts() {
+        html = html.replace(&format!("<!--{id}-->"), part);
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+/// The stream: every panel at once, then the panels that changed, until shutdown.
+async fn events(State(d): State<Dashboard>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let start = (d.panels, d.closing, None::<Arc<Panels>>);
+    let stream =
+        futures_util::stream::unfold(start, |(mut panels, mut closing, sent)| async move {
+            if *closing.borrow_and_update() {
+                return None;
+            }
+            if sent.is_some() {
+                tokio::select! {
+                    changed = panels.changed() => changed.ok()?,
+                    _ = closing.changed() => return None,
+                }
+            }
+            let now = panels.borrow_and_update().clone();
+            let data = now.changed_since(sent.as_deref());
+            let event = Event::default().event("panels").data(data);
+            Some((Ok(event), (panels, closing, Some(now))))
+        });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Text made safe to put in HTML (element content or a quoted attribute).
+struct Esc<'a>(&'a str);
+
+impl fmt::Display for Esc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        while let Some(i) = rest.find(['&', '<', '>', '"', '\'']) {
+            f.write_str(&rest[..i])?;
+            f.write_str(match rest.as_bytes()[i] {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                _ => "&#39;",
+            })?;
+            rest = &rest[i + 1..];
+        }
+        f.write_str(rest)
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn epoch_word(mode: Replication) -> &'static str {
+    match mode {
+        Replication::PrimaryBackup => "epoch",
+        Replication::Raft => "term",
+    }
+}
+
+/// The line at the top: who leads, in which mode, and whether the catalog is heard.
+fn summary(s: &Snapshot) -> String {
+    let mut out = String::new();
+    match s.leader {
+        Some((id, epoch)) => {
+            let _ = write!(
+                out,
+                "<span id=\"leader\" data-leader=\"{id}\">order{id}</span> leads at {} {epoch}",
+                epoch_word(s.mode)
+            );
+        }
+        None => out.push_str("<span id=\"leader\" data-leader=\"\">no leader</span>"),
+    }
+    let up = s.replicas.iter().filter(|r| r.status.is_some()).count();
+    let _ = write!(
+        out,
+        " · {up} of {} replicas up · {} replication · catalog {}",
+        s.replicas.len(),
+        s.mode,
+        if s.catalog.up { "up" } else { "down" }
+    );
+    out
+}
+
+fn replicas(s: &Snapshot) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<table><thead><tr><th>replica</th><th>role</th><th>ready</th><th>{}</th>\
+         <th>last order</th><th>orders</th><th>digest</th><th>behind</th></tr></thead><tbody>",
+        epoch_word(s.mode)
+    );
+    for row in &s.replicas {
+        let id = row.id;
+        let Some(st) = &row.status else {
+            let _ = write!(
+                out,
+                "<tr data-replica=\"{id}\" data-role=\"down\" class=\"down\"><td>order{id}</td>\
+                 <td colspan=\"7\">down: not answering</td></tr>"
+            );
+            continue;
+        };
+        let role = match st.role {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+        };
+        let last = st.last_order.map_or("–".to_string(), |n| n.to_string());
+        let behind = match row.behind {
+            Some(0) => "0".to_string(),
+            Some(n) => format!("<strong>{}</strong>", count(n)),
+            None => "?".to_string(),
+        };
+        let digest = st.digest.get(..12).unwrap_or(&st.digest);
+        let _ = write!(
+            out,
+            "<tr data-replica=\"{id}\" data-role=\"{role}\" class=\"up {role}{}\">\
+             <td>order{id}</td><td>{role}</td><td>{}</td><td>{}</td><td>{last}</td>\
+             <td>{}</td><td class=\"mono\" title=\"{}\">{}</td><td>{behind}</td></tr>",
+            if st.ready { "" } else { " unready" },
+            if st.ready { "yes" } else { "no" },
+            st.epoch,
+            count(st.orders),
+            Esc(&st.digest),
+            Esc(digest),
+        );
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+fn catalog(s: &Snapshot) -> String {
+    let c = &s.catalog;
+    let mut out = String::new();
+    if c.up {
+        out.push_str("<p><span class=\"pill up\">up</span>");
+    } else {
+        out.push_str("<p><span class=\"pill down\">down</span> (stock as last seen)");
+    }
+    if let Some(h) = &c.health {
+        let _ = write!(
+            out,
+            " next restock in {:.0} s (every {:.0} s)",
+            Duration::from_millis(h.next_restock_ms)
+                .as_secs_f64()
+                .ceil(),
+            Duration::from_millis(h.restock_period_ms).as_secs_f64(),
+        );
+    }
+    out.push_str(
+        "</p><table><thead><tr><th>toy</th><th>price</th><th>stock</th><th>version</th></tr>\
+         </thead><tbody>",
+    );
+    for toy in &c.products {
+        let sold_out = toy.quantity == 0;
+        let _ = write!(
+            out,
+            "<tr{}><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td></tr>",
+            if sold_out { " class=\"sold-out\"" } else { "" },
+            Esc(&toy.name),
+            toy.price,
+            if sold_out {
+                "<span class=\"pill down\">sold out</span>".to_string()
+            } else {
+                count(toy.quantity)
+            },
+            toy.version,
+        );
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+fn cache(s: &Snapshot) -> String {
+    let st = &s.cache_stats;
+    let mut out = String::new();
+    if !st.enabled {
+        return "<p><span class=\"pill down\">disabled</span> every lookup reads the catalog</p>"
+            .into();
+    }
+    let lookups = st.hits + st.misses;
+    let ratio = if lookups == 0 {
+        String::new()
+    } else {
+        format!(" ({:.1}% hits)", st.hits as f64 * 100.0 / lookups as f64)
+    };
+    let _ = write!(
+        out,
+        "<p>{} of {} entries · {} hits · {} misses{ratio} · {} evictions · {} invalidations · \
+         lease {}</p><ol id=\"lru\" class=\"lru\">",
+        st.size,
+        st.capacity,
+        count(st.hits),
+        count(st.misses),
+        count(st.evictions),
+        count(st.invalidations),
+        if st.leased {
+            "current"
+        } else {
+            "<strong>expired</strong>"
+        },
+    );
+    // The newest flash of each toy decides its highlight.
+    let flash = |name: &str| {
+        s.flashes
+            .iter()
+            .rev()
+            .find(|(e, _)| e.name == name)
+            .map(|(e, age)| (e.kind, *age))
+    };
+    for entry in &s.cache.entries {
+        let class = match flash(&entry.name) {
+            Some((kind, age)) => flash_class(kind, age),
+            None => String::new(),
+        };
+        let _ = write!(
+            out,
+            "<li data-name=\"{}\" class=\"{class}\">{} <small>v{}</small></li>",
+            Esc(&entry.name),
+            Esc(&entry.name),
+            entry.version
+        );
+    }
+    out.push_str("</ol>");
+    // Toys that left the cache just now and are not back.
+    let mut gone: Vec<&str> = Vec::new();
+    for (e, age) in s.flashes.iter().rev() {
+        if s.cache.entries.iter().any(|c| c.name == e.name) || gone.contains(&e.name.as_str()) {
+            continue;
+        }
+        if gone.len() == GONE_SHOWN {
+            break;
+        }
+        gone.push(&e.name);
+        if gone.len() == 1 {
+            out.push_str("<p class=\"muted\">just left:</p><ul class=\"gone\">");
+        }
+        let _ = write!(
+            out,
+            "<li class=\"{}\">{} <small>{}</small></li>",
+            flash_class(e.kind, *age),
+            Esc(&e.name),
+            kind_word(e.kind)
+        );
+    }
+    if !gone.is_empty() {
+        out.push_str("</ul>");
+    }
+    out
+}
+
+fn kind_word(kind: CacheEventKind) -> &'static str {
+    match kind {
+        CacheEventKind::Filled => "filled",
+        CacheEventKind::Evicted => "evicted",
+        CacheEventKind::Invalidated => "invalidated",
+        CacheEventKind::Expired => "lease ran out",
+    }
+}
+
+/// The highlight of an entry that was evicted or invalidated `age` ago: strong in the
+/// first half of [`FLASH`], fading in the second.
+fn flash_class(kind: CacheEventKind, age: Duration) -> String {
+    let strength = if age < FLASH / 2 { "new" } else { "old" };
+    format!("flash-{} {strength}", kind_word(kind).replace(' ', "-"))
+}
+
+/// The last minute: orders and lookups per second, and their mean latency.
+fn charts(history: &[Sample]) -> String {
+    let mut out = String::new();
+    chart(
+        &mut out,
+        "orders/s",
+        "",
+        &[("orders", history.iter().map(|s| s.orders_per_s).collect())],
+    );
+    chart(
+        &mut out,
+        "lookups/s",
+        "",
+        &[("lookups", history.iter().map(|s| s.lookups_per_s).collect())],
+    );
+    chart(
+        &mut out,
+        "mean latency",
+        " ms",
+        &[
+            ("orders", history.iter().map(|s| s.order_ms).collect()),
+            ("lookups", history.iter().map(|s| s.lookup_ms).collect()),
+        ],
+    );
+    out
+}
+
+/// One small line chart over the last [`HISTORY`] samples, newest on the right, with
+/// each series' latest value in the caption.
+fn chart(out: &mut String, title: &str, unit: &str, series: &[(&str, Vec<Option<f64>>)]) {
+    let top = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().flatten())
+        .fold(0.0_f64, |a, b| a.max(*b));
+    let top = nice_ceiling(top);
+    let _ = write!(out, "<figure class=\"chart\"><figcaption>{title}");
+    for (name, values) in series {
+        let latest = values.iter().rev().flatten().next();
+        let shown = latest.map_or("–".to_string(), |v| format_value(*v, unit));
+        let _ = write!(out, " <span class=\"s-{name}\">{name} {shown}</span>");
+    }
+    let width = HISTORY - 1;
+    let _ = write!(
+        out,
+        "</figcaption><svg viewBox=\"0 0 {width} 40\" preserveAspectRatio=\"none\" \
+         role=\"img\" aria-label=\"{title}, last minute\">"
+    );
+    for (name, values) in series {
+        // Samples are right-aligned: the newest is always at the right edge.
+        let offset = HISTORY.saturating_sub(values.len());
+        let mut points = String::new();
+        let mut flush = |points: &mut String| {
+            if !points.is_empty() {
+                let _ = write!(out, "<polyline class=\"s-{name}\" points=\"{points}\"/>");
+                points.clear();
+            }
+        };
+        for (i, v) in values.iter().enumerate() {
+            match v {
+                Some(v) => {
+                    let y = 40.0 - v / top * 38.0;
+                    let _ = write!(points, "{},{y:.1} ", i + offset);
+                }
+                None => flush(&mut points),
+            }
+        }
+        flush(&mut points);
+    }
+    let _ = write!(
+        out,
+        "</svg><div class=\"axis\"><span>−60 s</span><span>max {}</span></div></figure>",
+        format_value(top, unit)
+    );
+}
+
+/// The smallest 1, 2 or 5 × 10ⁿ at or above `v` (at least 1).
+fn nice_ceiling(v: f64) -> f64 {
+    let mut step = 1.0;
+    loop {
+        for m in [1.0, 2.0, 5.0] {
+            if v <= m * step {
+                return m * step;
+            }
+        }
+        step *= 10.0;
+    }
+}
+
+fn format_value(v: f64, unit: &str) -> String {
+    if unit.is_empty() {
+        count(v.round() as u64)
+    } else if v < 10.0 {
+        format!("{v:.2}{unit}")
+    } else {
+        format!("{v:.0}{unit}")
+    }
+}
+
+/// The two feeds side by side: the cluster's events and the cache's.
+fn feed(s: &Snapshot) -> String {
+    let mut out = String::from("<div class=\"feeds\">");
+    feed_list(&mut out, "cluster", &s.feed);
+    feed_list(&mut out, "cache", &s.cache_feed);
+    out.push_str("</div>");
+    out
+}
+
+fn feed_list(out: &mut String, title: &str, items: &[FeedItem]) {
+    let _ = write!(out, "<div><h3>{title}</h3>");
+    if items.is_empty() {
+        out.push_str("<p class=\"muted\">nothing yet</p></div>");
+        return;
+    }
+    let _ = write!(out, "<ol class=\"feed\" id=\"feed-{title}\">");
+    for item in items.iter().take(FEED_SHOWN) {
+        let kind = match item.kind {
+            FeedKind::Leader => "leader",
+            FeedKind::Down => "down",
+            FeedKind::Up => "up",
+            FeedKind::CaughtUp => "caught-up",
+            FeedKind::Restock => "restock",
+            FeedKind::Evicted => "evicted",
+            FeedKind::Invalidated => "invalidated",
+            FeedKind::Expired => "expired",
+        };
+        let t = item.at_unix_s % 86_400;
+        let _ = write!(
+            out,
+            "<li class=\"k-{kind}\"><time>{:02}:{:02}:{:02}</time> {}</li>",
+            t / 3600,
+            t / 60 % 60,
+            t % 60,
+            Esc(&item.text)
+        );
+    }
+    out.push_str("</ol></div>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_for_html() {
+        assert_eq!(
+            Esc(r#"<a href="x">Tom & Jerry's</a>"#).to_string(),
+            "&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&#39;s&lt;/a&gt;"
+        );
+        assert_eq!(Esc("Tux").to_string(), "Tux");
+    }
+
+    #[test]
+    fn counts_have_thousands_separators() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn chart_tops_are_round() {
+        assert_eq!(nice_ceiling(0.0), 1.0);
+        assert_eq!(nice_ceiling(1.5), 2.0);
+        assert_eq!(nice_ceiling(3.0), 5.0);
+        assert_eq!(nice_ceiling(4200.0), 5000.0);
+        assert_eq!(nice_ceiling(5001.0), 10000.0);
+    }
+
+    #[test]
+    fn only_changed_panels_are_sent_again() {
+        let first = Panels {
+            summary: "a".into(),
+            feed: "f".into(),
+            ..Panels::default()
+        };
+        let all: serde_json::Value =
+            serde_json::from_str(&first.changed_since(None)).expect("json");
+        assert_eq!(all.as_object().map(|o| o.len()), Some(6));
+        let second = Panels {
+            feed: "g".into(),
+            ..first.clone()
+        };
+        assert_eq!(second.changed_since(Some(&first)), r#"{"feed":"g"}"#);
+    }
+
+    #[test]
+    fn a_gap_in_the_samples_breaks_the_line() {
+        let mut out = String::new();
+        chart(
+            &mut out,
+            "t",
+            "",
+            &[("x", vec![Some(1.0), None, Some(2.0), Some(2.0)])],
+        );
+        assert_eq!(out.matches("<polyline").count(), 2, "{out}");
+    }
+}

@@ -1,0 +1,682 @@
+//! The cluster monitor behind the dashboard: what the whole store looks like now, and
+//! what changed.
+//!
+//! One [`Monitor`] per front-end, polled by one task ([`crate::dashboard`]) every
+//! [`POLL`], however many people watch: it asks each replica and the catalog for
+//! their health (with short timeouts, concurrently, so a stalled peer delays nothing
+//! but its own row), reads the cache's view and journal, and reads request rates and
+//! latencies from the metrics cells that every request already updates, so the store's
+//! hot paths pay nothing for it. Comparing each poll with the previous one yields the
+//! event feed: leader changes, replicas going down, coming back and catching up, the
+//! catalog going down and back, restocks, and cache evictions and invalidations.
+//!
+//! Everything kept is bounded: [`HISTORY`] rate samples, [`FEED`] events, and cache
+//! events younger than [`FLASH`].
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use common::client::{CatalogClient, OrderClient};
+use common::config::Replicas;
+use common::metrics::{route_totals, RouteTotals};
+use common::wire::{
+    CacheEvent, CacheEventKind, CacheStats, CacheView, CatalogHealth, CatalogProduct,
+    ReplicaStatus, Replication, Role,
+};
+
+use crate::cache::Cache;
+use crate::leader::Leaders;
+
+/// How often the cluster is looked at.
+pub const POLL: Duration = Duration::from_millis(500);
+/// Rate samples kept: one minute of polls.
+pub const HISTORY: usize = 120;
+/// Events kept in each feed (the cluster's and the cache's).
+pub const FEED: usize = 100;
+/// How long an evicted or invalidated cache entry stays highlighted.
+pub const FLASH: Duration = Duration::from_secs(2);
+/// Longest wait for one peer's health in a poll (under [`POLL`], so polls never pile
+/// up behind a stalled peer).
+const PEER_TIMEOUT: Duration = Duration::from_millis(400);
+/// At most this many cache events of one kind get a feed line each per poll; more
+/// are summed up in one line.
+const CACHE_LINES: usize = 3;
+
+/// The routes whose rates and latencies are charted.
+const LOOKUP_ROUTE: &str = "/products/{name}";
+const ORDER_ROUTE: &str = "/orders";
+
+/// One replica as the last poll saw it.
+#[derive(Debug, Clone)]
+pub struct ReplicaRow {
+    pub id: u32,
+    /// `None`: it did not answer.
+    pub status: Option<ReplicaStatus>,
+    /// Orders it lacks that the leader holds (`None` without a leader to compare to).
+    pub behind: Option<u64>,
+}
+
+/// The catalog as the last poll saw it.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogState {
+    pub up: bool,
+    /// Every toy, from the newest successful poll (kept while the catalog is down).
+    pub products: Vec<CatalogProduct>,
+    pub health: Option<CatalogHealth>,
+}
+
+/// Rates and mean latencies over one poll interval; `None` where nothing was measured
+/// (metrics off, or no request of that kind).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sample {
+    pub lookups_per_s: Option<f64>,
+    pub orders_per_s: Option<f64>,
+    pub lookup_ms: Option<f64>,
+    pub order_ms: Option<f64>,
+}
+
+/// One line of the event feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedItem {
+    /// When it was seen, in seconds since the Unix epoch.
+    pub at_unix_s: u64,
+    pub kind: FeedKind,
+    pub text: String,
+}
+
+/// What a feed line is about (for its colour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedKind {
+    Leader,
+    Down,
+    Up,
+    CaughtUp,
+    Restock,
+    Evicted,
+    Invalidated,
+    Expired,
+}
+
+/// Everything the dashboard shows, as of one poll.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub mode: Replication,
+    /// The leader as this front-end knows it: id and epoch (term in Raft mode).
+    pub leader: Option<(u32, u64)>,
+    pub replicas: Vec<ReplicaRow>,
+    pub catalog: CatalogState,
+    pub cache: CacheView,
+    pub cache_stats: CacheStats,
+    /// Cache events younger than [`FLASH`], oldest first, with their age.
+    pub flashes: Vec<(CacheEvent, Duration)>,
+    /// The last minute of samples, oldest first.
+    pub history: Vec<Sample>,
+    /// The cluster's events (leaders, replicas, catalog, restocks), newest first.
+    pub feed: Vec<FeedItem>,
+    /// The cache's evictions, invalidations and expiries, newest first. Apart, so
+    /// that a busy cache does not push the cluster's events out of sight.
+    pub cache_feed: Vec<FeedItem>,
+}
+
+/// Polls the cluster and remembers enough to tell what changed.
+pub struct Monitor {
+    mode: Replication,
+    replicas: Replicas,
+    orders: OrderClient,
+    catalog: CatalogClient,
+    leaders: Arc<Leaders>,
+    cache: Arc<Cache>,
+    /// The previous poll, to compare with.
+    last: Option<Snapshot>,
+    /// Replicas that came back (or were not ready) and have not yet caught up.
+    catching_up: HashSet<u32>,
+    /// The cache journal's next sequence number, as of the previous poll.
+    cache_next: u64,
+    /// Cache evictions and invalidations of the last [`FLASH`], oldest first.
+    recent: VecDeque<CacheEvent>,
+    /// Request totals at the previous poll.
+    totals: Option<(Instant, Option<RouteTotals>, Option<RouteTotals>)>,
+    history: VecDeque<Sample>,
+    feed: VecDeque<FeedItem>,
+    cache_feed: VecDeque<FeedItem>,
+}
+
+impl Monitor {
+    pub fn new(
+        mode: Replication,
+        replicas: Replicas,
+        orders: OrderClient,
+        catalog: CatalogClient,
+        leaders: Arc<Leaders>,
+        cache: Arc<Cache>,
+    ) -> Self {
+        Monitor {
+            mode,
+            replicas,
+            orders,
+            catalog,
+            leaders,
+            cache,
+            last: None,
+            catching_up: HashSet::new(),
+            cache_next: 0,
+            recent: VecDeque::new(),
+            totals: None,
+            history: VecDeque::with_capacity(HISTORY),
+            feed: VecDeque::with_capacity(FEED),
+            cache_feed: VecDeque::with_capacity(FEED),
+        }
+    }
+
+    /// Looks at the cluster once and returns what it saw, events included.
+    pub async fn poll(&mut self) -> Snapshot {
+        let (statuses, catalog) = tokio::join!(self.poll_replicas(), self.poll_catalog());
+        let at_unix_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let leader = self.leaders.current().map(|l| (l.id, l.epoch));
+        let replicas = rows(&self.replicas, statuses);
+        let cache = self.cache.view(self.cache_next);
+        let cache_stats = self.cache.stats();
+        let sample = self.sample();
+
+        let mut snapshot = Snapshot {
+            mode: self.mode,
+            leader,
+            replicas,
+            catalog,
+            cache,
+            cache_stats,
+            flashes: Vec::new(),
+            history: Vec::new(),
+            feed: Vec::new(),
+            cache_feed: Vec::new(),
+        };
+        let events = match &self.last {
+            Some(last) => changes(last, &snapshot, &mut self.catching_up),
+            // The first poll: who leads is news, nothing else is.
+            None => leader_line(snapshot.leader).into_iter().collect(),
+        };
+        push(&mut self.feed, at_unix_s, events);
+        push(
+            &mut self.cache_feed,
+            at_unix_s,
+            cache_lines(&snapshot.cache.events),
+        );
+        self.remember_cache_events(&snapshot.cache);
+        self.cache_next = snapshot.cache.next;
+        // The journal's part of the view is reported as events; keep the snapshot small.
+        snapshot.cache.events.clear();
+
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(sample);
+
+        let now_ms = u64::try_from(self.cache_clock_ms()).unwrap_or(u64::MAX);
+        snapshot.flashes = self
+            .recent
+            .iter()
+            .map(|e| {
+                (
+                    e.clone(),
+                    Duration::from_millis(now_ms.saturating_sub(e.at_ms)),
+                )
+            })
+            .collect();
+        snapshot.history = self.history.iter().copied().collect();
+        snapshot.feed = self.feed.iter().cloned().collect();
+        snapshot.cache_feed = self.cache_feed.iter().cloned().collect();
+        self.last = Some(snapshot.clone());
+        snapshot
+    }
+
+    /// Every replica's health, or `None` for one that does not answer in time.
+    async fn poll_replicas(&self) -> HashMap<u32, ReplicaStatus> {
+        let asks = self.replicas.0.iter().map(|(id, url)| async move {
+            let status = self.orders.status_within(url, PEER_TIMEOUT).await.ok();
+            (*id, status)
+        });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .filter_map(|(id, s)| Some((id, s?)))
+            .collect()
+    }
+
+    /// The catalog's toys and health; its toys from the last poll if it is down.
+    async fn poll_catalog(&self) -> CatalogState {
+        let products = tokio::time::timeout(PEER_TIMEOUT, self.catalog.products());
+        let (products, health) = tokio::join!(products, self.catalog.health_within(PEER_TIMEOUT));
+        match products {
+            Ok(Ok(products)) => CatalogState {
+                up: true,
+                products,
+                health: health.ok(),
+            },
+            _ => CatalogState {
+                up: false,
+                products: self
+                    .last
+                    .as_ref()
+                    .map(|s| s.catalog.products.clone())
+                    .unwrap_or_default(),
+                health: None,
+            },
+        }
+    }
+
+    /// Lookups and orders per second, and their mean latency, since the last poll.
+    fn sample(&mut self) -> Sample {
+        let now = Instant::now();
+        let lookups = route_totals(LOOKUP_ROUTE, &Method::GET);
+        let orders = route_totals(ORDER_ROUTE, &Method::POST);
+        let sample = match self.totals {
+            Some((then, last_lookups, last_orders)) => {
+                let secs = now.duration_since(then).as_secs_f64();
+                let (lookups_per_s, lookup_ms) = rate(last_lookups, lookups, secs);
+                let (orders_per_s, order_ms) = rate(last_orders, orders, secs);
+                Sample {
+                    lookups_per_s,
+                    orders_per_s,
+                    lookup_ms,
+                    order_ms,
+                }
+            }
+            None => Sample::default(),
+        };
+        self.totals = Some((now, lookups, orders));
+        sample
+    }
+
+    /// Keeps the evictions, invalidations and expiries of the last [`FLASH`].
+    fn remember_cache_events(&mut self, view: &CacheView) {
+        self.recent.extend(
+            view.events
+                .iter()
+                .filter(|e| e.kind != CacheEventKind::Filled)
+                .cloned(),
+        );
+        let now_ms = u64::try_from(self.cache_clock_ms()).unwrap_or(u64::MAX);
+        let flash_ms = FLASH.as_millis() as u64;
+        while self
+            .recent
+            .front()
+            .is_some_and(|e| now_ms.saturating_sub(e.at_ms) > flash_ms)
+        {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Milliseconds on the cache journal's clock (which started with the cache).
+    fn cache_clock_ms(&self) -> u128 {
+        self.cache.clock().as_millis()
+    }
+}
+
+/// Adds `events` to the front of `feed`, dropping its oldest beyond [`FEED`].
+fn push(feed: &mut VecDeque<FeedItem>, at_unix_s: u64, events: Vec<(FeedKind, String)>) {
+    for (kind, text) in events {
+        if feed.len() == FEED {
+            feed.pop_back();
+        }
+        feed.push_front(FeedItem {
+            at_unix_s,
+            kind,
+            text,
+        });
+    }
+}
+
+/// The replicas' rows, in id order, each with how far it is behind the leader (the
+/// ready replica that says it leads, at the highest epoch).
+fn rows(replicas: &Replicas, mut statuses: HashMap<u32, ReplicaStatus>) -> Vec<ReplicaRow> {
+    let leader_orders = statuses
+        .values()
+        .filter(|s| s.role == Role::Leader && s.ready)
+        .max_by_key(|s| s.epoch)
+        .map(|s| s.orders);
+    let mut ids: Vec<u32> = replicas.0.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.into_iter()
+        .map(|id| {
+            let status = statuses.remove(&id);
+            let behind = match (&status, leader_orders) {
+                (Some(s), Some(lead)) => Some(lead.saturating_sub(s.orders)),
+                _ => None,
+            };
+            ReplicaRow { id, status, behind }
+        })
+        .collect()
+}
+
+/// Requests per second and mean milliseconds between two readings.
+fn rate(
+    before: Option<RouteTotals>,
+    after: Option<RouteTotals>,
+    secs: f64,
+) -> (Option<f64>, Option<f64>) {
+    let (Some(before), Some(after)) = (before, after) else {
+        return (None, None);
+    };
+    let count = after.count.saturating_sub(before.count);
+    let per_s = (secs > 0.0).then(|| count as f64 / secs);
+    let mean_ms = (count > 0)
+        .then(|| after.total.saturating_sub(before.total).as_secs_f64() * 1000.0 / count as f64);
+    (per_s, mean_ms)
+}
+
+fn leader_line(leader: Option<(u32, u64)>) -> Option<(FeedKind, String)> {
+    let (id, epoch) = leader?;
+    Some((FeedKind::Leader, format!("order{id} leads (epoch {epoch})")))
+}
+
+/// The cluster events between two polls. `catching_up` carries the replicas that
+/// came back behind across polls, until they have caught up.
+fn changes(
+    last: &Snapshot,
+    now: &Snapshot,
+    catching_up: &mut HashSet<u32>,
+) -> Vec<(FeedKind, String)> {
+    let mut out = Vec::new();
+    if now.leader != last.leader {
+        match leader_line(now.leader) {
+            Some(line) => out.push(line),
+            None => out.push((FeedKind::Down, "no leader".into())),
+        }
+    }
+    for row in &now.replicas {
+        let before = last.replicas.iter().find(|r| r.id == row.id);
+        let was_up = before.is_some_and(|r| r.status.is_some());
+        let id = row.id;
+        match &row.status {
+            None => {
+                catching_up.remove(&id);
+                if was_up {
+                    out.push((FeedKind::Down, format!("order{id} is down")));
+                }
+            }
+            Some(status) => {
+                let behind = row.behind.unwrap_or(0);
+                if !was_up {
+                    out.push((
+                        FeedKind::Up,
+                        format!("order{id} is up, {behind} orders behind"),
+                    ));
+                }
+                if !was_up || !status.ready || behind > 0 {
+                    catching_up.insert(id);
+                }
+                if status.ready && behind == 0 && catching_up.remove(&id) {
+                    out.push((
+                        FeedKind::CaughtUp,
+                        format!("order{id} caught up ({} orders)", status.orders),
+                    ));
+                }
+            }
+        }
+    }
+    if now.catalog.up != last.catalog.up {
+        out.push(if now.catalog.up {
+            (FeedKind::Up, "catalog is up".into())
+        } else {
+            (FeedKind::Down, "catalog is down".into())
+        });
+    }
+    if now.catalog.up && last.catalog.up {
+        for toy in &now.catalog.products {
+            let before = last.catalog.products.iter().find(|p| p.name == toy.name);
+            // Only a restock raises a toy's stock.
+            if let Some(before) = before.filter(|b| b.quantity < toy.quantity) {
+                out.push((
+                    FeedKind::Restock,
+                    format!(
+                        "{} restocked: {} → {}",
+                        toy.name, before.quantity, toy.quantity
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Feed lines for the cache journal's new events: each eviction, invalidation and
+/// expiry, or one summary line per kind when there are many.
+fn cache_lines(events: &[CacheEvent]) -> Vec<(FeedKind, String)> {
+    let kinds = [
+        (CacheEventKind::Evicted, FeedKind::Evicted, "evicted"),
+        (
+            CacheEventKind::Invalidated,
+            FeedKind::Invalidated,
+            "invalidated",
+        ),
+        (
+            CacheEventKind::Expired,
+            FeedKind::Expired,
+            "dropped (lease ran out)",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (kind, feed, verb) in kinds {
+        let names: Vec<&str> = events
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| e.name.as_str())
+            .collect();
+        if names.len() <= CACHE_LINES {
+            out.extend(names.iter().map(|n| (feed, format!("cache: {n} {verb}"))));
+        } else {
+            let mut distinct: Vec<&str> = names.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            out.push((
+                feed,
+                format!(
+                    "cache: {} entries {verb} ({})",
+                    names.len(),
+                    distinct.join(", ")
+                ),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(id: u32, role: Role, ready: bool, epoch: u64, orders: u64) -> ReplicaStatus {
+        ReplicaStatus {
+            id,
+            mode: Replication::PrimaryBackup,
+            role,
+            ready,
+            epoch,
+            leader: None,
+            last_order: orders.checked_sub(1),
+            last_epoch: None,
+            orders,
+            digest: String::new(),
+            commit: None,
+            lagging: Vec::new(),
+            term: None,
+            commit_index: None,
+            applied_index: None,
+        }
+    }
+
+    fn snapshot(leader: Option<(u32, u64)>, replicas: Vec<ReplicaRow>) -> Snapshot {
+        Snapshot {
+            mode: Replication::PrimaryBackup,
+            leader,
+            replicas,
+            catalog: CatalogState::default(),
+            cache: CacheView {
+                enabled: true,
+                capacity: 10,
+                entries: Vec::new(),
+                events: Vec::new(),
+                next: 0,
+            },
+            cache_stats: CacheStats {
+                enabled: true,
+                capacity: 10,
+                size: 0,
+                hits: 0,
+                misses: 0,
+                evictions: 0,
+                invalidations: 0,
+                leased: true,
+                lease_expiries: 0,
+            },
+            flashes: Vec::new(),
+            history: Vec::new(),
+            feed: Vec::new(),
+            cache_feed: Vec::new(),
+        }
+    }
+
+    fn replicas() -> Replicas {
+        let url = |p| reqwest::Url::parse(&format!("http://127.0.0.1:{p}")).expect("url");
+        Replicas(vec![(3, url(3)), (1, url(1)), (2, url(2))])
+    }
+
+    #[test]
+    fn rows_are_in_id_order_with_their_distance_from_the_leader() {
+        let statuses = HashMap::from([
+            (3, status(3, Role::Leader, true, 2, 10)),
+            (1, status(1, Role::Follower, true, 2, 7)),
+        ]);
+        let rows = rows(&replicas(), statuses);
+        let seen: Vec<(u32, bool, Option<u64>)> = rows
+            .iter()
+            .map(|r| (r.id, r.status.is_some(), r.behind))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![(1, true, Some(3)), (2, false, None), (3, true, Some(0))]
+        );
+    }
+
+    #[test]
+    fn a_replica_that_goes_down_comes_back_and_catches_up_makes_three_events() {
+        let mut catching_up = HashSet::new();
+        let all = |follower: Option<ReplicaStatus>, behind| {
+            snapshot(
+                Some((3, 2)),
+                vec![
+                    ReplicaRow {
+                        id: 2,
+                        status: follower,
+                        behind,
+                    },
+                    ReplicaRow {
+                        id: 3,
+                        status: Some(status(3, Role::Leader, true, 2, 10)),
+                        behind: Some(0),
+                    },
+                ],
+            )
+        };
+        let up = all(Some(status(2, Role::Follower, true, 2, 10)), Some(0));
+        let down = all(None, None);
+        let back = all(Some(status(2, Role::Follower, false, 2, 4)), Some(6));
+        let caught_up = all(Some(status(2, Role::Follower, true, 2, 10)), Some(0));
+
+        assert_eq!(changes(&up, &up, &mut catching_up), vec![]);
+        assert_eq!(
+            changes(&up, &down, &mut catching_up),
+            vec![(FeedKind::Down, "order2 is down".to_string())]
+        );
+        assert_eq!(
+            changes(&down, &back, &mut catching_up),
+            vec![(FeedKind::Up, "order2 is up, 6 orders behind".to_string())]
+        );
+        assert_eq!(changes(&back, &back, &mut catching_up), vec![]);
+        assert_eq!(
+            changes(&back, &caught_up, &mut catching_up),
+            vec![(
+                FeedKind::CaughtUp,
+                "order2 caught up (10 orders)".to_string()
+            )]
+        );
+        assert_eq!(changes(&caught_up, &caught_up, &mut catching_up), vec![]);
+    }
+
+    #[test]
+    fn a_new_leader_and_a_restock_are_news() {
+        let mut before = snapshot(Some((3, 1)), Vec::new());
+        let mut after = snapshot(Some((2, 2)), Vec::new());
+        let toy = |quantity| CatalogProduct {
+            name: "Tux".into(),
+            price: 1.0,
+            quantity,
+            version: 0,
+        };
+        before.catalog = CatalogState {
+            up: true,
+            products: vec![toy(0)],
+            health: None,
+        };
+        after.catalog = CatalogState {
+            up: true,
+            products: vec![toy(100)],
+            health: None,
+        };
+        assert_eq!(
+            changes(&before, &after, &mut HashSet::new()),
+            vec![
+                (FeedKind::Leader, "order2 leads (epoch 2)".to_string()),
+                (FeedKind::Restock, "Tux restocked: 0 → 100".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn many_cache_events_of_a_kind_make_one_line() {
+        let event = |seq, kind, name: &str| CacheEvent {
+            seq,
+            at_ms: 0,
+            kind,
+            name: name.into(),
+        };
+        let mut events = vec![event(0, CacheEventKind::Evicted, "tux")];
+        for (i, name) in ["a", "b", "a", "c"].iter().enumerate() {
+            events.push(event(i as u64 + 1, CacheEventKind::Invalidated, name));
+        }
+        events.push(event(9, CacheEventKind::Filled, "tux"));
+        assert_eq!(
+            cache_lines(&events),
+            vec![
+                (FeedKind::Evicted, "cache: tux evicted".to_string()),
+                (
+                    FeedKind::Invalidated,
+                    "cache: 4 entries invalidated (a, b, c)".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn rates_come_from_the_difference_of_two_readings() {
+        let reading = |count, ms| {
+            Some(RouteTotals {
+                count,
+                total: Duration::from_millis(ms),
+            })
+        };
+        assert_eq!(
+            rate(reading(10, 100), reading(30, 140), 0.5),
+            (Some(40.0), Some(2.0))
+        );
+        assert_eq!(
+            rate(reading(10, 100), reading(10, 100), 0.5),
+            (Some(0.0), None)
+        );
+        assert_eq!(rate(None, reading(1, 1), 0.5), (None, None));
+    }
+}
