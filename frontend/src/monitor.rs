@@ -400,13 +400,23 @@ fn changes(
             }
             Some(status) => {
                 let behind = row.behind.unwrap_or(0);
+                if !was_up && status.ready && behind == 0 {
+                    // It caught up before the first look (a restart waits for that).
+                    out.push((
+                        FeedKind::Up,
+                        format!("order{id} is up and caught up ({} orders)", status.orders),
+                    ));
+                    continue;
+                }
                 if !was_up {
                     out.push((
                         FeedKind::Up,
                         format!("order{id} is up, {behind} orders behind"),
                     ));
                 }
-                if !was_up || !status.ready || behind > 0 {
+                // Armed when it comes back or stops being ready (syncing); a ready
+                // replica a few orders behind is only seeing orders in flight.
+                if !was_up || !status.ready {
                     catching_up.insert(id);
                 }
                 if status.ready && behind == 0 && catching_up.remove(&id) {
@@ -563,7 +573,7 @@ mod tests {
     }
 
     #[test]
-    fn a_replica_that_goes_down_comes_back_and_catches_up_makes_three_events() {
+    fn a_replica_that_goes_down_comes_back_and_catches_up_makes_three_events_and_no_more() {
         let mut catching_up = HashSet::new();
         let all = |follower: Option<ReplicaStatus>, behind| {
             snapshot(
@@ -605,6 +615,20 @@ mod tests {
             )]
         );
         assert_eq!(changes(&caught_up, &caught_up, &mut catching_up), vec![]);
+
+        // Back already in step: one line says both.
+        assert_eq!(
+            changes(&down, &caught_up, &mut HashSet::new()),
+            vec![(
+                FeedKind::Up,
+                "order2 is up and caught up (10 orders)".to_string()
+            )]
+        );
+
+        // A ready follower a few orders behind (orders in flight) is not news.
+        let in_flight = all(Some(status(2, Role::Follower, true, 2, 8)), Some(2));
+        assert_eq!(changes(&caught_up, &in_flight, &mut catching_up), vec![]);
+        assert_eq!(changes(&in_flight, &caught_up, &mut catching_up), vec![]);
     }
 
     #[test]

@@ -185,7 +185,7 @@ try {
   await page
     .waitForFunction(
       (id) => [...document.querySelectorAll("#feed li")].some((li) =>
-        li.textContent.includes(`order${id} caught up`)),
+        li.textContent.includes(`order${id} `) && li.textContent.includes("caught up")),
       leader,
       { timeout: 20000 },
     )

@@ -367,6 +367,11 @@ impl Cluster {
         self.signal(service, "-CONT");
     }
 
+    /// Asks `service` to shut down gracefully (SIGTERM); see [`Cluster::wait_exit`].
+    pub fn terminate(&self, service: &str) {
+        self.signal(service, "-TERM");
+    }
+
     fn signal(&self, service: &str, signal: &str) {
         let pid = self
             .children

@@ -7,6 +7,7 @@ mod api;
 mod cache;
 mod chaos;
 mod crash;
+mod dashboard;
 mod demo;
 mod docs;
 mod faults;
