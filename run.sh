@@ -209,6 +209,7 @@ urls() {
     cat <<EOF
 toystore is up ($TOYSTORE_REPLICATION replication):
   front-end   http://$HOST:$FRONTEND_PORT   (try: curl http://$HOST:$FRONTEND_PORT/products/Tux)
+  dashboard   http://$HOST:$FRONTEND_PORT/dashboard   (the live view, in a browser)
   catalog     http://$HOST:$CATALOG_PORT
   order1..3   http://$HOST:$ORDER1_PORT  http://$HOST:$ORDER2_PORT  http://$HOST:$ORDER3_PORT
 data and logs in ${DATA#"$ROOT/"}/; stop with ./run.sh stop

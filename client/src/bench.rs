@@ -10,6 +10,8 @@
 //!    majority), and the ratio of the two modes' throughput.
 //! 4. What metrics cost: cached lookups and orders with every service's metrics off
 //!    and on (`TOYSTORE_METRICS`), alternating twice.
+//! 5. What watching costs: the same with [`VIEWERS`] dashboard streams open and with
+//!    none, alternating twice.
 //!
 //! Writes the table to `PERFORMANCE.md` in the output directory.
 
@@ -214,6 +216,7 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
     // What metrics cost: the same lookups and orders with every service's metrics off,
     // then on again.
     rows.extend(metrics_overhead(rs, &lookup, &script, d).await?);
+    rows.extend(dashboard_overhead(rs, &lookup, &script, d).await?);
 
     // Orders in the cluster's own mode, then in the other one (a fresh cluster on the
     // same ports, with its own data directory).
@@ -353,6 +356,76 @@ async fn metrics_overhead(
             "POST /orders, 32 clients: metrics on vs off",
             order_on,
             order_off,
+        ),
+    ])
+}
+
+/// Dashboard viewers open while [`dashboard_overhead`] measures.
+pub const VIEWERS: usize = 10;
+
+/// Cached lookups (64 connections) and orders (32 clients) with [`VIEWERS`] streams of
+/// `/dashboard/events` open and with none, alternating twice; the better run of each
+/// setting counts. (The dashboard's poll of the cluster runs either way: it is one
+/// per front-end, not one per viewer.)
+async fn dashboard_overhead(
+    rs: &RunSh,
+    lookup: &str,
+    script: &Path,
+    d: u64,
+) -> Result<[Row; 2], ClientError> {
+    let orders = front_url(&rs.frontend_url(), "orders");
+    let events = front_url(&rs.frontend_url(), "dashboard/events");
+    let http = reqwest::Client::new();
+    let best = |a: WrkResult, b: WrkResult| if b.rps > a.rps { b } else { a };
+    let mut get = [WrkResult::default(); 2];
+    let mut order = [WrkResult::default(); 2];
+    for round in 0..4 {
+        let watched = round % 2 == 1;
+        println!(
+            "lookups and orders with {} dashboard viewers",
+            if watched { VIEWERS } else { 0 }
+        );
+        let mut viewers = tokio::task::JoinSet::new();
+        if watched {
+            for _ in 0..VIEWERS {
+                let mut stream = http.get(&events).send().await.map_err(err)?;
+                // Connected and served: the first event holds every panel.
+                stream.chunk().await.map_err(err)?;
+                viewers.spawn(async move { while let Ok(Some(_)) = stream.chunk().await {} });
+            }
+        }
+        let i = usize::from(watched);
+        wrk(lookup, 64, 1, None).await?;
+        get[i] = best(get[i], wrk(lookup, 64, d, None).await?);
+        wrk(&orders, 32, 1, Some(script)).await?;
+        order[i] = best(order[i], wrk(&orders, 32, d, Some(script)).await?);
+        viewers.shutdown().await;
+    }
+    let ([get_alone, get_watched], [order_alone, order_watched]) = (get, order);
+    let row = |what: String, watched: WrkResult, alone: WrkResult| {
+        let ratio = if alone.rps > 0.0 {
+            watched.rps / alone.rps
+        } else {
+            0.0
+        };
+        Row {
+            what,
+            ours: watched,
+            base: Some(alone),
+            target: "≥ 0.95 × no viewer".into(),
+            met: Some(ratio >= 0.95 && watched.non_2xx == 0),
+        }
+    };
+    Ok([
+        row(
+            format!("GET /products/Tux, cache on, 64 conns: {VIEWERS} dashboard viewers vs none"),
+            get_watched,
+            get_alone,
+        ),
+        row(
+            format!("POST /orders, 32 clients: {VIEWERS} dashboard viewers vs none"),
+            order_watched,
+            order_alone,
         ),
     ])
 }
