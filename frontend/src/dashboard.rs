@@ -1,6 +1,6 @@
 //! The live dashboard: `GET /dashboard` (and `GET /` redirects there).
 //!
-//! One task ([`poll_loop`]) asks the [`Monitor`] for a [`Snapshot`] every
+//! One task (`poll_loop`) asks the [`Monitor`] for a [`Snapshot`] every
 //! [`crate::monitor::POLL`] and renders it, once, into HTML [`Panels`] that it
 //! publishes on a `watch` channel. The page is those panels in a static frame; its
 //! script opens `GET /dashboard/events`, a Server-Sent Events stream that sends every
