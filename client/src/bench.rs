@@ -13,7 +13,8 @@
 //! 5. What watching costs: the same with [`VIEWERS`] dashboard streams open and with
 //!    none, alternating twice.
 //!
-//! Writes the table to `PERFORMANCE.md` in the output directory.
+//! Writes the table to `PERFORMANCE.md` in the output directory (keeping the section
+//! that `bench --scale`, [`crate::scale`], writes there).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -299,6 +300,12 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
     );
     print!("{md}");
     let path = plan.out.join("PERFORMANCE.md");
+    // The scale section is `client bench --scale`'s: keep it.
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let md = match crate::scale::section_of(&old) {
+        Some(section) => crate::scale::with_section(&md, section),
+        None => md,
+    };
     std::fs::write(&path, md).map_err(|e| err(format!("{}: {e}", path.display())))?;
     println!("wrote {}", path.display());
     Ok(())
@@ -360,7 +367,7 @@ async fn metrics_overhead(
     ])
 }
 
-/// Dashboard viewers open while [`dashboard_overhead`] measures.
+/// Dashboard viewers open while `dashboard_overhead` measures.
 pub const VIEWERS: usize = 10;
 
 /// Cached lookups (64 connections) and orders (32 clients) with [`VIEWERS`] streams of
@@ -445,15 +452,15 @@ struct Orders {
 }
 
 /// How long a restarted follower took until ready (caught up).
-struct CatchUp {
+pub(crate) struct CatchUp {
     /// Orders it missed while it was down.
-    missed: u64,
-    seconds: f64,
+    pub(crate) missed: u64,
+    pub(crate) seconds: f64,
 }
 
 /// Kills a follower, places at least `n` orders without it (32 clients), restarts it
 /// and times its start until ready — which in both modes means caught up.
-async fn catch_up(rs: &RunSh, script: &Path, n: u64) -> Result<CatchUp, ClientError> {
+pub(crate) async fn catch_up(rs: &RunSh, script: &Path, n: u64) -> Result<CatchUp, ClientError> {
     let inspector = rs.inspector()?;
     let mut leader = None;
     for _ in 0..50 {
@@ -576,7 +583,7 @@ fn ratio_row(what: String, ours: WrkResult, base: WrkResult) -> Row {
 }
 
 /// wrk script: orders of one unit of a random toy (spread, like real traffic).
-const ORDER_SCRIPT: &str = r#"
+pub(crate) const ORDER_SCRIPT: &str = r#"
 local toys = {"Tux", "Fox", "Python", "Whale", "Elephant", "Dolphin", "Barbie", "LEGO",
   "Uno", "Clue", "Chess", "Bubbles", "Frisbee", "Twister", "Slinky", "Rubik's Cube",
   "Etch A Sketch", "Lincoln Logs", "Jack-in-the-box", "Jump Rope", "Play-Doh",

@@ -11,6 +11,7 @@
 //! - [`checker`]: the history of what clients saw, and the verdict on it.
 //! - [`cluster`]: `run.sh` control and the services' internal figures.
 //! - [`bench`](mod@bench): the benchmark against the bare [`baseline`] servers, with `wrk`.
+//! - [`scale`]: what a growing history costs (`bench --scale`).
 //! - [`demo`](mod@demo): the lab's output document, `docs/OUTPUT.md`, from a scripted session.
 
 pub mod baseline;
@@ -24,6 +25,7 @@ pub mod eval;
 pub mod nemesis;
 pub mod netns;
 pub mod plot;
+pub mod scale;
 pub mod session;
 pub mod stats;
 

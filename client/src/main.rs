@@ -104,6 +104,17 @@ enum Command {
         /// skips the measurement.
         #[arg(long, default_value_t = 100_000)]
         catch_up: u64,
+        /// Instead: grow the store to --scale-orders orders and report what that costs
+        /// (orders/s per step, disk, memory, restart, catch-up) in PERFORMANCE.md's
+        /// scale section.
+        #[arg(long)]
+        scale: bool,
+        /// Orders the scale run grows the store to.
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+        scale_orders: u64,
+        /// Orders per step of the scale run's report.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+        scale_step: u64,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -287,10 +298,34 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
             Ok(true)
         }
         Command::Bench {
+            scale: true,
+            out,
+            catch_up,
+            scale_orders,
+            scale_step,
+            cluster,
+            ..
+        } => {
+            with_cluster(cluster.run_sh("scale"), |run_sh, _| async move {
+                client::scale::run(client::scale::ScalePlan {
+                    run_sh,
+                    orders: scale_orders,
+                    step: scale_step,
+                    catch_up,
+                    out,
+                    command: format!("cargo run --release -p client -- {command_line}"),
+                })
+                .await
+            })
+            .await?;
+            Ok(true)
+        }
+        Command::Bench {
             duration,
             out,
             catch_up,
             cluster,
+            ..
         } => {
             let client_exe =
                 std::env::current_exe().map_err(|e| ClientError::Other(e.to_string()))?;
