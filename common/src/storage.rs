@@ -14,8 +14,11 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// sled's page cache per database, in MiB, unless configured (`--sled-cache-mb`).
 /// sled's own default is 1 GiB per database, which a laptop running four of them
-/// (the catalog and three replicas) cannot spare.
-pub const DEFAULT_CACHE_MB: u64 = 64;
+/// (the catalog and three replicas) cannot spare. sled's resident memory is several
+/// times its cache: with a million orders stored, 64 MiB gave each replica about
+/// 206 MiB resident, 16 MiB about 89 MiB, for about the same orders/s (the indexes
+/// grow at their end, so their hot part is small; `client bench --scale` measures it).
+pub const DEFAULT_CACHE_MB: u64 = 16;
 
 /// Opens (or creates) the sled database in `dir` with a page cache of `cache_mb`
 /// MiB, retrying while its lock is held for up to [`LOCK_WAIT`]. Blocking: call it at
