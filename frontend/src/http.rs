@@ -40,7 +40,8 @@ use crate::dashboard::Dashboard;
 use crate::error::FrontendError;
 use crate::leader::Leaders;
 use crate::validate::{
-    parse_idempotency_key, parse_order_number, OrderBody, OrderRequest, ProductName,
+    new_idempotency_key, parse_idempotency_key, parse_order_number, OrderBody, OrderRequest,
+    ProductName,
 };
 
 /// Everything a handler needs; cheap to clone.
@@ -204,12 +205,7 @@ async fn place_order(
     let request = OrderRequest::parse(body)?;
     let key = match headers.get(common::IDEMPOTENCY_HEADER) {
         Some(v) => parse_idempotency_key(v.as_bytes())?,
-        // Time-ordered (UUIDv7), not random: the catalog and the replicas index keys
-        // in sled, where a key that grows with time lands in the index's newest leaf,
-        // while a random one lands on any leaf, which once the index outgrows the
-        // cache is read from disk and copied for one insert (with 1.5M orders stored,
-        // a follower's catch-up ran twice as fast, and orders about 15% faster).
-        None => uuid::Uuid::now_v7().to_string(),
+        None => new_idempotency_key(),
     };
     let order = NewOrder {
         name: request.name.as_str().to_string(),
