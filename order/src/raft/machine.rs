@@ -11,11 +11,10 @@
 //!
 //! Snapshots cost nothing to build: committed orders never change, so a snapshot is
 //! its position alone, and its data — every order up to the position's newest — is
-//! read when a peer needs it. Installing one adds the orders this replica lacks (its
+//! read when a peer needs it ([`super::snapshot`]). Installing one adds the orders this replica lacks (its
 //! own are a prefix of the snapshot's: both are committed history).
 
 use std::collections::HashMap;
-use std::io::Cursor;
 
 use common::wire::{NewOrder, OrderRecord};
 use openraft::storage::RaftStateMachine;
@@ -26,6 +25,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use super::log::{decode, encode, io_error};
+use super::snapshot::SnapshotBytes;
 use super::{Entry, Node, NodeId, Placed, TypeConfig};
 use crate::store::Store;
 use crate::writer::same_order;
@@ -149,10 +149,14 @@ impl RaftSnapshotBuilder<TypeConfig> for Machine {
             .set_meta(&[(SNAPSHOT, encode(&Some(info))?)])
             .map_err(store_error)?;
         // openraft 0.9 keeps only the meta of a built snapshot (core/sm/worker.rs);
-        // the orders are read when a peer needs them (`get_current_snapshot`).
+        // the orders are read when a peer needs them (`get_current_snapshot`), and
+        // these bytes too would be made only if read.
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(Vec::new())),
+            snapshot: Box::new(SnapshotBytes::of_orders(
+                self.store.clone(),
+                state.last_order,
+            )),
         })
     }
 }
@@ -215,16 +219,19 @@ impl RaftStateMachine<TypeConfig> for Machine {
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    ) -> Result<Box<SnapshotBytes>, StorageError<NodeId>> {
+        Ok(Box::new(SnapshotBytes::empty()))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, Node>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotBytes>,
     ) -> Result<(), StorageError<NodeId>> {
-        let orders: Vec<OrderRecord> = decode(snapshot.get_ref())?;
+        let bytes = snapshot
+            .into_bytes()
+            .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?;
+        let orders: Vec<OrderRecord> = decode(&bytes)?;
         let mut state = self.state()?;
         let missing: Vec<OrderRecord> = orders
             .into_iter()
@@ -262,25 +269,14 @@ impl RaftStateMachine<TypeConfig> for Machine {
         let Some(info) = self.snapshot_info()? else {
             return Ok(None);
         };
-        // Every order up to the snapshot's newest: read and encoded on the blocking
-        // pool, as it can be many.
-        let store = self.store.clone();
-        let last_order = info.last_order;
-        let data = tokio::task::spawn_blocking(move || {
-            let orders = match last_order {
-                Some(last) => {
-                    let count = usize::try_from(last.saturating_add(1)).unwrap_or(usize::MAX);
-                    store.page(0, count).map_err(store_error)?
-                }
-                None => Vec::new(),
-            };
-            encode(&orders)
-        })
-        .await
-        .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))??;
+        // Every order up to the snapshot's newest, read and encoded on the blocking
+        // pool when openraft first reads the data: at start-up it reads only the meta.
         Ok(Some(Snapshot {
             meta: info.meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(SnapshotBytes::of_orders(
+                self.store.clone(),
+                info.last_order,
+            )),
         }))
     }
 }

@@ -20,9 +20,9 @@
 pub mod log;
 pub mod machine;
 pub mod network;
+pub mod snapshot;
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +69,7 @@ openraft::declare_raft_types!(
     pub TypeConfig:
         D = Batch,
         R = Vec<Placed>,
+        SnapshotData = snapshot::SnapshotBytes,
 );
 
 pub type NodeId = u64;

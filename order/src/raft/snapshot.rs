@@ -1,0 +1,192 @@
+//! A snapshot's bytes, encoded only when someone reads them.
+//!
+//! A snapshot's data is every order up to its newest, encoded (see `machine`). openraft
+//! 0.9 asks the state machine for its current snapshot as it starts, only to learn the
+//! snapshot's meta (`storage/helper.rs`), and again whenever it sends one to a peer.
+//! Encoding a million orders takes about a second, which a restart used to spend before
+//! it even listened. [`SnapshotBytes`] holds the recipe instead and runs it, on the
+//! blocking pool, at the first read or seek; bytes being received from a leader are
+//! held as they are.
+
+use std::future::Future;
+use std::io::{self, Cursor, SeekFrom};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+use tokio::task::JoinHandle;
+
+use super::log::encode;
+use crate::store::Store;
+
+/// openraft's `SnapshotData`: the encoded orders of a snapshot, made on first use.
+pub struct SnapshotBytes {
+    state: State,
+    /// A seek asked for before the bytes were ready, done once they are.
+    pending_seek: Option<SeekFrom>,
+}
+
+enum State {
+    /// Every order up to `last_order` (none for `None`), not read yet.
+    Unbuilt {
+        store: Store,
+        last_order: Option<u64>,
+    },
+    /// Being read and encoded on the blocking pool.
+    Building(JoinHandle<io::Result<Vec<u8>>>),
+    Ready(Cursor<Vec<u8>>),
+}
+
+impl SnapshotBytes {
+    /// The orders of `store` up to `last_order`, encoded when first read.
+    pub fn of_orders(store: Store, last_order: Option<u64>) -> Self {
+        SnapshotBytes {
+            state: State::Unbuilt { store, last_order },
+            pending_seek: None,
+        }
+    }
+
+    /// Empty, to receive a snapshot into.
+    pub fn empty() -> Self {
+        SnapshotBytes {
+            state: State::Ready(Cursor::new(Vec::new())),
+            pending_seek: None,
+        }
+    }
+
+    /// The bytes received (or built), for installing.
+    pub fn into_bytes(self) -> io::Result<Vec<u8>> {
+        match self.state {
+            State::Ready(cursor) => Ok(cursor.into_inner()),
+            _ => Err(io::Error::other("snapshot bytes were never made")),
+        }
+    }
+
+    /// The bytes, building them first if needed.
+    fn poll_bytes(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<&mut Cursor<Vec<u8>>>> {
+        loop {
+            let next = match &mut self.state {
+                State::Unbuilt { store, last_order } => {
+                    let (store, last_order) = (store.clone(), *last_order);
+                    State::Building(tokio::task::spawn_blocking(move || {
+                        encode_orders(&store, last_order)
+                    }))
+                }
+                State::Building(handle) => {
+                    let built = ready!(Pin::new(handle).poll(cx))
+                        .map_err(io::Error::other)
+                        .and_then(|r| r)?;
+                    State::Ready(Cursor::new(built))
+                }
+                State::Ready(_) => break,
+            };
+            self.state = next;
+        }
+        let State::Ready(cursor) = &mut self.state else {
+            return Poll::Ready(Err(io::Error::other("snapshot bytes are not ready")));
+        };
+        if let Some(pos) = self.pending_seek.take() {
+            std::io::Seek::seek(cursor, pos)?;
+        }
+        Poll::Ready(Ok(cursor))
+    }
+}
+
+/// Every order up to `last_order`, encoded.
+fn encode_orders(store: &Store, last_order: Option<u64>) -> io::Result<Vec<u8>> {
+    let orders = match last_order {
+        Some(last) => {
+            let count = usize::try_from(last.saturating_add(1)).unwrap_or(usize::MAX);
+            store.page(0, count).map_err(io::Error::other)?
+        }
+        None => Vec::new(),
+    };
+    encode(&orders).map_err(io::Error::other)
+}
+
+impl AsyncRead for SnapshotBytes {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let cursor = ready!(self.get_mut().poll_bytes(cx))?;
+        Pin::new(cursor).poll_read(cx, buf)
+    }
+}
+
+impl AsyncSeek for SnapshotBytes {
+    fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
+        let this = self.get_mut();
+        match &mut this.state {
+            State::Ready(cursor) => Pin::new(cursor).start_seek(position),
+            // Done in `poll_complete`, once the bytes are there.
+            _ => {
+                this.pending_seek = Some(position);
+                Ok(())
+            }
+        }
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        let cursor = ready!(self.get_mut().poll_bytes(cx))?;
+        Pin::new(cursor).poll_complete(cx)
+    }
+}
+
+impl AsyncWrite for SnapshotBytes {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let cursor = ready!(self.get_mut().poll_bytes(cx))?;
+        Pin::new(cursor).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::wire::OrderRecord;
+    use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+    fn record(number: u64) -> OrderRecord {
+        OrderRecord {
+            number,
+            name: "Tux".into(),
+            quantity: 1,
+            key: format!("k{number}"),
+            epoch: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_orders_are_encoded_when_first_read_after_a_seek() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let orders: Vec<OrderRecord> = (0..3).map(record).collect();
+        store.append(&orders).expect("append");
+
+        let mut bytes = SnapshotBytes::of_orders(store.clone(), Some(1));
+        bytes.seek(SeekFrom::Start(0)).await.expect("seek");
+        let mut read = Vec::new();
+        bytes.read_to_end(&mut read).await.expect("read");
+        assert_eq!(read, encode(&orders[..2].to_vec()).expect("encode"));
+    }
+
+    #[tokio::test]
+    async fn received_bytes_come_back_as_written() {
+        let mut bytes = SnapshotBytes::empty();
+        bytes.write_all(b"abc").await.expect("write");
+        assert_eq!(bytes.into_bytes().expect("bytes"), b"abc");
+    }
+}
