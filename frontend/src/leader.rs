@@ -87,7 +87,7 @@ enum Attempt<T> {
 }
 
 /// Among replica statuses, the ready leader at the highest term.
-fn best_leader(statuses: &[(u32, ReplicaStatus)]) -> Option<&(u32, ReplicaStatus)> {
+pub(crate) fn best_leader(statuses: &[(u32, ReplicaStatus)]) -> Option<&(u32, ReplicaStatus)> {
     statuses
         .iter()
         .filter(|(_, s)| s.role == Role::Leader && s.ready)
@@ -347,8 +347,9 @@ impl Leaders {
     }
 
     /// Every replica's status (those that answer within the status timeout), or fewer
-    /// as soon as `enough` says the answers so far settle the question.
-    async fn statuses(
+    /// as soon as `enough` says the answers so far settle the question. (The
+    /// dashboard's monitor asks for all of them.)
+    pub(crate) async fn statuses(
         &self,
         enough: impl Fn(&[(u32, ReplicaStatus)]) -> bool,
     ) -> Vec<(u32, ReplicaStatus)> {

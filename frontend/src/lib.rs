@@ -67,7 +67,6 @@ pub async fn run(
         monitor::Monitor::new(
             config.replication,
             config.replicas.clone(),
-            orders.clone(),
             catalog.clone(),
             leaders.clone(),
             cache.clone(),

@@ -2,9 +2,9 @@
 //! what changed.
 //!
 //! One [`Monitor`] per front-end, polled by one task ([`crate::dashboard`]) every
-//! [`POLL`], however many people watch: it asks each replica and the catalog for
-//! their health (with short timeouts, concurrently, so a stalled peer delays nothing
-//! but its own row), reads the cache's view and journal, and reads request rates and
+//! [`POLL`], however many people watch: it asks each replica (through the leader
+//! watcher's status poll) and the catalog for their health (with short timeouts,
+//! concurrently, so a stalled peer delays nothing but its own row), reads the cache's view and journal, and reads request rates and
 //! latencies from the metrics cells that every request already updates, so the store's
 //! hot paths pay nothing for it. Comparing each poll with the previous one yields the
 //! event feed: leader changes, replicas going down, coming back and catching up, the
@@ -18,16 +18,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::Method;
-use common::client::{CatalogClient, OrderClient};
+use common::client::CatalogClient;
 use common::config::Replicas;
 use common::metrics::{route_totals, RouteTotals};
 use common::wire::{
     CacheEvent, CacheEventKind, CacheStats, CacheView, CatalogHealth, CatalogProduct,
-    ReplicaStatus, Replication, Role,
+    ReplicaStatus, Replication,
 };
 
 use crate::cache::Cache;
-use crate::leader::Leaders;
+use crate::leader::{best_leader, Leaders};
 
 /// How often the cluster is looked at.
 pub const POLL: Duration = Duration::from_millis(500);
@@ -37,8 +37,8 @@ pub const HISTORY: usize = 120;
 pub const FEED: usize = 100;
 /// How long an evicted or invalidated cache entry stays highlighted.
 pub const FLASH: Duration = Duration::from_secs(2);
-/// Longest wait for one peer's health in a poll (under [`POLL`], so polls never pile
-/// up behind a stalled peer).
+/// Longest wait for the catalog in a poll (under [`POLL`], so polls never pile up
+/// behind a stalled catalog; replicas get the leader watcher's status timeout).
 const PEER_TIMEOUT: Duration = Duration::from_millis(400);
 /// At most this many cache events of one kind get a feed line each per poll; more
 /// are summed up in one line.
@@ -124,8 +124,8 @@ pub struct Snapshot {
 pub struct Monitor {
     mode: Replication,
     replicas: Replicas,
-    orders: OrderClient,
     catalog: CatalogClient,
+    /// The leader watcher's view, and its concurrent status poll of the replicas.
     leaders: Arc<Leaders>,
     cache: Arc<Cache>,
     /// The previous poll, to compare with.
@@ -147,7 +147,6 @@ impl Monitor {
     pub fn new(
         mode: Replication,
         replicas: Replicas,
-        orders: OrderClient,
         catalog: CatalogClient,
         leaders: Arc<Leaders>,
         cache: Arc<Cache>,
@@ -155,7 +154,6 @@ impl Monitor {
         Monitor {
             mode,
             replicas,
-            orders,
             catalog,
             leaders,
             cache,
@@ -172,7 +170,9 @@ impl Monitor {
 
     /// Looks at the cluster once and returns what it saw, events included.
     pub async fn poll(&mut self) -> Snapshot {
-        let (statuses, catalog) = tokio::join!(self.poll_replicas(), self.poll_catalog());
+        // The same poll the leader watcher makes (its status timeout for each).
+        let (statuses, catalog) =
+            tokio::join!(self.leaders.statuses(|_| false), self.poll_catalog());
         let at_unix_s = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -231,19 +231,6 @@ impl Monitor {
         snapshot.cache_feed = self.cache_feed.iter().cloned().collect();
         self.last = Some(snapshot.clone());
         snapshot
-    }
-
-    /// Every replica's health, or `None` for one that does not answer in time.
-    async fn poll_replicas(&self) -> HashMap<u32, ReplicaStatus> {
-        let asks = self.replicas.0.iter().map(|(id, url)| async move {
-            let status = self.orders.status_within(url, PEER_TIMEOUT).await.ok();
-            (*id, status)
-        });
-        futures_util::future::join_all(asks)
-            .await
-            .into_iter()
-            .filter_map(|(id, s)| Some((id, s?)))
-            .collect()
     }
 
     /// The catalog's toys and health; its toys from the last poll if it is down.
@@ -332,12 +319,9 @@ fn push(feed: &mut VecDeque<FeedItem>, at_unix_s: u64, events: Vec<(FeedKind, St
 
 /// The replicas' rows, in id order, each with how far it is behind the leader (the
 /// ready replica that says it leads, at the highest epoch).
-fn rows(replicas: &Replicas, mut statuses: HashMap<u32, ReplicaStatus>) -> Vec<ReplicaRow> {
-    let leader_orders = statuses
-        .values()
-        .filter(|s| s.role == Role::Leader && s.ready)
-        .max_by_key(|s| s.epoch)
-        .map(|s| s.orders);
+fn rows(replicas: &Replicas, statuses: Vec<(u32, ReplicaStatus)>) -> Vec<ReplicaRow> {
+    let leader_orders = best_leader(&statuses).map(|(_, s)| s.orders);
+    let mut statuses: HashMap<u32, ReplicaStatus> = statuses.into_iter().collect();
     let mut ids: Vec<u32> = replicas.0.iter().map(|(id, _)| *id).collect();
     ids.sort_unstable();
     ids.into_iter()
@@ -498,6 +482,7 @@ fn cache_lines(events: &[CacheEvent]) -> Vec<(FeedKind, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::wire::Role;
 
     fn status(id: u32, role: Role, ready: bool, epoch: u64, orders: u64) -> ReplicaStatus {
         ReplicaStatus {
@@ -557,10 +542,10 @@ mod tests {
 
     #[test]
     fn rows_are_in_id_order_with_their_distance_from_the_leader() {
-        let statuses = HashMap::from([
+        let statuses = vec![
             (3, status(3, Role::Leader, true, 2, 10)),
             (1, status(1, Role::Follower, true, 2, 7)),
-        ]);
+        ];
         let rows = rows(&replicas(), statuses);
         let seen: Vec<(u32, bool, Option<u64>)> = rows
             .iter()
