@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::config::{parse_url, PeerArgs, StorageArgs, TokenArgs};
+use common::retention::RetentionArgs;
 use reqwest::Url;
 
 /// toystore catalog service: the toys, their stock, and periodic restocking.
@@ -50,6 +51,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub storage: StorageArgs,
+
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 }
 
 impl Config {

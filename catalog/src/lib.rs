@@ -23,6 +23,7 @@ use std::future::Future;
 
 use common::client::{ClusterClient, FrontendClient};
 use common::http::ClusterToken;
+use common::retention;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -35,7 +36,8 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CatalogError> {
-    let store = store::Store::open_with_cache(&config.data_dir, config.storage.sled_cache_mb)?;
+    let window = config.retention.key_retention;
+    let store = store::Store::open_with(&config.data_dir, config.storage.sled_cache_mb, window)?;
     if store.is_empty() {
         let toys = store::read_seed(&config.seed_file)?;
         store.seed_if_empty(&toys, config.initial_stock).await?;
@@ -62,6 +64,15 @@ pub async fn run(
         config.restock_amount,
         config.restock_period(),
         next_restock.clone(),
+        stopped.clone(),
+    ));
+    let pruner = tokio::spawn(retention::prune_loop(
+        retention::prune_period(window),
+        move || Ok(retention::cutoff(retention::now_ms(), window)),
+        {
+            let store = store.clone();
+            move |cutoff, limit| store.prune_keys(cutoff, limit).map_err(|e| e.to_string())
+        },
         stopped,
     ));
 
@@ -77,6 +88,7 @@ pub async fn run(
 
     let _ = stop.send(true);
     let _ = restocker.await;
+    let _ = pruner.await;
     store.flush().await?;
     tracing::info!("catalog stopped");
     Ok(())

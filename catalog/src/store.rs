@@ -3,14 +3,23 @@
 //! Trees:
 //! - `products`: lower-cased name → [`StoredProduct`] (canonical name, price in cents,
 //!   quantity, version).
-//! - `applied`: idempotency key → the [`BuyReply`] it produced, written in the same
-//!   transaction as the stock change, so a repeated key can never take stock twice.
-//! - `meta`: stock accounting counters (`initial`, `restocked`, `sold`).
+//! - `buys`: idempotency key (in `common::idkey`'s form) → the buy it made and when,
+//!   written in the same transaction as the stock change, so a repeated key can never
+//!   take stock twice within the key window.
+//! - `buys_by_time`: (time, key) → nothing: the order in which keys expire, for
+//!   [`Store::prune_keys`].
+//! - `meta`: stock accounting counters (`initial`, `restocked`, `sold`); `format`.
+//!
+//! A key is kept for the window (`--key-retention`) from its buy: after it the key
+//! has expired — a buy with it takes stock again — even before the pruner drops it.
+//! A database written before keys expired (tree `applied`) is rewritten once when
+//! opened, its keys kept for a window from then.
 //!
 //! Every change is flushed (group commit through [`GroupFlush`]) before it is
 //! reported, so an acknowledged buy or restock survives `kill -9`.
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::flush::GroupFlush;
 use common::wire::{BuyReply, BuyRequest, CatalogProduct, StockTotals};
@@ -23,6 +32,38 @@ use crate::error::CatalogError;
 const META_INITIAL: &[u8] = b"initial";
 const META_RESTOCKED: &[u8] = b"restocked";
 const META_SOLD: &[u8] = b"sold";
+const META_FORMAT: &[u8] = b"format";
+
+/// The layout described above.
+const FORMAT: &[u8] = b"2";
+
+/// A buy as `buys` keeps it: its reply and when it was made (ms since the Unix epoch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StoredBuy {
+    name: String,
+    quantity: u64,
+    version: u64,
+    time: u64,
+}
+
+impl StoredBuy {
+    fn reply(self) -> BuyReply {
+        BuyReply {
+            name: self.name,
+            quantity: self.quantity,
+            version: self.version,
+            repeated: true,
+        }
+    }
+}
+
+/// The `buys_by_time` key of a buy made at `time` with the stored key `key`.
+fn time_key(time: u64, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + key.len());
+    out.extend_from_slice(&time.to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
 
 /// A toy as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,9 +134,14 @@ pub enum BuyOutcome {
 pub struct Store {
     db: sled::Db,
     products: sled::Tree,
+    /// `buys`.
     applied: sled::Tree,
+    /// `buys_by_time`.
+    by_time: sled::Tree,
     meta: sled::Tree,
     flusher: GroupFlush,
+    /// How long a key is kept.
+    key_window: Duration,
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -127,10 +173,19 @@ fn add_u64(
 /// the inner one refuses this buy only.
 type TxResult<T> = Result<T, ConflictableTransactionError<CatalogError>>;
 
+/// When a buy is made: `now`, and keys of buys made before `valid_from` have expired.
+#[derive(Clone, Copy)]
+struct Clock {
+    now: u64,
+    valid_from: u64,
+}
+
 fn buy_one(
     products: &TransactionalTree,
     applied: &TransactionalTree,
+    by_time: &TransactionalTree,
     req: &BuyRequest,
+    clock: Clock,
 ) -> TxResult<Result<BuyOutcome, CatalogError>> {
     if req.quantity == 0 {
         return Ok(Err(CatalogError::BadRequest(
@@ -138,12 +193,15 @@ fn buy_one(
         )));
     }
     let lookup = lookup_key(&req.name);
-    if let Some(bytes) = applied.get(req.key.as_bytes())? {
-        let reply: BuyReply = decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
-        if lookup_key(&reply.name) != lookup || reply.quantity != req.quantity {
-            return Ok(Err(CatalogError::KeyReused(req.key.clone())));
+    let key = common::idkey::encode(&req.key);
+    if let Some(bytes) = applied.get(&key)? {
+        let held: StoredBuy = decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
+        if held.time >= clock.valid_from {
+            if lookup_key(&held.name) != lookup || held.quantity != req.quantity {
+                return Ok(Err(CatalogError::KeyReused(req.key.clone())));
+            }
+            return Ok(Ok(BuyOutcome::Repeated(held.reply())));
         }
-        return Ok(Ok(BuyOutcome::Repeated(reply)));
     }
     let Some(bytes) = products.get(lookup.as_bytes())? else {
         return Ok(Err(CatalogError::UnknownProduct(req.name.clone())));
@@ -158,14 +216,19 @@ fn buy_one(
     }
     product.quantity -= req.quantity;
     product.version += 1;
-    let reply = BuyReply {
+    let stored = StoredBuy {
         name: product.name.clone(),
         quantity: req.quantity,
         version: product.version,
+        time: clock.now,
     };
     products.insert(lookup.as_bytes(), encode(&product))?;
-    applied.insert(req.key.as_bytes(), encode(&reply))?;
-    Ok(Ok(BuyOutcome::Applied(reply)))
+    applied.insert(key.as_slice(), encode(&stored))?;
+    by_time.insert(time_key(clock.now, &key), &[])?;
+    Ok(Ok(BuyOutcome::Applied(BuyReply {
+        repeated: false,
+        ..stored.reply()
+    })))
 }
 
 fn flatten(e: TransactionError<CatalogError>) -> CatalogError {
@@ -177,22 +240,119 @@ fn flatten(e: TransactionError<CatalogError>) -> CatalogError {
 
 impl Store {
     /// Opens (or creates) the database in `dir` with this project's default page
-    /// cache ([`common::storage::DEFAULT_CACHE_MB`]) and starts its flusher.
+    /// cache ([`common::storage::DEFAULT_CACHE_MB`]) and key window, and starts its
+    /// flusher.
     pub fn open(dir: &Path) -> Result<Self, CatalogError> {
-        Store::open_with_cache(dir, common::storage::DEFAULT_CACHE_MB)
+        let window = common::retention::parse_window(common::retention::DEFAULT_WINDOW)
+            .map_err(CatalogError::Config)?;
+        Store::open_with(dir, common::storage::DEFAULT_CACHE_MB, window)
     }
 
-    /// Opens (or creates) the database in `dir` with a page cache of `cache_mb` MiB
-    /// and starts its flusher.
-    pub fn open_with_cache(dir: &Path, cache_mb: u64) -> Result<Self, CatalogError> {
+    /// Opens (or creates) the database in `dir` with a page cache of `cache_mb` MiB,
+    /// keeping keys for `key_window`, and starts its flusher.
+    pub fn open_with(
+        dir: &Path,
+        cache_mb: u64,
+        key_window: Duration,
+    ) -> Result<Self, CatalogError> {
         let db = common::storage::open_db(dir, cache_mb)?;
-        Ok(Store {
+        let store = Store {
             products: db.open_tree("products")?,
-            applied: db.open_tree("applied")?,
+            applied: db.open_tree("buys")?,
+            by_time: db.open_tree("buys_by_time")?,
             meta: db.open_tree("meta")?,
             flusher: GroupFlush::start(db.clone()),
             db,
-        })
+            key_window,
+        };
+        if store.meta.get(META_FORMAT)?.is_none() {
+            store.upgrade()?;
+        }
+        Ok(store)
+    }
+
+    /// Rewrites the keys of a database of the earlier layout (tree `applied`, key →
+    /// reply) into `buys`, kept for a window from now, or marks a new database. The
+    /// old tree is dropped only once the new ones and the marker are durable; an
+    /// interrupted upgrade starts over.
+    fn upgrade(&self) -> Result<(), CatalogError> {
+        let had_old = self
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == b"applied");
+        if had_old {
+            let old = self.db.open_tree("applied")?;
+            self.applied.clear()?;
+            self.by_time.clear()?;
+            let now = common::retention::now_ms();
+            /// The earlier layout's value: the buy's reply.
+            #[derive(Deserialize)]
+            struct Reply {
+                name: String,
+                quantity: u64,
+                version: u64,
+            }
+            for item in old.iter() {
+                let (key, value) = item?;
+                let reply: Reply = decode(&value)?;
+                let key = String::from_utf8(key.to_vec())
+                    .map_err(|_| CatalogError::Storage("corrupt idempotency key".into()))?;
+                let stored = common::idkey::encode(&key);
+                let buy = StoredBuy {
+                    name: reply.name,
+                    quantity: reply.quantity,
+                    version: reply.version,
+                    time: now,
+                };
+                self.applied.insert(stored.as_slice(), encode(&buy))?;
+                self.by_time.insert(time_key(now, &stored), &[])?;
+            }
+            tracing::info!(
+                keys = old.len(),
+                "rewrote the idempotency keys with their time"
+            );
+        }
+        self.meta.insert(META_FORMAT, FORMAT)?;
+        self.db.flush()?;
+        if had_old {
+            self.db.drop_tree("applied")?;
+            self.db.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Drops up to `limit` keys of buys made before `cutoff` (ms since the Unix
+    /// epoch), oldest first; answers how many it dropped (fewer than `limit`: done).
+    /// A key bought again since keeps its newer buy. Not flushed: a prune lost in a
+    /// crash is done again, and an expired key counts as absent anyway.
+    pub fn prune_keys(&self, cutoff: u64, limit: usize) -> Result<usize, CatalogError> {
+        let end = time_key(cutoff, &[]);
+        let expired: Vec<sled::IVec> = self
+            .by_time
+            .range(..end)
+            .keys()
+            .take(limit)
+            .collect::<Result<_, _>>()?;
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let result = (&self.applied, &self.by_time).transaction(|(applied, by_time)| {
+            for entry in &expired {
+                let (time, key) = entry.split_at(8.min(entry.len()));
+                by_time.remove(entry)?;
+                if let Some(bytes) = applied.get(key)? {
+                    let held: StoredBuy =
+                        decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
+                    if held.time.to_be_bytes()[..] == *time {
+                        applied.remove(key)?;
+                    }
+                }
+            }
+            Ok(())
+        });
+        result.map_err(flatten)?;
+        Ok(expired.len())
     }
 
     /// True until the catalog has been seeded.
@@ -253,22 +413,27 @@ impl Store {
         &self,
         reqs: &[BuyRequest],
     ) -> Result<Vec<Result<BuyOutcome, CatalogError>>, CatalogError> {
-        let result =
-            (&self.products, &self.applied, &self.meta).transaction(|(products, applied, meta)| {
-                let mut outcomes = Vec::with_capacity(reqs.len());
-                let mut sold = 0u64;
-                for req in reqs {
-                    let outcome = buy_one(products, applied, req)?;
-                    if let Ok(BuyOutcome::Applied(reply)) = &outcome {
-                        sold = sold.saturating_add(reply.quantity);
-                    }
-                    outcomes.push(outcome);
+        let now = common::retention::now_ms();
+        let clock = Clock {
+            now,
+            valid_from: common::retention::cutoff(now, self.key_window),
+        };
+        let trees = (&self.products, &self.applied, &self.by_time, &self.meta);
+        let result = trees.transaction(|(products, applied, by_time, meta)| {
+            let mut outcomes = Vec::with_capacity(reqs.len());
+            let mut sold = 0u64;
+            for req in reqs {
+                let outcome = buy_one(products, applied, by_time, req, clock)?;
+                if let Ok(BuyOutcome::Applied(reply)) = &outcome {
+                    sold = sold.saturating_add(reply.quantity);
                 }
-                if sold > 0 {
-                    add_u64(meta, META_SOLD, sold)?;
-                }
-                Ok(outcomes)
-            });
+                outcomes.push(outcome);
+            }
+            if sold > 0 {
+                add_u64(meta, META_SOLD, sold)?;
+            }
+            Ok(outcomes)
+        });
         let outcomes = result.map_err(flatten)?;
         // Flush even for repeated keys only: a first reply may not have been flushed
         // yet when a concurrent duplicate read it.
@@ -411,7 +576,8 @@ mod tests {
             BuyOutcome::Applied(BuyReply {
                 name: "Tux".into(),
                 quantity: 3,
-                version: 2
+                version: 2,
+                repeated: false,
             })
         );
         let p = store.product("Tux").expect("read").expect("found");
@@ -501,5 +667,83 @@ mod tests {
         assert!(toys
             .iter()
             .any(|t| t.name.contains(' ') && t.name.contains('\'')));
+    }
+
+    #[tokio::test]
+    async fn a_key_is_kept_for_its_window_then_takes_stock_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let window = Duration::from_millis(300);
+        let store = Store::open_with(dir.path(), 16, window).expect("open");
+        store.seed_if_empty(&toys(), 10).await.expect("seed");
+        store.buy(&buy("Tux", 1, "k")).await.expect("buy");
+        let again = store
+            .buy(&buy("Tux", 1, "k"))
+            .await
+            .expect("within the window");
+        assert!(matches!(again, BuyOutcome::Repeated(ref r) if r.repeated && r.version == 2));
+        tokio::time::sleep(window + Duration::from_millis(50)).await;
+        let after = store
+            .buy(&buy("Tux", 1, "k"))
+            .await
+            .expect("after the window");
+        assert!(matches!(after, BuyOutcome::Applied(ref r) if !r.repeated && r.version == 3));
+        let t = store.totals().expect("totals");
+        assert_eq!((t.sold, t.current), (2, 18));
+        // The pruner drops the first buy's entry and keeps the key's newer buy.
+        let cutoff = common::retention::cutoff(common::retention::now_ms(), window);
+        assert_eq!(store.prune_keys(cutoff, 10).expect("prune"), 1);
+        assert_eq!((store.applied.len(), store.by_time.len()), (1, 1));
+        let repeated = store.buy(&buy("Tux", 1, "k")).await.expect("repeat");
+        assert!(matches!(repeated, BuyOutcome::Repeated(ref r) if r.version == 3));
+    }
+
+    #[tokio::test]
+    async fn pruning_drops_expired_keys_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.seed_if_empty(&toys(), 10).await.expect("seed");
+        store.buy(&buy("Tux", 1, "old")).await.expect("buy");
+        let between = common::retention::now_ms() + 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        store.buy(&buy("Tux", 1, "new")).await.expect("buy");
+        assert_eq!(store.prune_keys(between, 10).expect("prune"), 1);
+        assert_eq!(store.prune_keys(between, 10).expect("prune"), 0);
+        assert_eq!(store.applied.len(), 1);
+        let new = store.buy(&buy("Tux", 1, "new")).await.expect("repeat");
+        assert!(matches!(new, BuyOutcome::Repeated(_)));
+        let old = store.buy(&buy("Tux", 1, "old")).await.expect("buy again");
+        assert!(matches!(old, BuyOutcome::Applied(_)));
+    }
+
+    #[tokio::test]
+    async fn a_database_of_the_earlier_layout_keeps_its_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            // What the earlier layout held: key → reply, no time, no marker.
+            #[derive(Serialize)]
+            struct Old<'a>(&'a str, u64, u64);
+            let db = sled::open(dir.path()).expect("open");
+            let tux = StoredProduct {
+                name: "Tux".into(),
+                price_cents: 1599,
+                quantity: 8,
+                version: 2,
+            };
+            let products = db.open_tree("products").expect("tree");
+            products.insert(b"tux", encode(&tux)).expect("insert");
+            let old = db.open_tree("applied").expect("tree");
+            old.insert(b"k1", encode(&Old("Tux", 2, 2)))
+                .expect("insert");
+            db.flush().expect("flush");
+        }
+        let store = Store::open(dir.path()).expect("upgrade");
+        let again = store.buy(&buy("tux", 2, "k1")).await.expect("repeat");
+        assert!(matches!(again, BuyOutcome::Repeated(ref r) if r.version == 2));
+        assert!(!store
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == b"applied"));
+        assert_eq!(store.by_time.len(), 1);
     }
 }

@@ -316,6 +316,7 @@ mod tests {
             quantity: 1,
             key: key.into(),
             epoch: 1,
+            time: 0,
         }
     }
 

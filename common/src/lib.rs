@@ -9,6 +9,8 @@
 //! - [`flush`]: group commit for sled — many writers share one `flush()`.
 //! - [`storage`]: opening a sled database, waiting for its directory lock.
 //! - [`config`]: parsing helpers for the command-line configuration.
+//! - [`idkey`]: idempotency keys as stored (a UUID in 17 bytes).
+//! - [`retention`]: how long idempotency keys are kept, and by which clock.
 //! - [`telemetry`]: logging setup, done once per process.
 //! - [`metrics`]: the Prometheus recorder, `GET /metrics` and request metrics.
 //! - [`trace`]: request ids (`x-request-id`), followed through every service's log.
@@ -18,7 +20,9 @@ pub mod config;
 pub mod error;
 pub mod flush;
 pub mod http;
+pub mod idkey;
 pub mod metrics;
+pub mod retention;
 pub mod storage;
 pub mod telemetry;
 pub mod trace;

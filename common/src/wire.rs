@@ -67,6 +67,9 @@ pub struct BuyReply {
     pub quantity: u64,
     /// The toy's version right after this buy.
     pub version: u64,
+    /// True when the stock was taken before, for the same key (and not now).
+    #[serde(default)]
+    pub repeated: bool,
 }
 
 /// The outcome of one buy in a batch: `{"ok": {...}}` or `{"error": {code, message}}`.
@@ -159,6 +162,11 @@ pub struct OrderRecord {
     pub key: String,
     /// Leadership epoch in which the leader wrote this order.
     pub epoch: u64,
+    /// When the leader stored it, in ms since the Unix epoch: its idempotency key is
+    /// kept for a window from then (`common::retention`). Every replica holds the
+    /// leader's time, so they agree on when a key expires.
+    #[serde(default)]
+    pub time: u64,
 }
 
 impl OrderRecord {

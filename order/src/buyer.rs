@@ -9,7 +9,9 @@
 //! Buys are idempotent by key in the catalog, so a batch that got no answer is sent
 //! again for up to 3 s: a reply lost in a catalog crash must not leave stock taken
 //! without an order. After that, orders whose key this replica already holds go ahead
-//! without the catalog (version 0); the others fail with 503.
+//! without the catalog (version 0, [`Purchase::NotBought`]); the others fail with 503.
+//! Each order carries what the catalog did for it on to the writer, which decides
+//! with it (see `idempotency`).
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,7 @@ use reqwest::StatusCode;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::OrderError;
+use crate::idempotency::Purchase;
 
 /// Most orders bought in one catalog request.
 const MAX_BATCH: usize = 1024;
@@ -32,6 +35,8 @@ pub struct Bought {
     pub order: NewOrder,
     /// The toy's version right after this order's buy (0 if the catalog was not asked).
     pub version: u64,
+    /// What the catalog did for it.
+    pub purchase: Purchase,
 }
 
 struct Job {
@@ -108,6 +113,7 @@ async fn buy_loop(catalog: CatalogClient, mut rx: mpsc::Receiver<Job>) {
                         Ok(Bought {
                             order: job.order,
                             version: 0,
+                            purchase: Purchase::NotBought,
                         })
                     } else {
                         Err(OrderError::CatalogUnavailable(why.clone()))
@@ -126,6 +132,11 @@ fn bought(order: NewOrder, reply: BuyReply) -> Bought {
             ..order
         },
         version: reply.version,
+        purchase: if reply.repeated {
+            Purchase::Repeated
+        } else {
+            Purchase::Fresh
+        },
     }
 }
 

@@ -8,6 +8,7 @@ use clap::Parser;
 use common::config::{
     parse_replicas, parse_url, PeerArgs, Replicas, StorageArgs, TokenArgs, DEFAULT_REPLICAS,
 };
+use common::retention::RetentionArgs;
 use common::wire::Replication;
 use reqwest::Url;
 
@@ -48,6 +49,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub storage: StorageArgs,
+
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 
     /// How long the leader waits for a follower to store a batch before it stops
     /// waiting for it ("lagging") until it has synced back, in ms.
@@ -137,6 +141,12 @@ impl Config {
         }
     }
 
+    /// How long this replica keeps an idempotency key: the catalog's window and a
+    /// margin (`common::retention::replica_window`).
+    pub fn key_window(&self) -> Duration {
+        common::retention::replica_window(self.retention.key_retention)
+    }
+
     /// The listen address: explicit, or taken from this id's URL.
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {
         if let Some(addr) = self.listen {
@@ -162,6 +172,7 @@ impl Config {
             commit: Duration::from_millis(self.replicate_timeout_ms),
             read: Duration::from_millis(self.read_wait_ms.max(1)),
             snapshot_entries: self.raft_snapshot_entries,
+            key_window: self.key_window(),
             fault: self.fault,
         }
     }

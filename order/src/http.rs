@@ -18,6 +18,7 @@ use axum::Router;
 use common::http::{
     require_token, with_fallbacks, ClusterToken, Json, PathParam, QueryParams, INTERNAL_BODY_LIMIT,
 };
+use common::retention;
 use common::trace::RequestId;
 use common::wire::{data, LeaderNotice, LogPage, NewOrder, OrderAccepted, OrderView, Replicate};
 use serde::Deserialize;
@@ -35,6 +36,8 @@ const MAX_PAGE: u64 = 1000;
 pub struct AppState {
     pub protocol: Protocol,
     pub buyer: Buyer,
+    /// How long the replicas keep an idempotency key (`common::retention`).
+    pub key_window: std::time::Duration,
 }
 
 /// The replica's routes.
@@ -96,13 +99,18 @@ async fn place(
     // The catalog is idempotent by key, so a repeated key is bought again too: that
     // returns the toy's version after the original buy, which the front-end's cache
     // needs (see `buyer` for what happens when the catalog is down).
-    let held = state.protocol.store().by_key(&order.key)?.is_some();
+    let valid_from = retention::cutoff(retention::now_ms(), state.key_window);
+    let held = state
+        .protocol
+        .store()
+        .by_key(&order.key, valid_from)?
+        .is_some();
     let bought = state.buyer.buy(order, held).await?;
     let (order, version) = (bought.order, bought.version);
     // A held key is answered by the protocol too, so the reply waits until that
     // order is durable and replicated.
     let name = order.name.clone();
-    let number = state.protocol.submit(order).await?;
+    let number = state.protocol.submit(order, bought.purchase).await?;
     tracing::info!(order = number, toy = %name, "order placed");
     Ok(data(OrderAccepted {
         order_number: number,

@@ -3,7 +3,8 @@
 //! Modules:
 //! - [`config`]: flags and environment variables.
 //! - [`store`]: the sled database (orders, idempotency keys, epoch); the only module
-//!   that touches sled.
+//!   that touches sled. [`record`]: how an order is laid out on disk.
+//! - [`idempotency`]: which order a key makes, given what the catalog did.
 //! - [`replication`]: the seam: what the API asks of the replicated log, in either
 //!   mode (`--replication primary-backup|raft`).
 //! - [`replica`]: primary-backup mode's shared state and its rules for leadership,
@@ -26,7 +27,9 @@ pub mod buyer;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 pub mod raft;
+pub mod record;
 pub mod replica;
 pub mod replication;
 pub mod store;
@@ -36,6 +39,7 @@ use std::future::Future;
 
 use common::client::{CatalogClient, ClusterClient, OrderClient};
 use common::http::ClusterToken;
+use common::retention;
 use common::wire::Replication;
 use tokio::net::TcpListener;
 
@@ -90,17 +94,29 @@ pub async fn run(
                 async move { replica.catch_up().await }
             });
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let heartbeat = tokio::spawn(writer::heartbeat_loop(replica.clone(), stopped));
+            let heartbeat = tokio::spawn(writer::heartbeat_loop(replica.clone(), stopped.clone()));
+            let window = config.key_window();
+            let pruner = tokio::spawn(retention::prune_loop(
+                retention::prune_period(window),
+                move || Ok(retention::cutoff(retention::now_ms(), window)),
+                pruner(&store),
+                stopped,
+            ));
             let protocol = Protocol::PrimaryBackup {
-                writer: writer::Writer::start(replica.clone(), config.fault),
+                writer: writer::Writer::start(replica.clone(), config.fault, window),
                 replica,
             };
             let _gauges = gauges(&protocol);
-            let state = http::AppState { protocol, buyer };
+            let state = http::AppState {
+                protocol,
+                buyer,
+                key_window: window,
+            };
             common::http::serve(listener, http::router(state, token), shutdown).await?;
             catch_up.abort();
             let _ = stop.send(true);
             let _ = heartbeat.await;
+            let _ = pruner.await;
         }
         Replication::Raft => {
             let node = raft::RaftNode::start(
@@ -118,16 +134,40 @@ pub async fn run(
                 %addr,
                 "order replica listening"
             );
+            // Only keys older than the machine's own cutoff, which every replica
+            // applies alike, are dropped (see `raft::machine`).
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let pruner = tokio::spawn(retention::prune_loop(
+                retention::prune_period(config.key_window()),
+                {
+                    let store = store.clone();
+                    move || raft::machine::Machine::key_cutoff(&store).map_err(|e| e.to_string())
+                },
+                pruner(&store),
+                stopped,
+            ));
             let protocol = Protocol::Raft(node.clone());
             let _gauges = gauges(&protocol);
-            let state = http::AppState { protocol, buyer };
+            let state = http::AppState {
+                protocol,
+                buyer,
+                key_window: config.key_window(),
+            };
             common::http::serve(listener, http::router(state, token), shutdown).await?;
+            let _ = stop.send(true);
+            let _ = pruner.await;
             node.shutdown().await;
         }
     }
     store.flush().await?;
     tracing::info!("order replica stopped");
     Ok(())
+}
+
+/// Drops the keys of orders older than a cutoff from `store`'s index, a batch at a time.
+fn pruner(store: &store::Store) -> impl Fn(u64, usize) -> Result<usize, String> + Send + Sync {
+    let store = store.clone();
+    move |cutoff, limit| store.prune_keys(cutoff, limit).map_err(|e| e.to_string())
 }
 
 /// Keeps the replica's gauges (role, epoch, orders, …) current in every `/metrics`

@@ -852,6 +852,7 @@ mod tests {
             quantity: 1,
             key: format!("k{number}-{epoch}"),
             epoch,
+            time: 1,
         }
     }
 

@@ -9,6 +9,7 @@
 use common::wire::{NewOrder, OrderRecord, ReplicaStatus, Role};
 
 use crate::error::OrderError;
+use crate::idempotency::Purchase;
 use crate::raft::RaftNode;
 use crate::replica::Replica;
 use crate::store::Store;
@@ -52,10 +53,10 @@ impl Protocol {
 
     /// Stores and replicates a bought order (or finds the order its key made) and
     /// answers its number once the order is durable where the protocol requires.
-    pub async fn submit(&self, order: NewOrder) -> Result<u64, OrderError> {
+    pub async fn submit(&self, order: NewOrder, purchase: Purchase) -> Result<u64, OrderError> {
         match self {
-            Protocol::PrimaryBackup { writer, .. } => writer.submit(order).await,
-            Protocol::Raft(node) => node.submit(order).await,
+            Protocol::PrimaryBackup { writer, .. } => writer.submit(order, purchase).await,
+            Protocol::Raft(node) => node.submit(order, purchase).await,
         }
     }
 

@@ -1,14 +1,19 @@
 //! An order replica's durable state — the only module that touches sled.
 //!
-//! Trees:
-//! - `orders`: order number (big-endian u64, so sled's order is number order) →
-//!   [`OrderRecord`] (name, quantity, idempotency key, epoch of the writing leader).
-//! - `keys`: idempotency key → order number.
+//! Trees (their layout is `record`'s):
+//! - `records`: order number (big-endian u64, so sled's order is number order) →
+//!   the order (name, quantity, idempotency key, epoch of the writing leader, time).
+//! - `index`: idempotency key → order number, for the keys still within the
+//!   retention window; [`Store::prune_keys`] drops the older ones, oldest first.
 //! - `meta`: `epoch`, the highest leadership epoch this replica has accepted, with the
 //!   leader it accepted for it (so that after a restart it still refuses a second
 //!   leader claiming the same epoch); `mode`, the replication mode that wrote the
-//!   orders; in Raft mode also the state machine's own figures (see `raft::machine`),
-//!   written in the same transaction as the orders they describe.
+//!   orders; `pruned`, the first order whose key the pruner has not dropped; `format`,
+//!   the layout's version; in Raft mode also the state machine's own figures (see
+//!   `raft::machine`), written in the same transaction as the orders they describe.
+//!
+//! A database written before this layout (trees `orders` and `keys`, bincode records)
+//! is rewritten once when opened, its keys kept for a window from then.
 //!
 //! In Raft mode the log and the vote live in trees of the same database, owned by
 //! `raft::log` (one flush makes both the log and the orders durable).
@@ -32,16 +37,24 @@ use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 use crate::error::OrderError;
+use crate::record::{self, number_key};
 
 const META_EPOCH: &[u8] = b"epoch";
 const META_MODE: &[u8] = b"mode";
 const META_FIGURES: &[u8] = b"figures";
+const META_PRUNED: &[u8] = b"pruned";
+const META_FORMAT: &[u8] = b"format";
+
+/// The layout `record` describes.
+const FORMAT: &[u8] = b"2";
 
 /// Handle to a replica's database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
+    /// `records`.
     orders: sled::Tree,
+    /// `index`.
     keys: sled::Tree,
     meta: sled::Tree,
     /// Digest (wrapping sum of [`order_hash`] over all orders) and number of orders
@@ -61,22 +74,9 @@ pub struct Change {
     pub written: usize,
 }
 
-fn encode(record: &OrderRecord) -> Vec<u8> {
-    // Encoding a struct of strings and integers into a Vec cannot fail.
-    bincode::serde::encode_to_vec(record, bincode::config::standard()).unwrap_or_default()
-}
-
-fn decode(bytes: &[u8]) -> Result<OrderRecord, OrderError> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-        .map(|(v, _)| v)
-        .map_err(|e| OrderError::Storage(format!("corrupt order record: {e}")))
-}
-
-fn number_of(bytes: &[u8]) -> Result<u64, OrderError> {
-    bytes
-        .try_into()
-        .map(u64::from_be_bytes)
-        .map_err(|_| OrderError::Storage("corrupt order key".into()))
+/// The order stored under `key`, `value` in `records`.
+fn decode(key: &[u8], value: &[u8]) -> Result<OrderRecord, OrderError> {
+    record::decode(record::number_of(key)?, value)
 }
 
 /// `figures` as stored: digest then count, big-endian.
@@ -109,6 +109,7 @@ pub fn order_hash(r: &OrderRecord) -> u64 {
     eat(&r.quantity.to_be_bytes());
     eat(&(r.key.len() as u64).to_be_bytes());
     eat(r.key.as_bytes());
+    eat(&r.time.to_be_bytes());
     // splitmix64 finaliser, so that sums of hashes do not cancel out easily
     let mut z = h;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -128,12 +129,15 @@ impl Store {
     pub fn open_with_cache(dir: &Path, cache_mb: u64) -> Result<Self, OrderError> {
         let db = common::storage::open_db(dir, cache_mb)?;
         let store = Store {
-            orders: db.open_tree("orders")?,
-            keys: db.open_tree("keys")?,
+            orders: db.open_tree("records")?,
+            keys: db.open_tree("index")?,
             meta: db.open_tree("meta")?,
             db,
             figures: Arc::new(Mutex::new((0, 0))),
         };
+        if store.meta.get(META_FORMAT)?.is_none() {
+            store.upgrade()?;
+        }
         let (digest, count) = match store.meta.get(META_FIGURES)?.as_deref().map(figures_of) {
             Some(Some(figures)) => figures,
             _ => {
@@ -148,12 +152,45 @@ impl Store {
         Ok(store)
     }
 
+    /// Rewrites a database of the earlier layout (trees `orders` and `keys`) into this
+    /// one, its keys kept for a window from now, or marks a new database. Safe to
+    /// crash in: the old trees are dropped only after the new ones and the marker are
+    /// durable, and an interrupted upgrade starts over.
+    fn upgrade(&self) -> Result<(), OrderError> {
+        let had_old = self.db.tree_names().iter().any(|n| n.as_ref() == b"orders");
+        if had_old {
+            let old = self.db.open_tree("orders")?;
+            self.orders.clear()?;
+            self.keys.clear()?;
+            let now = common::retention::now_ms();
+            let mut moved = 0u64;
+            for item in old.iter() {
+                let (k, v) = item?;
+                let r = record::legacy::decode(&v, now)?;
+                self.orders.insert(k, record::encode(&r))?;
+                self.keys
+                    .insert(common::idkey::encode(&r.key), record::index_value(r.number))?;
+                moved += 1;
+            }
+            self.meta.remove(META_FIGURES)?;
+            tracing::info!(orders = moved, "rewrote the orders in the compact layout");
+        }
+        self.meta.insert(META_FORMAT, FORMAT)?;
+        self.db.flush()?;
+        if had_old {
+            self.db.drop_tree("orders")?;
+            self.db.drop_tree("keys")?;
+            self.db.flush()?;
+        }
+        Ok(())
+    }
+
     /// Digest and count computed from every order (what `figures` must equal).
     pub fn walk(&self) -> Result<(u64, u64), OrderError> {
         let (mut digest, mut count) = (0u64, 0u64);
         for item in self.orders.iter() {
-            let (_, v) = item?;
-            digest = digest.wrapping_add(order_hash(&decode(&v)?));
+            let (k, v) = item?;
+            digest = digest.wrapping_add(order_hash(&decode(&k, &v)?));
             count += 1;
         }
         Ok((digest, count))
@@ -210,24 +247,65 @@ impl Store {
 
     /// The order with this number.
     pub fn order(&self, number: u64) -> Result<Option<OrderRecord>, OrderError> {
-        match self.orders.get(number.to_be_bytes())? {
-            Some(v) => Ok(Some(decode(&v)?)),
+        match self.orders.get(number_key(number))? {
+            Some(v) => Ok(Some(record::decode(number, &v)?)),
             None => Ok(None),
         }
     }
 
-    /// The order placed with this idempotency key.
-    pub fn by_key(&self, key: &str) -> Result<Option<OrderRecord>, OrderError> {
-        match self.keys.get(key.as_bytes())? {
-            Some(n) => self.order(number_of(&n)?),
+    /// The order placed with this idempotency key, if it was stored at `valid_from`
+    /// (ms since the Unix epoch) or later: an older one's key has expired.
+    pub fn by_key(&self, key: &str, valid_from: u64) -> Result<Option<OrderRecord>, OrderError> {
+        match self.keys.get(common::idkey::encode(key))? {
+            Some(n) => Ok(self
+                .order(record::indexed_number(&n)?)?
+                .filter(|r| r.time >= valid_from)),
             None => Ok(None),
         }
+    }
+
+    /// Drops from the key index up to `limit` keys of the oldest orders stored before
+    /// `cutoff` (ms since the Unix epoch), from where the last call stopped, and
+    /// stops at the first order stored since. Answers how many orders it passed: fewer
+    /// than `limit` means it is done for this cutoff. Serialised with every change of
+    /// the orders; the transaction is small, so writers wait little.
+    pub fn prune_keys(&self, cutoff: u64, limit: usize) -> Result<usize, OrderError> {
+        let _serialised = self.lock_figures();
+        let from = match self.meta.get(META_PRUNED)? {
+            Some(v) => record::number_of(&v)?,
+            None => 0,
+        };
+        let mut expired = Vec::new();
+        for item in self.orders.range(number_key(from)..).take(limit) {
+            let (k, v) = item?;
+            let r = decode(&k, &v)?;
+            if r.time >= cutoff {
+                break;
+            }
+            expired.push(r);
+        }
+        let Some(next) = expired.last().map(|r| r.number.saturating_add(1)) else {
+            return Ok(0);
+        };
+        (&self.keys, &self.meta)
+            .transaction(|(keys, meta)| {
+                for r in &expired {
+                    let stored = common::idkey::encode(&r.key);
+                    if keys.get(&stored)?.as_deref() == Some(&record::index_value(r.number)[..]) {
+                        keys.remove(stored)?;
+                    }
+                }
+                meta.insert(META_PRUNED, &number_key(next)[..])?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| OrderError::Storage(format!("transaction failed: {e:?}")))?;
+        Ok(expired.len())
     }
 
     /// The newest order.
     pub fn last(&self) -> Result<Option<OrderRecord>, OrderError> {
         match self.orders.last()? {
-            Some((_, v)) => Ok(Some(decode(&v)?)),
+            Some((k, v)) => Ok(Some(decode(&k, &v)?)),
             None => Ok(None),
         }
     }
@@ -240,9 +318,12 @@ impl Store {
     /// Up to `limit` orders with numbers `from` and above, in number order.
     pub fn page(&self, from: u64, limit: usize) -> Result<Vec<OrderRecord>, OrderError> {
         self.orders
-            .range(from.to_be_bytes()..)
+            .range(number_key(from)..)
             .take(limit)
-            .map(|item| decode(&item?.1))
+            .map(|item| {
+                let (k, v) = item?;
+                decode(&k, &v)
+            })
             .collect()
     }
 
@@ -359,18 +440,27 @@ impl Store {
             count += 1;
         }
         let stored = figures_bytes((digest, count));
+        let first_removed = removed.iter().map(|r| r.number).min();
         (&self.orders, &self.keys, &self.meta)
             .transaction(|(orders, keys, meta)| {
                 for r in removed {
-                    orders.remove(&r.number.to_be_bytes())?;
-                    let indexed = keys.get(r.key.as_bytes())?;
-                    if indexed.as_deref() == Some(&r.number.to_be_bytes()[..]) {
-                        keys.remove(r.key.as_bytes())?;
+                    orders.remove(&number_key(r.number))?;
+                    let key = common::idkey::encode(&r.key);
+                    let indexed = keys.get(&key)?;
+                    if indexed.as_deref() == Some(&record::index_value(r.number)[..]) {
+                        keys.remove(key)?;
+                    }
+                }
+                if let Some(first) = first_removed {
+                    // Orders written in their place are the pruner's to look at again.
+                    let pruned = meta.get(META_PRUNED)?;
+                    if pruned.is_some_and(|p| p.as_ref() > &number_key(first)[..]) {
+                        meta.insert(META_PRUNED, &number_key(first)[..])?;
                     }
                 }
                 for w in written {
-                    orders.insert(&w.number.to_be_bytes(), encode(w))?;
-                    keys.insert(w.key.as_bytes(), &w.number.to_be_bytes())?;
+                    orders.insert(&number_key(w.number), record::encode(w))?;
+                    keys.insert(common::idkey::encode(&w.key), record::index_value(w.number))?;
                 }
                 for (key, value) in values {
                     meta.insert(*key, value.as_slice())?;
@@ -405,6 +495,15 @@ mod tests {
             quantity: 1,
             key: key.into(),
             epoch,
+            time: 1_000 + number,
+        }
+    }
+
+    /// `rec` stored at `time`.
+    fn at(number: u64, key: &str, time: u64) -> OrderRecord {
+        OrderRecord {
+            time,
+            ..rec(number, 1, key)
         }
     }
 
@@ -427,7 +526,7 @@ mod tests {
             .append(&[rec(0, 1, "a"), rec(1, 1, "b")])
             .expect("append");
         assert_eq!(store.order(1).expect("read"), Some(rec(1, 1, "b")));
-        assert_eq!(store.by_key("a").expect("read"), Some(rec(0, 1, "a")));
+        assert_eq!(store.by_key("a", 0).expect("read"), Some(rec(0, 1, "a")));
         assert_eq!(store.last().expect("read"), Some(rec(1, 1, "b")));
         assert_eq!(store.count(), 2);
     }
@@ -441,8 +540,8 @@ mod tests {
         let change = store.append(&[rec(1, 2, "x")]).expect("append");
         assert_eq!(change.removed, vec![rec(1, 1, "b"), rec(2, 1, "c")]);
         assert_eq!(store.last().expect("read"), Some(rec(1, 2, "x")));
-        assert_eq!(store.by_key("b").expect("read"), None);
-        assert_eq!(store.by_key("c").expect("read"), None);
+        assert_eq!(store.by_key("b", 0).expect("read"), None);
+        assert_eq!(store.by_key("c", 0).expect("read"), None);
         assert_eq!(store.count(), 2);
     }
 
@@ -552,5 +651,112 @@ mod tests {
         let store = Store::open(dir.path()).expect("reopen");
         assert_eq!(store.count(), 2);
         assert!(store.meta(META_FIGURES).expect("meta").is_some());
+    }
+
+    #[test]
+    fn a_key_expires_with_its_order_s_time() {
+        let (_dir, store) = open();
+        store
+            .append(&[at(0, "a", 100), at(1, "b", 200)])
+            .expect("append");
+        assert_eq!(store.by_key("a", 100).expect("read"), Some(at(0, "a", 100)));
+        assert_eq!(store.by_key("a", 101).expect("read"), None);
+        assert!(store.by_key("b", 101).expect("read").is_some());
+        // The order itself is kept: only its key expires.
+        assert_eq!(store.order(0).expect("read"), Some(at(0, "a", 100)));
+    }
+
+    #[test]
+    fn pruning_drops_expired_keys_oldest_first_in_batches() {
+        let (_dir, store) = open();
+        let orders: Vec<OrderRecord> = (0..10).map(|n| at(n, &format!("k{n}"), n * 10)).collect();
+        store.append(&orders).expect("append");
+        // Orders 0..=4 are older than 50; two per call.
+        assert_eq!(store.prune_keys(50, 2).expect("prune"), 2);
+        assert_eq!(store.prune_keys(50, 2).expect("prune"), 2);
+        assert_eq!(store.prune_keys(50, 2).expect("prune"), 1);
+        assert_eq!(store.prune_keys(50, 2).expect("prune"), 0);
+        assert_eq!(store.keys.len(), 5);
+        for n in 0..10 {
+            let held = store.by_key(&format!("k{n}"), 0).expect("read").is_some();
+            assert_eq!(held, n >= 5, "k{n}");
+        }
+        // Expiry is by time, so the figures and the orders do not change.
+        assert_eq!(store.count(), 10);
+        assert_eq!(figures(&store), store.walk().expect("walk"));
+    }
+
+    #[test]
+    fn pruning_keeps_a_key_that_a_newer_order_took_over() {
+        let (_dir, store) = open();
+        // Key "k" was used again after it expired: the index names the newer order.
+        store
+            .append(&[at(0, "k", 10), at(1, "k", 100)])
+            .expect("append");
+        assert_eq!(store.prune_keys(50, 10).expect("prune"), 1);
+        assert_eq!(store.by_key("k", 50).expect("read"), Some(at(1, "k", 100)));
+    }
+
+    #[test]
+    fn orders_written_over_pruned_ones_are_pruned_again() {
+        let (_dir, store) = open();
+        store
+            .append(&[at(0, "a", 10), at(1, "b", 20), at(2, "c", 30)])
+            .expect("append");
+        assert_eq!(store.prune_keys(100, 10).expect("prune"), 3);
+        // A new leader's history replaces orders 1 and 2, with old times too.
+        store.truncate_after(Some(0)).expect("truncate");
+        store
+            .append(&[OrderRecord {
+                epoch: 2,
+                ..at(1, "x", 40)
+            }])
+            .expect("append");
+        assert!(store.by_key("x", 0).expect("read").is_some());
+        assert_eq!(store.prune_keys(100, 10).expect("prune"), 1);
+        assert_eq!(store.by_key("x", 0).expect("read"), None);
+    }
+
+    #[test]
+    fn a_database_of_the_earlier_layout_is_rewritten_once() {
+        #[derive(serde::Serialize)]
+        struct Old<'a>(u64, &'a str, u64, &'a str, u64);
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = sled::open(dir.path()).expect("open");
+            let orders = db.open_tree("orders").expect("tree");
+            let keys = db.open_tree("keys").expect("tree");
+            for (n, key) in [(0u64, "a"), (1, "0196f1c2-7d3e-7a41-9b2c-5e8f00a1b2c3")] {
+                let bytes = bincode::serde::encode_to_vec(
+                    Old(n, "Tux", 2, key, 1),
+                    bincode::config::standard(),
+                )
+                .expect("encode");
+                orders.insert(n.to_be_bytes(), bytes).expect("insert");
+                keys.insert(key.as_bytes(), &n.to_be_bytes())
+                    .expect("insert");
+            }
+            db.flush().expect("flush");
+        }
+        let before = common::retention::now_ms();
+        let store = Store::open(dir.path()).expect("upgrade");
+        assert_eq!(store.count(), 2);
+        assert_eq!(figures(&store), store.walk().expect("walk"));
+        let held = store
+            .by_key("0196f1c2-7d3e-7a41-9b2c-5e8f00a1b2c3", before)
+            .expect("read")
+            .expect("kept for a window from the upgrade");
+        assert_eq!(
+            (held.number, held.name.as_str(), held.quantity),
+            (1, "Tux", 2)
+        );
+        assert!(store.by_key("a", before).expect("read").is_some());
+        let names = store.db.tree_names();
+        assert!(!names
+            .iter()
+            .any(|n| n.as_ref() == b"orders" || n.as_ref() == b"keys"));
+        drop(store);
+        let again = Store::open(dir.path()).expect("reopen");
+        assert_eq!(again.count(), 2);
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Handlers submit a [`NewOrder`] whose stock the catalog has already taken. The task
 //! drains the queue, and for the whole batch under the log lock: answers keys it
-//! already holds, numbers the rest (`last + 1`, ...), writes them in one transaction,
+//! already holds (within the key window; `idempotency` has the rule), numbers the rest
+//! (`last + 1`, ...) and stamps them with the time, writes them in one transaction,
 //! and then — at the same time — flushes once and sends them to every follower in one
 //! request each (in parallel). Only when its own flush is done and every follower it
 //! waits for has flushed them too does any waiter get its order number; the batch's
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::client::PeerError;
+use common::retention;
 use common::wire::{NewOrder, OrderRecord, Replicate};
 use reqwest::Url;
 use tokio::sync::{mpsc, oneshot};
@@ -30,6 +32,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Fault;
 use crate::error::OrderError;
+use crate::idempotency::{decide, Decision, Purchase};
 use crate::replica::{LogGuard, Replica};
 
 /// Most orders written in one batch.
@@ -38,6 +41,7 @@ const MAX_BATCH: usize = 1024;
 /// A queued order and where its answer goes.
 pub struct Submit {
     pub order: NewOrder,
+    pub purchase: Purchase,
     pub reply: oneshot::Sender<Result<u64, OrderError>>,
 }
 
@@ -48,17 +52,22 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(replica: Replica, fault: Option<Fault>) -> Self {
+    /// Starts the writer; keys are held for `key_window` from their order's time.
+    pub fn start(replica: Replica, fault: Option<Fault>, key_window: Duration) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_loop(replica, rx, fault));
+        tokio::spawn(write_loop(replica, rx, fault, key_window));
         Writer { tx }
     }
 
-    /// Queues `order` and waits for its number.
-    pub async fn submit(&self, order: NewOrder) -> Result<u64, OrderError> {
+    /// Queues `order`, for which the catalog did `purchase`, and waits for its number.
+    pub async fn submit(&self, order: NewOrder, purchase: Purchase) -> Result<u64, OrderError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Submit { order, reply })
+            .send(Submit {
+                order,
+                purchase,
+                reply,
+            })
             .await
             .map_err(|_| OrderError::Storage("the writer has stopped".into()))?;
         answer
@@ -67,11 +76,16 @@ impl Writer {
     }
 }
 
-async fn write_loop(replica: Replica, mut rx: mpsc::Receiver<Submit>, fault: Option<Fault>) {
+async fn write_loop(
+    replica: Replica,
+    mut rx: mpsc::Receiver<Submit>,
+    fault: Option<Fault>,
+    key_window: Duration,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Ends when every handle is gone: the replica is shutting down.
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let answers = write_batch(&replica, &mut batch, fault).await;
+        let answers = write_batch(&replica, &mut batch, fault, key_window).await;
         for (submit, answer) in batch.drain(..).zip(answers) {
             let _ = submit.reply.send(answer);
         }
@@ -83,6 +97,7 @@ async fn write_batch(
     replica: &Replica,
     batch: &mut [Submit],
     fault: Option<Fault>,
+    key_window: Duration,
 ) -> Vec<Result<u64, OrderError>> {
     let log = replica.lock_log().await;
     let leadership = replica.leadership();
@@ -106,6 +121,8 @@ async fn write_batch(
         Err(e) => return fail_all(e),
     };
     let mut next = prev.as_ref().map_or(0, |p| p.number + 1);
+    let now = retention::now_ms();
+    let valid_from = retention::cutoff(now, key_window);
 
     let mut fresh: Vec<OrderRecord> = Vec::new();
     let mut request_ids = Vec::new();
@@ -113,15 +130,18 @@ async fn write_batch(
     let mut answers = Vec::with_capacity(batch.len());
     for submit in batch.iter() {
         let order = &submit.order;
-        let held = match store.by_key(&order.key) {
-            Ok(held) => held,
-            Err(e) => return fail_all(e),
+        let held = match in_batch.get(&order.key) {
+            Some(&i) => Some(fresh[i].clone()),
+            None => match store.by_key(&order.key, valid_from) {
+                Ok(held) => held,
+                Err(e) => return fail_all(e),
+            },
         };
-        let earlier = held.or_else(|| in_batch.get(&order.key).map(|&i| fresh[i].clone()));
-        answers.push(match earlier {
-            Some(r) if same_order(&r, order) => Ok(r.number),
-            Some(_) => Err(OrderError::KeyReused(order.key.clone())),
-            None => {
+        answers.push(match decide(held.as_ref(), order, submit.purchase) {
+            Decision::Held(number) => Ok(number),
+            Decision::KeyReused => Err(OrderError::KeyReused(order.key.clone())),
+            Decision::NotBought => Err(not_bought()),
+            Decision::New => {
                 in_batch.insert(order.key.clone(), fresh.len());
                 request_ids.push(order.request_id.clone());
                 fresh.push(OrderRecord {
@@ -130,6 +150,7 @@ async fn write_batch(
                     quantity: order.quantity,
                     key: order.key.clone(),
                     epoch: leadership.epoch,
+                    time: now,
                 });
                 next += 1;
                 Ok(next - 1)
@@ -420,7 +441,10 @@ async fn beat(replica: &Replica) {
     }
 }
 
-/// A repeated key must name the same toy (in any capitalisation) and quantity.
-pub(crate) fn same_order(held: &OrderRecord, order: &NewOrder) -> bool {
-    held.quantity == order.quantity && held.name.to_lowercase() == order.name.to_lowercase()
+/// The answer to an order whose stock the catalog could not take and whose key's
+/// order has expired meanwhile (or was never stored).
+pub(crate) fn not_bought() -> OrderError {
+    OrderError::CatalogUnavailable(
+        "the catalog could not be reached, and no order is held for this key".into(),
+    )
 }

@@ -30,6 +30,8 @@ pub struct Options {
     pub seed_file: Option<PathBuf>,
     /// How the order replicas agree (the replicas and the front-end get it).
     pub replication: Replication,
+    /// `--key-retention` of the catalog and the replicas [default: theirs, 24h].
+    pub key_retention: Option<&'static str>,
 }
 
 impl Options {
@@ -80,6 +82,7 @@ impl Default for Options {
             fill_delay_ms: 0,
             seed_file: None,
             replication: Replication::PrimaryBackup,
+            key_retention: None,
         }
     }
 }
@@ -324,6 +327,9 @@ impl Cluster {
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
             .env("NO_COLOR", "1");
+        if let (Some(window), false) = (self.opts.key_retention, service == "frontend") {
+            cmd.env("TOYSTORE_KEY_RETENTION", window);
+        }
         for (k, v) in self.extra_env.get(service).into_iter().flatten() {
             cmd.env(k, v);
         }

@@ -15,4 +15,5 @@ mod helpers;
 mod metrics;
 mod raft;
 mod replication;
+mod retention;
 mod tracing;

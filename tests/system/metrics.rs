@@ -13,7 +13,7 @@ in_both_modes!(
 );
 
 /// The sum of every sample of `name` whose labels include all of `labels`.
-fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {
@@ -31,7 +31,7 @@ fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-async fn scrape(cluster: &Cluster, service: &str) -> String {
+pub(crate) async fn scrape(cluster: &Cluster, service: &str) -> String {
     let resp = cluster
         .http
         .get(format!("{}/metrics", cluster.url(service)))

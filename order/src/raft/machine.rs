@@ -4,7 +4,13 @@
 //!
 //! Applying an entry numbers its orders `last + 1, …` in log order and indexes their
 //! keys, so every replica numbers alike; an order whose key is already held gets the
-//! first order's number (or is refused if the key was used for another order). The
+//! first order's number (or is refused if the key was used for another order; the
+//! whole rule is `idempotency`'s). Whether a key is held depends on time, so the
+//! time comes from the log, never from the replica's clock: new orders take the
+//! entry's `time`, and a key has expired if its order is older than the *key cutoff*,
+//! the highest `key_cutoff` of any entry applied so far (a leader whose clock lags
+//! cannot bring a key back). The cutoff is part of the machine's position and of its
+//! snapshots, and the key pruner drops only keys older than it. The
 //! orders of an entry and the machine's position (`SmState`: last applied log id,
 //! membership, newest order) are written in one transaction, so after a crash the
 //! orders and the position agree and openraft re-applies exactly what follows.
@@ -16,7 +22,7 @@
 
 use std::collections::HashMap;
 
-use common::wire::{NewOrder, OrderRecord};
+use common::wire::OrderRecord;
 use openraft::storage::RaftStateMachine;
 use openraft::{
     EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
@@ -26,9 +32,9 @@ use serde::{Deserialize, Serialize};
 
 use super::log::{decode, encode, io_error};
 use super::snapshot::SnapshotBytes;
-use super::{Entry, Node, NodeId, Placed, TypeConfig};
+use super::{Batch, Entry, Node, NodeId, Placed, TypeConfig};
+use crate::idempotency::{decide, Decision, Purchase};
 use crate::store::Store;
-use crate::writer::same_order;
 
 /// `meta` key of the machine's position.
 const STATE: &[u8] = b"raft_machine";
@@ -45,13 +51,16 @@ struct SmState {
     membership: StoredMembership<NodeId, Node>,
     /// Number of the newest order.
     last_order: Option<u64>,
+    /// Keys of orders stored before this time (ms since the Unix epoch) have expired.
+    key_cutoff: u64,
 }
 
-/// The newest snapshot: its description and the newest order it holds.
+/// The newest snapshot: its description, the newest order it holds and its key cutoff.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SnapshotInfo {
     meta: SnapshotMeta<NodeId, Node>,
     last_order: Option<u64>,
+    key_cutoff: u64,
 }
 
 /// Handle to the state machine; cheap to clone (it is its own snapshot builder).
@@ -83,6 +92,17 @@ impl Machine {
         }
     }
 
+    /// The key cutoff of the machine's position: the key pruner may drop the keys of
+    /// orders stored before it.
+    pub fn key_cutoff(store: &Store) -> Result<u64, crate::error::OrderError> {
+        match store.meta(STATE)? {
+            Some(bytes) => decode::<SmState>(&bytes)
+                .map(|s| s.key_cutoff)
+                .map_err(|e| crate::error::OrderError::Storage(e.to_string())),
+            None => Ok(0),
+        }
+    }
+
     /// Numbers the orders of one entry after `state.last_order`, adding the new ones to
     /// `written` (this apply's orders, not yet stored; `new_keys` indexes them).
     fn number(
@@ -90,22 +110,40 @@ impl Machine {
         state: &mut SmState,
         written: &mut Vec<OrderRecord>,
         new_keys: &mut HashMap<String, usize>,
-        orders: Vec<NewOrder>,
+        batch: Batch,
         term: u64,
     ) -> Result<Vec<Placed>, StorageError<NodeId>> {
-        let mut placed = Vec::with_capacity(orders.len());
-        for order in orders {
+        state.key_cutoff = state.key_cutoff.max(batch.key_cutoff);
+        let mut placed = Vec::with_capacity(batch.orders.len());
+        for (i, order) in batch.orders.into_iter().enumerate() {
+            // An entry is written by our own leader; one without a purchase per order
+            // is damaged, and its extra orders are refused like unbought ones.
+            let purchase = batch
+                .purchases
+                .get(i)
+                .copied()
+                .unwrap_or(Purchase::NotBought);
             let held = match new_keys.get(&order.key) {
                 Some(i) => written.get(*i).cloned(),
-                None => self.store.by_key(&order.key).map_err(store_error)?,
+                None => self
+                    .store
+                    .by_key(&order.key, state.key_cutoff)
+                    .map_err(store_error)?,
             };
-            if let Some(held) = held {
-                placed.push(if same_order(&held, &order) {
-                    Placed::Number(held.number)
-                } else {
-                    Placed::KeyReused
-                });
-                continue;
+            match decide(held.as_ref(), &order, purchase) {
+                Decision::Held(number) => {
+                    placed.push(Placed::Number(number));
+                    continue;
+                }
+                Decision::KeyReused => {
+                    placed.push(Placed::KeyReused);
+                    continue;
+                }
+                Decision::NotBought => {
+                    placed.push(Placed::NotBought);
+                    continue;
+                }
+                Decision::New => {}
             }
             let number = state.last_order.map_or(0, |n| n.saturating_add(1));
             state.last_order = Some(number);
@@ -123,6 +161,7 @@ impl Machine {
                 quantity: order.quantity,
                 key: order.key,
                 epoch: term,
+                time: batch.time,
             });
         }
         Ok(placed)
@@ -144,6 +183,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Machine {
         let info = SnapshotInfo {
             meta: meta.clone(),
             last_order: state.last_order,
+            key_cutoff: state.key_cutoff,
         };
         self.store
             .set_meta(&[(SNAPSHOT, encode(&Some(info))?)])
@@ -156,6 +196,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Machine {
             snapshot: Box::new(SnapshotBytes::of_orders(
                 self.store.clone(),
                 state.last_order,
+                state.key_cutoff,
             )),
         })
     }
@@ -190,7 +231,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
                     &mut state,
                     &mut written,
                     &mut new_keys,
-                    batch.orders,
+                    batch,
                     entry.log_id.leader_id.term,
                 )?,
                 EntryPayload::Membership(m) => {
@@ -231,8 +272,9 @@ impl RaftStateMachine<TypeConfig> for Machine {
         let bytes = snapshot
             .into_bytes()
             .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?;
-        let orders: Vec<OrderRecord> = decode(&bytes)?;
+        let (key_cutoff, orders): (u64, Vec<OrderRecord>) = decode(&bytes)?;
         let mut state = self.state()?;
+        state.key_cutoff = state.key_cutoff.max(key_cutoff);
         let missing: Vec<OrderRecord> = orders
             .into_iter()
             .filter(|o| state.last_order.is_none_or(|last| o.number > last))
@@ -245,6 +287,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
         let info = Some(SnapshotInfo {
             meta: meta.clone(),
             last_order: state.last_order,
+            key_cutoff: state.key_cutoff,
         });
         let values = [(STATE, encode(&state)?), (SNAPSHOT, encode(&info)?)];
         // Possibly a large transaction: on the blocking pool, not an async worker.
@@ -276,6 +319,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
             snapshot: Box::new(SnapshotBytes::of_orders(
                 self.store.clone(),
                 info.last_order,
+                info.key_cutoff,
             )),
         }))
     }

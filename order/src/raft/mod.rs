@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::client::{ClusterClient, OrderClient};
+use common::retention;
 use common::wire::{NewOrder, OrderRecord, ReplicaStatus, Replication, Role};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::OrderError;
+use crate::idempotency::Purchase;
 use crate::store::Store;
 
 /// Most orders in one log entry.
@@ -48,10 +50,17 @@ const MAX_BATCH: usize = 1024;
 /// in flight gave ~2,900 orders/s, 8 gave ~2,200 and 32 gave ~1,500.
 const IN_FLIGHT: usize = 2;
 
-/// A batch of bought orders: the payload of one log entry.
+/// A batch of bought orders: the payload of one log entry. Everything that decides
+/// what the orders become is in it, so every replica decides alike (see `machine`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Batch {
     pub orders: Vec<NewOrder>,
+    /// What the catalog did for each order.
+    pub purchases: Vec<Purchase>,
+    /// When the leader proposed it (ms since the Unix epoch): its new orders' time.
+    pub time: u64,
+    /// Keys of orders stored before this time have expired (the leader's clock).
+    pub key_cutoff: u64,
 }
 
 /// What the state machine made of one order of a batch.
@@ -61,6 +70,8 @@ pub enum Placed {
     Number(u64),
     /// Its key was used before for a different order.
     KeyReused,
+    /// The catalog was not reached and no order is held for its key.
+    NotBought,
 }
 
 openraft::declare_raft_types!(
@@ -89,6 +100,8 @@ pub struct RaftSettings {
     pub read: Duration,
     /// Log entries between snapshots; as many are kept after the log is purged.
     pub snapshot_entries: u64,
+    /// How long the replicas keep an idempotency key.
+    pub key_window: Duration,
     /// Test-only fault injection.
     pub fault: Option<crate::config::Fault>,
 }
@@ -103,6 +116,7 @@ fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, bincode::error::De
 
 struct Submit {
     order: NewOrder,
+    purchase: Purchase,
     reply: oneshot::Sender<Result<u64, OrderError>>,
 }
 
@@ -167,7 +181,7 @@ impl RaftNode {
         .map_err(|e| OrderError::Storage(format!("raft did not start: {e}")))?;
 
         let (queue, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_loop(raft.clone(), rx, id, settings.commit));
+        tokio::spawn(write_loop(raft.clone(), rx, id, settings));
         let node = RaftNode {
             inner: Arc::new(Inner {
                 id,
@@ -218,12 +232,16 @@ impl RaftNode {
 
     /// Queues `order` for the next log entry and waits until it is committed and
     /// applied; answers its number.
-    pub async fn submit(&self, order: NewOrder) -> Result<u64, OrderError> {
+    pub async fn submit(&self, order: NewOrder, purchase: Purchase) -> Result<u64, OrderError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || OrderError::Storage("the raft writer has stopped".into());
         self.inner
             .queue
-            .send(Submit { order, reply })
+            .send(Submit {
+                order,
+                purchase,
+                reply,
+            })
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -433,8 +451,9 @@ async fn write_loop(
     raft: Raft<TypeConfig>,
     mut rx: mpsc::Receiver<Submit>,
     id: u32,
-    wait: Duration,
+    settings: RaftSettings,
 ) {
+    let wait = settings.commit;
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -445,9 +464,15 @@ async fn write_loop(
         let raft = raft.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let orders: Vec<NewOrder> = submits.iter().map(|s| s.order.clone()).collect();
+            let time = retention::now_ms();
+            let batch = Batch {
+                orders: submits.iter().map(|s| s.order.clone()).collect(),
+                purchases: submits.iter().map(|s| s.purchase).collect(),
+                time,
+                key_cutoff: retention::cutoff(time, settings.key_window),
+            };
             let started = std::time::Instant::now();
-            let written = tokio::time::timeout(wait, raft.client_write(Batch { orders })).await;
+            let written = tokio::time::timeout(wait, raft.client_write(batch)).await;
             tracing::debug!(
                 orders = submits.len(),
                 commit_us = started.elapsed().as_micros() as u64,
@@ -461,6 +486,7 @@ async fn write_loop(
                         let answer = match placed {
                             Placed::Number(n) => Ok(n),
                             Placed::KeyReused => Err(OrderError::KeyReused(submit.order.key)),
+                            Placed::NotBought => Err(crate::writer::not_bought()),
                         };
                         let _ = submit.reply.send(answer);
                     }

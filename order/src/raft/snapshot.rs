@@ -1,6 +1,7 @@
 //! A snapshot's bytes, encoded only when someone reads them.
 //!
-//! A snapshot's data is every order up to its newest, encoded (see `machine`). openraft
+//! A snapshot's data is its key cutoff and every order up to its newest, encoded (see
+//! `machine`). openraft
 //! 0.9 asks the state machine for its current snapshot as it starts, only to learn the
 //! snapshot's meta (`storage/helper.rs`), and again whenever it sends one to a peer.
 //! Encoding a million orders takes about a second, which a restart used to spend before
@@ -31,6 +32,7 @@ enum State {
     Unbuilt {
         store: Store,
         last_order: Option<u64>,
+        key_cutoff: u64,
     },
     /// Being read and encoded on the blocking pool.
     Building(JoinHandle<io::Result<Vec<u8>>>),
@@ -38,10 +40,15 @@ enum State {
 }
 
 impl SnapshotBytes {
-    /// The orders of `store` up to `last_order`, encoded when first read.
-    pub fn of_orders(store: Store, last_order: Option<u64>) -> Self {
+    /// `key_cutoff` and the orders of `store` up to `last_order`, encoded when first
+    /// read.
+    pub fn of_orders(store: Store, last_order: Option<u64>, key_cutoff: u64) -> Self {
         SnapshotBytes {
-            state: State::Unbuilt { store, last_order },
+            state: State::Unbuilt {
+                store,
+                last_order,
+                key_cutoff,
+            },
             pending_seek: None,
         }
     }
@@ -66,10 +73,14 @@ impl SnapshotBytes {
     fn poll_bytes(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<&mut Cursor<Vec<u8>>>> {
         loop {
             let next = match &mut self.state {
-                State::Unbuilt { store, last_order } => {
-                    let (store, last_order) = (store.clone(), *last_order);
+                State::Unbuilt {
+                    store,
+                    last_order,
+                    key_cutoff,
+                } => {
+                    let (store, last_order, key_cutoff) = (store.clone(), *last_order, *key_cutoff);
                     State::Building(tokio::task::spawn_blocking(move || {
-                        encode_orders(&store, last_order)
+                        encode_orders(&store, last_order, key_cutoff)
                     }))
                 }
                 State::Building(handle) => {
@@ -92,8 +103,8 @@ impl SnapshotBytes {
     }
 }
 
-/// Every order up to `last_order`, encoded.
-fn encode_orders(store: &Store, last_order: Option<u64>) -> io::Result<Vec<u8>> {
+/// `key_cutoff` and every order up to `last_order`, encoded.
+fn encode_orders(store: &Store, last_order: Option<u64>, key_cutoff: u64) -> io::Result<Vec<u8>> {
     let orders = match last_order {
         Some(last) => {
             let count = usize::try_from(last.saturating_add(1)).unwrap_or(usize::MAX);
@@ -101,7 +112,7 @@ fn encode_orders(store: &Store, last_order: Option<u64>) -> io::Result<Vec<u8>> 
         }
         None => Vec::new(),
     };
-    encode(&orders).map_err(io::Error::other)
+    encode(&(key_cutoff, orders)).map_err(io::Error::other)
 }
 
 impl AsyncRead for SnapshotBytes {
@@ -166,6 +177,7 @@ mod tests {
             quantity: 1,
             key: format!("k{number}"),
             epoch: 1,
+            time: 1,
         }
     }
 
@@ -176,11 +188,14 @@ mod tests {
         let orders: Vec<OrderRecord> = (0..3).map(record).collect();
         store.append(&orders).expect("append");
 
-        let mut bytes = SnapshotBytes::of_orders(store.clone(), Some(1));
+        let mut bytes = SnapshotBytes::of_orders(store.clone(), Some(1), 42);
         bytes.seek(SeekFrom::Start(0)).await.expect("seek");
         let mut read = Vec::new();
         bytes.read_to_end(&mut read).await.expect("read");
-        assert_eq!(read, encode(&orders[..2].to_vec()).expect("encode"));
+        assert_eq!(
+            read,
+            encode(&(42u64, orders[..2].to_vec())).expect("encode")
+        );
     }
 
     #[tokio::test]
