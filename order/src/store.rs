@@ -1,8 +1,9 @@
 //! An order replica's durable state — the only module that touches sled.
 //!
 //! Trees (their layout is `record`'s):
-//! - `records`: order number (big-endian u64, so sled's order is number order) →
-//!   the order (name, quantity, idempotency key, epoch of the writing leader, time).
+//! - `records`: buckets of 16 consecutive order numbers (keyed by `number / 16`,
+//!   big-endian, so sled's order is number order) → their orders (name, quantity,
+//!   idempotency key, epoch of the writing leader, time).
 //! - `index`: idempotency key → order number, for the keys still within the
 //!   retention window; [`Store::prune_keys`] drops the older ones, oldest first.
 //! - `meta`: `epoch`, the highest leadership epoch this replica has accepted, with the
@@ -29,6 +30,7 @@
 //! the same transaction as every change of the orders, so a restart reads them instead
 //! of walking every order (a database written before they were kept is walked once).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -37,7 +39,7 @@ use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 use crate::error::OrderError;
-use crate::record::{self, number_key};
+use crate::record::{self, bucket_key, number_key};
 
 const META_EPOCH: &[u8] = b"epoch";
 const META_MODE: &[u8] = b"mode";
@@ -46,7 +48,7 @@ const META_PRUNED: &[u8] = b"pruned";
 const META_FORMAT: &[u8] = b"format";
 
 /// The layout `record` describes.
-const FORMAT: &[u8] = b"2";
+const FORMAT: &[u8] = b"3";
 
 /// Handle to a replica's database. Cheap to clone.
 #[derive(Clone)]
@@ -72,11 +74,6 @@ pub struct Change {
     pub removed: Vec<OrderRecord>,
     /// Orders written.
     pub written: usize,
-}
-
-/// The order stored under `key`, `value` in `records`.
-fn decode(key: &[u8], value: &[u8]) -> Result<OrderRecord, OrderError> {
-    record::decode(record::number_of(key)?, value)
 }
 
 /// `figures` as stored: digest then count, big-endian.
@@ -135,8 +132,17 @@ impl Store {
             db,
             figures: Arc::new(Mutex::new((0, 0))),
         };
-        if store.meta.get(META_FORMAT)?.is_none() {
-            store.upgrade()?;
+        match store.meta.get(META_FORMAT)? {
+            None => store.upgrade()?,
+            Some(format) if format.as_ref() == FORMAT => {}
+            Some(format) => {
+                return Err(OrderError::Config(format!(
+                    "{} holds orders in layout {} of another build; this one reads layout {}",
+                    dir.display(),
+                    String::from_utf8_lossy(&format),
+                    String::from_utf8_lossy(FORMAT)
+                )))
+            }
         }
         let (digest, count) = match store.meta.get(META_FIGURES)?.as_deref().map(figures_of) {
             Some(Some(figures)) => figures,
@@ -165,9 +171,16 @@ impl Store {
             let now = common::retention::now_ms();
             let mut moved = 0u64;
             for item in old.iter() {
-                let (k, v) = item?;
+                let (_, v) = item?;
                 let r = record::legacy::decode(&v, now)?;
-                self.orders.insert(k, record::encode(&r))?;
+                let bucket = bucket_key(r.number);
+                let held = self.orders.get(bucket)?;
+                let bytes = record::encode(&r);
+                if let Some(value) =
+                    record::edit_bucket(held.as_deref(), &[], &[(r.number, &bytes)])?
+                {
+                    self.orders.insert(bucket, value)?;
+                }
                 self.keys
                     .insert(common::idkey::encode(&r.key), record::index_value(r.number))?;
                 moved += 1;
@@ -190,8 +203,10 @@ impl Store {
         let (mut digest, mut count) = (0u64, 0u64);
         for item in self.orders.iter() {
             let (k, v) = item?;
-            digest = digest.wrapping_add(order_hash(&decode(&k, &v)?));
-            count += 1;
+            for r in record::bucket_orders(&k, &v)? {
+                digest = digest.wrapping_add(order_hash(&r));
+                count += 1;
+            }
         }
         Ok((digest, count))
     }
@@ -247,8 +262,8 @@ impl Store {
 
     /// The order with this number.
     pub fn order(&self, number: u64) -> Result<Option<OrderRecord>, OrderError> {
-        match self.orders.get(number_key(number))? {
-            Some(v) => Ok(Some(record::decode(number, &v)?)),
+        match self.orders.get(bucket_key(number))? {
+            Some(v) => record::bucket_order(number, &v),
             None => Ok(None),
         }
     }
@@ -275,14 +290,9 @@ impl Store {
             Some(v) => record::number_of(&v)?,
             None => 0,
         };
-        let mut expired = Vec::new();
-        for item in self.orders.range(number_key(from)..).take(limit) {
-            let (k, v) = item?;
-            let r = decode(&k, &v)?;
-            if r.time >= cutoff {
-                break;
-            }
-            expired.push(r);
+        let mut expired = self.page(from, limit)?;
+        if let Some(kept) = expired.iter().position(|r| r.time >= cutoff) {
+            expired.truncate(kept);
         }
         let Some(next) = expired.last().map(|r| r.number.saturating_add(1)) else {
             return Ok(0);
@@ -305,7 +315,7 @@ impl Store {
     /// The newest order.
     pub fn last(&self) -> Result<Option<OrderRecord>, OrderError> {
         match self.orders.last()? {
-            Some((k, v)) => Ok(Some(decode(&k, &v)?)),
+            Some((k, v)) => Ok(record::bucket_orders(&k, &v)?.pop()),
             None => Ok(None),
         }
     }
@@ -317,14 +327,22 @@ impl Store {
 
     /// Up to `limit` orders with numbers `from` and above, in number order.
     pub fn page(&self, from: u64, limit: usize) -> Result<Vec<OrderRecord>, OrderError> {
-        self.orders
-            .range(number_key(from)..)
-            .take(limit)
-            .map(|item| {
-                let (k, v) = item?;
-                decode(&k, &v)
-            })
-            .collect()
+        let mut out = Vec::new();
+        for item in self.orders.range(bucket_key(from)..) {
+            let (k, v) = item?;
+            for r in record::bucket_orders(&k, &v)? {
+                if out.len() == limit {
+                    return Ok(out);
+                }
+                if r.number >= from {
+                    out.push(r);
+                }
+            }
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// True when this replica holds exactly the write `pos` names.
@@ -441,10 +459,32 @@ impl Store {
         }
         let stored = figures_bytes((digest, count));
         let first_removed = removed.iter().map(|r| r.number).min();
+        // Each bucket changed: the numbers it loses and the orders written into it.
+        let encoded: Vec<Vec<u8>> = written.iter().map(|w| record::encode(w)).collect();
+        type Edit<'a> = (Vec<u64>, Vec<(u64, &'a [u8])>);
+        let mut buckets: BTreeMap<[u8; 8], Edit<'_>> = BTreeMap::new();
+        for r in removed {
+            buckets
+                .entry(bucket_key(r.number))
+                .or_default()
+                .0
+                .push(r.number);
+        }
+        for (w, bytes) in written.iter().zip(&encoded) {
+            let edit = buckets.entry(bucket_key(w.number)).or_default();
+            edit.1.push((w.number, bytes.as_slice()));
+        }
         (&self.orders, &self.keys, &self.meta)
             .transaction(|(orders, keys, meta)| {
+                for (bucket, (lost, added)) in &buckets {
+                    let held = orders.get(bucket)?;
+                    match record::edit_bucket(held.as_deref(), lost, added) {
+                        Ok(Some(value)) => orders.insert(&bucket[..], value)?,
+                        Ok(None) => orders.remove(&bucket[..])?,
+                        Err(e) => return Err(ConflictableTransactionError::Abort(e)),
+                    };
+                }
                 for r in removed {
-                    orders.remove(&number_key(r.number))?;
                     let key = common::idkey::encode(&r.key);
                     let indexed = keys.get(&key)?;
                     if indexed.as_deref() == Some(&record::index_value(r.number)[..]) {
@@ -459,7 +499,6 @@ impl Store {
                     }
                 }
                 for w in written {
-                    orders.insert(&number_key(w.number), record::encode(w))?;
                     keys.insert(common::idkey::encode(&w.key), record::index_value(w.number))?;
                 }
                 for (key, value) in values {
@@ -468,9 +507,12 @@ impl Store {
                 if !removed.is_empty() || !written.is_empty() {
                     meta.insert(META_FIGURES, &stored[..])?;
                 }
-                Ok::<_, ConflictableTransactionError<()>>(())
+                Ok(())
             })
-            .map_err(|e| OrderError::Storage(format!("transaction failed: {e:?}")))?;
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Abort(e) => e,
+                e => OrderError::Storage(format!("transaction failed: {e:?}")),
+            })?;
         // The in-memory figures follow only once the commit succeeded.
         *figures = (digest, count);
         Ok(())
