@@ -299,12 +299,15 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
     );
     print!("{md}");
     let path = plan.out.join("PERFORMANCE.md");
-    // The scale section is `client bench --scale`'s: keep it.
+    // The scale sections are `client bench --scale`'s: keep them.
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let md = match crate::scale::section_of(&old) {
-        Some(section) => crate::scale::with_section(&md, section),
-        None => md,
-    };
+    let mut md = md;
+    for mode in [Replication::PrimaryBackup, Replication::Raft] {
+        let marks = crate::scale::marks(mode);
+        if let Some(section) = crate::scale::section_of(&old, &marks) {
+            md = crate::scale::with_section(&md, section, &marks);
+        }
+    }
     std::fs::write(&path, md).map_err(|e| err(format!("{}: {e}", path.display())))?;
     println!("wrote {}", path.display());
     Ok(())

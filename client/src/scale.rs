@@ -8,9 +8,10 @@
 //! - how long a follower that is not behind takes from start to ready;
 //! - how fast a follower catches up after missing 100k orders.
 //!
-//! The results go into their own section of `PERFORMANCE.md` (between [`BEGIN`] and
-//! [`END`]; the plain `client bench` keeps it when it rewrites the rest), with a plot of
-//! throughput against stored orders, `img/scale.png`.
+//! The results go into their mode's own section of `PERFORMANCE.md` (between the
+//! [`Marks`] of the replication mode; the plain `client bench` keeps both when it
+//! rewrites the rest), with a plot of throughput against stored orders,
+//! `img/scale.png` (raft mode: `img/scale-raft.png`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,11 +23,34 @@ use crate::bench::{catch_up, today, wrk, CatchUp, WrkResult, ORDER_SCRIPT};
 use crate::cluster::{Inspector, RunSh};
 use crate::plot::register_font;
 use crate::ClientError;
+use common::wire::Replication;
 
-/// Opens the section of `PERFORMANCE.md` that this module writes.
-pub const BEGIN: &str = "<!-- scale: written by `client bench --scale` -->";
-/// Closes it.
-pub const END: &str = "<!-- /scale -->";
+/// Where a mode's results go: the markers around its section of `PERFORMANCE.md`,
+/// its heading and its plot.
+pub struct Marks {
+    pub begin: &'static str,
+    pub end: &'static str,
+    title: &'static str,
+    plot: &'static str,
+}
+
+/// The [`Marks`] of `mode`'s scale results.
+pub fn marks(mode: Replication) -> Marks {
+    match mode {
+        Replication::PrimaryBackup => Marks {
+            begin: "<!-- scale: written by `client bench --scale` -->",
+            end: "<!-- /scale -->",
+            title: "Scale",
+            plot: "scale.png",
+        },
+        Replication::Raft => Marks {
+            begin: "<!-- scale raft: written by `client bench --scale --replication raft` -->",
+            end: "<!-- /scale raft -->",
+            title: "Scale in raft mode",
+            plot: "scale-raft.png",
+        },
+    }
+}
 
 /// Longest `wrk` run while growing (each run is one point of the plot).
 const CHUNK: u64 = 10;
@@ -48,7 +72,7 @@ pub struct ScalePlan {
     pub step: u64,
     /// Orders a follower misses before its catch-up is timed.
     pub catch_up: u64,
-    /// Where `PERFORMANCE.md` and `img/scale.png` go.
+    /// Where `PERFORMANCE.md` and the plot (in `img/`) go.
     pub out: PathBuf,
     pub command: String,
 }
@@ -84,7 +108,8 @@ pub async fn run(plan: ScalePlan) -> Result<(), ClientError> {
     let _ = std::fs::remove_file(&script);
     let (chunks, footprints, restart, caught_up, stored) = result?;
 
-    let plot = plan.out.join("img").join("scale.png");
+    let marks = marks(rs.replication);
+    let plot = plan.out.join("img").join(marks.plot);
     if let Some(dir) = plot.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
@@ -101,7 +126,7 @@ pub async fn run(plan: ScalePlan) -> Result<(), ClientError> {
     print!("{section}");
     let path = plan.out.join("PERFORMANCE.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    std::fs::write(&path, with_section(&old, &section))
+    std::fs::write(&path, with_section(&old, &section, &marks))
         .map_err(|e| err(format!("{}: {e}", path.display())))?;
     println!("wrote {} and {}", path.display(), plot.display());
     Ok(())
@@ -315,8 +340,9 @@ fn report(
     stored: u64,
     took: Duration,
 ) -> String {
+    let marks = marks(plan.run_sh.replication);
     let mut md = String::new();
-    let _ = writeln!(md, "{BEGIN}\n## Scale\n");
+    let _ = writeln!(md, "{}\n## {}\n", marks.begin, marks.title);
     let _ = writeln!(
         md,
         "Measured on {} by `{}` ({:.0} s): a fresh cluster ({} replication) grown to {} \
@@ -330,7 +356,11 @@ fn report(
         stored,
         plan.catch_up,
     );
-    let _ = writeln!(md, "![orders/s against stored orders](img/scale.png)\n");
+    let _ = writeln!(
+        md,
+        "![orders/s against stored orders](img/{})\n",
+        marks.plot
+    );
 
     let steps = steps(chunks, plan.step);
     let fastest = steps.iter().map(|s| s.1).fold(0.0, f64::max);
@@ -410,16 +440,17 @@ fn report(
         "\nMemory and disk are read at {stored} orders, after the growth, from `/proc/<pid>/status` \
          (`VmRSS`) and the blocks allocated under each data directory. The restart time is from \
          `run.sh start` until the replica's `/health` says ready (polled every 10 ms); the catch-up \
-         time is `run.sh start` until ready, with the orders missed counted by the leader.\n\n{END}"
+         time is `run.sh start` until ready, with the orders missed counted by the leader.\n\n{}",
+        marks.end
     );
     md
 }
 
 /// `doc` with its scale section replaced by `section` (or `section` appended).
-pub fn with_section(doc: &str, section: &str) -> String {
-    match (doc.find(BEGIN), doc.find(END)) {
+pub fn with_section(doc: &str, section: &str, marks: &Marks) -> String {
+    match (doc.find(marks.begin), doc.find(marks.end)) {
         (Some(b), Some(e)) if b < e => {
-            format!("{}{section}{}", &doc[..b], &doc[e + END.len()..])
+            format!("{}{section}{}", &doc[..b], &doc[e + marks.end.len()..])
         }
         _ => {
             let mut out = doc.trim_end().to_string();
@@ -434,10 +465,10 @@ pub fn with_section(doc: &str, section: &str) -> String {
 }
 
 /// The scale section of `doc`, if it has one (for the plain bench to keep).
-pub fn section_of(doc: &str) -> Option<&str> {
-    let b = doc.find(BEGIN)?;
-    let e = doc[b..].find(END)? + b;
-    Some(&doc[b..e + END.len()])
+pub fn section_of<'a>(doc: &'a str, marks: &Marks) -> Option<&'a str> {
+    let b = doc.find(marks.begin)?;
+    let e = doc[b..].find(marks.end)? + b;
+    Some(&doc[b..e + marks.end.len()])
 }
 
 /// Orders/s (each chunk a point, each step a bar) against stored orders.
@@ -510,22 +541,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_section_is_replaced_or_appended() {
-        let section = format!("{BEGIN}\nnew\n{END}");
-        let doc = format!("# Performance\n\n{BEGIN}\nold\n{END}\n\ntail\n");
-        assert_eq!(
-            with_section(&doc, &section),
-            format!("# Performance\n\n{section}\n\ntail\n")
+    fn each_mode_s_section_is_replaced_or_appended() {
+        let (pb, raft) = (marks(Replication::PrimaryBackup), marks(Replication::Raft));
+        let section = format!("{}\nnew\n{}", pb.begin, pb.end);
+        let old_raft = format!("{}\nraft\n{}", raft.begin, raft.end);
+        let doc = format!(
+            "# Performance\n\n{}\nold\n{}\n\n{old_raft}\n\ntail\n",
+            pb.begin, pb.end
         );
         assert_eq!(
-            with_section("# Performance\n", &section),
+            with_section(&doc, &section, &pb),
+            format!("# Performance\n\n{section}\n\n{old_raft}\n\ntail\n")
+        );
+        assert_eq!(
+            with_section("# Performance\n", &section, &pb),
             format!("# Performance\n\n{section}\n")
         );
         assert_eq!(
-            section_of(&doc),
-            Some(format!("{BEGIN}\nold\n{END}").as_str())
+            section_of(&doc, &pb),
+            Some(format!("{}\nold\n{}", pb.begin, pb.end).as_str())
         );
-        assert_eq!(section_of("# Performance"), None);
+        assert_eq!(section_of(&doc, &raft), Some(old_raft.as_str()));
+        assert_eq!(section_of("# Performance", &pb), None);
     }
 
     #[test]
