@@ -324,3 +324,103 @@ impl RaftStateMachine<TypeConfig> for Machine {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::wire::NewOrder;
+    use openraft::{CommittedLeaderId, Membership};
+    use tokio::io::AsyncWriteExt;
+
+    use crate::idempotency::Purchase;
+
+    fn entry(index: u64, batch: Batch) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(batch),
+        }
+    }
+
+    fn batch(key: &str, purchase: Purchase, time: u64, key_cutoff: u64) -> Batch {
+        Batch {
+            orders: vec![NewOrder {
+                name: "Tux".into(),
+                quantity: 1,
+                key: key.into(),
+                request_id: None,
+            }],
+            purchases: vec![purchase],
+            time,
+            key_cutoff,
+        }
+    }
+
+    fn machine() -> (tempfile::TempDir, Machine) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        (dir, Machine::new(store))
+    }
+
+    #[tokio::test]
+    async fn a_leader_whose_clock_lags_cannot_bring_a_key_back() {
+        let (_dir, mut m) = machine();
+        let placed = m
+            .apply([entry(1, batch("k", Purchase::Fresh, 100, 0))])
+            .await
+            .expect("apply");
+        assert_eq!(placed, vec![vec![Placed::Number(0)]]);
+        // A later entry moves the cutoff past the order; the catalog had not been
+        // reached, so the order is refused.
+        let placed = m
+            .apply([entry(2, batch("k", Purchase::NotBought, 500, 200))])
+            .await
+            .expect("apply");
+        assert_eq!(placed, vec![vec![Placed::NotBought]]);
+        // An entry of a leader whose clock lags (cutoff 50) still sees the key expired.
+        let placed = m
+            .apply([entry(3, batch("k", Purchase::Repeated, 150, 50))])
+            .await
+            .expect("apply");
+        assert_eq!(placed, vec![vec![Placed::Number(1)]]);
+        assert_eq!(Machine::key_cutoff(&m.store).expect("cutoff"), 200);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_carries_the_key_cutoff() {
+        let (_dir, mut leader) = machine();
+        leader
+            .apply([
+                entry(1, batch("a", Purchase::Fresh, 100, 0)),
+                entry(2, batch("b", Purchase::Fresh, 300, 250)),
+            ])
+            .await
+            .expect("apply");
+        let snapshot = leader.build_snapshot().await.expect("build");
+        let mut data = snapshot.snapshot;
+        let mut bytes = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut data, &mut bytes)
+            .await
+            .expect("read");
+
+        let (_dir2, mut follower) = machine();
+        let mut received = follower.begin_receiving_snapshot().await.expect("begin");
+        received.write_all(&bytes).await.expect("write");
+        let meta = SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), 2)),
+            last_membership: StoredMembership::new(None, Membership::default()),
+            snapshot_id: "1-2".into(),
+        };
+        follower
+            .install_snapshot(&meta, received)
+            .await
+            .expect("install");
+        assert_eq!(Machine::key_cutoff(&follower.store).expect("cutoff"), 250);
+        assert_eq!(follower.store.count(), 2);
+        // Key "a" (time 100) has expired on the follower as it has on the leader.
+        let placed = follower
+            .apply([entry(3, batch("a", Purchase::Repeated, 260, 0))])
+            .await
+            .expect("apply");
+        assert_eq!(placed, vec![vec![Placed::Number(2)]]);
+    }
+}
