@@ -119,9 +119,11 @@ pub async fn run(
             let _ = pruner.await;
         }
         Replication::Raft => {
+            let log_dir = config.data_dir().join("raft-log");
             let node = raft::RaftNode::start(
                 config.id,
                 store.clone(),
+                (&log_dir, config.storage.sled_cache_mb),
                 &config.replicas.0,
                 cluster,
                 config.raft_settings(),

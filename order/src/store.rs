@@ -16,8 +16,8 @@
 //! A database written before this layout (trees `orders` and `keys`, bincode records)
 //! is rewritten once when opened, its keys kept for a window from then.
 //!
-//! In Raft mode the log and the vote live in trees of the same database, owned by
-//! `raft::log` (one flush makes both the log and the orders durable).
+//! In Raft mode the log and the vote live in a database of their own, `raft-log` in
+//! the same directory, owned by `raft::log`.
 //!
 //! Orders and their keys change together in one transaction. Callers serialise the
 //! changes of the history (see `replica::Replica::log`; in raft mode the state machine
@@ -209,11 +209,6 @@ impl Store {
             }
         }
         Ok((digest, count))
-    }
-
-    /// The database, for the Raft log's own trees (`raft::log`).
-    pub fn db(&self) -> &sled::Db {
-        &self.db
     }
 
     /// Records that `mode` writes this database, or refuses if another mode wrote it:

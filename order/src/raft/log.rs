@@ -1,4 +1,5 @@
-//! Raft's log and vote, in two trees of the replica's sled database.
+//! Raft's log and vote, in two trees of a sled database of their own (`raft-log` in the
+//! replica's data directory).
 //!
 //! - `raft_log`: log index (big-endian u64) → the entry, bincode.
 //! - `raft_state`: `vote`, `committed` and `purged` (the last log id removed by
@@ -9,11 +10,20 @@
 //! Appends do not flush one by one: [`LogStore::append`] writes the entries and hands
 //! the completion callback to one flusher task, which drains every callback queued
 //! while it flushed, flushes once, and completes them in order (group commit, so many
-//! orders share one fsync even across entries). The same flush makes the state
-//! machine's orders durable, since they live in the same database.
+//! orders share one fsync even across entries).
+//!
+//! Why a database of its own: every entry is written, and then deleted when the log is
+//! purged. In the orders' database, those dead entries shared sled's log segments with
+//! orders that stay, and sled reclaims a segment only once it is half dead, so they
+//! were never given back: 340 bytes of disk per order in raft mode against 222 in
+//! primary-backup mode. On their own, whole segments die and are reclaimed. The state
+//! machine's orders are then not made durable by the log's flushes; `machine` flushes
+//! them before a snapshot lets openraft purge the entries they came from, and after a
+//! crash openraft applies again whatever the log holds past the machine's position.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -28,6 +38,7 @@ use tokio::sync::mpsc;
 
 use super::{Entry, NodeId, TypeConfig};
 use crate::config::Fault;
+use crate::error::OrderError;
 
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
@@ -80,9 +91,11 @@ fn log_error(verb: ErrorVerb, e: &(impl std::error::Error + 'static)) -> Storage
 }
 
 impl LogStore {
-    /// Opens the log's trees in `db` and starts the flusher task (it stops when the
-    /// last handle is dropped).
-    pub fn open(db: &sled::Db, fault: Option<Fault>) -> Result<Self, sled::Error> {
+    /// Opens (or creates) the log's database in `dir`, with a page cache of `cache_mb`
+    /// MiB, and starts the flusher task (it stops when the last handle is dropped).
+    pub fn open(dir: &Path, cache_mb: u64, fault: Option<Fault>) -> Result<Self, OrderError> {
+        let db = common::storage::open_db(dir, cache_mb)?;
+        let db = &db;
         let (flushes, queue) = mpsc::unbounded_channel();
         tokio::spawn(flush_loop(db.clone(), queue));
         let store = LogStore {

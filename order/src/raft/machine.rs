@@ -188,6 +188,10 @@ impl RaftSnapshotBuilder<TypeConfig> for Machine {
         self.store
             .set_meta(&[(SNAPSHOT, encode(&Some(info))?)])
             .map_err(store_error)?;
+        // The log's flushes do not cover the orders (they are in another database, see
+        // `log`): everything this snapshot holds must be durable before openraft purges
+        // the entries it came from.
+        self.store.flush().await.map_err(store_error)?;
         // openraft 0.9 keeps only the meta of a built snapshot (core/sm/worker.rs);
         // the orders are read when a peer needs them (`get_current_snapshot`), and
         // these bytes too would be made only if read.

@@ -141,19 +141,20 @@ struct Inner {
 }
 
 impl RaftNode {
-    /// Opens the log in the store's database and starts the Raft node. The replica
-    /// with the lowest id initialises the group if neither it nor any peer that
-    /// answers has one yet.
+    /// Opens the log (its own database in `log_dir`, with a page cache of `cache_mb`
+    /// MiB) and starts the Raft node on it and the store. The replica with the lowest
+    /// id initialises the group if neither it nor any peer that answers has one yet.
     pub async fn start(
         id: u32,
         store: Store,
+        (log_dir, cache_mb): (&std::path::Path, u64),
         replicas: &[(u32, Url)],
         cluster: ClusterClient,
         settings: RaftSettings,
     ) -> Result<Self, OrderError> {
         let peers: Vec<(u32, Url)> = replicas.iter().filter(|(p, _)| *p != id).cloned().collect();
         store.claim_mode(Replication::Raft)?;
-        let log = log::LogStore::open(store.db(), settings.fault)?;
+        let log = log::LogStore::open(log_dir, cache_mb, settings.fault)?;
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
         let config = openraft::Config {
             cluster_name: "toystore".into(),
