@@ -176,14 +176,51 @@ pub fn edit_bucket(
     Ok(Some(out))
 }
 
-/// The `keys` tree's value: an order number as a varint.
+/// Appends a bucket, as stored under `key` with `value`, to a stream of buckets (a
+/// Raft snapshot's orders): the key, the value's length as a varint, the value.
+pub fn put_bucket(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    out.extend_from_slice(key);
+    put_varint(out, value.len() as u64);
+    out.extend_from_slice(value);
+}
+
+/// The orders numbered above `after` (all for `None`) in a stream of buckets made by
+/// [`put_bucket`]. Buckets that hold only older orders are skipped undecoded.
+pub fn orders_after(mut stream: &[u8], after: Option<u64>) -> Result<Vec<OrderRecord>, OrderError> {
+    let mut out = Vec::new();
+    while !stream.is_empty() {
+        if stream.len() < 8 {
+            return Err(corrupt("bucket stream"));
+        }
+        let (key, rest) = stream.split_at(8);
+        stream = rest;
+        let len = take_varint(&mut stream)
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n <= stream.len())
+            .ok_or_else(|| corrupt("bucket stream"))?;
+        let (value, rest) = stream.split_at(len);
+        stream = rest;
+        let last_in_bucket = base_of(key)?.saturating_add(PER_BUCKET - 1);
+        if after.is_some_and(|a| last_in_bucket <= a) {
+            continue;
+        }
+        out.extend(
+            bucket_orders(key, value)?
+                .into_iter()
+                .filter(|r| after.is_none_or(|a| r.number > a)),
+        );
+    }
+    Ok(out)
+}
+
+/// The `index` tree's value: an order number as a varint.
 pub fn index_value(number: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(3);
     put_varint(&mut out, number);
     out
 }
 
-/// The order number in a `keys` tree value.
+/// The order number in an `index` tree value.
 pub fn indexed_number(mut bytes: &[u8]) -> Result<u64, OrderError> {
     match take_varint(&mut bytes) {
         Some(number) if bytes.is_empty() => Ok(number),
@@ -292,6 +329,38 @@ mod tests {
         );
         assert!(bucket_orders(&key, &value[..value.len() - 1]).is_err());
         assert!(bucket_orders(&key, &[16, 0]).is_err());
+    }
+
+    #[test]
+    fn a_bucket_stream_gives_the_orders_after_a_number() {
+        let order = |n: u64| OrderRecord {
+            number: n,
+            ..rec("k", "Tux")
+        };
+        let mut stream = Vec::new();
+        for bucket in [0u64, 1, 2] {
+            let bytes: Vec<(u64, Vec<u8>)> = (bucket * PER_BUCKET..(bucket + 1) * PER_BUCKET)
+                .map(|n| (n, encode(&order(n))))
+                .collect();
+            let written: Vec<(u64, &[u8])> =
+                bytes.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+            let value = edit_bucket(None, &[], &written)
+                .expect("edit")
+                .expect("orders");
+            put_bucket(&mut stream, &bucket_key(bucket * PER_BUCKET), &value);
+        }
+        let numbers = |after| -> Vec<u64> {
+            orders_after(&stream, after)
+                .expect("decode")
+                .iter()
+                .map(|r| r.number)
+                .collect()
+        };
+        assert_eq!(numbers(None), (0..48).collect::<Vec<_>>());
+        assert_eq!(numbers(Some(20)), (21..48).collect::<Vec<_>>());
+        assert_eq!(numbers(Some(47)), Vec::<u64>::new());
+        assert!(orders_after(&stream[..stream.len() - 1], None).is_err());
+        assert!(orders_after(&stream[..5], None).is_err());
     }
 
     #[test]

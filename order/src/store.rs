@@ -340,6 +340,34 @@ impl Store {
         Ok(out)
     }
 
+    /// Every order up to `last` (none for `None`) as a stream of buckets, copied as
+    /// stored (`record::put_bucket`): a Raft snapshot's orders, made without decoding
+    /// any but the last bucket's.
+    pub fn export(&self, last: Option<u64>) -> Result<Vec<u8>, OrderError> {
+        let mut out = Vec::new();
+        let Some(last) = last else {
+            return Ok(out);
+        };
+        let end = bucket_key(last);
+        for item in self.orders.range(..=end) {
+            let (key, value) = item?;
+            if key.as_ref() == &end[..] {
+                // The newest bucket may hold orders after `last`: leave them out.
+                let after: Vec<u64> = record::bucket_orders(&key, &value)?
+                    .iter()
+                    .map(|r| r.number)
+                    .filter(|&n| n > last)
+                    .collect();
+                if let Some(kept) = record::edit_bucket(Some(&value), &after, &[])? {
+                    record::put_bucket(&mut out, &key, &kept);
+                }
+            } else {
+                record::put_bucket(&mut out, &key, &value);
+            }
+        }
+        Ok(out)
+    }
+
     /// True when this replica holds exactly the write `pos` names.
     pub fn holds(&self, pos: &LogPos) -> Result<bool, OrderError> {
         Ok(self

@@ -276,13 +276,11 @@ impl RaftStateMachine<TypeConfig> for Machine {
         let bytes = snapshot
             .into_bytes()
             .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?;
-        let (key_cutoff, orders): (u64, Vec<OrderRecord>) = decode(&bytes)?;
         let mut state = self.state()?;
+        // Only the orders this replica lacks are decoded: its own are a prefix.
+        let (key_cutoff, missing) = super::snapshot::orders_after(&bytes, state.last_order)
+            .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?;
         state.key_cutoff = state.key_cutoff.max(key_cutoff);
-        let missing: Vec<OrderRecord> = orders
-            .into_iter()
-            .filter(|o| state.last_order.is_none_or(|last| o.number > last))
-            .collect();
         if let Some(last) = missing.last() {
             state.last_order = Some(last.number);
         }
