@@ -134,8 +134,7 @@ pub enum BuyOutcome {
 pub struct Store {
     db: sled::Db,
     products: sled::Tree,
-    /// `buys`.
-    applied: sled::Tree,
+    buys: sled::Tree,
     /// `buys_by_time`.
     by_time: sled::Tree,
     meta: sled::Tree,
@@ -182,7 +181,7 @@ struct Clock {
 
 fn buy_one(
     products: &TransactionalTree,
-    applied: &TransactionalTree,
+    buys: &TransactionalTree,
     by_time: &TransactionalTree,
     req: &BuyRequest,
     clock: Clock,
@@ -194,7 +193,7 @@ fn buy_one(
     }
     let lookup = lookup_key(&req.name);
     let key = common::idkey::encode(&req.key);
-    if let Some(bytes) = applied.get(&key)? {
+    if let Some(bytes) = buys.get(&key)? {
         let held: StoredBuy = decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
         if held.time >= clock.valid_from {
             if lookup_key(&held.name) != lookup || held.quantity != req.quantity {
@@ -223,7 +222,7 @@ fn buy_one(
         time: clock.now,
     };
     products.insert(lookup.as_bytes(), encode(&product))?;
-    applied.insert(key.as_slice(), encode(&stored))?;
+    buys.insert(key.as_slice(), encode(&stored))?;
     by_time.insert(time_key(clock.now, &key), &[])?;
     Ok(Ok(BuyOutcome::Applied(BuyReply {
         repeated: false,
@@ -258,7 +257,7 @@ impl Store {
         let db = common::storage::open_db(dir, cache_mb)?;
         let store = Store {
             products: db.open_tree("products")?,
-            applied: db.open_tree("buys")?,
+            buys: db.open_tree("buys")?,
             by_time: db.open_tree("buys_by_time")?,
             meta: db.open_tree("meta")?,
             flusher: GroupFlush::start(db.clone()),
@@ -283,7 +282,7 @@ impl Store {
             .any(|n| n.as_ref() == b"applied");
         if had_old {
             let old = self.db.open_tree("applied")?;
-            self.applied.clear()?;
+            self.buys.clear()?;
             self.by_time.clear()?;
             let now = common::retention::now_ms();
             /// The earlier layout's value: the buy's reply.
@@ -305,7 +304,7 @@ impl Store {
                     version: reply.version,
                     time: now,
                 };
-                self.applied.insert(stored.as_slice(), encode(&buy))?;
+                self.buys.insert(stored.as_slice(), encode(&buy))?;
                 self.by_time.insert(time_key(now, &stored), &[])?;
             }
             tracing::info!(
@@ -337,15 +336,15 @@ impl Store {
         if expired.is_empty() {
             return Ok(0);
         }
-        let result = (&self.applied, &self.by_time).transaction(|(applied, by_time)| {
+        let result = (&self.buys, &self.by_time).transaction(|(buys, by_time)| {
             for entry in &expired {
                 let (time, key) = entry.split_at(8.min(entry.len()));
                 by_time.remove(entry)?;
-                if let Some(bytes) = applied.get(key)? {
+                if let Some(bytes) = buys.get(key)? {
                     let held: StoredBuy =
                         decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
                     if held.time.to_be_bytes()[..] == *time {
-                        applied.remove(key)?;
+                        buys.remove(key)?;
                     }
                 }
             }
@@ -418,12 +417,12 @@ impl Store {
             now,
             valid_from: common::retention::cutoff(now, self.key_window),
         };
-        let trees = (&self.products, &self.applied, &self.by_time, &self.meta);
-        let result = trees.transaction(|(products, applied, by_time, meta)| {
+        let trees = (&self.products, &self.buys, &self.by_time, &self.meta);
+        let result = trees.transaction(|(products, buys, by_time, meta)| {
             let mut outcomes = Vec::with_capacity(reqs.len());
             let mut sold = 0u64;
             for req in reqs {
-                let outcome = buy_one(products, applied, by_time, req, clock)?;
+                let outcome = buy_one(products, buys, by_time, req, clock)?;
                 if let Ok(BuyOutcome::Applied(reply)) = &outcome {
                     sold = sold.saturating_add(reply.quantity);
                 }
@@ -692,7 +691,7 @@ mod tests {
         // The pruner drops the first buy's entry and keeps the key's newer buy.
         let cutoff = common::retention::cutoff(common::retention::now_ms(), window);
         assert_eq!(store.prune_keys(cutoff, 10).expect("prune"), 1);
-        assert_eq!((store.applied.len(), store.by_time.len()), (1, 1));
+        assert_eq!((store.buys.len(), store.by_time.len()), (1, 1));
         let repeated = store.buy(&buy("Tux", 1, "k")).await.expect("repeat");
         assert!(matches!(repeated, BuyOutcome::Repeated(ref r) if r.version == 3));
     }
@@ -708,7 +707,7 @@ mod tests {
         store.buy(&buy("Tux", 1, "new")).await.expect("buy");
         assert_eq!(store.prune_keys(between, 10).expect("prune"), 1);
         assert_eq!(store.prune_keys(between, 10).expect("prune"), 0);
-        assert_eq!(store.applied.len(), 1);
+        assert_eq!(store.buys.len(), 1);
         let new = store.buy(&buy("Tux", 1, "new")).await.expect("repeat");
         assert!(matches!(new, BuyOutcome::Repeated(_)));
         let old = store.buy(&buy("Tux", 1, "old")).await.expect("buy again");
