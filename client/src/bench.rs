@@ -278,6 +278,25 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
             plan.catch_up
         ));
     }
+    if [&first, &second].iter().any(|m| m.cpu.all.is_some()) {
+        let _ = writeln!(
+            catch_up_md,
+            "## CPU per order\n\nµs of CPU that one order cost during the 32-client order \
+             measurement, read from `/proc` around it (`client/src/cpu.rs`): each \
+             service's process, all of the machine's busy time (`wrk` and the kernel's own \
+             work included), and what the two cores could give one order at that rate. The \
+             leader is the replica that spends the most.\n\n{}",
+            crate::cpu::header()
+        );
+        for m in [&first, &second] {
+            let _ = writeln!(
+                catch_up_md,
+                "{}",
+                crate::cpu::row(&m.mode.to_string(), &m.cpu)
+            );
+        }
+        catch_up_md.push('\n');
+    }
     let (pb, raft) = match first.mode {
         Replication::PrimaryBackup => (&first, &second),
         Replication::Raft => (&second, &first),
@@ -434,6 +453,8 @@ struct Orders {
     one: WrkResult,
     /// 32 clients: the throughput.
     many: WrkResult,
+    /// 32 clients: what one order cost each process, in µs of CPU.
+    cpu: crate::cpu::PerOrder,
     /// What the replicas held afterwards.
     orders: u64,
     digest: String,
@@ -500,7 +521,9 @@ async fn orders(rs: &RunSh, script: &Path, d: u64, missed: u64) -> Result<Orders
     let url = front_url(&rs.frontend_url(), "orders");
     wrk(&url, 1, 1, Some(script)).await?; // warm-up
     let one = wrk(&url, 1, d, Some(script)).await?;
+    let before = crate::cpu::sample(rs);
     let many = wrk(&url, 32, d, Some(script)).await?;
+    let cpu = crate::cpu::per_order(&before, &crate::cpu::sample(rs), many.rps * d as f64);
     let catch_up = match missed {
         0 => None,
         n => Some(catch_up(rs, script, n).await?),
@@ -514,6 +537,7 @@ async fn orders(rs: &RunSh, script: &Path, d: u64, missed: u64) -> Result<Orders
         mode: rs.replication,
         one,
         many,
+        cpu,
         orders: replicas[0].orders,
         digest: replicas[0].digest.clone(),
         catch_up,

@@ -31,6 +31,13 @@ pub struct RunSh {
 }
 
 impl RunSh {
+    /// The process id of `service`, from run.sh's PID file (if it runs).
+    pub fn pid(&self, service: &str) -> Option<u32> {
+        std::fs::read_to_string(self.data_dir.join("run").join(format!("{service}.pid")))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+    }
+
     pub fn frontend_url(&self) -> Url {
         self.url(80)
     }

@@ -20,6 +20,7 @@ pub mod cachetrace;
 pub mod chaos;
 pub mod checker;
 pub mod cluster;
+pub mod cpu;
 pub mod demo;
 pub mod eval;
 pub mod nemesis;

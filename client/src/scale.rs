@@ -256,10 +256,7 @@ fn footprints(rs: &RunSh) -> Vec<Footprint> {
     ["catalog", "order1", "order2", "order3", "frontend"]
         .into_iter()
         .map(|service| {
-            let pid =
-                std::fs::read_to_string(rs.data_dir.join("run").join(format!("{service}.pid")))
-                    .ok()
-                    .and_then(|p| p.trim().parse::<u32>().ok());
+            let pid = rs.pid(service);
             let dir = match service {
                 "frontend" => None,
                 "catalog" => Some(rs.data_dir.join("catalog")),
