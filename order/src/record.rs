@@ -16,10 +16,11 @@
 //! About 37 bytes for a UUID key and a ten-letter toy, against about 55 for the bincode
 //! record this replaced. Buckets because sled's cost is per entry as much as per byte:
 //! its leaves split at 16 entries, and with numbers only ever added at the end they
-//! stay half full. Measured on this machine, writing a million orders in batches of 32
-//! (each flushed), with their key index: 258 bytes of disk per order with one entry per
-//! order, 174 with 16 per bucket and 197 with 64 (a bucket is rewritten whole on every
-//! change, so larger ones cost more log). Databases written before hold one bincode
+//! stay half full. A one-off experiment on this machine (a million orders and their key
+//! index written straight into sled in flushed batches of 32; docs/DESIGN.md,
+//! "Storage") measured 258 bytes of disk per order with one entry per order, 174 with
+//! 16 per bucket and 197 with 64 (a bucket is rewritten whole on every change, so
+//! larger ones cost more log). `client bench --scale` measures the real thing. Databases written before hold one bincode
 //! record per order; [`legacy`] reads it so that `Store::open` can rewrite them once.
 
 use common::wire::OrderRecord;

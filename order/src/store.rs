@@ -824,4 +824,20 @@ mod tests {
         let again = Store::open(dir.path()).expect("reopen");
         assert_eq!(again.count(), 2);
     }
+
+    #[test]
+    fn a_database_of_another_layout_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store.append(&[rec(0, 1, "a")]).expect("append");
+            store.meta.insert(META_FORMAT, b"9").expect("mark");
+            store.db.flush().expect("flush");
+        }
+        match Store::open(dir.path()) {
+            Err(OrderError::Config(why)) => assert!(why.contains("layout 9"), "{why}"),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a database of another layout was opened"),
+        }
+    }
 }
