@@ -193,9 +193,11 @@ fn buy_one(
     }
     let lookup = lookup_key(&req.name);
     let key = common::idkey::encode(&req.key);
+    // The replicas' cutoff, if later than ours (never later than now).
+    let valid_from = clock.valid_from.max(req.valid_from.min(clock.now));
     if let Some(bytes) = buys.get(&key)? {
         let held: StoredBuy = decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
-        if held.time >= clock.valid_from {
+        if held.time >= valid_from {
             if lookup_key(&held.name) != lookup || held.quantity != req.quantity {
                 return Ok(Err(CatalogError::KeyReused(req.key.clone())));
             }
@@ -536,6 +538,7 @@ mod tests {
             quantity,
             key: key.into(),
             request_id: None,
+            valid_from: 0,
         }
     }
 
@@ -694,6 +697,23 @@ mod tests {
         assert_eq!((store.buys.len(), store.by_time.len()), (1, 1));
         let repeated = store.buy(&buy("Tux", 1, "k")).await.expect("repeat");
         assert!(matches!(repeated, BuyOutcome::Repeated(ref r) if r.version == 3));
+    }
+
+    #[tokio::test]
+    async fn a_key_the_replicas_forgot_is_forgotten_here_too() {
+        let (_dir, store) = seeded().await;
+        store.buy(&buy("Tux", 1, "k")).await.expect("buy");
+        let after = common::retention::now_ms() + 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let forgotten = BuyRequest {
+            valid_from: after,
+            ..buy("Tux", 1, "k")
+        };
+        let again = store.buy(&forgotten).await.expect("buy again");
+        assert!(matches!(again, BuyOutcome::Applied(ref r) if r.version == 3));
+        // Its catalog-side window alone would have kept it.
+        let kept = store.buy(&buy("Tux", 1, "k")).await.expect("repeat");
+        assert!(matches!(kept, BuyOutcome::Repeated(ref r) if r.version == 3));
     }
 
     #[tokio::test]

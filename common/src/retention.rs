@@ -6,7 +6,10 @@
 //! [`replica_window`], and count from when the leader stored the order, which is
 //! after the catalog's buy. So whenever a replica has forgotten a key, the catalog
 //! has too, and an order the replicas take for new is bought anew — never written
-//! without its stock (docs/DESIGN.md, "Key retention", has the whole argument).
+//! without its stock (docs/DESIGN.md, "Key retention", has the whole argument). Every
+//! buy also carries the replicas' own cutoff (`BuyRequest::valid_from`), which the
+//! catalog honours when it is later than its own, so this holds even if the catalog
+//! was started with a longer window.
 //!
 //! Times are wall-clock milliseconds since the Unix epoch, because they must mean the
 //! same after a restart and on another machine.

@@ -57,6 +57,11 @@ pub struct BuyRequest {
     /// The `x-request-id` of the order's request, for the catalog's log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
+    /// The replicas' key cutoff (ms since the Unix epoch): a key the catalog recorded
+    /// before it counts as expired there too, whatever the catalog's own window, so
+    /// the catalog never calls "repeated" a key the replicas have forgotten.
+    #[serde(default)]
+    pub valid_from: u64,
 }
 
 /// What a successful buy did (the same reply again for a repeated key).

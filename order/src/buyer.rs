@@ -53,9 +53,13 @@ pub struct Buyer {
 }
 
 impl Buyer {
-    pub fn start(catalog: CatalogClient) -> Self {
+    /// Starts the buyer. Every buy tells the catalog that keys recorded more than
+    /// `key_retention` ago (this replica's `--key-retention`, without the replicas'
+    /// margin) have expired, so that the catalog, whatever its own window, never calls
+    /// repeated a key the replicas have forgotten (see `common::retention`).
+    pub fn start(catalog: CatalogClient, key_retention: Duration) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(buy_loop(catalog, rx));
+        tokio::spawn(buy_loop(catalog, rx, key_retention));
         Buyer { tx }
     }
 
@@ -72,9 +76,10 @@ impl Buyer {
     }
 }
 
-async fn buy_loop(catalog: CatalogClient, mut rx: mpsc::Receiver<Job>) {
+async fn buy_loop(catalog: CatalogClient, mut rx: mpsc::Receiver<Job>, key_retention: Duration) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let valid_from = common::retention::cutoff(common::retention::now_ms(), key_retention);
         let requests: Vec<BuyRequest> = jobs
             .iter()
             .map(|j| BuyRequest {
@@ -82,6 +87,7 @@ async fn buy_loop(catalog: CatalogClient, mut rx: mpsc::Receiver<Job>) {
                 quantity: j.order.quantity,
                 key: j.order.key.clone(),
                 request_id: j.order.request_id.clone(),
+                valid_from,
             })
             .collect();
         let started = Instant::now();

@@ -65,10 +65,10 @@ pub async fn run(
     let secret = config.token.resolve().map_err(OrderError::Config)?;
     let cluster = ClusterClient::new(&secret, config.peer.timeouts())
         .map_err(|e| OrderError::Config(e.to_string()))?;
-    let buyer = buyer::Buyer::start(CatalogClient::new(
-        cluster.clone(),
-        config.catalog_url.clone(),
-    ));
+    let buyer = buyer::Buyer::start(
+        CatalogClient::new(cluster.clone(), config.catalog_url.clone()),
+        config.retention.key_retention,
+    );
     let token = ClusterToken(secret.as_str().into());
     let addr = listener.local_addr()?;
     match config.replication {

@@ -215,15 +215,21 @@ impl Cluster {
     /// Starts catalog, replicas and front-end and waits until an order can be placed.
     pub async fn start(opts: Options) -> Cluster {
         let mut cluster = Cluster::new(opts);
-        cluster.start_service("catalog").await;
-        for id in 1..=cluster.opts.replicas {
-            cluster.spawn(&format!("order{id}"));
-        }
-        for id in 1..=cluster.opts.replicas {
-            cluster.wait_healthy(&format!("order{id}")).await;
-        }
-        cluster.start_service("frontend").await;
+        cluster.start_all().await;
         cluster
+    }
+
+    /// Starts catalog, replicas and front-end of a [`Cluster::new`] (with whatever
+    /// [`Cluster::set_env`] gave them) and waits until an order can be placed.
+    pub async fn start_all(&mut self) {
+        self.start_service("catalog").await;
+        for id in 1..=self.opts.replicas {
+            self.spawn(&format!("order{id}"));
+        }
+        for id in 1..=self.opts.replicas {
+            self.wait_healthy(&format!("order{id}")).await;
+        }
+        self.start_service("frontend").await;
     }
 
     /// A cluster with nothing started yet.

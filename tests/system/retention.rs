@@ -9,7 +9,10 @@ use serde_json::Value;
 
 use crate::helpers::{eventually, in_both_modes, Cluster, Options};
 
-in_both_modes!(keys_are_kept_for_their_window_and_then_make_new_orders);
+in_both_modes!(
+    keys_are_kept_for_their_window_and_then_make_new_orders,
+    a_catalog_that_keeps_keys_longer_never_lets_an_order_skip_its_stock,
+);
 
 /// The catalog's window; the replicas keep keys twice as long (window plus margin).
 const WINDOW: Duration = Duration::from_secs(3);
@@ -80,4 +83,27 @@ async fn keys_are_kept_for_their_window_and_then_make_new_orders(mode: Replicati
 async fn expired_keys(cluster: &Cluster, service: &str) -> f64 {
     let text = crate::metrics::scrape(cluster, service).await;
     crate::metrics::sum(&text, "idempotency_keys_expired_total", &[])
+}
+
+/// The replicas' window is what a client sees; a catalog configured to keep keys
+/// longer must not answer "bought before" for a key the replicas have forgotten, or the
+/// new order would be stored without its stock being taken.
+async fn a_catalog_that_keeps_keys_longer_never_lets_an_order_skip_its_stock(mode: Replication) {
+    let mut cluster = Cluster::new(Options {
+        key_retention: Some("1s"),
+        ..Options::in_mode(mode)
+    });
+    cluster.set_env("catalog", "TOYSTORE_KEY_RETENTION", "1h");
+    cluster.start_all().await;
+    let number = |body: &Value| body["data"]["order_number"].as_u64();
+    let (status, first) = cluster.order("Tux", 1, Some("k")).await;
+    assert_eq!(status, 200, "{first}");
+    // The replicas keep the key for 2 s (1 s and as long again).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, second) = cluster.order("Tux", 1, Some("k")).await;
+    assert_eq!(status, 200, "{second}");
+    assert_ne!(number(&second), number(&first), "{second}");
+    // Two orders, two units taken.
+    assert_eq!(cluster.catalog_quantity("Tux").await, 98);
+    cluster.converged().await;
 }
