@@ -42,6 +42,14 @@ pub enum Decision {
     NotBought,
 }
 
+/// The answer to [`Decision::NotBought`]: the catalog could not take the order's
+/// stock, and its key's order has expired meanwhile (or was never stored).
+pub fn not_bought() -> crate::error::OrderError {
+    crate::error::OrderError::CatalogUnavailable(
+        "the catalog could not be reached, and no order is held for this key".into(),
+    )
+}
+
 /// A repeated key must name the same toy (in any capitalisation) and quantity.
 pub fn same_order(held: &OrderRecord, order: &NewOrder) -> bool {
     held.quantity == order.quantity && held.name.to_lowercase() == order.name.to_lowercase()

@@ -32,7 +32,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Fault;
 use crate::error::OrderError;
-use crate::idempotency::{decide, Decision, Purchase};
+use crate::idempotency::{self, decide, Decision, Purchase};
 use crate::replica::{LogGuard, Replica};
 
 /// Most orders written in one batch.
@@ -140,7 +140,7 @@ async fn write_batch(
         answers.push(match decide(held.as_ref(), order, submit.purchase) {
             Decision::Held(number) => Ok(number),
             Decision::KeyReused => Err(OrderError::KeyReused(order.key.clone())),
-            Decision::NotBought => Err(not_bought()),
+            Decision::NotBought => Err(idempotency::not_bought()),
             Decision::New => {
                 in_batch.insert(order.key.clone(), fresh.len());
                 request_ids.push(order.request_id.clone());
@@ -439,12 +439,4 @@ async fn beat(replica: &Replica) {
     } else if !failed {
         replica.advance_commit(end_of(&request));
     }
-}
-
-/// The answer to an order whose stock the catalog could not take and whose key's
-/// order has expired meanwhile (or was never stored).
-pub(crate) fn not_bought() -> OrderError {
-    OrderError::CatalogUnavailable(
-        "the catalog could not be reached, and no order is held for this key".into(),
-    )
 }

@@ -487,7 +487,7 @@ async fn write_loop(
                         let answer = match placed {
                             Placed::Number(n) => Ok(n),
                             Placed::KeyReused => Err(OrderError::KeyReused(submit.order.key)),
-                            Placed::NotBought => Err(crate::writer::not_bought()),
+                            Placed::NotBought => Err(crate::idempotency::not_bought()),
                         };
                         let _ = submit.reply.send(answer);
                     }
