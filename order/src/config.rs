@@ -167,11 +167,13 @@ impl Config {
     /// batch waits for a majority) and the read wait.
     pub fn raft_settings(&self) -> RaftSettings {
         RaftSettings {
-            heartbeat: Duration::from_millis(self.raft_heartbeat_ms),
-            election: Duration::from_millis(self.raft_election_ms),
-            commit: Duration::from_millis(self.replicate_timeout_ms),
-            read: Duration::from_millis(self.read_wait_ms.max(1)),
-            snapshot_entries: self.raft_snapshot_entries,
+            group: consensus::Settings {
+                heartbeat: Duration::from_millis(self.raft_heartbeat_ms),
+                election: Duration::from_millis(self.raft_election_ms),
+                commit: Duration::from_millis(self.replicate_timeout_ms),
+                read: Duration::from_millis(self.read_wait_ms.max(1)),
+                snapshot_entries: self.raft_snapshot_entries,
+            },
             key_window: self.key_window(),
             fault: self.fault,
         }

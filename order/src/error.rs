@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use common::client::PeerError;
 use common::error::error_response;
+use consensus::network::MessageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -62,6 +63,18 @@ pub enum OrderError {
     #[error("{0}")]
     Config(String),
 
+    /// Raft mode: a write the log could not take (not a lost majority: that is
+    /// `NoMajority`).
+    #[error("raft write failed")]
+    Proposal(#[source] consensus::ProposeError),
+
+    /// Raft mode: a peer's message that could not be answered.
+    #[error(transparent)]
+    RaftMessage(#[from] consensus::network::MessageError),
+
+    #[error("raft did not start")]
+    RaftStart(#[from] consensus::StartError),
+
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -98,9 +111,15 @@ impl OrderError {
             | OrderError::Unconfirmed(_) => StatusCode::SERVICE_UNAVAILABLE,
             OrderError::ReplicationFailed(_) => StatusCode::BAD_GATEWAY,
             OrderError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            OrderError::Storage(_) | OrderError::Config(_) | OrderError::Io(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
+            OrderError::RaftMessage(MessageError::UnknownKind(_) | MessageError::Unreadable(_)) => {
+                StatusCode::BAD_REQUEST
             }
+            OrderError::Storage(_)
+            | OrderError::Config(_)
+            | OrderError::Io(_)
+            | OrderError::Proposal(_)
+            | OrderError::RaftMessage(MessageError::Encode(_))
+            | OrderError::RaftStart(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

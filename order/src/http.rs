@@ -9,7 +9,6 @@
 //!   leader notices and replication batches.
 //! - Raft mode, `POST /internal/raft/{append,vote,snapshot}` (token): Raft's messages.
 
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::middleware;
 use axum::response::IntoResponse;
@@ -49,7 +48,7 @@ pub fn router(state: AppState, token: ClusterToken) -> Router {
         Protocol::PrimaryBackup { .. } => internal
             .route("/internal/leader", post(leader_notice))
             .route("/internal/replicate", post(replicate)),
-        Protocol::Raft(_) => internal.route("/internal/raft/{kind}", post(raft_message)),
+        Protocol::Raft(node) => internal.merge(node.routes()),
     };
     let internal = internal.route_layer(middleware::from_fn_with_state(token, require_token));
     let router = Router::new()
@@ -117,24 +116,6 @@ async fn place(
         name,
         version,
     }))
-}
-
-/// One of Raft's messages from a peer (bincode in, bincode out).
-async fn raft_message(
-    State(state): State<AppState>,
-    PathParam(kind): PathParam,
-    body: Bytes,
-) -> Result<impl IntoResponse, OrderError> {
-    let Protocol::Raft(node) = &state.protocol else {
-        return Err(OrderError::BadRequest(
-            "this replica does not run raft".into(),
-        ));
-    };
-    let reply = node.handle(&kind, &body).await?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
-        reply,
-    ))
 }
 
 /// The primary-backup replica (its routes exist only in that mode).

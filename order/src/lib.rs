@@ -120,7 +120,7 @@ pub async fn run(
         }
         Replication::Raft => {
             let log_dir = config.data_dir().join("raft-log");
-            let node = raft::RaftNode::start(
+            let node = raft::RaftMode::start(
                 config.id,
                 store.clone(),
                 (&log_dir, config.storage.sled_cache_mb),

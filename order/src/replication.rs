@@ -10,7 +10,7 @@ use common::wire::{NewOrder, OrderRecord, ReplicaStatus, Role};
 
 use crate::error::OrderError;
 use crate::idempotency::Purchase;
-use crate::raft::RaftNode;
+use crate::raft::RaftMode;
 use crate::replica::Replica;
 use crate::store::Store;
 use crate::writer::Writer;
@@ -22,7 +22,7 @@ pub enum Protocol {
     /// every follower that is up (`replica`, `writer`).
     PrimaryBackup { replica: Replica, writer: Writer },
     /// openraft: elected leader, majority commit (`raft`).
-    Raft(RaftNode),
+    Raft(RaftMode),
 }
 
 impl Protocol {

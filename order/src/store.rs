@@ -17,7 +17,7 @@
 //! is rewritten once when opened, its keys kept for a window from then.
 //!
 //! In Raft mode the log and the vote live in a database of their own, `raft-log` in
-//! the same directory, owned by `raft::log`.
+//! the same directory, owned by `consensus::log`.
 //!
 //! Orders and their keys change together in one transaction. Callers serialise the
 //! changes of the history (see `replica::Replica::log`; in raft mode the state machine

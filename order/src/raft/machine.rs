@@ -17,8 +17,8 @@
 //!
 //! Snapshots cost nothing to build: committed orders never change, so a snapshot is
 //! its position alone, and its data — every order up to the position's newest — is
-//! read when a peer needs it ([`super::snapshot`]). Installing one adds the orders this replica lacks (its
-//! own are a prefix of the snapshot's: both are committed history).
+//! read when a peer needs it ([`super::snapshot`]). Installing one adds the orders this
+//! replica lacks (its own are a prefix of the snapshot's: both are committed history).
 
 use std::collections::HashMap;
 
@@ -30,9 +30,11 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::log::{decode, encode, io_error};
-use super::snapshot::SnapshotBytes;
-use super::{Batch, Entry, Node, NodeId, Placed, TypeConfig};
+use consensus::codec::{decode, encode, io_error};
+use consensus::snapshot::LazyBytes;
+use consensus::{Node, NodeId};
+
+use super::{Batch, Entry, Placed, TypeConfig};
 use crate::idempotency::{decide, Decision, Purchase};
 use crate::store::Store;
 
@@ -197,7 +199,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Machine {
         // these bytes too would be made only if read.
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(SnapshotBytes::of_orders(
+            snapshot: Box::new(super::snapshot::of_orders(
                 self.store.clone(),
                 state.last_order,
                 state.key_cutoff,
@@ -262,16 +264,14 @@ impl RaftStateMachine<TypeConfig> for Machine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<SnapshotBytes>, StorageError<NodeId>> {
-        Ok(Box::new(SnapshotBytes::empty()))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<LazyBytes>, StorageError<NodeId>> {
+        Ok(Box::new(LazyBytes::empty()))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, Node>,
-        snapshot: Box<SnapshotBytes>,
+        snapshot: Box<LazyBytes>,
     ) -> Result<(), StorageError<NodeId>> {
         let bytes = snapshot
             .into_bytes()
@@ -318,7 +318,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
         // pool when openraft first reads the data: at start-up it reads only the meta.
         Ok(Some(Snapshot {
             meta: info.meta,
-            snapshot: Box::new(SnapshotBytes::of_orders(
+            snapshot: Box::new(super::snapshot::of_orders(
                 self.store.clone(),
                 info.last_order,
                 info.key_cutoff,

@@ -1,5 +1,5 @@
-//! Raft's log and vote, in two trees of a sled database of their own (`raft-log` in the
-//! replica's data directory).
+//! Raft's log and vote, in two trees of a sled database of their own (e.g. `raft-log`
+//! in an order replica's data directory).
 //!
 //! - `raft_log`: log index (big-endian u64) → the entry, bincode.
 //! - `raft_state`: `vote`, `committed` and `purged` (the last log id removed by
@@ -10,16 +10,17 @@
 //! Appends do not flush one by one: [`LogStore::append`] writes the entries and hands
 //! the completion callback to one flusher task, which drains every callback queued
 //! while it flushed, flushes once, and completes them in order (group commit, so many
-//! orders share one fsync even across entries).
+//! writes share one fsync even across entries).
 //!
 //! Why a database of its own: every entry is written, and then deleted when the log is
-//! purged. In the orders' database, those dead entries shared sled's log segments with
-//! orders that stay, and sled reclaims a segment only once it is half dead, so they
-//! were never given back: 340 bytes of disk per order in raft mode against 222 in
-//! primary-backup mode. On their own, whole segments die and are reclaimed. The state
-//! machine's orders are then not made durable by the log's flushes; `machine` flushes
-//! them before a snapshot lets openraft purge the entries they came from, and after a
-//! crash openraft applies again whatever the log holds past the machine's position.
+//! purged. In the state machine's database, those dead entries shared sled's log
+//! segments with data that stays, and sled reclaims a segment only once it is half
+//! dead, so they were never given back (measured with the orders: 340 bytes of disk per
+//! order against 222 without the log). On their own, whole segments die and are
+//! reclaimed. The state machine's writes are then not made durable by the log's
+//! flushes: a state machine flushes its own before a snapshot lets openraft purge the
+//! entries they came from, and after a crash openraft applies again whatever the log
+//! holds past the machine's position.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -29,16 +30,14 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
-    AnyError, EntryPayload, ErrorSubject, ErrorVerb, LogId, LogState, RaftLogReader, StorageError,
-    StorageIOError, Vote,
+    EntryPayload, ErrorSubject, ErrorVerb, LogId, LogState, RaftLogReader, StorageError, Vote,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::{Entry, NodeId, TypeConfig};
-use crate::config::Fault;
-use crate::error::OrderError;
+use crate::codec::{decode, encode, io_error};
+use crate::{Group, NodeId};
 
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
@@ -48,41 +47,30 @@ const PURGED: &[u8] = b"purged";
 const NONE: u64 = u64::MAX;
 
 /// Handle to the log; openraft owns one and clones another as its reader.
-#[derive(Clone)]
-pub struct LogStore {
+pub struct LogStore<C: Group> {
     db: sled::Db,
     log: sled::Tree,
     state: sled::Tree,
     /// Completion callbacks of appends, for the flusher task.
-    flushes: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
+    flushes: mpsc::UnboundedSender<LogFlushed<C>>,
     /// Index of the newest entry known committed, for `/health` ([`NONE`] if none).
     committed: Arc<AtomicU64>,
-    /// Test-only fault injection (`--fault`).
-    fault: Option<Fault>,
+    /// Test-only fault injection: abort right after an entry of application data is
+    /// durably appended, before openraft can replicate it.
+    crash_before_replicate: bool,
 }
 
-pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError<NodeId>> {
-    super::to_bytes(value).map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, &e))
-}
-
-pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError<NodeId>> {
-    super::from_bytes(bytes).map_err(|e| {
-        let what = std::any::type_name::<T>();
-        io_error(
-            ErrorSubject::Store,
-            ErrorVerb::Read,
-            &std::io::Error::other(format!("corrupt {what}: {e}")),
-        )
-    })
-}
-
-pub(super) fn io_error(
-    subject: ErrorSubject<NodeId>,
-    verb: ErrorVerb,
-    e: &(impl std::error::Error + 'static),
-) -> StorageError<NodeId> {
-    StorageError::IO {
-        source: StorageIOError::new(subject, verb, AnyError::new(e)),
+// By hand: a derive would ask `C: Clone` of the type config.
+impl<C: Group> Clone for LogStore<C> {
+    fn clone(&self) -> Self {
+        LogStore {
+            db: self.db.clone(),
+            log: self.log.clone(),
+            state: self.state.clone(),
+            flushes: self.flushes.clone(),
+            committed: self.committed.clone(),
+            crash_before_replicate: self.crash_before_replicate,
+        }
     }
 }
 
@@ -90,21 +78,21 @@ fn log_error(verb: ErrorVerb, e: &(impl std::error::Error + 'static)) -> Storage
     io_error(ErrorSubject::Logs, verb, e)
 }
 
-impl LogStore {
+impl<C: Group> LogStore<C> {
     /// Opens (or creates) the log's database in `dir`, with a page cache of `cache_mb`
     /// MiB, and starts the flusher task (it stops when the last handle is dropped).
-    pub fn open(dir: &Path, cache_mb: u64, fault: Option<Fault>) -> Result<Self, OrderError> {
+    /// `crash_before_replicate` is a test-only fault (see the field).
+    pub fn open(dir: &Path, cache_mb: u64, crash_before_replicate: bool) -> sled::Result<Self> {
         let db = common::storage::open_db(dir, cache_mb)?;
-        let db = &db;
         let (flushes, queue) = mpsc::unbounded_channel();
-        tokio::spawn(flush_loop(db.clone(), queue));
+        tokio::spawn(flush_loop::<C>(db.clone(), queue));
         let store = LogStore {
             log: db.open_tree("raft_log")?,
             state: db.open_tree("raft_state")?,
-            db: db.clone(),
+            db,
             flushes,
             committed: Arc::new(AtomicU64::new(NONE)),
-            fault,
+            crash_before_replicate,
         };
         if let Some(bytes) = store.state.get(COMMITTED)? {
             if let Ok(Some(id)) = decode::<Option<LogId<NodeId>>>(&bytes) {
@@ -152,7 +140,7 @@ impl LogStore {
             .last()
             .map_err(|e| log_error(ErrorVerb::Read, &e))?
         {
-            Some((_, bytes)) => Ok(Some(decode::<Entry>(&bytes)?.log_id)),
+            Some((_, bytes)) => Ok(Some(decode::<C::Entry>(&bytes)?.log_id)),
             None => Ok(None),
         }
     }
@@ -160,12 +148,10 @@ impl LogStore {
 
 /// Completes append callbacks after a flush that covers them, many per flush, in the
 /// order they were queued.
-async fn flush_loop(db: sled::Db, mut queue: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
+async fn flush_loop<C: Group>(db: sled::Db, mut queue: mpsc::UnboundedReceiver<LogFlushed<C>>) {
     let mut waiting = Vec::new();
     while queue.recv_many(&mut waiting, 4096).await > 0 {
-        let result = common::flush::flush_blocking(&db)
-            .await
-            .map_err(std::io::Error::other);
+        let result = common::flush::flush_blocking(&db).await;
         for callback in waiting.drain(..) {
             callback.log_io_completed(match &result {
                 Ok(()) => Ok(()),
@@ -179,11 +165,11 @@ fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
+impl<C: Group> RaftLogReader<C> for LogStore<C> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, StorageError<NodeId>> {
+    ) -> Result<Vec<C::Entry>, StorageError<NodeId>> {
         let start = match range.start_bound() {
             Bound::Included(i) => *i,
             Bound::Excluded(i) => i.saturating_add(1),
@@ -208,10 +194,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 }
 
-impl RaftLogStorage<TypeConfig> for LogStore {
-    type LogReader = LogStore;
+impl<C: Group> RaftLogStorage<C> for LogStore<C> {
+    type LogReader = LogStore<C>;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+    async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<NodeId>> {
         let purged: Option<LogId<NodeId>> = self.get_state(PURGED)?.flatten();
         let last = self.last_entry_id()?.or(purged);
         Ok(LogState {
@@ -238,7 +224,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
         // Durable with the next flush; openraft does not need it flushed (a restarted
-        // replica learns the commit again from the leader).
+        // member learns the commit again from the leader).
         self.put_state(COMMITTED, &committed)?;
         self.committed
             .store(committed.map_or(NONE, |c| c.index), Ordering::SeqCst);
@@ -252,23 +238,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: LogFlushed<TypeConfig>,
+        callback: LogFlushed<C>,
     ) -> Result<(), StorageError<NodeId>>
     where
-        I: IntoIterator<Item = Entry> + Send,
+        I: IntoIterator<Item = C::Entry> + Send,
         I::IntoIter: Send,
     {
         let mut batch = sled::Batch::default();
-        let mut orders = false;
+        let mut data = false;
         for entry in entries {
-            orders |= matches!(entry.payload, EntryPayload::Normal(_));
+            data |= matches!(entry.payload, EntryPayload::Normal(_));
             batch.insert(&index_key(entry.log_id.index), encode(&entry)?);
         }
         self.log
             .apply_batch(batch)
             .map_err(|e| log_error(ErrorVerb::Write, &e))?;
-        if orders && self.fault == Some(Fault::CrashBeforeReplicate) {
-            // The fault's point: in this replica's log (durably), and since openraft
+        if data && self.crash_before_replicate {
+            // The fault's point: in this member's log (durably), and since openraft
             // replicates only after the append returns, on no follower.
             let _ = self.flush().await;
             tracing::error!("fault injection: crashing before replication");

@@ -1,0 +1,357 @@
+//! A running member of a Raft group: starting it (and the group), knowing when a
+//! restarted member has caught up, who leads, linearizable reads, and the figures a
+//! member's `/health` shows. The state machine is the group's; everything here is
+//! the same for every group.
+//!
+//! Start-up: the member with the lowest configured id initialises the group with every
+//! configured member, unless it or any peer that answers already belongs to one (its
+//! data was lost while the others kept theirs). openraft must be initialised on one
+//! member only: every member initialising gives endless elections.
+//!
+//! Ready: a restarted follower learns of the leader from its first heartbeat, before
+//! it has the entries it missed, so knowing the leader alone does not mean caught up.
+//! A member is caught up once it leads, or once it has applied what its leader
+//! reported committed when asked (a fixed target: under load the leader's commit
+//! index moves on all the time); and ready while caught up and knowing a leader.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::client::ClusterClient;
+use openraft::error::{CheckIsLeaderError, Fatal, RaftError};
+use openraft::storage::RaftStateMachine;
+use openraft::{Raft, ServerState, SnapshotPolicy};
+use reqwest::Url;
+
+use crate::log::LogStore;
+use crate::network::{self, MessageError, Network};
+use crate::{Group, Node, NodeId};
+
+/// A group's timing, from its members' flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How often the leader sends heartbeats.
+    pub heartbeat: Duration,
+    /// Shortest election timeout; each timeout is drawn between this and twice it.
+    pub election: Duration,
+    /// How long an entry may wait for a majority (and a snapshot may take to install).
+    pub commit: Duration,
+    /// How long a read may wait for the leader to confirm its leadership.
+    pub read: Duration,
+    /// Log entries between snapshots; as many are kept after the log is purged.
+    pub snapshot_entries: u64,
+}
+
+impl Settings {
+    /// openraft's configuration for a group named `name`.
+    pub fn openraft(&self, name: &str) -> Result<openraft::Config, openraft::ConfigError> {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+        openraft::Config {
+            cluster_name: name.into(),
+            heartbeat_interval: millis(self.heartbeat),
+            election_timeout_min: millis(self.election),
+            election_timeout_max: millis(self.election).saturating_mul(2),
+            install_snapshot_timeout: millis(self.commit),
+            max_payload_entries: 64,
+            snapshot_max_chunk_size: 1 << 20,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_entries),
+            max_in_snapshot_log_to_keep: self.snapshot_entries,
+            ..Default::default()
+        }
+        .validate()
+    }
+}
+
+/// Who a group is: its name (openraft's cluster name) and its route for Raft's
+/// messages (`/internal/<route>/…`).
+#[derive(Debug, Clone, Copy)]
+pub struct Identity {
+    pub name: &'static str,
+    pub route: &'static str,
+}
+
+/// What a peer says of its place in the group.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerView {
+    pub term: u64,
+    pub leader: Option<u32>,
+    pub commit_index: Option<u64>,
+}
+
+/// How a member asks a peer for its [`PeerView`] (each group has its own status
+/// endpoint). `None`: no answer within `within`, or not a member of this kind of group.
+pub trait Probe: Clone + Send + Sync + 'static {
+    fn probe(&self, peer: &Url, within: Duration) -> impl Future<Output = Option<PeerView>> + Send;
+}
+
+/// What a member reports of itself.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub leading: bool,
+    pub term: u64,
+    pub leader: Option<u32>,
+    /// Caught up once since its start, and knows a leader.
+    pub ready: bool,
+    pub commit_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    /// As leader, every follower and how many log entries it is behind (0 elsewhere).
+    pub behind: Vec<(NodeId, u64)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("raft settings")]
+    Config(#[source] Box<openraft::ConfigError>),
+    #[error("raft did not start")]
+    Fatal(#[source] Box<Fatal<NodeId>>),
+}
+
+/// Why a linearizable read could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot confirm leadership")]
+    NotConfirmed(#[source] Box<CheckIsLeaderError<NodeId, Node>>),
+    #[error("no majority confirmed the leadership within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("raft has stopped")]
+    Fatal(#[source] Box<Fatal<NodeId>>),
+}
+
+/// Handle to a running member. Cheap to clone.
+pub struct RaftNode<C: Group> {
+    inner: Arc<Inner<C>>,
+}
+
+// By hand: a derive would ask `C: Clone`.
+impl<C: Group> Clone for RaftNode<C> {
+    fn clone(&self) -> Self {
+        RaftNode {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<C: Group> {
+    id: u32,
+    raft: Raft<C>,
+    /// Set once this member has caught up after its start (see the module docs).
+    caught_up: AtomicBool,
+    log: LogStore<C>,
+    settings: Settings,
+}
+
+impl<C: Group> RaftNode<C> {
+    /// Starts member `id` of the group of `members` (every member, this one included)
+    /// on `log` and `machine`; messages go through `client`. Spawns the catch-up watch,
+    /// and on the lowest id the group's initialisation.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start<M: RaftStateMachine<C>>(
+        id: u32,
+        group: Identity,
+        members: &[(u32, Url)],
+        log: LogStore<C>,
+        machine: M,
+        client: ClusterClient,
+        settings: Settings,
+        probe: impl Probe,
+    ) -> Result<Self, StartError> {
+        let peers: Vec<(u32, Url)> = members.iter().filter(|(p, _)| *p != id).cloned().collect();
+        let config = settings
+            .openraft(group.name)
+            .map_err(|e| StartError::Config(Box::new(e)))?;
+        let network = Network::new(client, group.route, peers.clone());
+        let raft = Raft::new(
+            u64::from(id),
+            Arc::new(config),
+            network,
+            log.clone(),
+            machine,
+        )
+        .await
+        .map_err(|e| StartError::Fatal(Box::new(e)))?;
+        let node = RaftNode {
+            inner: Arc::new(Inner {
+                id,
+                raft,
+                caught_up: AtomicBool::new(false),
+                log,
+                settings,
+            }),
+        };
+        tokio::spawn(catch_up(node.clone(), probe.clone(), peers.clone()));
+        if peers.iter().all(|(p, _)| *p > id) {
+            let members: BTreeMap<NodeId, Node> = members
+                .iter()
+                .map(|(p, url)| {
+                    (
+                        u64::from(*p),
+                        Node {
+                            addr: url.to_string(),
+                        },
+                    )
+                })
+                .collect();
+            tokio::spawn(initialize(node.clone(), members, probe, peers));
+        }
+        Ok(node)
+    }
+
+    pub fn id(&self) -> u32 {
+        self.inner.id
+    }
+
+    /// The openraft handle, for `client_write` and the state machine's reads.
+    pub fn raft(&self) -> &Raft<C> {
+        &self.inner.raft
+    }
+
+    /// Ok if this member leads (and so takes writes); otherwise the leader it knows.
+    pub fn leads(&self) -> Result<(), Option<u32>> {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        if m.state == ServerState::Leader {
+            Ok(())
+        } else {
+            Err(m.current_leader.and_then(|l| u32::try_from(l).ok()))
+        }
+    }
+
+    /// As leader: confirms the leadership with a majority and waits until everything
+    /// committed before the read is applied here (a linearizable read), within the
+    /// read wait.
+    pub async fn linearize(&self) -> Result<(), ReadError> {
+        let wait = self.inner.settings.read;
+        match tokio::time::timeout(wait, self.inner.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(e))) => Err(ReadError::NotConfirmed(Box::new(e))),
+            Ok(Err(RaftError::Fatal(e))) => Err(ReadError::Fatal(Box::new(e))),
+            Err(_) => Err(ReadError::Timeout(wait)),
+        }
+    }
+
+    /// What this member reports of itself.
+    pub fn view(&self) -> View {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let last = m.last_log_index.map_or(0, |i| i.saturating_add(1));
+        let behind = m
+            .membership_config
+            .nodes()
+            .filter(|(id, _)| **id != m.id)
+            .map(|(follower, _)| {
+                // Only the leader knows; elsewhere 0, not the values of an earlier term.
+                let behind = match &m.replication {
+                    Some(replication) => {
+                        let matched = replication.get(follower).copied().flatten();
+                        last.saturating_sub(matched.map_or(0, |l| l.index.saturating_add(1)))
+                    }
+                    None => 0,
+                };
+                (*follower, behind)
+            })
+            .collect();
+        let leader = m.current_leader.and_then(|l| u32::try_from(l).ok());
+        View {
+            leading: m.state == ServerState::Leader,
+            term: m.current_term,
+            leader,
+            // Caught up once (after its start) and knows a leader. Not "has applied
+            // all it knows committed": under load a member applies a moment after it
+            // learns of a commit, so that would flicker.
+            ready: self.inner.caught_up.load(Ordering::SeqCst) && leader.is_some(),
+            commit_index: self.inner.log.committed_index(),
+            applied_index: m.last_applied.map(|l| l.index),
+            behind,
+        }
+    }
+
+    /// Answers one of Raft's messages from a peer (see [`network::handle`]).
+    pub async fn handle(&self, kind: &str, body: &[u8]) -> Result<Vec<u8>, MessageError> {
+        network::handle(&self.inner.raft, kind, body).await
+    }
+
+    /// Stops the member (its tasks end; the log is already durable).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not stop cleanly");
+        }
+    }
+}
+
+/// Marks the member caught up once it leads, or once it has applied what its leader
+/// reported committed when asked; ends then, or when the member stops.
+async fn catch_up<C: Group>(node: RaftNode<C>, probe: impl Probe, peers: Vec<(u32, Url)>) {
+    let inner = &node.inner;
+    let mut metrics = inner.raft.metrics();
+    let me = u64::from(inner.id);
+    let mut target: Option<(u64, Option<u64>)> = None; // (leader, its commit index)
+    loop {
+        let (leader, applied, stopped) = {
+            let m = metrics.borrow_and_update();
+            (
+                m.current_leader,
+                m.last_applied.map(|l| l.index),
+                m.running_state.is_err(),
+            )
+        };
+        if stopped {
+            return;
+        }
+        let done = match leader {
+            Some(l) if l == me => true,
+            Some(l) => {
+                if target.is_none_or(|(asked, _)| asked != l) {
+                    target = None;
+                    if let Some((_, url)) = peers.iter().find(|(p, _)| u64::from(*p) == l) {
+                        if let Some(view) = probe.probe(url, inner.settings.read).await {
+                            target = Some((l, view.commit_index));
+                        }
+                    }
+                }
+                target.is_some_and(|(_, commit)| applied >= commit)
+            }
+            None => false,
+        };
+        if done {
+            inner.caught_up.store(true, Ordering::SeqCst);
+            tracing::info!(applied, "caught up with the raft group");
+            return;
+        }
+        // Wait for progress (or a little while, if the leader could not be asked).
+        if let Ok(Err(_)) = tokio::time::timeout(inner.settings.heartbeat, metrics.changed()).await
+        {
+            return; // the member has stopped
+        }
+    }
+}
+
+/// Initialises the group with every configured member, unless a peer already
+/// belongs to one.
+async fn initialize<C: Group>(
+    node: RaftNode<C>,
+    members: BTreeMap<NodeId, Node>,
+    probe: impl Probe,
+    peers: Vec<(u32, Url)>,
+) {
+    let raft = &node.inner.raft;
+    if raft.is_initialized().await.unwrap_or(true) {
+        return;
+    }
+    for (peer, url) in &peers {
+        if let Some(view) = probe.probe(url, node.inner.settings.election).await {
+            if view.term > 0 || view.leader.is_some() {
+                tracing::info!(
+                    peer,
+                    "a peer already belongs to a raft group; not initialising"
+                );
+                return;
+            }
+        }
+    }
+    match raft.initialize(members).await {
+        Ok(()) => tracing::info!("initialised the raft group"),
+        Err(e) => tracing::info!(error = %e, "raft group not initialised"),
+    }
+}

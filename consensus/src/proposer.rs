@@ -1,0 +1,168 @@
+//! The leader's write path into the log: one task that turns queued writes into log
+//! entries, many writes per entry and a few entries in flight, and answers each write
+//! when its entry is committed and applied.
+//!
+//! Every entry costs a round of messages and a flush on each member, so fewer, fuller
+//! entries carry more writes per second: measured with the order log at 32 clients,
+//! 1–2 entries in flight gave ~2,900 orders/s, 8 gave ~2,200 and 32 gave ~1,500.
+//!
+//! What an entry holds and what its reply means is the group's own ([`Proposal`]);
+//! how the writes are queued, batched, bounded in time and answered is shared.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Raft, RaftTypeConfig};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::{Group, Node, NodeId};
+
+/// How a group turns writes into a log entry, and the entry's reply into answers.
+pub trait Proposal<C: Group>: Send + Sync + 'static {
+    /// One write, as queued.
+    type Write: Send + 'static;
+    /// What one write is answered, once its entry is applied.
+    type Answer: Send + 'static;
+
+    /// The entry that carries `writes` (in order).
+    fn entry(&self, writes: Vec<Self::Write>) -> <C as RaftTypeConfig>::D;
+
+    /// The answers, one per write in order, from what applying the entry returned.
+    fn answers(&self, reply: <C as RaftTypeConfig>::R) -> Vec<Self::Answer>;
+}
+
+/// The proposer's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most writes in one entry.
+    pub max_batch: usize,
+    /// Most entries being committed at once; more writes wait and join a later entry.
+    pub in_flight: usize,
+    /// How long an entry may wait for a majority before its writes fail.
+    pub commit: Duration,
+}
+
+/// Why a write was not applied. Nothing was acknowledged; the entry may still be
+/// committed later, so a retry must be idempotent.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProposeError {
+    /// This member does not lead; the hint names who does, if known.
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("no majority stored the entry within {} ms", waited.as_millis())]
+    NoMajority { waited: Duration },
+    #[error("raft write failed")]
+    Raft(#[source] Box<RaftError<NodeId, ClientWriteError<NodeId, Node>>>),
+    #[error("the state machine answered {got} writes for an entry of {sent}")]
+    Mismatch { sent: usize, got: usize },
+    #[error("the proposer has stopped")]
+    Stopped,
+}
+
+struct Pending<W, A> {
+    write: W,
+    reply: oneshot::Sender<Result<A, ProposeError>>,
+}
+
+/// Handle to the proposer task; it stops when every handle is dropped.
+pub struct Proposer<C: Group, P: Proposal<C>> {
+    tx: mpsc::Sender<Pending<P::Write, P::Answer>>,
+}
+
+// By hand: a derive would ask `C: Clone` and `P: Clone`.
+impl<C: Group, P: Proposal<C>> Clone for Proposer<C, P> {
+    fn clone(&self) -> Self {
+        Proposer {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<C: Group, P: Proposal<C>> Proposer<C, P> {
+    /// Starts the proposer on `raft`. `metric` prefixes its histograms
+    /// (`<metric>_entry_size`, `<metric>_commit_seconds`).
+    pub fn start(raft: Raft<C>, proposal: P, limits: Limits, metric: &'static str) -> Self {
+        let (tx, rx) = mpsc::channel(4 * limits.max_batch.max(1));
+        tokio::spawn(propose_loop(raft, Arc::new(proposal), rx, limits, metric));
+        Proposer { tx }
+    }
+
+    /// Queues `write` for the next entry and waits until that entry is applied.
+    pub async fn propose(&self, write: P::Write) -> Result<P::Answer, ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Pending { write, reply })
+            .await
+            .map_err(|_| ProposeError::Stopped)?;
+        answer.await.map_err(|_| ProposeError::Stopped)?
+    }
+}
+
+/// Drains queued writes into entries, up to `in_flight` entries at a time, and answers
+/// each write when its entry is applied (or failed).
+async fn propose_loop<C: Group, P: Proposal<C>>(
+    raft: Raft<C>,
+    proposal: Arc<P>,
+    mut rx: mpsc::Receiver<Pending<P::Write, P::Answer>>,
+    limits: Limits,
+    metric: &'static str,
+) {
+    let (size_metric, seconds_metric) = (
+        format!("{metric}_entry_size"),
+        format!("{metric}_commit_seconds"),
+    );
+    let slots = Arc::new(Semaphore::new(limits.in_flight.max(1)));
+    let mut batch = Vec::with_capacity(limits.max_batch);
+    while rx.recv_many(&mut batch, limits.max_batch.max(1)).await > 0 {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let pending: Vec<_> = std::mem::take(&mut batch);
+        let (raft, proposal) = (raft.clone(), proposal.clone());
+        let (size_metric, seconds_metric) = (size_metric.clone(), seconds_metric.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let (writes, replies): (Vec<_>, Vec<_>) =
+                pending.into_iter().map(|p| (p.write, p.reply)).unzip();
+            let sent = writes.len();
+            let entry = proposal.entry(writes);
+            let started = Instant::now();
+            let written = tokio::time::timeout(limits.commit, raft.client_write(entry)).await;
+            tracing::debug!(
+                writes = sent,
+                commit_us = started.elapsed().as_micros() as u64,
+                "entry committed"
+            );
+            metrics::histogram!(size_metric).record(sent as f64);
+            metrics::histogram!(seconds_metric).record(started.elapsed().as_secs_f64());
+            let error = match written {
+                Ok(Ok(response)) => {
+                    let answers = proposal.answers(response.data);
+                    if answers.len() == sent {
+                        for (reply, answer) in replies.into_iter().zip(answers) {
+                            let _ = reply.send(Ok(answer));
+                        }
+                        return;
+                    }
+                    ProposeError::Mismatch {
+                        sent,
+                        got: answers.len(),
+                    }
+                }
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                    ProposeError::NotLeader {
+                        leader: f.leader_id,
+                    }
+                }
+                Ok(Err(e)) => ProposeError::Raft(Box::new(e)),
+                Err(_) => ProposeError::NoMajority {
+                    waited: limits.commit,
+                },
+            };
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+        });
+    }
+}
