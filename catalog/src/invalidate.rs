@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::client::{FrontendClient, PeerError};
+use common::tasks::Tasks;
 use common::wire::Invalidation;
 use reqwest::StatusCode;
 use tokio::sync::mpsc;
@@ -21,18 +22,18 @@ use tokio::sync::mpsc;
 /// How long a delivery is retried before it is dropped.
 const RETRY_FOR: Duration = Duration::from_secs(5);
 
-/// Handle for announcing invalidations. Cheap to clone; the delivery task stops when
-/// every handle has been dropped.
+/// Handle for announcing invalidations. Cheap to clone; the delivery task stops at
+/// shutdown (a push not made then is covered by the front-end's lease).
 #[derive(Clone)]
 pub struct Invalidator {
     tx: mpsc::UnboundedSender<Invalidation>,
 }
 
 impl Invalidator {
-    /// Starts the delivery task.
-    pub fn start(frontend: FrontendClient) -> Self {
+    /// Starts the delivery task on `tasks`.
+    pub fn start(frontend: FrontendClient, tasks: &Tasks) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(deliver_loop(frontend, rx));
+        tasks.spawn_cancellable("invalidation push", deliver_loop(frontend, rx));
         Invalidator { tx }
     }
 

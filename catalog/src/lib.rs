@@ -24,10 +24,14 @@ use std::future::Future;
 use common::client::{ClusterClient, FrontendClient};
 use common::http::ClusterToken;
 use common::retention;
+use common::tasks::Tasks;
 use tokio::net::TcpListener;
 
 pub use config::Config;
 pub use error::CatalogError;
+
+/// How long shutdown waits for the background tasks once the server has drained.
+const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Opens (and if needed seeds) the database, starts the background tasks and serves
 /// on `listener` until `shutdown` resolves; then stops the tasks and flushes.
@@ -50,31 +54,38 @@ pub async fn run(
     let secret = config.token.resolve().map_err(CatalogError::Config)?;
     let cluster = ClusterClient::new(&secret, config.peer.timeouts())
         .map_err(|e| CatalogError::Storage(e.to_string()))?;
-    let invalidator =
-        invalidate::Invalidator::start(FrontendClient::new(cluster, config.frontend_url.clone()));
+    let tasks = Tasks::new();
+    let invalidator = invalidate::Invalidator::start(
+        FrontendClient::new(cluster, config.frontend_url.clone()),
+        &tasks,
+    );
 
     // No start-up announcement is needed: a crash between a flush and its push is
     // covered by the front-end's lease, whose next poll reads the new version.
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     let next_restock = restock::NextRestock::new(config.restock_period());
-    let restocker = tokio::spawn(restock::restock_loop(
-        store.clone(),
-        invalidator.clone(),
-        config.restock_amount,
-        config.restock_period(),
-        next_restock.clone(),
-        stopped.clone(),
-    ));
-    let pruner = tokio::spawn(retention::prune_loop(
-        retention::prune_period(window),
-        move || Ok(retention::cutoff(retention::now_ms(), window)),
-        {
-            let store = store.clone();
-            move |cutoff, limit| store.prune_keys(cutoff, limit).map_err(|e| e.to_string())
-        },
-        stopped,
-    ));
+    tasks.spawn_cancellable(
+        "restocker",
+        restock::restock_loop(
+            store.clone(),
+            invalidator.clone(),
+            config.restock_amount,
+            config.restock_period(),
+            next_restock.clone(),
+        ),
+    );
+    tasks.spawn(
+        "key pruner",
+        retention::prune_loop(
+            retention::prune_period(window),
+            move || Ok(retention::cutoff(retention::now_ms(), window)),
+            {
+                let store = store.clone();
+                move |cutoff, limit| store.prune_keys(cutoff, limit).map_err(|e| e.to_string())
+            },
+            tasks.clone(),
+        ),
+    );
 
     let state = http::AppState {
         store: store.clone(),
@@ -86,9 +97,7 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, "catalog listening");
     common::http::serve(listener, http::router(state, token), shutdown).await?;
 
-    let _ = stop.send(true);
-    let _ = restocker.await;
-    let _ = pruner.await;
+    tasks.shutdown(SHUTDOWN_DEADLINE).await;
     store.flush().await?;
     tracing::info!("catalog stopped");
     Ok(())

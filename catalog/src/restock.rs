@@ -26,23 +26,19 @@ impl NextRestock {
     }
 }
 
-/// Runs until `stop` turns true.
+/// Runs until shutdown drops it (a round under way has flushed before it announces).
 pub async fn restock_loop(
     store: Store,
     invalidator: Invalidator,
     amount: u64,
     period: Duration,
     next: NextRestock,
-    mut stop: watch::Receiver<bool>,
 ) {
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticks.tick().await; // the first tick is immediate; the first restock is one period in
     loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stop.changed() => return,
-        }
+        ticks.tick().await;
         // `Delay`: the next tick comes one period after this one was taken.
         next.0.send_replace(Instant::now() + period);
         match store.restock_sold_out(amount).await {

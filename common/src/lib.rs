@@ -11,6 +11,7 @@
 //! - [`config`]: parsing helpers for the command-line configuration.
 //! - [`idkey`]: idempotency keys as stored (a UUID in 17 bytes).
 //! - [`retention`]: how long idempotency keys are kept, and by which clock.
+//! - [`tasks`]: one lifecycle for background tasks (cancel, then wait with a deadline).
 //! - [`telemetry`]: logging setup, done once per process.
 //! - [`metrics`]: the Prometheus recorder, `GET /metrics` and request metrics.
 //! - [`trace`]: request ids (`x-request-id`), followed through every service's log.
@@ -24,6 +25,7 @@ pub mod idkey;
 pub mod metrics;
 pub mod retention;
 pub mod storage;
+pub mod tasks;
 pub mod telemetry;
 pub mod trace;
 pub mod wire;

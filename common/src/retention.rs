@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::watch;
+use crate::tasks::Tasks;
 
 /// The default window: what payment APIs that popularised `Idempotency-Key` keep.
 pub const DEFAULT_WINDOW: &str = "24h";
@@ -73,10 +73,10 @@ pub fn prune_period(window: Duration) -> Duration {
     (window / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
-/// Every `every`, until `stop` turns true: asks `cutoff()` for the oldest time still
+/// Every `every`, until `tasks` stop: asks `cutoff()` for the oldest time still
 /// kept and calls `prune(cutoff, PRUNE_BATCH)` on the blocking pool until it answers
-/// fewer than [`PRUNE_BATCH`] (it answers how many keys it passed).
-pub async fn prune_loop<C, P>(every: Duration, cutoff: C, prune: P, mut stop: watch::Receiver<bool>)
+/// fewer than [`PRUNE_BATCH`] (it answers how many keys it passed), or shutdown begins.
+pub async fn prune_loop<C, P>(every: Duration, cutoff: C, prune: P, tasks: Tasks)
 where
     C: Fn() -> Result<u64, String> + Send + Sync + 'static,
     P: Fn(u64, usize) -> Result<usize, String> + Send + Sync + 'static,
@@ -84,10 +84,10 @@ where
     let work = Arc::new((cutoff, prune));
     loop {
         tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = tasks.stopping() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let (work, stopping) = (work.clone(), stop.clone());
+        let (work, stopping) = (work.clone(), tasks.clone());
         let pass = tokio::task::spawn_blocking(move || -> Result<usize, String> {
             let (cutoff, prune) = &*work;
             let cutoff = cutoff()?;
@@ -95,7 +95,7 @@ where
             loop {
                 let passed = prune(cutoff, PRUNE_BATCH)?;
                 dropped += passed;
-                if passed < PRUNE_BATCH || *stopping.borrow() {
+                if passed < PRUNE_BATCH || stopping.is_stopping() {
                     return Ok(dropped);
                 }
             }

@@ -28,6 +28,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use common::tasks::Tasks;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
     EntryPayload, ErrorSubject, ErrorVerb, LogId, LogState, RaftLogReader, StorageError, Vote,
@@ -80,12 +81,20 @@ fn log_error(verb: ErrorVerb, e: &(impl std::error::Error + 'static)) -> Storage
 
 impl<C: Group> LogStore<C> {
     /// Opens (or creates) the log's database in `dir`, with a page cache of `cache_mb`
-    /// MiB, and starts the flusher task (it stops when the last handle is dropped).
-    /// `crash_before_replicate` is a test-only fault (see the field).
-    pub fn open(dir: &Path, cache_mb: u64, crash_before_replicate: bool) -> sled::Result<Self> {
+    /// MiB, and starts the flusher task on `tasks`. `crash_before_replicate` is a
+    /// test-only fault (see the field).
+    pub fn open(
+        dir: &Path,
+        cache_mb: u64,
+        crash_before_replicate: bool,
+        tasks: &Tasks,
+    ) -> sled::Result<Self> {
         let db = common::storage::open_db(dir, cache_mb)?;
         let (flushes, queue) = mpsc::unbounded_channel();
-        tokio::spawn(flush_loop::<C>(db.clone(), queue));
+        tasks.spawn(
+            "raft log flusher",
+            flush_loop::<C>(db.clone(), queue, tasks.stopping()),
+        );
         let store = LogStore {
             log: db.open_tree("raft_log")?,
             state: db.open_tree("raft_state")?,
@@ -147,10 +156,20 @@ impl<C: Group> LogStore<C> {
 }
 
 /// Completes append callbacks after a flush that covers them, many per flush, in the
-/// order they were queued.
-async fn flush_loop<C: Group>(db: sled::Db, mut queue: mpsc::UnboundedReceiver<LogFlushed<C>>) {
+/// order they were queued; until shutdown (the member's Raft has stopped by then).
+async fn flush_loop<C: Group>(
+    db: sled::Db,
+    mut queue: mpsc::UnboundedReceiver<LogFlushed<C>>,
+    stopping: impl std::future::Future<Output = ()>,
+) {
     let mut waiting = Vec::new();
-    while queue.recv_many(&mut waiting, 4096).await > 0 {
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            biased;
+            taken = queue.recv_many(&mut waiting, 4096) => if taken == 0 { return },
+            _ = &mut stopping => return,
+        }
         let result = common::flush::flush_blocking(&db).await;
         for callback in waiting.drain(..) {
             callback.log_io_completed(match &result {

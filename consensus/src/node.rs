@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::client::ClusterClient;
+use common::tasks::Tasks;
 use openraft::error::{CheckIsLeaderError, Fatal, RaftError};
 use openraft::storage::RaftStateMachine;
 use openraft::{Raft, ServerState, SnapshotPolicy};
@@ -146,7 +147,7 @@ struct Inner<C: Group> {
 impl<C: Group> RaftNode<C> {
     /// Starts member `id` of the group of `members` (every member, this one included)
     /// on `log` and `machine`; messages go through `client`. Spawns the catch-up watch,
-    /// and on the lowest id the group's initialisation.
+    /// and on the lowest id the group's initialisation, on `tasks`.
     #[allow(clippy::too_many_arguments)]
     pub async fn start<M: RaftStateMachine<C>>(
         id: u32,
@@ -157,6 +158,7 @@ impl<C: Group> RaftNode<C> {
         client: ClusterClient,
         settings: Settings,
         probe: impl Probe,
+        tasks: &Tasks,
     ) -> Result<Self, StartError> {
         let peers: Vec<(u32, Url)> = members.iter().filter(|(p, _)| *p != id).cloned().collect();
         let config = settings
@@ -181,7 +183,10 @@ impl<C: Group> RaftNode<C> {
                 settings,
             }),
         };
-        tokio::spawn(catch_up(node.clone(), probe.clone(), peers.clone()));
+        tasks.spawn_cancellable(
+            "raft catch-up",
+            catch_up(node.clone(), probe.clone(), peers.clone()),
+        );
         if peers.iter().all(|(p, _)| *p > id) {
             let members: BTreeMap<NodeId, Node> = members
                 .iter()
@@ -194,7 +199,10 @@ impl<C: Group> RaftNode<C> {
                     )
                 })
                 .collect();
-            tokio::spawn(initialize(node.clone(), members, probe, peers));
+            tasks.spawn_cancellable(
+                "raft initialise",
+                initialize(node.clone(), members, probe, peers),
+            );
         }
         Ok(node)
     }

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::tasks::Tasks;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Raft, RaftTypeConfig};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -65,7 +66,7 @@ struct Pending<W, A> {
     reply: oneshot::Sender<Result<A, ProposeError>>,
 }
 
-/// Handle to the proposer task; it stops when every handle is dropped.
+/// Handle to the proposer task; it stops at shutdown.
 pub struct Proposer<C: Group, P: Proposal<C>> {
     tx: mpsc::Sender<Pending<P::Write, P::Answer>>,
 }
@@ -80,11 +81,21 @@ impl<C: Group, P: Proposal<C>> Clone for Proposer<C, P> {
 }
 
 impl<C: Group, P: Proposal<C>> Proposer<C, P> {
-    /// Starts the proposer on `raft`. `metric` prefixes its histograms
+    /// Starts the proposer on `raft` and `tasks`. `metric` prefixes its histograms
     /// (`<metric>_entry_size`, `<metric>_commit_seconds`).
-    pub fn start(raft: Raft<C>, proposal: P, limits: Limits, metric: &'static str) -> Self {
+    pub fn start(
+        raft: Raft<C>,
+        proposal: P,
+        limits: Limits,
+        metric: &'static str,
+        tasks: &Tasks,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(4 * limits.max_batch.max(1));
-        tokio::spawn(propose_loop(raft, Arc::new(proposal), rx, limits, metric));
+        let proposal = Arc::new(proposal);
+        tasks.spawn(
+            "raft proposer",
+            propose_loop(raft, proposal, rx, limits, metric, tasks.clone()),
+        );
         Proposer { tx }
     }
 
@@ -107,6 +118,7 @@ async fn propose_loop<C: Group, P: Proposal<C>>(
     mut rx: mpsc::Receiver<Pending<P::Write, P::Answer>>,
     limits: Limits,
     metric: &'static str,
+    tasks: Tasks,
 ) {
     let (size_metric, seconds_metric) = (
         format!("{metric}_entry_size"),
@@ -114,14 +126,22 @@ async fn propose_loop<C: Group, P: Proposal<C>>(
     );
     let slots = Arc::new(Semaphore::new(limits.in_flight.max(1)));
     let mut batch = Vec::with_capacity(limits.max_batch);
-    while rx.recv_many(&mut batch, limits.max_batch.max(1)).await > 0 {
+    loop {
+        // Writes taken are proposed and answered; shutdown comes between entries.
+        tokio::select! {
+            biased;
+            taken = rx.recv_many(&mut batch, limits.max_batch.max(1)) => if taken == 0 { return },
+            _ = tasks.stopping() => return,
+        }
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
         let pending: Vec<_> = std::mem::take(&mut batch);
         let (raft, proposal) = (raft.clone(), proposal.clone());
         let (size_metric, seconds_metric) = (size_metric.clone(), seconds_metric.clone());
-        tokio::spawn(async move {
+        // Ends when its entry is applied or failed (at shutdown, Raft has stopped and
+        // the write fails at once).
+        tasks.spawn("raft entry", async move {
             let _slot = slot;
             let (writes, replies): (Vec<_>, Vec<_>) =
                 pending.into_iter().map(|p| (p.write, p.reply)).unzip();

@@ -24,6 +24,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
+use common::tasks::Tasks;
 use common::wire::{CacheEventKind, Replication, Role};
 use futures_util::Stream;
 use tokio::sync::watch;
@@ -107,41 +108,32 @@ impl Panels {
 #[derive(Clone)]
 pub struct Dashboard {
     panels: watch::Receiver<Arc<Panels>>,
-    /// Turns true when the front-end starts shutting down: streams end.
-    closing: watch::Receiver<bool>,
+    /// The front-end's tasks: once they stop (shutdown has begun), streams end, so
+    /// that the server can finish draining.
+    tasks: Tasks,
 }
 
 impl Dashboard {
-    /// Starts polling with `monitor` (until `closing` turns true) and returns the
-    /// handle the routes serve from, and the polling task.
-    pub fn start(
-        monitor: Monitor,
-        closing: watch::Receiver<bool>,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Starts polling with `monitor` on `tasks` and returns the handle the routes
+    /// serve from.
+    pub fn start(monitor: Monitor, tasks: &Tasks) -> Self {
         let (tx, panels) = watch::channel(Arc::new(Panels::waiting()));
-        let task = tokio::spawn(poll_loop(monitor, tx, closing.clone()));
-        (Dashboard { panels, closing }, task)
+        tasks.spawn_cancellable("dashboard poll", poll_loop(monitor, tx));
+        Dashboard {
+            panels,
+            tasks: tasks.clone(),
+        }
     }
 }
 
-/// Polls and renders every [`POLL`] until `closing` turns true; viewers are woken only
+/// Polls and renders every [`POLL`], until shutdown drops it; viewers are woken only
 /// when a panel changed.
-async fn poll_loop(
-    mut monitor: Monitor,
-    panels: watch::Sender<Arc<Panels>>,
-    mut closing: watch::Receiver<bool>,
-) {
+async fn poll_loop(mut monitor: Monitor, panels: watch::Sender<Arc<Panels>>) {
     let mut ticks = tokio::time::interval(POLL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = closing.changed() => return,
-        }
-        let snapshot = tokio::select! {
-            s = monitor.poll() => s,
-            _ = closing.changed() => return,
-        };
+        ticks.tick().await;
+        let snapshot = monitor.poll().await;
         let rendered = Panels::render(&snapshot);
         panels.send_if_modified(|current| {
             let changed = **current != rendered;
@@ -198,23 +190,22 @@ async fn page(State(d): State<Dashboard>) -> Response {
 
 /// The stream: every panel at once, then the panels that changed, until shutdown.
 async fn events(State(d): State<Dashboard>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let start = (d.panels, d.closing, None::<Arc<Panels>>);
-    let stream =
-        futures_util::stream::unfold(start, |(mut panels, mut closing, sent)| async move {
-            if *closing.borrow_and_update() {
-                return None;
+    let start = (d.panels, d.tasks, None::<Arc<Panels>>);
+    let stream = futures_util::stream::unfold(start, |(mut panels, tasks, sent)| async move {
+        if tasks.is_stopping() {
+            return None;
+        }
+        if sent.is_some() {
+            tokio::select! {
+                changed = panels.changed() => changed.ok()?,
+                _ = tasks.stopping() => return None,
             }
-            if sent.is_some() {
-                tokio::select! {
-                    changed = panels.changed() => changed.ok()?,
-                    _ = closing.changed() => return None,
-                }
-            }
-            let now = panels.borrow_and_update().clone();
-            let data = now.changed_since(sent.as_deref());
-            let event = Event::default().event("panels").data(data);
-            Some((Ok(event), (panels, closing, Some(now))))
-        });
+        }
+        let now = panels.borrow_and_update().clone();
+        let data = now.changed_since(sent.as_deref());
+        let event = Event::default().event("panels").data(data);
+        Some((Ok(event), (panels, tasks, Some(now))))
+    });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 

@@ -26,6 +26,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::client::{OrderClient, PeerError};
 use common::config::Replicas;
+use common::tasks::Tasks;
 use common::wire::{LeaderNotice, ReplicaStatus, Replication, Role};
 use reqwest::Url;
 use tokio::sync::watch;
@@ -78,6 +79,8 @@ pub struct Leaders {
     /// Tells whether this front-end hears the catalog (its lease is current): a
     /// leader that says "catalog unavailable" while we hear it is cut off itself.
     catalog: Arc<Cache>,
+    /// The front-end's background tasks (follower notices run on them).
+    tasks: Tasks,
 }
 
 /// What one attempt of [`Leaders::call`] came to.
@@ -116,8 +119,10 @@ impl Leaders {
         client: OrderClient,
         timing: Timing,
         catalog: Arc<Cache>,
+        tasks: Tasks,
     ) -> Self {
         Leaders {
+            tasks,
             mode,
             mode_mismatch: AtomicBool::new(false),
             replicas,
@@ -395,39 +400,36 @@ impl Leaders {
     /// Only replicas in `answered` (they answered the selection's status check) are
     /// waited for; the others are told in the background straight away.
     async fn tell_followers(&self, notice: LeaderNotice, answered: &[u32]) {
-        let mut set = tokio::task::JoinSet::new();
+        let mut told = Vec::new();
         for (id, url) in &self.replicas.0 {
             if *id == notice.leader_id {
                 continue;
             }
             let (id, url, client) = (*id, url.clone(), self.client.clone());
-            let tell = async move {
+            let (done, answer) = tokio::sync::oneshot::channel::<()>();
+            // Each notice is bounded by its own timeout, and goes on in the background
+            // if not waited for.
+            self.tasks.spawn_cancellable("follower notice", async move {
                 if let Err(e) = client
                     .leader_notice(&url, &notice, FOLLOWER_NOTICE_TIMEOUT)
                     .await
                 {
                     tracing::debug!(replica = id, error = %e, "follower not told of the leader");
                 }
-            };
+                let _ = done.send(());
+            });
             if answered.contains(&id) {
-                set.spawn(tell);
-            } else {
-                // Bounded by the notice's own timeout.
-                drop(tokio::spawn(tell));
+                told.push(answer);
             }
         }
-        let all_told = async { while set.join_next().await.is_some() {} };
-        if tokio::time::timeout(self.timing.status, all_told)
-            .await
-            .is_err()
-        {
-            set.detach_all();
-        }
+        let _ =
+            tokio::time::timeout(self.timing.status, futures_util::future::join_all(told)).await;
     }
 
     /// Background task: picks a leader at start and replaces one that is gone, so that
-    /// replicas learn who leads even before the first order. Stops when `stop` is set.
-    pub async fn watch(&self, mut stop: watch::Receiver<bool>) {
+    /// replicas learn who leads even before the first order. Runs until shutdown drops
+    /// it (a selection can take a while, and shutdown does not wait for it).
+    pub async fn watch(&self) {
         let mut failures = 0;
         loop {
             let check = async {
@@ -455,16 +457,8 @@ impl Leaders {
                     },
                 }
             };
-            // A selection can take a while (replicas catch up first): shutdown must not
-            // wait for it.
-            tokio::select! {
-                _ = check => {}
-                _ = stop.changed() => return,
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(self.timing.interval) => {}
-                _ = stop.changed() => return,
-            }
+            check.await;
+            tokio::time::sleep(self.timing.interval).await;
         }
     }
 }

@@ -10,34 +10,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::client::CatalogClient;
-use tokio::sync::watch;
 
 use crate::cache::Cache;
 
-/// Polls every `every` until `stop` is set; each success renews the lease for `lease`.
+/// Polls every `every`, until shutdown drops it; each success renews the lease for
+/// `lease`.
 pub async fn lease_loop(
     catalog: CatalogClient,
     cache: Arc<Cache>,
     every: Duration,
     lease: Duration,
-    mut stop: watch::Receiver<bool>,
 ) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stop.changed() => return,
-        }
+        ticks.tick().await;
         let sent = Instant::now();
         // A poll answered after the lease it would grant has run out grants nothing,
         // so it need not wait longer than that.
-        let poll = tokio::time::timeout(lease, catalog.products());
-        let polled = tokio::select! {
-            polled = poll => polled,
-            _ = stop.changed() => return,
-        };
+        let polled = tokio::time::timeout(lease, catalog.products()).await;
         match polled {
             Ok(Ok(products)) => {
                 let versions: Vec<(String, u64)> = products

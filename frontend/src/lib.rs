@@ -33,9 +33,13 @@ use std::time::Duration;
 
 use common::client::{CatalogClient, ClusterClient, OrderClient};
 use common::http::ClusterToken;
+use common::tasks::Tasks;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+
+/// How long shutdown waits for the background tasks once the server has drained.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Serves the front-end on `listener` until `shutdown` resolves.
 pub async fn run(
@@ -52,18 +56,17 @@ pub async fn run(
         config.cache,
         config.cache_capacity as usize,
     ));
+    let tasks = Tasks::new();
     let leaders = Arc::new(leader::Leaders::new(
         config.replication,
         config.replicas.clone(),
         orders.clone(),
         config.leader_timing(),
         cache.clone(),
+        tasks.clone(),
     ));
     let catalog = CatalogClient::new(cluster, config.catalog_url.clone());
-    // Set as soon as shutdown begins: the dashboard's streams must end for the server
-    // to finish draining.
-    let (close, closing) = tokio::sync::watch::channel(false);
-    let (dashboard, dashboard_task) = dashboard::Dashboard::start(
+    let dashboard = dashboard::Dashboard::start(
         monitor::Monitor::new(
             config.replication,
             config.replicas.clone(),
@@ -71,7 +74,7 @@ pub async fn run(
             leaders.clone(),
             cache.clone(),
         ),
-        closing,
+        &tasks,
     );
     let state = http::AppState {
         catalog: catalog.clone(),
@@ -81,20 +84,20 @@ pub async fn run(
         fill_delay: Duration::from_millis(config.test_fill_delay_ms),
     };
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn({
-        let (leaders, stopped) = (leaders.clone(), stopped.clone());
-        async move { leaders.watch(stopped).await }
+    tasks.spawn_cancellable("leader watcher", {
+        let leaders = leaders.clone();
+        async move { leaders.watch().await }
     });
     // Runs with the cache off too: failover asks it whether the catalog is heard.
-    tasks.spawn(lease::lease_loop(
-        catalog,
-        cache.clone(),
-        config.catalog_poll(),
-        config.cache_lease(),
-        stopped,
-    ));
+    tasks.spawn_cancellable(
+        "cache lease",
+        lease::lease_loop(
+            catalog,
+            cache.clone(),
+            config.catalog_poll(),
+            config.cache_lease(),
+        ),
+    );
 
     tracing::info!(
         addr = %listener.local_addr()?,
@@ -104,14 +107,17 @@ pub async fn run(
     );
     let token = ClusterToken(secret.as_str().into());
     let _gauges = cache_metrics(cache.clone());
-    let shutdown = async move {
-        shutdown.await;
-        let _ = close.send(true);
+    // The tasks stop as soon as shutdown begins: the dashboard's streams must end for
+    // the server to finish draining (and nothing in flight needs the others).
+    let shutdown = {
+        let tasks = tasks.clone();
+        async move {
+            shutdown.await;
+            tasks.stop();
+        }
     };
     common::http::serve(listener, http::router(state, dashboard, token), shutdown).await?;
-    let _ = stop.send(true);
-    let _ = dashboard_task.await;
-    while tasks.join_next().await.is_some() {}
+    tasks.shutdown(SHUTDOWN_DEADLINE).await;
     tracing::info!("front-end stopped");
     Ok(())
 }

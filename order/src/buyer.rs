@@ -16,6 +16,7 @@
 use std::time::{Duration, Instant};
 
 use common::client::{CatalogClient, PeerError};
+use common::tasks::Tasks;
 use common::wire::{BuyReply, BuyRequest, BuyResult, NewOrder};
 use reqwest::StatusCode;
 use tokio::sync::{mpsc, oneshot};
@@ -46,7 +47,7 @@ struct Job {
     reply: oneshot::Sender<Result<Bought, OrderError>>,
 }
 
-/// Handle to the buyer task; it stops when every handle is dropped.
+/// Handle to the buyer task; it stops at shutdown, after the batch it is buying.
 #[derive(Clone)]
 pub struct Buyer {
     tx: mpsc::Sender<Job>,
@@ -57,9 +58,9 @@ impl Buyer {
     /// `key_retention` ago (this replica's `--key-retention`, without the replicas'
     /// margin) have expired, so that the catalog, whatever its own window, never calls
     /// repeated a key the replicas have forgotten (see `common::retention`).
-    pub fn start(catalog: CatalogClient, key_retention: Duration) -> Self {
+    pub fn start(catalog: CatalogClient, key_retention: Duration, tasks: &Tasks) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(buy_loop(catalog, rx, key_retention));
+        tasks.spawn("buyer", buy_loop(catalog, rx, key_retention, tasks.clone()));
         Buyer { tx }
     }
 
@@ -76,9 +77,20 @@ impl Buyer {
     }
 }
 
-async fn buy_loop(catalog: CatalogClient, mut rx: mpsc::Receiver<Job>, key_retention: Duration) {
+async fn buy_loop(
+    catalog: CatalogClient,
+    mut rx: mpsc::Receiver<Job>,
+    key_retention: Duration,
+    tasks: Tasks,
+) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    loop {
+        // A batch taken is bought and answered; shutdown comes between batches.
+        tokio::select! {
+            biased;
+            taken = rx.recv_many(&mut jobs, MAX_BATCH) => if taken == 0 { return },
+            _ = tasks.stopping() => return,
+        }
         let valid_from = common::retention::cutoff(common::retention::now_ms(), key_retention);
         let requests: Vec<BuyRequest> = jobs
             .iter()

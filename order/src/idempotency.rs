@@ -12,7 +12,7 @@
 //! | had taken it for the key | the held order                | a new order (its first write was lost) |
 //! | was not reached          | the held order                | refused: 503          |
 //!
-//! A held key names a toy and a quantity; an order that names others is refused (409)
+//! A held key names a toy and a quantity; an order that names others is refused (422)
 //! unless the catalog took stock for it now.
 
 use common::wire::{NewOrder, OrderRecord};

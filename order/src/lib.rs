@@ -1,25 +1,24 @@
 //! An order replica: stores orders durably and, as leader, replicates them.
 //!
-//! Modules:
-//! - [`config`]: flags and environment variables.
-//! - [`store`]: the sled database (orders, idempotency keys, epoch); the only module
-//!   that touches sled. [`record`]: how an order is laid out on disk.
-//! - [`idempotency`]: which order a key makes, given what the catalog did.
-//! - [`replication`]: the seam: what the API asks of the replicated log, in either
-//!   mode (`--replication primary-backup|raft`).
-//! - [`replica`]: primary-backup mode's shared state and its rules for leadership,
-//!   replication and catch-up.
+//! Modules, by use case:
+//! - [`place`]: `POST /orders` — the whole order path, the same in both modes.
+//! - [`read`]: `GET /orders/{n}` and the catch-up pages peers read.
 //! - [`buyer`]: the leader's first stage, taking stock at the catalog in batches.
-//! - [`writer`]: the leader's second stage, group commit and replication; and the
-//!   leader's heartbeat task (lagging followers, the commit index).
-//! - [`raft`]: Raft mode on openraft (log and state machine in sled, messages over
-//!   HTTP).
-//! - [`http`]: routes and handlers.
-//! - [`error`]: the error type and its HTTP mapping.
+//! - [`idempotency`]: which order a key makes, given what the catalog did.
+//! - [`replication`]: the seam — what the API asks of the replicated log, one line
+//!   per mode (`--replication primary-backup|raft`).
+//! - [`primary_backup`]: the lab's mode — leader notices, the writer, heartbeats,
+//!   followers, catch-up.
+//! - [`raft`]: Raft mode — the order log's entries and state machine, on the shared
+//!   machinery of the `consensus` crate.
+//! - [`store`]: the orders' sled database and its record layout (the Raft log has a
+//!   database of its own, `consensus::log`).
+//! - [`http`]: the routes; [`config`]: flags and environment variables; [`error`]:
+//!   the error type and its HTTP mapping.
 //!
-//! An order flows: `http::place` (leader?) → `Buyer::buy` (the buyer task takes stock
-//! for a whole batch in one catalog request) → `Protocol::submit`: in primary-backup
-//! mode the writer task numbers, writes, flushes and replicates a whole batch; in Raft
+//! An order flows: [`place`] (leader?) → `Buyer::buy` (the buyer task takes stock for
+//! a whole batch in one catalog request) → `Protocol::submit`: in primary-backup mode
+//! the writer task numbers, writes, flushes and replicates a whole batch; in Raft
 //! mode the batch becomes one log entry, numbered when a majority has committed it →
 //! reply.
 
@@ -28,18 +27,19 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod place;
+pub mod primary_backup;
 pub mod raft;
-pub mod record;
-pub mod replica;
+pub mod read;
 pub mod replication;
 pub mod store;
-pub mod writer;
 
 use std::future::Future;
+use std::time::Duration;
 
 use common::client::{CatalogClient, ClusterClient, OrderClient};
 use common::http::ClusterToken;
-use common::retention;
+use common::tasks::Tasks;
 use common::wire::Replication;
 use tokio::net::TcpListener;
 
@@ -47,9 +47,11 @@ pub use config::Config;
 pub use error::OrderError;
 use replication::Protocol;
 
-/// Opens the replica's database, starts its replication protocol (catch-up, writer
-/// and heartbeats; or the Raft node), and serves on `listener` until `shutdown`
-/// resolves; then stops and flushes.
+/// How long shutdown waits for the background tasks once the server has drained.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Opens the replica's database, starts its replication mode (and its tasks), and
+/// serves on `listener` until `shutdown` resolves; then stops every task and flushes.
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -65,111 +67,73 @@ pub async fn run(
     let secret = config.token.resolve().map_err(OrderError::Config)?;
     let cluster = ClusterClient::new(&secret, config.peer.timeouts())
         .map_err(|e| OrderError::Config(e.to_string()))?;
+    let tasks = Tasks::new();
     let buyer = buyer::Buyer::start(
         CatalogClient::new(cluster.clone(), config.catalog_url.clone()),
         config.retention.key_retention,
+        &tasks,
     );
+    let protocol = start_mode(&config, &store, cluster, &tasks).await?;
+    tracing::info!(
+        id = config.id,
+        mode = %config.replication,
+        orders = store.count(),
+        epoch = protocol.status().map(|s| s.epoch).unwrap_or_default(),
+        addr = %listener.local_addr()?,
+        "order replica listening"
+    );
+    let _gauges = gauges(&protocol);
+    let state = http::AppState {
+        protocol: protocol.clone(),
+        buyer,
+        key_window: config.key_window(),
+    };
     let token = ClusterToken(secret.as_str().into());
-    let addr = listener.local_addr()?;
-    match config.replication {
-        Replication::PrimaryBackup => {
-            store.claim_mode(Replication::PrimaryBackup)?;
-            let replica = replica::Replica::new(
-                config.id,
-                store.clone(),
-                config.peers(),
-                OrderClient::new(cluster),
-                config.timeouts(),
-            )?;
-            tracing::info!(
-                id = config.id,
-                mode = %config.replication,
-                orders = store.count(),
-                epoch = replica.leadership().epoch,
-                %addr,
-                "order replica listening"
-            );
-            let catch_up = tokio::spawn({
-                let replica = replica.clone();
-                async move { replica.catch_up().await }
-            });
-            let (stop, stopped) = tokio::sync::watch::channel(false);
-            let heartbeat = tokio::spawn(writer::heartbeat_loop(replica.clone(), stopped.clone()));
-            let window = config.key_window();
-            let pruner = tokio::spawn(retention::prune_loop(
-                retention::prune_period(window),
-                move || Ok(retention::cutoff(retention::now_ms(), window)),
-                pruner(&store),
-                stopped,
-            ));
-            let protocol = Protocol::PrimaryBackup {
-                writer: writer::Writer::start(replica.clone(), config.fault, window),
-                replica,
-            };
-            let _gauges = gauges(&protocol);
-            let state = http::AppState {
-                protocol,
-                buyer,
-                key_window: window,
-            };
-            common::http::serve(listener, http::router(state, token), shutdown).await?;
-            catch_up.abort();
-            let _ = stop.send(true);
-            let _ = heartbeat.await;
-            let _ = pruner.await;
-        }
-        Replication::Raft => {
-            let log_dir = config.data_dir().join("raft-log");
-            let node = raft::RaftMode::start(
-                config.id,
-                store.clone(),
-                (&log_dir, config.storage.sled_cache_mb),
-                &config.replicas.0,
-                cluster,
-                config.raft_settings(),
-            )
-            .await?;
-            tracing::info!(
-                id = config.id,
-                mode = %config.replication,
-                orders = store.count(),
-                %addr,
-                "order replica listening"
-            );
-            // Only keys older than the machine's own cutoff, which every replica
-            // applies alike, are dropped (see `raft::machine`).
-            let (stop, stopped) = tokio::sync::watch::channel(false);
-            let pruner = tokio::spawn(retention::prune_loop(
-                retention::prune_period(config.key_window()),
-                {
-                    let store = store.clone();
-                    move || raft::machine::Machine::key_cutoff(&store).map_err(|e| e.to_string())
-                },
-                pruner(&store),
-                stopped,
-            ));
-            let protocol = Protocol::Raft(node.clone());
-            let _gauges = gauges(&protocol);
-            let state = http::AppState {
-                protocol,
-                buyer,
-                key_window: config.key_window(),
-            };
-            common::http::serve(listener, http::router(state, token), shutdown).await?;
-            let _ = stop.send(true);
-            let _ = pruner.await;
-            node.shutdown().await;
-        }
-    }
+    common::http::serve(listener, http::router(state, token), shutdown).await?;
+    protocol.shutdown(&tasks, SHUTDOWN_DEADLINE).await;
     store.flush().await?;
     tracing::info!("order replica stopped");
     Ok(())
 }
 
-/// Drops the keys of orders older than a cutoff from `store`'s index, a batch at a time.
-fn pruner(store: &store::Store) -> impl Fn(u64, usize) -> Result<usize, String> + Send + Sync {
-    let store = store.clone();
-    move |cutoff, limit| store.prune_keys(cutoff, limit).map_err(|e| e.to_string())
+/// Starts the replication mode of `config` on `store`.
+async fn start_mode(
+    config: &Config,
+    store: &store::Store,
+    cluster: ClusterClient,
+    tasks: &Tasks,
+) -> Result<Protocol, OrderError> {
+    Ok(match config.replication {
+        Replication::PrimaryBackup => {
+            Protocol::PrimaryBackup(primary_backup::PrimaryBackup::start(
+                config.id,
+                store.clone(),
+                config.peers(),
+                OrderClient::new(cluster),
+                primary_backup::Options {
+                    timeouts: config.timeouts(),
+                    fault: config.fault,
+                    key_window: config.key_window(),
+                },
+                tasks,
+            )?)
+        }
+        Replication::Raft => Protocol::Raft(
+            raft::RaftMode::start(
+                config.id,
+                store.clone(),
+                (
+                    &config.data_dir().join("raft-log"),
+                    config.storage.sled_cache_mb,
+                ),
+                &config.replicas.0,
+                cluster,
+                config.raft_settings(),
+                tasks,
+            )
+            .await?,
+        ),
+    })
 }
 
 /// Keeps the replica's gauges (role, epoch, orders, …) current in every `/metrics`

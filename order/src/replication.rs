@@ -1,53 +1,45 @@
 //! The seam between the order API and the replication protocol: everything the HTTP
 //! layer asks of "the replicated log", whichever protocol runs it. The protocol is
-//! one value chosen at start-up (`--replication`).
+//! one value chosen at start-up (`--replication`), and each of its operations is one
+//! line per mode; the modes themselves are `primary_backup` and `raft`.
 //!
 //! Outcomes are typed [`OrderError`]s, the same in both modes: `NotLeader` and
 //! `NotReady` (ask the leader; 421), `NoMajority` / `Peer` (nothing acknowledged, try
 //! again; 503), `ReplicationFailed` (502), `UnknownOrder` (404).
 
+use axum::Router;
+use common::tasks::Tasks;
 use common::wire::{NewOrder, OrderRecord, ReplicaStatus, Role};
 
 use crate::error::OrderError;
 use crate::idempotency::Purchase;
+use crate::primary_backup::PrimaryBackup;
 use crate::raft::RaftMode;
-use crate::replica::Replica;
 use crate::store::Store;
-use crate::writer::Writer;
 
 /// The replication protocol of this replica. Cheap to clone.
 #[derive(Clone)]
 pub enum Protocol {
-    /// The lab's mode: the front-end makes leaders; the writer task replicates to
-    /// every follower that is up (`replica`, `writer`).
-    PrimaryBackup { replica: Replica, writer: Writer },
-    /// openraft: elected leader, majority commit (`raft`).
+    /// The lab's mode: the front-end makes leaders; the leader replicates to every
+    /// follower that is up.
+    PrimaryBackup(PrimaryBackup),
+    /// openraft: elected leader, majority commit.
     Raft(RaftMode),
 }
 
 impl Protocol {
     pub fn store(&self) -> &Store {
         match self {
-            Protocol::PrimaryBackup { replica, .. } => replica.store(),
-            Protocol::Raft(node) => node.store(),
+            Protocol::PrimaryBackup(mode) => mode.store(),
+            Protocol::Raft(mode) => mode.store(),
         }
     }
 
     /// Ok if this replica takes client writes now.
     pub fn check_writable(&self) -> Result<(), OrderError> {
         match self {
-            Protocol::PrimaryBackup { replica, .. } => {
-                let leadership = replica.leadership();
-                if leadership.accepts_writes() {
-                    Ok(())
-                } else {
-                    Err(OrderError::NotLeader {
-                        id: replica.id(),
-                        leader: leadership.leader,
-                    })
-                }
-            }
-            Protocol::Raft(node) => node.check_writable(),
+            Protocol::PrimaryBackup(mode) => mode.check_writable(),
+            Protocol::Raft(mode) => mode.check_writable(),
         }
     }
 
@@ -55,28 +47,16 @@ impl Protocol {
     /// answers its number once the order is durable where the protocol requires.
     pub async fn submit(&self, order: NewOrder, purchase: Purchase) -> Result<u64, OrderError> {
         match self {
-            Protocol::PrimaryBackup { writer, .. } => writer.submit(order, purchase).await,
-            Protocol::Raft(node) => node.submit(order, purchase).await,
+            Protocol::PrimaryBackup(mode) => mode.submit(order, purchase).await,
+            Protocol::Raft(mode) => mode.submit(order, purchase).await,
         }
     }
 
     /// The committed order `number`; never one that could still be dropped.
     pub async fn read(&self, number: u64) -> Result<OrderRecord, OrderError> {
         match self {
-            Protocol::PrimaryBackup { replica, .. } => {
-                // A number not stored at all is answered at once; one stored but not
-                // yet on every follower the leader waits for is shown after a short
-                // wait for the commit, or not at all.
-                if replica.store().order(number)?.is_none() || !replica.committed(number).await {
-                    return Err(OrderError::UnknownOrder(number));
-                }
-                // Read again: what was stored at that number may have changed meanwhile.
-                replica
-                    .store()
-                    .order(number)?
-                    .ok_or(OrderError::UnknownOrder(number))
-            }
-            Protocol::Raft(node) => node.read(number).await,
+            Protocol::PrimaryBackup(mode) => mode.read(number).await,
+            Protocol::Raft(mode) => mode.read(number).await,
         }
     }
 
@@ -84,8 +64,8 @@ impl Protocol {
     /// (the front-end asks for the status several times a second).
     pub fn status(&self) -> Result<ReplicaStatus, OrderError> {
         let status = match self {
-            Protocol::PrimaryBackup { replica, .. } => replica.status(),
-            Protocol::Raft(node) => node.status(),
+            Protocol::PrimaryBackup(mode) => mode.status(),
+            Protocol::Raft(mode) => mode.status(),
         }?;
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         metrics::gauge!("replica_epoch").set(status.epoch as f64);
@@ -99,5 +79,22 @@ impl Protocol {
             metrics::gauge!("raft_applied_index").set(i as f64);
         }
         Ok(status)
+    }
+
+    /// The mode's internal routes (the caller guards them with the cluster token).
+    pub fn routes<S>(&self) -> Router<S> {
+        match self {
+            Protocol::PrimaryBackup(mode) => mode.routes(),
+            Protocol::Raft(mode) => mode.routes(),
+        }
+    }
+
+    /// Stops the mode: its protocol first (Raft's own tasks), then every task it
+    /// spawned on `tasks`, within `deadline`.
+    pub async fn shutdown(&self, tasks: &Tasks, deadline: std::time::Duration) {
+        if let Protocol::Raft(mode) = self {
+            mode.shutdown().await;
+        }
+        tasks.shutdown(deadline).await;
     }
 }

@@ -16,4 +16,5 @@ mod metrics;
 mod raft;
 mod replication;
 mod retention;
+mod shutdown;
 mod tracing;

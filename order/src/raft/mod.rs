@@ -32,6 +32,7 @@ use axum::Router;
 use common::client::{ClusterClient, OrderClient};
 use common::http::PathParam;
 use common::retention;
+use common::tasks::Tasks;
 use common::wire::{NewOrder, OrderRecord, ReplicaStatus, Replication, Role};
 use consensus::log::LogStore;
 use consensus::{
@@ -153,8 +154,9 @@ pub struct RaftMode {
 
 impl RaftMode {
     /// Opens the log (its own database in `log_dir`, with a page cache of `cache_mb`
-    /// MiB) and starts the Raft node on it and the store. The replica with the lowest
-    /// id initialises the group if neither it nor any peer that answers has one yet.
+    /// MiB) and starts the Raft node on it and the store, the proposer and the key
+    /// pruner, on `tasks`. The replica with the lowest id initialises the group if
+    /// neither it nor any peer that answers has one yet.
     pub async fn start(
         id: u32,
         store: Store,
@@ -162,10 +164,11 @@ impl RaftMode {
         replicas: &[(u32, Url)],
         cluster: ClusterClient,
         settings: RaftSettings,
+        tasks: &Tasks,
     ) -> Result<Self, OrderError> {
         store.claim_mode(Replication::Raft)?;
         let crash = settings.fault == Some(crate::config::Fault::CrashBeforeReplicate);
-        let log = LogStore::open(log_dir, cache_mb, crash)?;
+        let log = LogStore::open(log_dir, cache_mb, crash, tasks)?;
         let node = RaftNode::start(
             id,
             GROUP,
@@ -175,6 +178,7 @@ impl RaftMode {
             cluster.clone(),
             settings.group,
             StatusProbe(OrderClient::new(cluster)),
+            tasks,
         )
         .await?;
         let proposer = Proposer::start(
@@ -188,6 +192,21 @@ impl RaftMode {
                 commit: settings.group.commit,
             },
             "raft",
+            tasks,
+        );
+        // Only keys older than the machine's own cutoff, which every replica applies
+        // alike, are dropped (see `machine`).
+        tasks.spawn(
+            "key pruner",
+            retention::prune_loop(
+                retention::prune_period(settings.key_window),
+                {
+                    let store = store.clone();
+                    move || machine::Machine::key_cutoff(&store).map_err(|e| e.to_string())
+                },
+                store.pruner(),
+                tasks.clone(),
+            ),
         );
         Ok(RaftMode {
             node,
@@ -286,7 +305,8 @@ impl RaftMode {
             .with_state(self.clone())
     }
 
-    /// Stops the Raft node (its tasks end; the log is already durable).
+    /// Stops the Raft node (the log is already durable); the mode's other tasks stop
+    /// with the replica's `Tasks`, after this.
     pub async fn shutdown(&self) {
         self.node.shutdown().await;
     }

@@ -10,8 +10,7 @@ use common::wire::OrderRecord;
 use consensus::snapshot::LazyBytes;
 
 use crate::error::OrderError;
-use crate::record;
-use crate::store::Store;
+use crate::store::{record, Store};
 
 /// `key_cutoff` and the orders of `store` up to `last_order` (none for `None`),
 /// encoded when first read.

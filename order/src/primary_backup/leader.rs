@@ -14,7 +14,7 @@
 //!
 //! A follower that misses the replication deadline (stalled, cut off, down, still
 //! catching up) is marked *lagging*: later batches do not wait for it, so a stalled
-//! peer costs one timeout, not one per batch. The [`heartbeat_loop`] probes every
+//! peer costs one timeout, not one per batch. The heartbeat (`heartbeat`) probes every
 //! follower on its own task, outside the log lock, and a lagging follower that answers
 //! a heartbeat (it syncs from the leader before it does) is waited for again.
 
@@ -25,15 +25,16 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::client::PeerError;
 use common::retention;
+use common::tasks::Tasks;
 use common::wire::{NewOrder, OrderRecord, Replicate};
 use reqwest::Url;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use super::state::{LogGuard, Replica};
 use crate::config::Fault;
 use crate::error::OrderError;
 use crate::idempotency::{self, decide, Decision, Purchase};
-use crate::replica::{LogGuard, Replica};
 
 /// Most orders written in one batch.
 const MAX_BATCH: usize = 1024;
@@ -45,17 +46,26 @@ pub struct Submit {
     pub reply: oneshot::Sender<Result<u64, OrderError>>,
 }
 
-/// Handle to the writer task; it stops when every handle is dropped.
+/// Handle to the writer task; it stops at shutdown, after the batch it is writing.
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Submit>,
 }
 
 impl Writer {
-    /// Starts the writer; keys are held for `key_window` from their order's time.
-    pub fn start(replica: Replica, fault: Option<Fault>, key_window: Duration) -> Self {
+    /// Starts the writer on `tasks`; keys are held for `key_window` from their order's
+    /// time.
+    pub fn start(
+        replica: Replica,
+        fault: Option<Fault>,
+        key_window: Duration,
+        tasks: &Tasks,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(write_loop(replica, rx, fault, key_window));
+        tasks.spawn(
+            "order writer",
+            write_loop(replica, rx, fault, key_window, tasks.stopping()),
+        );
         Writer { tx }
     }
 
@@ -81,10 +91,17 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Submit>,
     fault: Option<Fault>,
     key_window: Duration,
+    stopping: impl std::future::Future<Output = ()>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    // Ends when every handle is gone: the replica is shutting down.
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    tokio::pin!(stopping);
+    loop {
+        // A batch taken is written and answered; shutdown comes between batches.
+        tokio::select! {
+            biased;
+            taken = rx.recv_many(&mut batch, MAX_BATCH) => if taken == 0 { return },
+            _ = &mut stopping => return,
+        }
         let answers = write_batch(&replica, &mut batch, fault, key_window).await;
         for (submit, answer) in batch.drain(..).zip(answers) {
             let _ = submit.reply.send(answer);
@@ -245,7 +262,7 @@ fn settle(
 }
 
 /// The newest order a batch (or heartbeat) names.
-fn end_of(request: &Replicate) -> Option<u64> {
+pub(super) fn end_of(request: &Replicate) -> Option<u64> {
     request
         .entries
         .last()
@@ -265,7 +282,7 @@ enum Replicated {
 }
 
 /// How one follower took a batch.
-enum Sent {
+pub(super) enum Sent {
     /// Flushed; with the newest order the follower now holds.
     Stored(Option<u64>),
     /// No answer in time, or "not ready / cannot sync now": stop waiting for it.
@@ -343,7 +360,7 @@ async fn replicate(replica: &Replica, request: Arc<Replicate>) -> Replicated {
 }
 
 /// Sends `request` to each of `peers` at once, each on its own task; waits for all.
-async fn send_all(
+pub(super) async fn send_all(
     replica: &Replica,
     peers: Vec<(u32, Url)>,
     request: Arc<Replicate>,
@@ -368,75 +385,4 @@ async fn send_all(
         }
     }
     out
-}
-
-/// The leader's heartbeat, on its own task so that a stalled follower never holds up
-/// the writer: every period (and at once after a promotion) it sends every follower,
-/// lagging or not, an empty batch naming the leader's newest order and commit index.
-/// A follower that lacks something syncs from the leader before it answers, so one
-/// that answers is synced back (no longer lagging); one that does not is lagging; one
-/// that knows a newer epoch deposes this leader. After a round, the newest order is
-/// durable here and on every follower that is not lagging: it is committed.
-/// Stops when `stop` is set.
-pub async fn heartbeat_loop(replica: Replica, mut stop: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(replica.timeouts().heartbeat) => {}
-            _ = replica.beat_requested() => {}
-            _ = stop.changed() => return,
-        }
-        tokio::select! {
-            _ = beat(&replica) => {}
-            _ = stop.changed() => return,
-        }
-    }
-}
-
-async fn beat(replica: &Replica) {
-    let leadership = replica.leadership();
-    if !leadership.accepts_writes() {
-        return;
-    }
-    // Everything the heartbeat names must be durable here first.
-    if let Err(e) = replica.store().flush().await {
-        tracing::error!(error = %e, "flush before heartbeat failed");
-        return;
-    }
-    let Ok(prev) = replica.store().last_pos() else {
-        return;
-    };
-    let request = Arc::new(Replicate {
-        leader_id: replica.id(),
-        epoch: leadership.epoch,
-        prev,
-        entries: Vec::new(),
-        commit: replica.commit(),
-        request_ids: Vec::new(),
-    });
-    let mut deposed = false;
-    let mut failed = false;
-    let mut heard = Vec::new();
-    for (peer, sent) in send_all(replica, replica.peers().to_vec(), request.clone()).await {
-        match sent {
-            Sent::Stored(last) => {
-                replica.set_lagging(peer, false);
-                heard.push((peer, last));
-            }
-            Sent::Lagging(_) => {
-                replica.set_lagging(peer, true);
-            }
-            Sent::Refused(_) => deposed = true,
-            Sent::Failed(_) => failed = true,
-        }
-    }
-    replica.record_lag(end_of(&request), &heard);
-    let log = replica.lock_log().await;
-    if replica.leadership() != leadership {
-        return; // the leadership changed meanwhile: this round proves nothing
-    }
-    if deposed {
-        replica.step_down(&log);
-    } else if !failed {
-        replica.advance_commit(end_of(&request));
-    }
 }

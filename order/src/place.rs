@@ -1,0 +1,62 @@
+//! `POST /orders` (token; leader only): the whole order path, the same in both modes.
+//!
+//! validate → is the key already held here? → [`Buyer::buy`](crate::buyer::Buyer::buy)
+//! (the catalog takes the stock, idempotently by key, many orders per request) →
+//! [`Protocol::submit`](crate::replication::Protocol::submit) (the
+//! mode numbers, stores and replicates it, or answers the order the key made) → the
+//! number, the toy's canonical name and its version after the buy (for the
+//! front-end's cache).
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use common::http::Json;
+use common::retention;
+use common::trace::RequestId;
+use common::wire::{data, NewOrder, OrderAccepted};
+
+use crate::error::OrderError;
+use crate::http::AppState;
+use crate::primary_backup::MAX_TEXT;
+
+/// Places an order: the catalog takes the stock (idempotent by key), then the
+/// protocol stores and replicates the order (or answers the order a repeated key made).
+pub async fn place(
+    State(state): State<AppState>,
+    Json(mut order): Json<NewOrder>,
+) -> Result<impl IntoResponse, OrderError> {
+    state.protocol.check_writable()?;
+    if order.request_id.is_none() {
+        order.request_id = RequestId::current();
+    }
+    if order.quantity == 0
+        || order.name.is_empty()
+        || order.name.len() > MAX_TEXT
+        || order.key.is_empty()
+        || order.key.len() > MAX_TEXT
+    {
+        return Err(OrderError::BadRequest(
+            "an order needs a name and key of 1 to 512 bytes and a positive quantity".into(),
+        ));
+    }
+    // The catalog is idempotent by key, so a repeated key is bought again too: that
+    // returns the toy's version after the original buy, which the front-end's cache
+    // needs (see `buyer` for what happens when the catalog is down).
+    let valid_from = retention::cutoff(retention::now_ms(), state.key_window);
+    let held = state
+        .protocol
+        .store()
+        .by_key(&order.key, valid_from)?
+        .is_some();
+    let bought = state.buyer.buy(order, held).await?;
+    let (order, version) = (bought.order, bought.version);
+    // A held key is answered by the protocol too, so the reply waits until that
+    // order is durable and replicated.
+    let name = order.name.clone();
+    let number = state.protocol.submit(order, bought.purchase).await?;
+    tracing::info!(order = number, toy = %name, "order placed");
+    Ok(data(OrderAccepted {
+        order_number: number,
+        name,
+        version,
+    }))
+}
