@@ -3,7 +3,8 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use common::error::error_response;
+use common::error::{chain, error_response};
+use common::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -23,8 +24,16 @@ pub enum CatalogError {
     #[error("{0}")]
     BadRequest(String),
 
-    #[error("storage failure: {0}")]
-    Storage(String),
+    /// The catalog's own storage failed.
+    #[error("storage failure")]
+    Storage(#[from] StorageError),
+
+    /// A rule of the catalog's own code did not hold (a bug, not bad input).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+
+    #[error("cannot build the cluster's HTTP client")]
+    HttpClient(#[source] common::client::PeerError),
 
     #[error("cannot read seed file {path}: {reason}")]
     Seed { path: String, reason: String },
@@ -39,13 +48,13 @@ pub enum CatalogError {
 
 impl From<sled::Error> for CatalogError {
     fn from(e: sled::Error) -> Self {
-        CatalogError::Storage(e.to_string())
+        CatalogError::Storage(e.into())
     }
 }
 
 impl From<common::flush::FlushError> for CatalogError {
     fn from(e: common::flush::FlushError) -> Self {
-        CatalogError::Storage(e.to_string())
+        CatalogError::Storage(e.into())
     }
 }
 
@@ -57,6 +66,8 @@ impl CatalogError {
             CatalogError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             CatalogError::BadRequest(_) => StatusCode::BAD_REQUEST,
             CatalogError::Storage(_)
+            | CatalogError::Internal(_)
+            | CatalogError::HttpClient(_)
             | CatalogError::Seed { .. }
             | CatalogError::Config(_)
             | CatalogError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -68,7 +79,7 @@ impl IntoResponse for CatalogError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+            tracing::error!(error = %chain(&self), "request failed");
             return error_response(status, "internal storage failure");
         }
         error_response(status, self.to_string())

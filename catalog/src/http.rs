@@ -140,9 +140,9 @@ async fn buy_batch(
             let (outcome, request_id) = match refused {
                 Some(e) => (Err(e), None),
                 None => (
-                    outcomes
-                        .next()
-                        .unwrap_or_else(|| Err(CatalogError::Storage("missing outcome".into()))),
+                    outcomes.next().unwrap_or(Err(CatalogError::Internal(
+                        "a buy of the batch was not answered",
+                    ))),
                     valid.next().and_then(|r| r.request_id.as_ref()),
                 ),
             };

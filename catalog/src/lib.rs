@@ -52,8 +52,8 @@ pub async fn run(
         );
     }
     let secret = config.token.resolve().map_err(CatalogError::Config)?;
-    let cluster = ClusterClient::new(&secret, config.peer.timeouts())
-        .map_err(|e| CatalogError::Storage(e.to_string()))?;
+    let cluster =
+        ClusterClient::new(&secret, config.peer.timeouts()).map_err(CatalogError::HttpClient)?;
     let tasks = Tasks::new();
     let invalidator = invalidate::Invalidator::start(
         FrontendClient::new(cluster, config.frontend_url.clone()),
@@ -78,10 +78,10 @@ pub async fn run(
         "key pruner",
         retention::prune_loop(
             retention::prune_period(window),
-            move || Ok(retention::cutoff(retention::now_ms(), window)),
+            move || Ok::<_, CatalogError>(retention::cutoff(retention::now_ms(), window)),
             {
                 let store = store.clone();
-                move |cutoff, limit| store.prune_keys(cutoff, limit).map_err(|e| e.to_string())
+                move |cutoff, limit| store.prune_keys(cutoff, limit)
             },
             tasks.clone(),
         ),

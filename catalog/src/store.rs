@@ -22,6 +22,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::flush::GroupFlush;
+use common::storage::StorageError;
 use common::wire::{BuyReply, BuyRequest, CatalogProduct, StockTotals};
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -151,7 +152,7 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, CatalogError> {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .map(|(v, _)| v)
-        .map_err(|e| CatalogError::Storage(format!("corrupt record: {e}")))
+        .map_err(|e| StorageError::undecodable(std::any::type_name::<T>(), e).into())
 }
 
 fn read_u64(bytes: &[u8]) -> u64 {
@@ -297,8 +298,9 @@ impl Store {
             for item in old.iter() {
                 let (key, value) = item?;
                 let reply: Reply = decode(&value)?;
-                let key = String::from_utf8(key.to_vec())
-                    .map_err(|_| CatalogError::Storage("corrupt idempotency key".into()))?;
+                let key = String::from_utf8(key.to_vec()).map_err(|e| {
+                    CatalogError::from(StorageError::undecodable("idempotency key", e))
+                })?;
                 let stored = common::idkey::encode(&key);
                 let buy = StoredBuy {
                     name: reply.name,
@@ -404,7 +406,9 @@ impl Store {
         self.buy_batch(std::slice::from_ref(req))
             .await?
             .pop()
-            .unwrap_or_else(|| Err(CatalogError::Storage("empty batch result".into())))
+            .unwrap_or(Err(CatalogError::Internal(
+                "a batch of one buy answered none",
+            )))
     }
 
     /// [`Store::buy`] for many orders at once: one transaction, one flush. Each buy

@@ -32,6 +32,19 @@ pub fn error_response(status: StatusCode, message: impl Into<String>) -> Respons
     (status, axum::Json(body)).into_response()
 }
 
+/// `error` and every error beneath it, joined with ": " — for the log line that
+/// reports an internal failure once, with its whole cause.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
 /// A request the server could not even decode (bad JSON, bad path, body too large).
 ///
 /// This is the rejection of the shared extractors, so that malformed input gets the
@@ -54,5 +67,20 @@ impl BadRequest {
 impl IntoResponse for BadRequest {
     fn into_response(self) -> Response {
         error_response(self.status, self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_chain_names_every_cause() {
+        let e = Outer(std::io::Error::other("disk full"));
+        assert_eq!(chain(&e), "outer: disk full");
     }
 }

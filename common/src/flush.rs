@@ -6,12 +6,22 @@
 //! `flush_async` is deliberately not used: sled 0.34.7 deadlocks with many concurrent
 //! callers. The blocking flush runs on tokio's blocking pool.
 
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
 
-/// Why a flush failed (sled's error is not `Clone`, so it travels as text).
+/// Why a flush failed. Cheap to clone: one flush answers many waiters, so its cause
+/// is shared (sled's error is not `Clone`).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("flushing sled failed: {0}")]
-pub struct FlushError(pub String);
+pub enum FlushError {
+    #[error("flushing sled failed")]
+    Sled(#[source] Arc<sled::Error>),
+    /// The flush's blocking task died (it panicked, or the runtime is shutting down).
+    #[error("the flush did not finish")]
+    Task(#[source] Arc<tokio::task::JoinError>),
+    #[error("the flusher has stopped")]
+    Stopped,
+}
 
 type Waiter = oneshot::Sender<Result<(), FlushError>>;
 
@@ -32,11 +42,8 @@ impl GroupFlush {
     /// Returns once everything written before this call is on disk.
     pub async fn flush(&self) -> Result<(), FlushError> {
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send(done)
-            .map_err(|_| FlushError("the flusher has stopped".into()))?;
-        wait.await
-            .map_err(|_| FlushError("the flusher has stopped".into()))?
+        self.tx.send(done).map_err(|_| FlushError::Stopped)?;
+        wait.await.map_err(|_| FlushError::Stopped)?
     }
 }
 
@@ -62,8 +69,8 @@ pub async fn flush_blocking(db: &sled::Db) -> Result<(), FlushError> {
     let db = db.clone();
     match tokio::task::spawn_blocking(move || db.flush()).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(FlushError(e.to_string())),
-        Err(e) => Err(FlushError(e.to_string())),
+        Ok(Err(e)) => Err(FlushError::Sled(Arc::new(e))),
+        Err(e) => Err(FlushError::Task(Arc::new(e))),
     }
 }
 

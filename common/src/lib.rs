@@ -4,6 +4,7 @@
 //! - [`error`]: the `{"error": {"code", "message"}}` body every service answers with.
 //! - [`http`]: the JSON body extractor, the cluster-token guard, serving with
 //!   `TCP_NODELAY` and graceful shutdown.
+//! - [`batch`]: group work — many callers' items handled as one batch.
 //! - [`client`]: typed clients for the catalog and the order replicas, which tell
 //!   "peer unreachable" apart from "peer answered with an error".
 //! - [`flush`]: group commit for sled — many writers share one `flush()`.
@@ -16,6 +17,7 @@
 //! - [`metrics`]: the Prometheus recorder, `GET /metrics` and request metrics.
 //! - [`trace`]: request ids (`x-request-id`), followed through every service's log.
 
+pub mod batch;
 pub mod client;
 pub mod config;
 pub mod error;

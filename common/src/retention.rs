@@ -76,10 +76,11 @@ pub fn prune_period(window: Duration) -> Duration {
 /// Every `every`, until `tasks` stop: asks `cutoff()` for the oldest time still
 /// kept and calls `prune(cutoff, PRUNE_BATCH)` on the blocking pool until it answers
 /// fewer than [`PRUNE_BATCH`] (it answers how many keys it passed), or shutdown begins.
-pub async fn prune_loop<C, P>(every: Duration, cutoff: C, prune: P, tasks: Tasks)
+pub async fn prune_loop<C, P, E>(every: Duration, cutoff: C, prune: P, tasks: Tasks)
 where
-    C: Fn() -> Result<u64, String> + Send + Sync + 'static,
-    P: Fn(u64, usize) -> Result<usize, String> + Send + Sync + 'static,
+    C: Fn() -> Result<u64, E> + Send + Sync + 'static,
+    P: Fn(u64, usize) -> Result<usize, E> + Send + Sync + 'static,
+    E: std::error::Error + Send + 'static,
 {
     let work = Arc::new((cutoff, prune));
     loop {
@@ -88,7 +89,7 @@ where
             _ = tokio::time::sleep(every) => {}
         }
         let (work, stopping) = (work.clone(), tasks.clone());
-        let pass = tokio::task::spawn_blocking(move || -> Result<usize, String> {
+        let pass = tokio::task::spawn_blocking(move || -> Result<usize, E> {
             let (cutoff, prune) = &*work;
             let cutoff = cutoff()?;
             let mut dropped = 0;
@@ -107,7 +108,10 @@ where
                 metrics::counter!("idempotency_keys_expired_total").increment(n as u64);
                 tracing::debug!(keys = n, "dropped expired idempotency keys");
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "pruning idempotency keys failed"),
+            Ok(Err(e)) => {
+                let error = crate::error::chain(&e);
+                tracing::warn!(%error, "pruning idempotency keys failed")
+            }
             Err(e) => tracing::warn!(error = %e, "the key pruner panicked"),
         }
     }

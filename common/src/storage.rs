@@ -9,6 +9,50 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::flush::FlushError;
+
+/// A failure of a service's own storage: the same variant for the same failure in
+/// every service (each service's error enum wraps it, with its cause).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("sled failed")]
+    Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Flush(#[from] FlushError),
+    /// Stored bytes that do not decode: names what was being read, and why, if a
+    /// decoder said.
+    #[error("corrupt {what}")]
+    Corrupt {
+        what: String,
+        #[source]
+        cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A blocking storage task died (it panicked, or the runtime is shutting down).
+    #[error("a storage task did not finish")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl StorageError {
+    /// `what` does not decode.
+    pub fn corrupt(what: impl Into<String>) -> Self {
+        StorageError::Corrupt {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    /// `what` does not decode, because of `cause`.
+    pub fn undecodable(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StorageError::Corrupt {
+            what: what.into(),
+            cause: Some(Box::new(cause)),
+        }
+    }
+}
+
 /// How long [`open_db`] waits for another handle's lock to be released.
 pub const LOCK_WAIT: Duration = Duration::from_secs(5);
 

@@ -1,6 +1,6 @@
-//! The leader's write path into the log: one task that turns queued writes into log
-//! entries, many writes per entry and a few entries in flight, and answers each write
-//! when its entry is committed and applied.
+//! The leader's write path into the log: queued writes become log entries, many
+//! writes per entry and a few entries in flight (a `common::batch::Batcher`), and
+//! each write is answered when its entry is committed and applied.
 //!
 //! Every entry costs a round of messages and a flush on each member, so fewer, fuller
 //! entries carry more writes per second: measured with the order log at 32 clients,
@@ -9,13 +9,14 @@
 //! What an entry holds and what its reply means is the group's own ([`Proposal`]);
 //! how the writes are queued, batched, bounded in time and answered is shared.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::batch::{self, Batcher};
 use common::tasks::Tasks;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Raft, RaftTypeConfig};
-use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::{Group, Node, NodeId};
 
@@ -61,21 +62,18 @@ pub enum ProposeError {
     Stopped,
 }
 
-struct Pending<W, A> {
-    write: W,
-    reply: oneshot::Sender<Result<A, ProposeError>>,
-}
-
-/// Handle to the proposer task; it stops at shutdown.
+/// Handle to the proposer; it stops at shutdown.
 pub struct Proposer<C: Group, P: Proposal<C>> {
-    tx: mpsc::Sender<Pending<P::Write, P::Answer>>,
+    batcher: Batcher<P::Write, Result<P::Answer, ProposeError>>,
+    group: PhantomData<fn() -> C>,
 }
 
 // By hand: a derive would ask `C: Clone` and `P: Clone`.
 impl<C: Group, P: Proposal<C>> Clone for Proposer<C, P> {
     fn clone(&self) -> Self {
         Proposer {
-            tx: self.tx.clone(),
+            batcher: self.batcher.clone(),
+            group: PhantomData,
         }
     }
 }
@@ -90,99 +88,72 @@ impl<C: Group, P: Proposal<C>> Proposer<C, P> {
         metric: &'static str,
         tasks: &Tasks,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(4 * limits.max_batch.max(1));
         let proposal = Arc::new(proposal);
-        tasks.spawn(
-            "raft proposer",
-            propose_loop(raft, proposal, rx, limits, metric, tasks.clone()),
-        );
-        Proposer { tx }
+        let metrics = Arc::new((
+            format!("{metric}_entry_size"),
+            format!("{metric}_commit_seconds"),
+        ));
+        let batch = batch::Limits {
+            max_batch: limits.max_batch,
+            in_flight: limits.in_flight,
+        };
+        let batcher = Batcher::start("raft proposer", batch, tasks, move |writes| {
+            let (raft, proposal, metrics) = (raft.clone(), proposal.clone(), metrics.clone());
+            async move { propose(&raft, &*proposal, writes, limits.commit, &metrics).await }
+        });
+        Proposer {
+            batcher,
+            group: PhantomData,
+        }
     }
 
     /// Queues `write` for the next entry and waits until that entry is applied.
     pub async fn propose(&self, write: P::Write) -> Result<P::Answer, ProposeError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Pending { write, reply })
+        self.batcher
+            .submit(write)
             .await
-            .map_err(|_| ProposeError::Stopped)?;
-        answer.await.map_err(|_| ProposeError::Stopped)?
+            .map_err(|_| ProposeError::Stopped)?
     }
 }
 
-/// Drains queued writes into entries, up to `in_flight` entries at a time, and answers
-/// each write when its entry is applied (or failed).
-async fn propose_loop<C: Group, P: Proposal<C>>(
-    raft: Raft<C>,
-    proposal: Arc<P>,
-    mut rx: mpsc::Receiver<Pending<P::Write, P::Answer>>,
-    limits: Limits,
-    metric: &'static str,
-    tasks: Tasks,
-) {
-    let (size_metric, seconds_metric) = (
-        format!("{metric}_entry_size"),
-        format!("{metric}_commit_seconds"),
+/// Proposes one entry of `writes` and answers each write when it is applied (or
+/// failed); at shutdown Raft has stopped and the write fails at once.
+async fn propose<C: Group, P: Proposal<C>>(
+    raft: &Raft<C>,
+    proposal: &P,
+    writes: Vec<P::Write>,
+    commit: Duration,
+    (size_metric, seconds_metric): &(String, String),
+) -> Vec<Result<P::Answer, ProposeError>> {
+    let sent = writes.len();
+    let entry = proposal.entry(writes);
+    let started = Instant::now();
+    let written = tokio::time::timeout(commit, raft.client_write(entry)).await;
+    tracing::debug!(
+        writes = sent,
+        commit_us = started.elapsed().as_micros() as u64,
+        "entry committed"
     );
-    let slots = Arc::new(Semaphore::new(limits.in_flight.max(1)));
-    let mut batch = Vec::with_capacity(limits.max_batch);
-    loop {
-        // Writes taken are proposed and answered; shutdown comes between entries.
-        tokio::select! {
-            biased;
-            taken = rx.recv_many(&mut batch, limits.max_batch.max(1)) => if taken == 0 { return },
-            _ = tasks.stopping() => return,
-        }
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let pending: Vec<_> = std::mem::take(&mut batch);
-        let (raft, proposal) = (raft.clone(), proposal.clone());
-        let (size_metric, seconds_metric) = (size_metric.clone(), seconds_metric.clone());
-        // Ends when its entry is applied or failed (at shutdown, Raft has stopped and
-        // the write fails at once).
-        tasks.spawn("raft entry", async move {
-            let _slot = slot;
-            let (writes, replies): (Vec<_>, Vec<_>) =
-                pending.into_iter().map(|p| (p.write, p.reply)).unzip();
-            let sent = writes.len();
-            let entry = proposal.entry(writes);
-            let started = Instant::now();
-            let written = tokio::time::timeout(limits.commit, raft.client_write(entry)).await;
-            tracing::debug!(
-                writes = sent,
-                commit_us = started.elapsed().as_micros() as u64,
-                "entry committed"
-            );
-            metrics::histogram!(size_metric).record(sent as f64);
-            metrics::histogram!(seconds_metric).record(started.elapsed().as_secs_f64());
-            let error = match written {
-                Ok(Ok(response)) => {
-                    let answers = proposal.answers(response.data);
-                    if answers.len() == sent {
-                        for (reply, answer) in replies.into_iter().zip(answers) {
-                            let _ = reply.send(Ok(answer));
-                        }
-                        return;
-                    }
-                    ProposeError::Mismatch {
-                        sent,
-                        got: answers.len(),
-                    }
-                }
-                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                    ProposeError::NotLeader {
-                        leader: f.leader_id,
-                    }
-                }
-                Ok(Err(e)) => ProposeError::Raft(Box::new(e)),
-                Err(_) => ProposeError::NoMajority {
-                    waited: limits.commit,
-                },
-            };
-            for reply in replies {
-                let _ = reply.send(Err(error.clone()));
+    metrics::histogram!(size_metric.clone()).record(sent as f64);
+    metrics::histogram!(seconds_metric.clone()).record(started.elapsed().as_secs_f64());
+    let error = match written {
+        Ok(Ok(response)) => {
+            let answers = proposal.answers(response.data);
+            if answers.len() == sent {
+                return answers.into_iter().map(Ok).collect();
             }
-        });
-    }
+            ProposeError::Mismatch {
+                sent,
+                got: answers.len(),
+            }
+        }
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            ProposeError::NotLeader {
+                leader: f.leader_id,
+            }
+        }
+        Ok(Err(e)) => ProposeError::Raft(Box::new(e)),
+        Err(_) => ProposeError::NoMajority { waited: commit },
+    };
+    (0..sent).map(|_| Err(error.clone())).collect()
 }

@@ -15,11 +15,11 @@
 
 use std::time::{Duration, Instant};
 
+use common::batch::{Batcher, Limits};
 use common::client::{CatalogClient, PeerError};
 use common::tasks::Tasks;
 use common::wire::{BuyReply, BuyRequest, BuyResult, NewOrder};
 use reqwest::StatusCode;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::error::OrderError;
 use crate::idempotency::Purchase;
@@ -40,105 +40,93 @@ pub struct Bought {
     pub purchase: Purchase,
 }
 
-struct Job {
-    order: NewOrder,
-    /// This replica already holds an order with this key.
-    held: bool,
-    reply: oneshot::Sender<Result<Bought, OrderError>>,
-}
+/// An order to buy, and whether this replica already holds an order with its key.
+type Job = (NewOrder, bool);
 
-/// Handle to the buyer task; it stops at shutdown, after the batch it is buying.
+/// Handle to the buyer; it stops at shutdown, after the batch it is buying.
 #[derive(Clone)]
 pub struct Buyer {
-    tx: mpsc::Sender<Job>,
+    batcher: Batcher<Job, Result<Bought, OrderError>>,
 }
 
 impl Buyer {
-    /// Starts the buyer. Every buy tells the catalog that keys recorded more than
-    /// `key_retention` ago (this replica's `--key-retention`, without the replicas'
-    /// margin) have expired, so that the catalog, whatever its own window, never calls
-    /// repeated a key the replicas have forgotten (see `common::retention`).
+    /// Starts the buyer, one catalog request at a time. Every buy tells the catalog
+    /// that keys recorded more than `key_retention` ago (this replica's
+    /// `--key-retention`, without the replicas' margin) have expired, so that the
+    /// catalog, whatever its own window, never calls repeated a key the replicas have
+    /// forgotten (see `common::retention`).
     pub fn start(catalog: CatalogClient, key_retention: Duration, tasks: &Tasks) -> Self {
-        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tasks.spawn("buyer", buy_loop(catalog, rx, key_retention, tasks.clone()));
-        Buyer { tx }
+        let limits = Limits {
+            max_batch: MAX_BATCH,
+            in_flight: 1,
+        };
+        let batcher = Batcher::start("buyer", limits, tasks, move |jobs| {
+            let catalog = catalog.clone();
+            async move { buy_all(&catalog, jobs, key_retention).await }
+        });
+        Buyer { batcher }
     }
 
-    /// Takes stock for `order` (idempotent by its key).
+    /// Takes stock for `order` (idempotent by its key); `held`: this replica already
+    /// holds an order with its key.
     pub async fn buy(&self, order: NewOrder, held: bool) -> Result<Bought, OrderError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Job { order, held, reply })
-            .await
-            .map_err(|_| OrderError::Storage("the buyer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| OrderError::Storage("the buyer has stopped".into()))?
+        self.batcher.submit((order, held)).await?
     }
 }
 
-async fn buy_loop(
-    catalog: CatalogClient,
-    mut rx: mpsc::Receiver<Job>,
+/// Buys a batch in one catalog request; one answer per order.
+async fn buy_all(
+    catalog: &CatalogClient,
+    jobs: Vec<Job>,
     key_retention: Duration,
-    tasks: Tasks,
-) {
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
-    loop {
-        // A batch taken is bought and answered; shutdown comes between batches.
-        tokio::select! {
-            biased;
-            taken = rx.recv_many(&mut jobs, MAX_BATCH) => if taken == 0 { return },
-            _ = tasks.stopping() => return,
-        }
-        let valid_from = common::retention::cutoff(common::retention::now_ms(), key_retention);
-        let requests: Vec<BuyRequest> = jobs
-            .iter()
-            .map(|j| BuyRequest {
-                name: j.order.name.clone(),
-                quantity: j.order.quantity,
-                key: j.order.key.clone(),
-                request_id: j.order.request_id.clone(),
-                valid_from,
+) -> Vec<Result<Bought, OrderError>> {
+    let valid_from = common::retention::cutoff(common::retention::now_ms(), key_retention);
+    let requests: Vec<BuyRequest> = jobs
+        .iter()
+        .map(|(order, _)| BuyRequest {
+            name: order.name.clone(),
+            quantity: order.quantity,
+            key: order.key.clone(),
+            request_id: order.request_id.clone(),
+            valid_from,
+        })
+        .collect();
+    let started = Instant::now();
+    let outcome = buy_batch(catalog, &requests).await;
+    tracing::debug!(
+        orders = requests.len(),
+        catalog_us = started.elapsed().as_micros() as u64,
+        "batch bought"
+    );
+    metrics::histogram!("buyer_batch_size").record(requests.len() as f64);
+    metrics::histogram!("buyer_batch_seconds").record(started.elapsed().as_secs_f64());
+    match outcome {
+        Ok(results) if results.len() == jobs.len() => jobs
+            .into_iter()
+            .zip(results)
+            .map(|((order, _), result)| match result {
+                BuyResult::Ok(reply) => Ok(bought(order, reply)),
+                BuyResult::Error(e) => Err(refusal(e.code, e.message)),
             })
-            .collect();
-        let started = Instant::now();
-        let outcome = buy_batch(&catalog, &requests).await;
-        tracing::debug!(
-            orders = requests.len(),
-            catalog_us = started.elapsed().as_micros() as u64,
-            "batch bought"
-        );
-        metrics::histogram!("buyer_batch_size").record(requests.len() as f64);
-        metrics::histogram!("buyer_batch_seconds").record(started.elapsed().as_secs_f64());
-        match outcome {
-            Ok(results) if results.len() == jobs.len() => {
-                for (job, result) in jobs.drain(..).zip(results) {
-                    let answer = match result {
-                        BuyResult::Ok(reply) => Ok(bought(job.order, reply)),
-                        BuyResult::Error(e) => Err(refusal(e.code, e.message)),
-                    };
-                    let _ = job.reply.send(answer);
-                }
-            }
-            outcome => {
-                let why = match outcome {
-                    Err(e) => e.to_string(),
-                    Ok(_) => "the catalog answered a different number of buys".into(),
-                };
-                for job in jobs.drain(..) {
-                    let answer = if job.held {
+            .collect(),
+        outcome => {
+            let why = match outcome {
+                Err(e) => e.to_string(),
+                Ok(_) => "the catalog answered a different number of buys".into(),
+            };
+            jobs.into_iter()
+                .map(|(order, held)| {
+                    if held {
                         Ok(Bought {
-                            order: job.order,
+                            order,
                             version: 0,
                             purchase: Purchase::NotBought,
                         })
                     } else {
                         Err(OrderError::CatalogUnavailable(why.clone()))
-                    };
-                    let _ = job.reply.send(answer);
-                }
-            }
+                    }
+                })
+                .collect()
         }
     }
 }

@@ -4,7 +4,11 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use common::client::PeerError;
-use common::error::error_response;
+use std::sync::Arc;
+
+use common::error::{chain, error_response};
+use common::flush::FlushError;
+use common::storage::StorageError;
 use consensus::network::MessageError;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +61,16 @@ pub enum OrderError {
     #[error("{0}")]
     Unconfirmed(String),
 
-    #[error("storage failure: {0}")]
-    Storage(String),
+    #[error("cannot build the cluster's HTTP client")]
+    HttpClient(#[source] PeerError),
+
+    /// This replica's own storage failed.
+    #[error("storage failure")]
+    Storage(#[from] StorageError),
+
+    /// The batch this order was written in failed (the cause is the batch's).
+    #[error("the order's batch failed")]
+    BatchFailed(#[source] Arc<OrderError>),
 
     #[error("{0}")]
     Config(String),
@@ -75,13 +87,27 @@ pub enum OrderError {
     #[error("raft did not start")]
     RaftStart(#[from] consensus::StartError),
 
+    /// Raft mode: a read that the stopped Raft node could not confirm.
+    #[error("raft read failed")]
+    RaftRead(#[source] consensus::ReadError),
+
+    /// A stage of the order path (buyer, writer, proposer) has stopped: shutdown.
+    #[error(transparent)]
+    Stopped(#[from] common::batch::BatchError),
+
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
 impl From<sled::Error> for OrderError {
     fn from(e: sled::Error) -> Self {
-        OrderError::Storage(e.to_string())
+        OrderError::Storage(e.into())
+    }
+}
+
+impl From<FlushError> for OrderError {
+    fn from(e: FlushError) -> Self {
+        OrderError::Storage(e.into())
     }
 }
 
@@ -115,11 +141,15 @@ impl OrderError {
                 StatusCode::BAD_REQUEST
             }
             OrderError::Storage(_)
+            | OrderError::BatchFailed(_)
+            | OrderError::HttpClient(_)
+            | OrderError::RaftRead(_)
             | OrderError::Config(_)
             | OrderError::Io(_)
             | OrderError::Proposal(_)
             | OrderError::RaftMessage(MessageError::Encode(_))
-            | OrderError::RaftStart(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | OrderError::RaftStart(_)
+            | OrderError::Stopped(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -128,7 +158,7 @@ impl IntoResponse for OrderError {
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+            tracing::error!(error = %chain(&self), "request failed");
         }
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             return error_response(status, "internal storage failure");

@@ -65,8 +65,8 @@ pub async fn run(
     }
     let store = store::Store::open_with_cache(&config.data_dir(), config.storage.sled_cache_mb)?;
     let secret = config.token.resolve().map_err(OrderError::Config)?;
-    let cluster = ClusterClient::new(&secret, config.peer.timeouts())
-        .map_err(|e| OrderError::Config(e.to_string()))?;
+    let cluster =
+        ClusterClient::new(&secret, config.peer.timeouts()).map_err(OrderError::HttpClient)?;
     let tasks = Tasks::new();
     let buyer = buyer::Buyer::start(
         CatalogClient::new(cluster.clone(), config.catalog_url.clone()),

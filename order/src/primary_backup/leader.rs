@@ -23,12 +23,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use common::batch::{Batcher, Limits};
 use common::client::PeerError;
 use common::retention;
 use common::tasks::Tasks;
 use common::wire::{NewOrder, OrderRecord, Replicate};
 use reqwest::Url;
-use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::state::{LogGuard, Replica};
@@ -39,80 +39,45 @@ use crate::idempotency::{self, decide, Decision, Purchase};
 /// Most orders written in one batch.
 const MAX_BATCH: usize = 1024;
 
-/// A queued order and where its answer goes.
-pub struct Submit {
-    pub order: NewOrder,
-    pub purchase: Purchase,
-    pub reply: oneshot::Sender<Result<u64, OrderError>>,
-}
+/// A bought order and what the catalog did for it.
+type Submit = (NewOrder, Purchase);
 
-/// Handle to the writer task; it stops at shutdown, after the batch it is writing.
+/// Handle to the writer; it stops at shutdown, after the batch it is writing.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Submit>,
+    batcher: Batcher<Submit, Result<u64, OrderError>>,
 }
 
 impl Writer {
-    /// Starts the writer on `tasks`; keys are held for `key_window` from their order's
-    /// time.
+    /// Starts the writer on `tasks`, one batch at a time (a batch holds the log lock);
+    /// keys are held for `key_window` from their order's time.
     pub fn start(
         replica: Replica,
         fault: Option<Fault>,
         key_window: Duration,
         tasks: &Tasks,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tasks.spawn(
-            "order writer",
-            write_loop(replica, rx, fault, key_window, tasks.stopping()),
-        );
-        Writer { tx }
+        let limits = Limits {
+            max_batch: MAX_BATCH,
+            in_flight: 1,
+        };
+        let batcher = Batcher::start("order writer", limits, tasks, move |batch| {
+            let replica = replica.clone();
+            async move { write_batch(&replica, &batch, fault, key_window).await }
+        });
+        Writer { batcher }
     }
 
     /// Queues `order`, for which the catalog did `purchase`, and waits for its number.
     pub async fn submit(&self, order: NewOrder, purchase: Purchase) -> Result<u64, OrderError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Submit {
-                order,
-                purchase,
-                reply,
-            })
-            .await
-            .map_err(|_| OrderError::Storage("the writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| OrderError::Storage("the writer has stopped".into()))?
-    }
-}
-
-async fn write_loop(
-    replica: Replica,
-    mut rx: mpsc::Receiver<Submit>,
-    fault: Option<Fault>,
-    key_window: Duration,
-    stopping: impl std::future::Future<Output = ()>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    tokio::pin!(stopping);
-    loop {
-        // A batch taken is written and answered; shutdown comes between batches.
-        tokio::select! {
-            biased;
-            taken = rx.recv_many(&mut batch, MAX_BATCH) => if taken == 0 { return },
-            _ = &mut stopping => return,
-        }
-        let answers = write_batch(&replica, &mut batch, fault, key_window).await;
-        for (submit, answer) in batch.drain(..).zip(answers) {
-            let _ = submit.reply.send(answer);
-        }
+        self.batcher.submit((order, purchase)).await?
     }
 }
 
 /// Writes and replicates one batch; returns one answer per submitted order.
 async fn write_batch(
     replica: &Replica,
-    batch: &mut [Submit],
+    batch: &[Submit],
     fault: Option<Fault>,
     key_window: Duration,
 ) -> Vec<Result<u64, OrderError>> {
@@ -127,10 +92,10 @@ async fn write_batch(
     }
     let store = replica.store();
     let fail_all = |e: OrderError| -> Vec<Result<u64, OrderError>> {
-        let message = e.to_string();
+        let cause = Arc::new(e);
         batch
             .iter()
-            .map(|_| Err(OrderError::Storage(message.clone())))
+            .map(|_| Err(OrderError::BatchFailed(cause.clone())))
             .collect()
     };
     let prev = match store.last_pos() {
@@ -145,8 +110,7 @@ async fn write_batch(
     let mut request_ids = Vec::new();
     let mut in_batch: HashMap<String, usize> = HashMap::new();
     let mut answers = Vec::with_capacity(batch.len());
-    for submit in batch.iter() {
-        let order = &submit.order;
+    for (order, purchase) in batch {
         let held = match in_batch.get(&order.key) {
             Some(&i) => Some(fresh[i].clone()),
             None => match store.by_key(&order.key, valid_from) {
@@ -154,7 +118,7 @@ async fn write_batch(
                 Err(e) => return fail_all(e),
             },
         };
-        answers.push(match decide(held.as_ref(), order, submit.purchase) {
+        answers.push(match decide(held.as_ref(), order, *purchase) {
             Decision::Held(number) => Ok(number),
             Decision::KeyReused => Err(OrderError::KeyReused(order.key.clone())),
             Decision::NotBought => Err(idempotency::not_bought()),

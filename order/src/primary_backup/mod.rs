@@ -81,7 +81,7 @@ impl PrimaryBackup {
             "key pruner",
             retention::prune_loop(
                 retention::prune_period(window),
-                move || Ok(retention::cutoff(retention::now_ms(), window)),
+                move || Ok::<_, OrderError>(retention::cutoff(retention::now_ms(), window)),
                 store.pruner(),
                 tasks.clone(),
             ),

@@ -98,9 +98,11 @@ impl Machine {
     /// orders stored before it.
     pub fn key_cutoff(store: &Store) -> Result<u64, crate::error::OrderError> {
         match store.meta(STATE)? {
-            Some(bytes) => decode::<SmState>(&bytes)
+            Some(bytes) => consensus::codec::from_bytes::<SmState>(&bytes)
                 .map(|s| s.key_cutoff)
-                .map_err(|e| crate::error::OrderError::Storage(e.to_string())),
+                .map_err(|e| {
+                    common::storage::StorageError::undecodable("raft machine state", e).into()
+                }),
             None => Ok(0),
         }
     }

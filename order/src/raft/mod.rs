@@ -202,7 +202,7 @@ impl RaftMode {
                 retention::prune_period(settings.key_window),
                 {
                     let store = store.clone();
-                    move || machine::Machine::key_cutoff(&store).map_err(|e| e.to_string())
+                    move || machine::Machine::key_cutoff(&store)
                 },
                 store.pruner(),
                 tasks.clone(),
@@ -258,7 +258,7 @@ impl RaftMode {
             Err(e @ (ReadError::NotConfirmed(_) | ReadError::Timeout(_))) => {
                 return Err(OrderError::NoMajority(format!("{e}")))
             }
-            Err(ReadError::Fatal(e)) => return Err(OrderError::Storage(e.to_string())),
+            Err(e @ ReadError::Fatal(_)) => return Err(OrderError::RaftRead(e)),
         }
         self.store
             .order(number)?

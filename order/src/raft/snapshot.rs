@@ -6,6 +6,7 @@
 
 use std::io;
 
+use common::storage::StorageError;
 use common::wire::OrderRecord;
 use consensus::snapshot::LazyBytes;
 
@@ -31,7 +32,7 @@ pub fn orders_after(
 ) -> Result<(u64, Vec<OrderRecord>), OrderError> {
     let (cutoff, stream) = bytes
         .split_first_chunk::<8>()
-        .ok_or_else(|| OrderError::Storage("snapshot data too short".into()))?;
+        .ok_or_else(|| StorageError::corrupt("snapshot data (too short)"))?;
     Ok((
         u64::from_be_bytes(*cutoff),
         record::orders_after(stream, after)?,

@@ -36,8 +36,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use common::storage::StorageError;
 use common::wire::{LogPos, OrderRecord, Replication};
-use sled::transaction::ConflictableTransactionError;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
 use crate::error::OrderError;
@@ -277,9 +278,9 @@ impl Store {
     }
 
     /// [`Store::prune_keys`] for the key pruner (`common::retention::prune_loop`).
-    pub fn pruner(&self) -> impl Fn(u64, usize) -> Result<usize, String> + Send + Sync {
+    pub fn pruner(&self) -> impl Fn(u64, usize) -> Result<usize, OrderError> + Send + Sync {
         let store = self.clone();
-        move |cutoff, limit| store.prune_keys(cutoff, limit).map_err(|e| e.to_string())
+        move |cutoff, limit| store.prune_keys(cutoff, limit)
     }
 
     /// Drops from the key index up to `limit` keys of the oldest orders stored before
@@ -309,9 +310,9 @@ impl Store {
                     }
                 }
                 meta.insert(META_PRUNED, &number_key(next)[..])?;
-                Ok::<_, ConflictableTransactionError<()>>(())
+                Ok::<_, ConflictableTransactionError<OrderError>>(())
             })
-            .map_err(|e| OrderError::Storage(format!("transaction failed: {e:?}")))?;
+            .map_err(transaction_error)?;
         Ok(expired.len())
     }
 
@@ -412,7 +413,7 @@ impl Store {
             .map(u32::from_be_bytes);
         match epoch {
             Some(e) => Ok((e, leader)),
-            None => Err(OrderError::Storage("corrupt epoch record".into())),
+            None => Err(StorageError::corrupt("epoch record").into()),
         }
     }
 
@@ -540,10 +541,7 @@ impl Store {
                 }
                 Ok(())
             })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Abort(e) => e,
-                e => OrderError::Storage(format!("transaction failed: {e:?}")),
-            })?;
+            .map_err(transaction_error)?;
         // The in-memory figures follow only once the commit succeeded.
         *figures = (digest, count);
         Ok(())
@@ -551,9 +549,15 @@ impl Store {
 
     /// Makes every write so far durable (on the blocking pool).
     pub async fn flush(&self) -> Result<(), OrderError> {
-        common::flush::flush_blocking(&self.db)
-            .await
-            .map_err(|e| OrderError::Storage(e.to_string()))
+        Ok(common::flush::flush_blocking(&self.db).await?)
+    }
+}
+
+/// A failed transaction's error: the reason it was aborted, or sled's.
+fn transaction_error(e: TransactionError<OrderError>) -> OrderError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => e.into(),
     }
 }
 

@@ -23,12 +23,13 @@
 //! larger ones cost more log). `client bench --scale` measures the real thing. Databases written before hold one bincode
 //! record per order; [`legacy`] reads it so that `Store::open` can rewrite them once.
 
+use common::storage::StorageError;
 use common::wire::OrderRecord;
 
 use crate::error::OrderError;
 
 fn corrupt(what: &str) -> OrderError {
-    OrderError::Storage(format!("corrupt {what}"))
+    StorageError::corrupt(what).into()
 }
 
 /// Appends `value` as an unsigned LEB128 varint.
@@ -247,7 +248,7 @@ pub mod legacy {
     pub fn decode(bytes: &[u8], time: u64) -> Result<OrderRecord, OrderError> {
         let (r, _): (Record, _) =
             bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-                .map_err(|e| OrderError::Storage(format!("corrupt order record: {e}")))?;
+                .map_err(|e| StorageError::undecodable("order record (old layout)", e))?;
         Ok(OrderRecord {
             number: r.number,
             name: r.name,
