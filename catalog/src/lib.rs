@@ -21,6 +21,8 @@ pub mod store;
 
 use std::future::Future;
 
+use axum::Router;
+
 use common::client::{ClusterClient, FrontendClient};
 use common::http::ClusterToken;
 use common::retention;
@@ -33,72 +35,101 @@ pub use error::CatalogError;
 /// How long shutdown waits for the background tasks once the server has drained.
 const SHUTDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Opens (and if needed seeds) the database, starts the background tasks and serves
-/// on `listener` until `shutdown` resolves; then stops the tasks and flushes.
+/// A started catalog: its routes, and what stopping it must stop and flush.
+pub struct App {
+    router: Router,
+    tasks: Tasks,
+    store: store::Store,
+}
+
+impl App {
+    /// Opens (and if needed seeds) the database and starts the background tasks.
+    pub async fn start(config: Config) -> Result<Self, CatalogError> {
+        let window = config.retention.key_retention;
+        let store =
+            store::Store::open_with(&config.data_dir, config.storage.sled_cache_mb, window)?;
+        if store.is_empty() {
+            let toys = store::read_seed(&config.seed_file)?;
+            store.seed_if_empty(&toys, config.initial_stock).await?;
+            tracing::info!(
+                toys = toys.len(),
+                stock = config.initial_stock,
+                "seeded the catalog"
+            );
+        }
+        let secret = config.token.resolve().map_err(CatalogError::Config)?;
+        let cluster = ClusterClient::new(&secret, config.peer.timeouts())
+            .map_err(CatalogError::HttpClient)?;
+        let tasks = Tasks::new();
+        let invalidator = invalidate::Invalidator::start(
+            FrontendClient::new(cluster, config.frontend_url.clone()),
+            &tasks,
+        );
+
+        // No start-up announcement is needed: a crash between a flush and its push is
+        // covered by the front-end's lease, whose next poll reads the new version.
+
+        let next_restock = restock::NextRestock::new(config.restock_period());
+        tasks.spawn_cancellable(
+            "restocker",
+            restock::restock_loop(
+                store.clone(),
+                invalidator.clone(),
+                config.restock_amount,
+                config.restock_period(),
+                next_restock.clone(),
+            ),
+        );
+        tasks.spawn(
+            "key pruner",
+            retention::prune_loop(
+                retention::prune_period(window),
+                move || Ok::<_, CatalogError>(retention::cutoff(retention::now_ms(), window)),
+                {
+                    let store = store.clone();
+                    move |cutoff, limit| store.prune_keys(cutoff, limit)
+                },
+                tasks.clone(),
+            ),
+        );
+
+        let state = http::AppState {
+            store: store.clone(),
+            invalidator,
+            next_restock,
+            restock_period: config.restock_period(),
+        };
+        let router = http::router(state, ClusterToken(secret.as_str().into()));
+        Ok(App {
+            router,
+            tasks,
+            store,
+        })
+    }
+
+    /// The catalog's routes (cheap to clone; serve them, or drive them in-process).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Stops the background tasks and flushes the database.
+    pub async fn stop(self) -> Result<(), CatalogError> {
+        self.tasks.shutdown(SHUTDOWN_DEADLINE).await;
+        self.store.flush().await?;
+        tracing::info!("catalog stopped");
+        Ok(())
+    }
+}
+
+/// Starts the catalog and serves on `listener` until `shutdown` resolves; then stops
+/// the tasks and flushes.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CatalogError> {
-    let window = config.retention.key_retention;
-    let store = store::Store::open_with(&config.data_dir, config.storage.sled_cache_mb, window)?;
-    if store.is_empty() {
-        let toys = store::read_seed(&config.seed_file)?;
-        store.seed_if_empty(&toys, config.initial_stock).await?;
-        tracing::info!(
-            toys = toys.len(),
-            stock = config.initial_stock,
-            "seeded the catalog"
-        );
-    }
-    let secret = config.token.resolve().map_err(CatalogError::Config)?;
-    let cluster =
-        ClusterClient::new(&secret, config.peer.timeouts()).map_err(CatalogError::HttpClient)?;
-    let tasks = Tasks::new();
-    let invalidator = invalidate::Invalidator::start(
-        FrontendClient::new(cluster, config.frontend_url.clone()),
-        &tasks,
-    );
-
-    // No start-up announcement is needed: a crash between a flush and its push is
-    // covered by the front-end's lease, whose next poll reads the new version.
-
-    let next_restock = restock::NextRestock::new(config.restock_period());
-    tasks.spawn_cancellable(
-        "restocker",
-        restock::restock_loop(
-            store.clone(),
-            invalidator.clone(),
-            config.restock_amount,
-            config.restock_period(),
-            next_restock.clone(),
-        ),
-    );
-    tasks.spawn(
-        "key pruner",
-        retention::prune_loop(
-            retention::prune_period(window),
-            move || Ok::<_, CatalogError>(retention::cutoff(retention::now_ms(), window)),
-            {
-                let store = store.clone();
-                move |cutoff, limit| store.prune_keys(cutoff, limit)
-            },
-            tasks.clone(),
-        ),
-    );
-
-    let state = http::AppState {
-        store: store.clone(),
-        invalidator,
-        next_restock,
-        restock_period: config.restock_period(),
-    };
-    let token = ClusterToken(secret.as_str().into());
+    let app = App::start(config).await?;
     tracing::info!(addr = %listener.local_addr()?, "catalog listening");
-    common::http::serve(listener, http::router(state, token), shutdown).await?;
-
-    tasks.shutdown(SHUTDOWN_DEADLINE).await;
-    store.flush().await?;
-    tracing::info!("catalog stopped");
-    Ok(())
+    common::http::serve(listener, app.router(), shutdown).await?;
+    app.stop().await
 }

@@ -128,28 +128,38 @@ mod tests {
 
     use super::*;
 
+    /// A batcher named `name` with room for 10 items a batch, `in_flight` at once.
+    fn start<F, Fut>(
+        name: &'static str,
+        in_flight: usize,
+        tasks: &Tasks,
+        work: F,
+    ) -> Batcher<u32, u32>
+    where
+        F: Fn(Vec<u32>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<u32>> + Send + 'static,
+    {
+        let limits = Limits {
+            max_batch: 10,
+            in_flight,
+        };
+        Batcher::start(name, limits, tasks, work)
+    }
+
     #[tokio::test]
     async fn items_queued_while_a_batch_is_worked_share_the_next_batch() {
         let tasks = Tasks::new();
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let batcher = Batcher::start(
-            "doubler",
-            Limits {
-                max_batch: 100,
-                in_flight: 1,
-            },
-            &tasks,
-            {
-                let sizes = sizes.clone();
-                move |items: Vec<u32>| {
-                    sizes.lock().expect("sizes").push(items.len());
-                    async move {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        items.into_iter().map(|i| i * 2).collect()
-                    }
+        let batcher = start("doubler", 1, &tasks, {
+            let sizes = sizes.clone();
+            move |items: Vec<u32>| {
+                sizes.lock().expect("sizes").push(items.len());
+                async move {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    items.into_iter().map(|i| i * 2).collect()
                 }
-            },
-        );
+            }
+        });
         let first = tokio::spawn({
             let b = batcher.clone();
             async move { b.submit(1).await }
@@ -172,15 +182,7 @@ mod tests {
     #[tokio::test]
     async fn an_item_the_work_did_not_answer_is_told_so() {
         let tasks = Tasks::new();
-        let batcher = Batcher::start(
-            "lossy",
-            Limits {
-                max_batch: 10,
-                in_flight: 2,
-            },
-            &tasks,
-            |_: Vec<u32>| async { Vec::<u32>::new() },
-        );
+        let batcher = start("lossy", 2, &tasks, |_| async { Vec::new() });
         assert_eq!(
             batcher.submit(1).await,
             Err(BatchError::Unanswered("lossy"))
@@ -192,21 +194,13 @@ mod tests {
     async fn after_shutdown_submits_are_refused() {
         let tasks = Tasks::new();
         let calls = Arc::new(AtomicUsize::new(0));
-        let batcher = Batcher::start(
-            "idle",
-            Limits {
-                max_batch: 10,
-                in_flight: 1,
-            },
-            &tasks,
-            {
-                let calls = calls.clone();
-                move |items: Vec<u32>| {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    async move { items }
-                }
-            },
-        );
+        let batcher = start("idle", 1, &tasks, {
+            let calls = calls.clone();
+            move |items: Vec<u32>| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move { items }
+            }
+        });
         assert!(tasks.shutdown(Duration::from_secs(5)).await);
         assert_eq!(batcher.submit(1).await, Err(BatchError::Stopped("idle")));
         assert_eq!(calls.load(Ordering::SeqCst), 0);

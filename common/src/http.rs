@@ -111,13 +111,18 @@ pub async fn serve(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    // Routing happens inside `router`: the outer router rewrites the path first.
-    let app = Router::new()
-        .fallback_service(router)
-        .layer(axum::middleware::from_fn(edge));
-    axum::serve(listener, app)
+    axum::serve(listener, with_edge(router))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// `router` behind the edge every request passes first (trailing slash trimmed,
+/// request id): what [`serve`] serves, and what in-process tests drive.
+pub fn with_edge(router: Router) -> Router {
+    // Routing happens inside `router`: the outer router rewrites the path first.
+    Router::new()
+        .fallback_service(router)
+        .layer(axum::middleware::from_fn(edge))
 }
 
 /// What every request goes through before routing: the trailing slash is trimmed, and

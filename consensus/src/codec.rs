@@ -48,10 +48,15 @@ pub fn io_error(
 mod tests {
     use std::collections::BTreeMap;
 
-    use openraft::{CommittedLeaderId, LogId, Membership, StoredMembership, Vote};
+    use openraft::{CommittedLeaderId, EntryPayload, LogId, Membership, StoredMembership, Vote};
 
     use super::*;
     use crate::Node;
+
+    openraft::declare_raft_types!(
+        /// A group whose entries carry a number, to encode every kind of entry.
+        Test: D = u64, R = (), SnapshotData = crate::snapshot::LazyBytes,
+    );
 
     fn roundtrip<T: Serialize + DeserializeOwned + std::fmt::Debug>(v: &T) {
         let bytes = to_bytes(v).expect("encode");
@@ -75,6 +80,16 @@ mod tests {
             })
             .collect();
         let m = Membership::<NodeId, Node>::new(vec![nodes.keys().copied().collect()], nodes);
-        roundtrip(&StoredMembership::new(Some(id), m));
+        roundtrip(&StoredMembership::new(Some(id), m.clone()));
+        for payload in [
+            EntryPayload::Membership(m),
+            EntryPayload::Blank,
+            EntryPayload::Normal(7),
+        ] {
+            roundtrip(&openraft::Entry::<Test> {
+                log_id: id,
+                payload,
+            });
+        }
     }
 }

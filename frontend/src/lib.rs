@@ -31,6 +31,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use common::client::{CatalogClient, ClusterClient, OrderClient};
 use common::http::ClusterToken;
 use common::tasks::Tasks;
@@ -41,84 +42,111 @@ pub use config::Config;
 /// How long shutdown waits for the background tasks once the server has drained.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Serves the front-end on `listener` until `shutdown` resolves.
+/// A started front-end: its routes and its background tasks.
+pub struct App {
+    router: Router,
+    tasks: Tasks,
+    /// Keeps the cache's figures in every `/metrics` render while the front-end runs.
+    _gauges: common::metrics::OnRender,
+}
+
+impl App {
+    /// Checks the configuration and starts the background tasks: the leader watcher,
+    /// the cache lease and the dashboard's poll.
+    pub async fn start(config: Config) -> std::io::Result<Self> {
+        config.validate().map_err(std::io::Error::other)?;
+        let secret = config.token.resolve().map_err(std::io::Error::other)?;
+        let cluster =
+            ClusterClient::new(&secret, config.peer.timeouts()).map_err(std::io::Error::other)?;
+        let orders = OrderClient::new(cluster.clone());
+        let cache = Arc::new(cache::Cache::new(
+            config.cache,
+            config.cache_capacity as usize,
+        ));
+        let tasks = Tasks::new();
+        let leaders = Arc::new(leader::Leaders::new(
+            config.replication,
+            config.replicas.clone(),
+            orders.clone(),
+            config.leader_timing(),
+            cache.clone(),
+            tasks.clone(),
+        ));
+        let catalog = CatalogClient::new(cluster, config.catalog_url.clone());
+        let dashboard = dashboard::Dashboard::start(
+            monitor::Monitor::new(
+                config.replication,
+                config.replicas.clone(),
+                catalog.clone(),
+                leaders.clone(),
+                cache.clone(),
+            ),
+            &tasks,
+        );
+        let state = http::AppState {
+            catalog: catalog.clone(),
+            orders,
+            leaders: leaders.clone(),
+            cache: cache.clone(),
+            fill_delay: Duration::from_millis(config.test_fill_delay_ms),
+        };
+        tasks.spawn_cancellable("leader watcher", {
+            let leaders = leaders.clone();
+            async move { leaders.watch().await }
+        });
+        // Runs with the cache off too: failover asks it whether the catalog is heard.
+        tasks.spawn_cancellable(
+            "cache lease",
+            lease::lease_loop(
+                catalog,
+                cache.clone(),
+                config.catalog_poll(),
+                config.cache_lease(),
+            ),
+        );
+        let token = ClusterToken(secret.as_str().into());
+        Ok(App {
+            router: http::router(state, dashboard, token),
+            tasks,
+            _gauges: cache_metrics(cache),
+        })
+    }
+
+    /// The front-end's routes (cheap to clone; serve them, or drive them in-process).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Stops the background tasks and waits for them.
+    pub async fn stop(self) {
+        self.tasks.shutdown(SHUTDOWN_DEADLINE).await;
+        tracing::info!("front-end stopped");
+    }
+}
+
+/// Starts the front-end and serves on `listener` until `shutdown` resolves.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    config.validate().map_err(std::io::Error::other)?;
-    let secret = config.token.resolve().map_err(std::io::Error::other)?;
-    let cluster = ClusterClient::new(&secret, config.peer.timeouts())
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let orders = OrderClient::new(cluster.clone());
-    let cache = Arc::new(cache::Cache::new(
-        config.cache,
-        config.cache_capacity as usize,
-    ));
-    let tasks = Tasks::new();
-    let leaders = Arc::new(leader::Leaders::new(
-        config.replication,
-        config.replicas.clone(),
-        orders.clone(),
-        config.leader_timing(),
-        cache.clone(),
-        tasks.clone(),
-    ));
-    let catalog = CatalogClient::new(cluster, config.catalog_url.clone());
-    let dashboard = dashboard::Dashboard::start(
-        monitor::Monitor::new(
-            config.replication,
-            config.replicas.clone(),
-            catalog.clone(),
-            leaders.clone(),
-            cache.clone(),
-        ),
-        &tasks,
-    );
-    let state = http::AppState {
-        catalog: catalog.clone(),
-        orders,
-        leaders: leaders.clone(),
-        cache: cache.clone(),
-        fill_delay: Duration::from_millis(config.test_fill_delay_ms),
-    };
-
-    tasks.spawn_cancellable("leader watcher", {
-        let leaders = leaders.clone();
-        async move { leaders.watch().await }
-    });
-    // Runs with the cache off too: failover asks it whether the catalog is heard.
-    tasks.spawn_cancellable(
-        "cache lease",
-        lease::lease_loop(
-            catalog,
-            cache.clone(),
-            config.catalog_poll(),
-            config.cache_lease(),
-        ),
-    );
-
+    let (cache, capacity) = (config.cache, config.cache_capacity);
+    let app = App::start(config).await?;
     tracing::info!(
         addr = %listener.local_addr()?,
-        cache = config.cache,
-        capacity = config.cache_capacity,
+        cache,
+        capacity,
         "front-end listening"
     );
-    let token = ClusterToken(secret.as_str().into());
-    let _gauges = cache_metrics(cache.clone());
     // The tasks stop as soon as shutdown begins: the dashboard's streams must end for
     // the server to finish draining (and nothing in flight needs the others).
-    let shutdown = {
-        let tasks = tasks.clone();
-        async move {
-            shutdown.await;
-            tasks.stop();
-        }
+    let tasks = app.tasks.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tasks.stop();
     };
-    common::http::serve(listener, http::router(state, dashboard, token), shutdown).await?;
-    tasks.shutdown(SHUTDOWN_DEADLINE).await;
-    tracing::info!("front-end stopped");
+    common::http::serve(listener, app.router(), shutdown).await?;
+    app.stop().await;
     Ok(())
 }
 

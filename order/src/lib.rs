@@ -37,6 +37,8 @@ pub mod store;
 use std::future::Future;
 use std::time::Duration;
 
+use axum::Router;
+
 use common::client::{CatalogClient, ClusterClient, OrderClient};
 use common::http::ClusterToken;
 use common::tasks::Tasks;
@@ -50,50 +52,85 @@ use replication::Protocol;
 /// How long shutdown waits for the background tasks once the server has drained.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Opens the replica's database, starts its replication mode (and its tasks), and
-/// serves on `listener` until `shutdown` resolves; then stops every task and flushes.
+/// A started replica: its routes, and what stopping it must stop and flush.
+pub struct App {
+    router: Router,
+    protocol: Protocol,
+    tasks: Tasks,
+    store: store::Store,
+    /// Keeps the replica's gauges current while the replica runs.
+    _gauges: common::metrics::OnRender,
+}
+
+impl App {
+    /// Opens the replica's database and starts its replication mode (and its tasks).
+    pub async fn start(config: Config) -> Result<Self, OrderError> {
+        if config.replicas.url(config.id).is_none() {
+            return Err(OrderError::Config(format!(
+                "replica id {} is not in --replicas",
+                config.id
+            )));
+        }
+        let store =
+            store::Store::open_with_cache(&config.data_dir(), config.storage.sled_cache_mb)?;
+        let secret = config.token.resolve().map_err(OrderError::Config)?;
+        let cluster =
+            ClusterClient::new(&secret, config.peer.timeouts()).map_err(OrderError::HttpClient)?;
+        let tasks = Tasks::new();
+        let buyer = buyer::Buyer::start(
+            CatalogClient::new(cluster.clone(), config.catalog_url.clone()),
+            config.retention.key_retention,
+            &tasks,
+        );
+        let protocol = start_mode(&config, &store, cluster, &tasks).await?;
+        let state = http::AppState {
+            protocol: protocol.clone(),
+            buyer,
+            key_window: config.key_window(),
+        };
+        let router = http::router(state, ClusterToken(secret.as_str().into()));
+        Ok(App {
+            router,
+            _gauges: gauges(&protocol),
+            protocol,
+            tasks,
+            store,
+        })
+    }
+
+    /// The replica's routes (cheap to clone; serve them, or drive them in-process).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Stops the replication mode and every task, then flushes the database.
+    pub async fn stop(self) -> Result<(), OrderError> {
+        self.protocol.shutdown(&self.tasks, SHUTDOWN_DEADLINE).await;
+        self.store.flush().await?;
+        tracing::info!("order replica stopped");
+        Ok(())
+    }
+}
+
+/// Starts the replica and serves on `listener` until `shutdown` resolves; then stops
+/// every task and flushes.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OrderError> {
-    if config.replicas.url(config.id).is_none() {
-        return Err(OrderError::Config(format!(
-            "replica id {} is not in --replicas",
-            config.id
-        )));
-    }
-    let store = store::Store::open_with_cache(&config.data_dir(), config.storage.sled_cache_mb)?;
-    let secret = config.token.resolve().map_err(OrderError::Config)?;
-    let cluster =
-        ClusterClient::new(&secret, config.peer.timeouts()).map_err(OrderError::HttpClient)?;
-    let tasks = Tasks::new();
-    let buyer = buyer::Buyer::start(
-        CatalogClient::new(cluster.clone(), config.catalog_url.clone()),
-        config.retention.key_retention,
-        &tasks,
-    );
-    let protocol = start_mode(&config, &store, cluster, &tasks).await?;
+    let (id, mode) = (config.id, config.replication);
+    let app = App::start(config).await?;
     tracing::info!(
-        id = config.id,
-        mode = %config.replication,
-        orders = store.count(),
-        epoch = protocol.status().map(|s| s.epoch).unwrap_or_default(),
+        id,
+        %mode,
+        orders = app.store.count(),
+        epoch = app.protocol.status().map(|s| s.epoch).unwrap_or_default(),
         addr = %listener.local_addr()?,
         "order replica listening"
     );
-    let _gauges = gauges(&protocol);
-    let state = http::AppState {
-        protocol: protocol.clone(),
-        buyer,
-        key_window: config.key_window(),
-    };
-    let token = ClusterToken(secret.as_str().into());
-    common::http::serve(listener, http::router(state, token), shutdown).await?;
-    protocol.shutdown(&tasks, SHUTDOWN_DEADLINE).await;
-    store.flush().await?;
-    tracing::info!("order replica stopped");
-    Ok(())
+    common::http::serve(listener, app.router(), shutdown).await?;
+    app.stop().await
 }
 
 /// Starts the replication mode of `config` on `store`.

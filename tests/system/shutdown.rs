@@ -1,6 +1,8 @@
 //! Graceful shutdown: SIGTERM stops every service while clients are ordering and
 //! dashboard viewers are connected, and every background task ends on its own (none
-//! is left to the shutdown deadline, which would log "did not stop in time").
+//! is left to the shutdown deadline, which would log "did not stop in time"). The
+//! front-end's open dashboard streams end with it: graceful shutdown waits for open
+//! responses, so a stream that did not end would keep the front-end running.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

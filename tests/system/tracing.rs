@@ -9,45 +9,6 @@ use crate::helpers::{in_both_modes, Cluster, Options};
 
 in_both_modes!(an_orders_request_id_is_in_every_services_log);
 
-#[tokio::test]
-async fn every_reply_carries_a_request_id() {
-    let cluster = Cluster::start(Options::default()).await;
-    let lookup = |id: Option<&'static str>| {
-        let mut req = cluster
-            .http
-            .get(format!("{}/products/Tux", cluster.url("frontend")));
-        if let Some(id) = id {
-            req = req.header("x-request-id", id);
-        }
-        req.send()
-    };
-    let id_of = |resp: &reqwest::Response| {
-        resp.headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-
-    let given = lookup(Some("lookup-7")).await.expect("lookup");
-    assert_eq!(id_of(&given).as_deref(), Some("lookup-7"));
-
-    // No id, or an unusable one: the front-end makes one, different each time.
-    let made = id_of(&lookup(None).await.expect("lookup")).expect("a made id");
-    let replaced = id_of(&lookup(Some("has space")).await.expect("lookup")).expect("an id");
-    assert!(!made.is_empty() && made != replaced && replaced != "has space");
-
-    // Errors and unknown paths carry it too.
-    let resp = cluster
-        .http
-        .get(format!("{}/no/such/path", cluster.url("frontend")))
-        .header("x-request-id", "lost-1")
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(resp.status().as_u16(), 404);
-    assert_eq!(id_of(&resp).as_deref(), Some("lost-1"));
-}
-
 async fn an_orders_request_id_is_in_every_services_log(mode: Replication) {
     let cluster = Cluster::start(Options::in_mode(mode)).await;
     let id = format!("demo-{}", std::process::id());

@@ -8,8 +8,6 @@
 
 use std::sync::Arc;
 
-use common::wire::Replicate;
-
 use super::leader::{end_of, send_all, Sent};
 use super::state::Replica;
 
@@ -37,14 +35,7 @@ async fn beat(replica: &Replica) {
     let Ok(prev) = replica.store().last_pos() else {
         return;
     };
-    let request = Arc::new(Replicate {
-        leader_id: replica.id(),
-        epoch: leadership.epoch,
-        prev,
-        entries: Vec::new(),
-        commit: replica.commit(),
-        request_ids: Vec::new(),
-    });
+    let request = Arc::new(replica.empty_batch(leadership.epoch, prev));
     let mut deposed = false;
     let mut failed = false;
     let mut heard = Vec::new();

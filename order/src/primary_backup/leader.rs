@@ -146,14 +146,7 @@ async fn write_batch(
         // first batch failed at a follower, or this replica led in an earlier epoch
         // and crashed): confirm before answering, with an empty batch whose `prev` is
         // our newest order — a follower that lacks anything syncs before it replies.
-        let request = Replicate {
-            leader_id: replica.id(),
-            epoch: leadership.epoch,
-            prev,
-            entries: Vec::new(),
-            commit: replica.commit(),
-            request_ids: Vec::new(),
-        };
+        let request = replica.empty_batch(leadership.epoch, prev);
         let end = end_of(&request);
         let replicated = replicate(replica, Arc::new(request)).await;
         return settle(replica, &log, end, replicated, answers, not_leader);

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::client::{OrderClient, PeerError};
-use common::wire::{ReplicaStatus, Replication, Role};
+use common::wire::{LogPos, ReplicaStatus, Replicate, Replication, Role};
 use reqwest::Url;
 use tokio::sync::{watch, MutexGuard, Notify};
 
@@ -307,6 +307,19 @@ impl Replica {
             .leadership
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = value;
+    }
+
+    /// An empty batch from this leader naming `prev` (its newest order) and its commit
+    /// index: a heartbeat, or a confirmation that followers hold everything up to `prev`.
+    pub fn empty_batch(&self, epoch: u64, prev: Option<LogPos>) -> Replicate {
+        Replicate {
+            leader_id: self.inner.id,
+            epoch,
+            prev,
+            entries: Vec::new(),
+            commit: self.commit(),
+            request_ids: Vec::new(),
+        }
     }
 
     /// What `GET /health` reports.

@@ -1,0 +1,10 @@
+//! The handlers' rules, in-process: every service's router driven without spawning a
+//! process (the catalog and a replica behind a front-end listen on port 0 in this
+//! process). The real-process tests in `tests/system` keep what needs a real process:
+//! crashes, pauses, partitions, replication between replicas, chaos.
+
+mod catalog_api;
+mod frontend_api;
+mod frontend_docs;
+mod order_api;
+mod stack;
