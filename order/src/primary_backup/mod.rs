@@ -4,11 +4,11 @@
 //!
 //! - [`state`]: the replica's shared state (history lock, leadership, commit index,
 //!   lagging followers) and the rules every change obeys.
-//! - [`notice`]: leader notices — following a new leader, or syncing and becoming it.
-//! - [`leader`]: the leader's writer — group commit and replication of each batch.
-//! - [`heartbeat`]: the leader's heartbeat — lagging followers, the commit index.
-//! - [`follower`]: taking the leader's batches.
-//! - [`catch_up`]: syncing a history from a peer, at start and when a batch does not
+//! - `notice`: leader notices — following a new leader, or syncing and becoming it.
+//! - `leader`: the leader's writer — group commit and replication of each batch.
+//! - `heartbeat`: the leader's heartbeat — lagging followers, the commit index.
+//! - `follower`: taking the leader's batches.
+//! - `catch_up`: syncing a history from a peer, at start and when a batch does not
 //!   follow.
 //!
 //! [`PrimaryBackup`] is this mode's arm of the replication seam (`crate::replication`):

@@ -1,0 +1,162 @@
+//! What the services report of themselves: roles, modes, each `/health`, the cache's
+//! figures and view.
+
+use serde::{Deserialize, Serialize};
+
+/// A replica's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Leader,
+    Follower,
+}
+
+/// How the order replicas agree on their history (`--replication`,
+/// `TOYSTORE_REPLICATION`); every replica and the front-end must use the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Replication {
+    /// The lab's mode: the front-end chooses the leader (highest ready id), which
+    /// acknowledges once the order is durable on itself and every follower that is up.
+    #[default]
+    PrimaryBackup,
+    /// A Raft group (openraft): the replicas elect the leader, an order is
+    /// acknowledged once a majority has it durably.
+    Raft,
+}
+
+impl std::fmt::Display for Replication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Replication::PrimaryBackup => "primary-backup",
+            Replication::Raft => "raft",
+        })
+    }
+}
+
+/// `GET /health` of an order replica.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub id: u32,
+    /// The replication mode this replica runs.
+    #[serde(default)]
+    pub mode: Replication,
+    pub role: Role,
+    /// Caught up with its peers and willing to serve.
+    pub ready: bool,
+    /// Highest leadership epoch this replica has accepted.
+    pub epoch: u64,
+    /// The leader this replica follows, if it knows one.
+    pub leader: Option<u32>,
+    /// Number of the newest order, `null` when there are none.
+    pub last_order: Option<u64>,
+    /// Epoch of the newest order (for comparing how up to date histories are).
+    pub last_epoch: Option<u64>,
+    /// Number of stored orders.
+    pub orders: u64,
+    /// Hash over all orders (number, name, quantity, key) in number order, hex.
+    pub digest: String,
+    /// Newest order known committed (durable everywhere the leader waits); reads of
+    /// later orders are not answered.
+    #[serde(default)]
+    pub commit: Option<u64>,
+    /// On a leader: followers it has stopped waiting for until they sync back.
+    #[serde(default)]
+    pub lagging: Vec<u32>,
+    /// Raft mode: the current term (also reported as `epoch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
+    /// Raft mode: index of the newest log entry known committed by a majority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_index: Option<u64>,
+    /// Raft mode: index of the newest log entry applied to the orders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_index: Option<u64>,
+}
+
+/// The front-end's cache figures, in its `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CacheStats {
+    pub enabled: bool,
+    pub capacity: usize,
+    pub size: usize,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub invalidations: u64,
+    /// Whether the cache lease is current (the catalog was heard from recently).
+    pub leased: bool,
+    pub lease_expiries: u64,
+}
+
+/// `GET /cache` of the front-end: what its cache holds and what happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CacheView {
+    pub enabled: bool,
+    pub capacity: usize,
+    /// Cached toys (lower-cased names), most recently used first.
+    pub entries: Vec<CachedToy>,
+    /// The journal's events from `after` on (the newest 1024 are kept).
+    pub events: Vec<CacheEvent>,
+    /// Ask with `after` = this to get only newer events.
+    pub next: u64,
+}
+
+/// One cached toy and the catalog version its entry holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CachedToy {
+    pub name: String,
+    pub version: u64,
+}
+
+/// Something that happened to one cache entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CacheEvent {
+    /// Grows by one per event.
+    pub seq: u64,
+    /// Milliseconds since the front-end started.
+    pub at_ms: u64,
+    pub kind: CacheEventKind,
+    /// The toy (lower-cased name).
+    pub name: String,
+}
+
+/// Why an entry came or went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheEventKind {
+    /// Stored after a lookup read the catalog.
+    Filled,
+    /// Dropped to make room (least recently used).
+    Evicted,
+    /// Dropped because the toy changed (an order, a restock, a newer version seen).
+    Invalidated,
+    /// Dropped because the cache's lease ran out (the catalog went unheard).
+    Expired,
+}
+
+/// `GET /health` of the front-end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FrontendHealth {
+    /// Always `"frontend"`.
+    pub service: String,
+    /// The order replica it believes leads, if any.
+    pub leader: Option<u32>,
+    pub epoch: Option<u64>,
+    pub cache: CacheStats,
+}
+
+/// `GET /health` of the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogHealth {
+    /// Always `"catalog"`.
+    pub service: String,
+    /// Seeded and serving.
+    pub ready: bool,
+    /// How often sold-out toys are restocked.
+    #[serde(default)]
+    pub restock_period_ms: u64,
+    /// Time until the next restock round.
+    #[serde(default)]
+    pub next_restock_ms: u64,
+}

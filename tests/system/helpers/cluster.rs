@@ -1,0 +1,268 @@
+//! A cluster of real processes: the service binaries as children on free loopback
+//! ports, each with its sled directory in a temp dir; started, signalled (SIGKILL,
+//! SIGSTOP/SIGCONT, SIGTERM) and killed when dropped, with their logs kept.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::build::bin_dir;
+use super::ports::free_ports;
+use super::Options;
+
+/// A running cluster. Dropping it kills every process.
+pub struct Cluster {
+    pub(super) dir: tempfile::TempDir,
+    pub opts: Options,
+    pub token: String,
+    pub(super) ports: HashMap<String, u16>,
+    pub(super) children: HashMap<String, Child>,
+    pub(super) extra_env: HashMap<String, Vec<(String, String)>>,
+    pub http: reqwest::Client,
+}
+
+impl Cluster {
+    /// Starts catalog, replicas and front-end and waits until an order can be placed.
+    pub async fn start(opts: Options) -> Cluster {
+        let mut cluster = Cluster::new(opts);
+        cluster.start_all().await;
+        cluster
+    }
+
+    /// Starts catalog, replicas and front-end of a [`Cluster::new`] (with whatever
+    /// [`Cluster::set_env`] gave them) and waits until an order can be placed.
+    pub async fn start_all(&mut self) {
+        self.start_service("catalog").await;
+        for id in 1..=self.opts.replicas {
+            self.spawn(&format!("order{id}"));
+        }
+        for id in 1..=self.opts.replicas {
+            self.wait_healthy(&format!("order{id}")).await;
+        }
+        self.start_service("frontend").await;
+    }
+
+    /// A cluster with nothing started yet.
+    pub fn new(opts: Options) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let names: Vec<String> = ["frontend", "catalog"]
+            .into_iter()
+            .map(String::from)
+            .chain((1..=opts.replicas).map(|i| format!("order{i}")))
+            .collect();
+        let ports = names.iter().cloned().zip(free_ports(names.len())).collect();
+        std::fs::create_dir_all(dir.path().join("logs")).expect("log dir");
+        Cluster {
+            dir,
+            opts,
+            token: format!("test-token-{}", std::process::id()),
+            ports,
+            children: HashMap::new(),
+            extra_env: HashMap::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    pub fn port(&self, service: &str) -> u16 {
+        self.ports[service]
+    }
+
+    pub fn url(&self, service: &str) -> String {
+        format!("http://127.0.0.1:{}", self.port(service))
+    }
+
+    /// Sets an environment variable for the next starts of `service`.
+    pub fn set_env(&mut self, service: &str, key: &str, value: &str) {
+        let env = self.extra_env.entry(service.to_string()).or_default();
+        env.retain(|(k, _)| k != key);
+        env.push((key.to_string(), value.to_string()));
+    }
+
+    pub fn clear_env(&mut self, service: &str) {
+        self.extra_env.remove(service);
+    }
+
+    pub(super) fn replicas_arg(&self) -> String {
+        (1..=self.opts.replicas)
+            .map(|i| format!("{i}={}", self.url(&format!("order{i}"))))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts `service` without waiting for it.
+    pub fn spawn(&mut self, service: &str) {
+        assert!(
+            !self.children.contains_key(service),
+            "{service} is already running"
+        );
+        let bins = bin_dir();
+        let data = self.dir.path().join(service);
+        let listen = format!("127.0.0.1:{}", self.port(service));
+        let mut cmd = if service == "catalog" {
+            let mut c = Command::new(bins.join("catalog"));
+            c.arg("--listen").arg(&listen).arg("--data-dir").arg(&data);
+            let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/toys.json");
+            c.arg("--seed-file")
+                .arg(self.opts.seed_file.clone().unwrap_or(shipped));
+            c.arg("--frontend-url").arg(self.url("frontend"));
+            c.arg("--initial-stock")
+                .arg(self.opts.initial_stock.to_string());
+            c.arg("--restock-amount")
+                .arg(self.opts.restock_amount.to_string());
+            c.arg("--restock-period-ms")
+                .arg(self.opts.restock_period_ms.to_string());
+            c
+        } else if let Some(id) = service.strip_prefix("order") {
+            let mut c = Command::new(bins.join("order"));
+            c.arg("--id").arg(id).arg("--listen").arg(&listen);
+            c.arg("--data-dir").arg(&data);
+            c
+        } else {
+            let mut c = Command::new(bins.join("frontend"));
+            c.arg("--listen").arg(&listen);
+            c.arg("--cache").arg(self.opts.cache.to_string());
+            c.arg("--cache-capacity")
+                .arg(self.opts.cache_capacity.to_string());
+            c.arg("--failover-ms")
+                .arg(self.opts.failover_ms.to_string());
+            c.env(
+                "FRONTEND_TEST_FILL_DELAY_MS",
+                self.opts.fill_delay_ms.to_string(),
+            );
+            c
+        };
+        cmd.env("TOYSTORE_REPLICATION", self.opts.replication.to_string())
+            .env("TOYSTORE_CLUSTER_TOKEN", &self.token)
+            .env("TOYSTORE_CATALOG_URL", self.url("catalog"))
+            .env("TOYSTORE_REPLICAS", self.replicas_arg())
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env("NO_COLOR", "1");
+        if let (Some(window), false) = (self.opts.key_retention, service == "frontend") {
+            cmd.env("TOYSTORE_KEY_RETENTION", window);
+        }
+        for (k, v) in self.extra_env.get(service).into_iter().flatten() {
+            cmd.env(k, v);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(service))
+            .expect("open log");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {service}: {e}"));
+        self.children.insert(service.to_string(), child);
+    }
+
+    /// Starts `service` and waits until it is healthy.
+    pub async fn start_service(&mut self, service: &str) {
+        self.spawn(service);
+        self.wait_healthy(service).await;
+    }
+
+    /// SIGKILLs `service` (a crash: no shutdown code runs) and reaps it.
+    pub fn kill(&mut self, service: &str) {
+        let mut child = self
+            .children
+            .remove(service)
+            .unwrap_or_else(|| panic!("{service} is not running"));
+        let _ = child.kill(); // SIGKILL on Unix
+        let _ = child.wait();
+    }
+
+    /// Stalls `service` with SIGSTOP (it keeps its sockets but answers nothing).
+    pub fn pause(&self, service: &str) {
+        self.signal(service, "-STOP");
+    }
+
+    /// Resumes a paused `service` with SIGCONT.
+    pub fn resume(&self, service: &str) {
+        self.signal(service, "-CONT");
+    }
+
+    /// Asks `service` to shut down gracefully (SIGTERM); see [`Cluster::wait_exit`].
+    pub fn terminate(&self, service: &str) {
+        self.signal(service, "-TERM");
+    }
+
+    pub(super) fn signal(&self, service: &str, signal: &str) {
+        let pid = self
+            .children
+            .get(service)
+            .unwrap_or_else(|| panic!("{service} is not running"))
+            .id();
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {service}");
+    }
+
+    /// Whether the process of `service` is still alive.
+    pub fn is_running(&mut self, service: &str) -> bool {
+        match self.children.get_mut(service) {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Waits until `service` exits by itself (e.g. an injected crash) and forgets it.
+    pub async fn wait_exit(&mut self, service: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.is_running(service) {
+            assert!(Instant::now() < deadline, "{service} did not exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(mut child) = self.children.remove(service) {
+            let _ = child.wait();
+        }
+    }
+
+    pub(super) fn log_path(&self, service: &str) -> PathBuf {
+        self.dir.path().join("logs").join(format!("{service}.log"))
+    }
+
+    /// The whole log of a service.
+    pub fn log_text(&self, service: &str) -> String {
+        std::fs::read_to_string(self.log_path(service)).unwrap_or_default()
+    }
+
+    /// Tail of a service's log (for failure messages).
+    pub fn log_tail(&self, service: &str) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.log_path(service)) {
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let _ = f.seek(SeekFrom::Start(len.saturating_sub(4000)));
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let names: Vec<String> = self.children.keys().cloned().collect();
+        for name in names {
+            self.kill(&name);
+        }
+        if std::thread::panicking() {
+            let mut services: Vec<String> = self.ports.keys().cloned().collect();
+            services.sort();
+            for s in services {
+                eprintln!("----- {s} log (tail) -----\n{}", self.log_tail(&s));
+            }
+        }
+    }
+}
