@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::client::{FrontendClient, PeerError};
+use common::domain::Version;
 use common::tasks::Tasks;
 use common::wire::Invalidation;
 use reqwest::StatusCode;
@@ -38,16 +39,16 @@ impl Invalidator {
     }
 
     /// Queues "toy `name` changed, now at `version`" for the front-end.
-    pub fn announce(&self, name: String, version: u64) {
+    pub fn announce(&self, name: String, version: Version) {
         let _ = self.tx.send(Invalidation { name, version });
     }
 }
 
 async fn deliver_loop(frontend: FrontendClient, mut rx: mpsc::UnboundedReceiver<Invalidation>) {
     while let Some(first) = rx.recv().await {
-        let mut newest: HashMap<String, u64> = HashMap::new();
+        let mut newest: HashMap<String, Version> = HashMap::new();
         let mut add = |inv: Invalidation| {
-            let v = newest.entry(inv.name).or_insert(0);
+            let v = newest.entry(inv.name).or_default();
             *v = (*v).max(inv.version);
         };
         add(first);

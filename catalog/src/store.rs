@@ -21,6 +21,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use common::domain::Version;
 use common::flush::GroupFlush;
 use common::storage::StorageError;
 use common::wire::{BuyReply, BuyRequest, CatalogProduct, StockTotals};
@@ -52,7 +53,7 @@ impl StoredBuy {
         BuyReply {
             name: self.name,
             quantity: self.quantity,
-            version: self.version,
+            version: Version(self.version),
             repeated: true,
         }
     }
@@ -81,7 +82,7 @@ impl From<StoredProduct> for CatalogProduct {
             name: p.name,
             price: p.price_cents as f64 / 100.0,
             quantity: p.quantity,
-            version: p.version,
+            version: Version(p.version),
         }
     }
 }
@@ -448,7 +449,10 @@ impl Store {
 
     /// Sets every sold-out toy to `amount`, durably. Returns the restocked toys with
     /// their new versions.
-    pub async fn restock_sold_out(&self, amount: u64) -> Result<Vec<(String, u64)>, CatalogError> {
+    pub async fn restock_sold_out(
+        &self,
+        amount: u64,
+    ) -> Result<Vec<(String, Version)>, CatalogError> {
         let mut restocked = Vec::new();
         if amount == 0 {
             return Ok(restocked);
@@ -471,7 +475,7 @@ impl Store {
                 current.version += 1;
                 products.insert(lookup.as_bytes(), encode(&current))?;
                 add_u64(meta, META_RESTOCKED, amount)?;
-                Ok(Some((current.name, current.version)))
+                Ok(Some((current.name, Version(current.version))))
             });
             if let Some(done) = result.map_err(flatten)? {
                 restocked.push(done);
@@ -582,7 +586,7 @@ mod tests {
             BuyOutcome::Applied(BuyReply {
                 name: "Tux".into(),
                 quantity: 3,
-                version: 2,
+                version: Version(2),
                 repeated: false,
             })
         );
@@ -595,7 +599,7 @@ mod tests {
         let (_dir, store) = seeded().await;
         store.buy(&buy("Tux", 3, "k1")).await.expect("buy");
         let again = store.buy(&buy("Tux", 3, "k1")).await.expect("buy again");
-        assert!(matches!(again, BuyOutcome::Repeated(ref r) if r.version == 2));
+        assert!(matches!(again, BuyOutcome::Repeated(ref r) if r.version == Version(2)));
         assert_eq!(
             store.product("Tux").expect("read").expect("found").quantity,
             7
@@ -633,14 +637,14 @@ mod tests {
             ])
             .await
             .expect("batch");
-        assert!(matches!(outcomes[0], Ok(BuyOutcome::Applied(ref r)) if r.version == 2));
+        assert!(matches!(outcomes[0], Ok(BuyOutcome::Applied(ref r)) if r.version == Version(2)));
         assert!(matches!(
             outcomes[1],
             Err(CatalogError::InsufficientStock { available: 6, .. })
         ));
         assert!(matches!(outcomes[2], Err(CatalogError::UnknownProduct(_))));
-        assert!(matches!(outcomes[3], Ok(BuyOutcome::Repeated(ref r)) if r.version == 2));
-        assert!(matches!(outcomes[4], Ok(BuyOutcome::Applied(ref r)) if r.version == 3));
+        assert!(matches!(outcomes[3], Ok(BuyOutcome::Repeated(ref r)) if r.version == Version(2)));
+        assert!(matches!(outcomes[4], Ok(BuyOutcome::Applied(ref r)) if r.version == Version(3)));
         let t = store.totals().expect("totals");
         assert_eq!((t.sold, t.current), (10, 10));
     }
@@ -651,7 +655,7 @@ mod tests {
         store.buy(&buy("Tux", 10, "k1")).await.expect("buy");
         store.buy(&buy("Rubik's Cube", 4, "k2")).await.expect("buy");
         let restocked = store.restock_sold_out(100).await.expect("restock");
-        assert_eq!(restocked, vec![("Tux".to_string(), 3)]);
+        assert_eq!(restocked, vec![("Tux".to_string(), Version(3))]);
         let t = store.totals().expect("totals");
         assert_eq!(
             t,
@@ -686,13 +690,17 @@ mod tests {
             .buy(&buy("Tux", 1, "k"))
             .await
             .expect("within the window");
-        assert!(matches!(again, BuyOutcome::Repeated(ref r) if r.repeated && r.version == 2));
+        assert!(
+            matches!(again, BuyOutcome::Repeated(ref r) if r.repeated && r.version == Version(2))
+        );
         tokio::time::sleep(window + Duration::from_millis(50)).await;
         let after = store
             .buy(&buy("Tux", 1, "k"))
             .await
             .expect("after the window");
-        assert!(matches!(after, BuyOutcome::Applied(ref r) if !r.repeated && r.version == 3));
+        assert!(
+            matches!(after, BuyOutcome::Applied(ref r) if !r.repeated && r.version == Version(3))
+        );
         let t = store.totals().expect("totals");
         assert_eq!((t.sold, t.current), (2, 18));
         // The pruner drops the first buy's entry and keeps the key's newer buy.
@@ -700,7 +708,7 @@ mod tests {
         assert_eq!(store.prune_keys(cutoff, 10).expect("prune"), 1);
         assert_eq!((store.buys.len(), store.by_time.len()), (1, 1));
         let repeated = store.buy(&buy("Tux", 1, "k")).await.expect("repeat");
-        assert!(matches!(repeated, BuyOutcome::Repeated(ref r) if r.version == 3));
+        assert!(matches!(repeated, BuyOutcome::Repeated(ref r) if r.version == Version(3)));
     }
 
     #[tokio::test]
@@ -714,10 +722,10 @@ mod tests {
             ..buy("Tux", 1, "k")
         };
         let again = store.buy(&forgotten).await.expect("buy again");
-        assert!(matches!(again, BuyOutcome::Applied(ref r) if r.version == 3));
+        assert!(matches!(again, BuyOutcome::Applied(ref r) if r.version == Version(3)));
         // Its catalog-side window alone would have kept it.
         let kept = store.buy(&buy("Tux", 1, "k")).await.expect("repeat");
-        assert!(matches!(kept, BuyOutcome::Repeated(ref r) if r.version == 3));
+        assert!(matches!(kept, BuyOutcome::Repeated(ref r) if r.version == Version(3)));
     }
 
     #[tokio::test]
@@ -761,7 +769,7 @@ mod tests {
         }
         let store = Store::open(dir.path()).expect("upgrade");
         let again = store.buy(&buy("tux", 2, "k1")).await.expect("repeat");
-        assert!(matches!(again, BuyOutcome::Repeated(ref r) if r.version == 2));
+        assert!(matches!(again, BuyOutcome::Repeated(ref r) if r.version == Version(2)));
         assert!(!store
             .db
             .tree_names()

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::domain::ReplicaId;
 use common::wire::Replication;
 use reqwest::Url;
 
@@ -487,7 +488,7 @@ pub(crate) async fn catch_up(rs: &RunSh, script: &Path, n: u64) -> Result<CatchU
         .into_iter()
         .find(|id| *id != leader)
         .ok_or_else(|| err("no follower"))?;
-    let held = |statuses: &[common::wire::ReplicaStatus], id: u32| {
+    let held = |statuses: &[common::wire::ReplicaStatus], id: ReplicaId| {
         statuses.iter().find(|s| s.id == id).map_or(0, |s| s.orders)
     };
     let before = held(&inspector.statuses().await, follower);

@@ -137,8 +137,8 @@ impl History {
                             .catalog_versions
                             .entry(p.name.to_lowercase())
                             .or_default();
-                        if versions.last().is_none_or(|(_, v)| *v < p.version) {
-                            versions.push((seen, p.version));
+                        if versions.last().is_none_or(|(_, v)| *v < p.version.get()) {
+                            versions.push((seen, p.version.get()));
                         }
                     }
                 }
@@ -209,7 +209,7 @@ impl Verdict {
 pub fn judge(history: &History, final_orders: &[OrderRecord], windows: &[Window]) -> Verdict {
     let events = history.events();
     let by_number: BTreeMap<u64, &OrderRecord> =
-        final_orders.iter().map(|r| (r.number, r)).collect();
+        final_orders.iter().map(|r| (r.number.get(), r)).collect();
     let mut verdict = Verdict {
         acked: events.acks.len(),
         reads: events.product_reads.len(),
@@ -236,7 +236,7 @@ pub fn judge(history: &History, final_orders: &[OrderRecord], windows: &[Window]
 
     let mut numbers_of: HashMap<&str, Vec<u64>> = HashMap::new();
     for r in final_orders {
-        numbers_of.entry(&r.key).or_default().push(r.number);
+        numbers_of.entry(&r.key).or_default().push(r.number.get());
     }
     for (key, numbers) in numbers_of {
         if numbers.len() > 1 {
@@ -249,10 +249,10 @@ pub fn judge(history: &History, final_orders: &[OrderRecord], windows: &[Window]
     let acked_numbers: HashMap<u64, &Ack> = events.acks.iter().map(|a| (a.number, a)).collect();
     for (at, read) in &events.order_reads {
         let held = by_number
-            .get(&read.number)
+            .get(&read.number.get())
             .is_some_and(|r| r.name == read.name && r.quantity == read.quantity);
         let acked_as_read = acked_numbers
-            .get(&read.number)
+            .get(&read.number.get())
             .is_some_and(|a| a.name == read.name && a.quantity == read.quantity);
         if !held && !acked_as_read {
             verdict.phantoms.push(format!(
@@ -311,11 +311,11 @@ mod tests {
 
     fn rec(number: u64, key: &str) -> OrderRecord {
         OrderRecord {
-            number,
+            number: common::domain::OrderNumber(number),
             name: "Tux".into(),
             quantity: 1,
             key: key.into(),
-            epoch: 1,
+            epoch: common::domain::Epoch(1),
             time: 0,
         }
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::client::{CatalogClient, ClusterClient, OrderClient};
 use common::config::Replicas;
+use common::domain::{OrderNumber, ReplicaId};
 use common::wire::{
     CacheStats, FrontendHealth, OrderRecord, ReplicaStatus, Replication, Role, StockTotals,
 };
@@ -70,7 +71,11 @@ impl RunSh {
         let path = self.data_dir.join("cluster.token");
         let token = std::fs::read_to_string(&path)
             .map_err(|e| ClientError::Other(format!("{}: {e}", path.display())))?;
-        let replicas = Replicas((1..=3).map(|i| (i as u32, self.url(90 + i))).collect());
+        let replicas = Replicas(
+            (1..=3)
+                .map(|i| (ReplicaId(i as u32), self.url(90 + i)))
+                .collect(),
+        );
         Inspector::new(replicas, self.url(81), self.frontend_url(), token.trim())
     }
 
@@ -146,7 +151,7 @@ impl Inspector {
         })
     }
 
-    pub fn replica_ids(&self) -> Vec<u32> {
+    pub fn replica_ids(&self) -> Vec<ReplicaId> {
         let mut ids = self.replicas.ids_descending();
         ids.reverse();
         ids
@@ -164,7 +169,7 @@ impl Inspector {
     }
 
     /// The replica that leads at the highest epoch, if any.
-    pub async fn leader(&self) -> Option<u32> {
+    pub async fn leader(&self) -> Option<ReplicaId> {
         self.statuses()
             .await
             .into_iter()
@@ -206,14 +211,20 @@ impl Inspector {
     }
 
     /// Every order replica `id` holds, in number order (with keys and epochs).
-    pub async fn orders_of(&self, id: u32) -> Result<Vec<OrderRecord>, ClientError> {
+    pub async fn orders_of(&self, id: ReplicaId) -> Result<Vec<OrderRecord>, ClientError> {
         let url = self
             .replicas
             .url(id)
             .ok_or_else(|| ClientError::Other(format!("no replica {id}")))?;
-        let mut out = Vec::new();
+        let mut out: Vec<OrderRecord> = Vec::new();
         loop {
-            let from = out.last().map_or(0, |r: &OrderRecord| r.number + 1);
+            let from = match out.last() {
+                Some(r) => match r.number.next() {
+                    Some(next) => next,
+                    None => return Ok(out),
+                },
+                None => OrderNumber(0),
+            };
             let page =
                 self.orders.log_page(url, from, 1000).await.map_err(|e| {
                     ClientError::Other(format!("reading orders of replica {id}: {e}"))
@@ -226,7 +237,7 @@ impl Inspector {
     }
 
     /// Units ordered and number of orders, read from replica `id`'s whole history.
-    pub async fn ordered_units(&self, id: u32) -> Result<(u64, u64), ClientError> {
+    pub async fn ordered_units(&self, id: ReplicaId) -> Result<(u64, u64), ClientError> {
         let orders = self.orders_of(id).await?;
         Ok((orders.iter().map(|r| r.quantity).sum(), orders.len() as u64))
     }

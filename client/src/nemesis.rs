@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::Replicas;
+use common::domain::ReplicaId;
 use common::wire::Replication;
 
 use crate::checker::{judge, longest_gap, rate, History, Verdict, Window};
@@ -131,7 +132,7 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
     }
     let replicas = Replicas(
         (1..=3u32)
-            .map(|i| lab.url(&format!("order{i}")).map(|u| (i, u)))
+            .map(|i| lab.url(&format!("order{i}")).map(|u| (ReplicaId(i), u)))
             .collect::<Result<_, _>>()?,
     );
     let inspector = Inspector::new(
@@ -233,7 +234,7 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
             all
         }
     };
-    let source = statuses.first().map_or(1, |s| s.id);
+    let source = statuses.first().map_or(ReplicaId(1), |s| s.id);
     let finals = inspector.orders_of(source).await?;
     let verdict = judge(&history, &finals, &windows);
     check(
@@ -343,11 +344,11 @@ fn list(items: &[String]) -> String {
 
 /// Resolves "leader" / "follower" to a host.
 async fn resolve(target: &str, inspector: &Inspector, rng: &mut fastrand::Rng) -> String {
-    let leader = inspector.leader().await.unwrap_or(3);
+    let leader = inspector.leader().await.unwrap_or(ReplicaId(3));
     match target {
         "leader" => format!("order{leader}"),
         "follower" => {
-            let followers: Vec<u32> = (1..=3).filter(|i| *i != leader).collect();
+            let followers: Vec<u32> = (1..=3).filter(|i| ReplicaId(*i) != leader).collect();
             format!("order{}", followers[rng.usize(..followers.len())])
         }
         other => other.to_string(),

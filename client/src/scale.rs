@@ -23,6 +23,7 @@ use crate::bench::{catch_up, today, wrk, CatchUp, WrkResult, ORDER_SCRIPT};
 use crate::cluster::{Inspector, RunSh};
 use crate::plot::register_font;
 use crate::ClientError;
+use common::domain::ReplicaId;
 use common::wire::Replication;
 
 /// Where a mode's results go: the markers around its section of `PERFORMANCE.md`,
@@ -211,7 +212,7 @@ async fn leader_orders(inspector: &Inspector) -> Result<u64, ClientError> {
         .ok_or_else(|| err("the leader did not answer"))
 }
 
-async fn follower(inspector: &Inspector) -> Result<u32, ClientError> {
+async fn follower(inspector: &Inspector) -> Result<ReplicaId, ClientError> {
     let leader = inspector.leader().await.ok_or_else(|| err("no leader"))?;
     inspector
         .replica_ids()
@@ -225,7 +226,7 @@ async fn follower(inspector: &Inspector) -> Result<u32, ClientError> {
 async fn restart_to_ready(
     rs: &RunSh,
     inspector: &Inspector,
-    id: u32,
+    id: ReplicaId,
 ) -> Result<Duration, ClientError> {
     let name = format!("order{id}");
     rs.run(&["kill", &name], &[]).await?;

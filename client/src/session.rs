@@ -235,7 +235,7 @@ impl Session {
         match fetch::<OrderPlaced>(request).await {
             Outcome::Ok(placed) => {
                 if let Some(h) = &self.history {
-                    h.acked(key, placed.order_number, name, 1);
+                    h.acked(key, placed.order_number.get(), name, 1);
                 }
                 Outcome::Ok(OrderView {
                     number: placed.order_number,

@@ -12,6 +12,7 @@ use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::domain::OrderNumber;
 use crate::error::ErrorBody;
 use crate::trace::{RequestId, REQUEST_ID_HEADER};
 use crate::wire::*;
@@ -282,7 +283,7 @@ impl OrderClient {
     }
 
     /// Reads one order from a replica.
-    pub async fn get(&self, replica: &Url, number: u64) -> Result<OrderView, PeerError> {
+    pub async fn get(&self, replica: &Url, number: OrderNumber) -> Result<OrderView, PeerError> {
         let url = endpoint(replica, &["orders", &number.to_string()]);
         self.cluster.get(url, self.cluster.timeouts.request).await
     }
@@ -331,7 +332,7 @@ impl OrderClient {
     pub async fn log_page(
         &self,
         replica: &Url,
-        from: u64,
+        from: OrderNumber,
         limit: u64,
     ) -> Result<LogPage, PeerError> {
         let mut url = endpoint(replica, &["internal", "log"]);

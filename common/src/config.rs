@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+use crate::domain::ReplicaId;
+
 /// Timeouts of calls to other services, the same flags on every service. The
 /// defaults suit one machine or a LAN; docs/DEPLOY.md says which to raise elsewhere.
 #[derive(clap::Args, Debug, Clone, Copy)]
@@ -89,17 +91,17 @@ pub const DEFAULT_REPLICAS: &str =
 
 /// A list of order replicas: `1=http://127.0.0.1:8091,2=http://127.0.0.1:8092`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Replicas(pub Vec<(u32, Url)>);
+pub struct Replicas(pub Vec<(ReplicaId, Url)>);
 
 impl Replicas {
     /// Address of replica `id`.
-    pub fn url(&self, id: u32) -> Option<&Url> {
+    pub fn url(&self, id: ReplicaId) -> Option<&Url> {
         self.0.iter().find(|(i, _)| *i == id).map(|(_, u)| u)
     }
 
     /// Ids from highest to lowest (the order of leader selection).
-    pub fn ids_descending(&self) -> Vec<u32> {
-        let mut ids: Vec<u32> = self.0.iter().map(|(i, _)| *i).collect();
+    pub fn ids_descending(&self) -> Vec<ReplicaId> {
+        let mut ids: Vec<ReplicaId> = self.0.iter().map(|(i, _)| *i).collect();
         ids.sort_unstable_by(|a, b| b.cmp(a));
         ids
     }
@@ -112,7 +114,7 @@ pub fn parse_replicas(s: &str) -> Result<Replicas, String> {
         let (id, url) = part
             .split_once('=')
             .ok_or_else(|| format!("`{part}`: expected ID=URL"))?;
-        let id: u32 = id
+        let id: ReplicaId = id
             .trim()
             .parse()
             .map_err(|_| format!("`{id}`: replica id must be a number"))?;
@@ -181,8 +183,11 @@ mod tests {
     fn replicas_parse_and_sort_by_id() {
         let r = parse_replicas("1=http://127.0.0.1:8091, 3=http://127.0.0.1:8093,2=http://h:1")
             .expect("valid list");
-        assert_eq!(r.ids_descending(), vec![3, 2, 1]);
-        assert_eq!(r.url(3).map(|u| u.as_str()), Some("http://127.0.0.1:8093/"));
+        assert_eq!(r.ids_descending(), [3, 2, 1].map(ReplicaId));
+        assert_eq!(
+            r.url(ReplicaId(3)).map(|u| u.as_str()),
+            Some("http://127.0.0.1:8093/")
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What two or more toystore services share, and nothing else.
 //!
 //! - [`wire`]: the JSON bodies that travel between services and to clients.
+//! - [`domain`]: order numbers, epochs, terms, log indexes, versions and replica ids
+//!   as types of their own.
 //! - [`error`]: the `{"error": {"code", "message"}}` body every service answers with.
 //! - [`http`]: the JSON body extractor, the cluster-token guard, serving with
 //!   `TCP_NODELAY` and graceful shutdown.
@@ -20,6 +22,7 @@
 pub mod batch;
 pub mod client;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod flush;
 pub mod http;

@@ -10,6 +10,7 @@
 use std::marker::PhantomData;
 
 use common::client::{endpoint, ClusterClient, PeerError};
+use common::domain::ReplicaId;
 use openraft::error::{
     Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -32,12 +33,12 @@ pub struct Network<C> {
     /// The group's path segment under `/internal/`.
     route: &'static str,
     /// Every other member's base URL.
-    peers: Vec<(u32, Url)>,
+    peers: Vec<(ReplicaId, Url)>,
     group: PhantomData<fn() -> C>,
 }
 
 impl<C> Network<C> {
-    pub fn new(client: ClusterClient, route: &'static str, peers: Vec<(u32, Url)>) -> Self {
+    pub fn new(client: ClusterClient, route: &'static str, peers: Vec<(ReplicaId, Url)>) -> Self {
         Network {
             client,
             route,
@@ -65,7 +66,7 @@ impl<C: Group> RaftNetworkFactory<C> for Network<C> {
         let url = self
             .peers
             .iter()
-            .find(|(id, _)| u64::from(*id) == target)
+            .find(|(id, _)| id.node() == target)
             .map(|(_, url)| url.clone());
         Peer {
             client: self.client.clone(),

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::client::ClusterClient;
+use common::domain::{LogIndex, ReplicaId, Term};
 use common::tasks::Tasks;
 use openraft::error::{CheckIsLeaderError, Fatal, RaftError};
 use openraft::storage::RaftStateMachine;
@@ -77,9 +78,9 @@ pub struct Identity {
 /// What a peer says of its place in the group.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerView {
-    pub term: u64,
-    pub leader: Option<u32>,
-    pub commit_index: Option<u64>,
+    pub term: Term,
+    pub leader: Option<ReplicaId>,
+    pub commit_index: Option<LogIndex>,
 }
 
 /// How a member asks a peer for its [`PeerView`] (each group has its own status
@@ -92,14 +93,14 @@ pub trait Probe: Clone + Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct View {
     pub leading: bool,
-    pub term: u64,
-    pub leader: Option<u32>,
+    pub term: Term,
+    pub leader: Option<ReplicaId>,
     /// Caught up once since its start, and knows a leader.
     pub ready: bool,
-    pub commit_index: Option<u64>,
-    pub applied_index: Option<u64>,
+    pub commit_index: Option<LogIndex>,
+    pub applied_index: Option<LogIndex>,
     /// As leader, every follower and how many log entries it is behind (0 elsewhere).
-    pub behind: Vec<(NodeId, u64)>,
+    pub behind: Vec<(ReplicaId, u64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,7 +137,7 @@ impl<C: Group> Clone for RaftNode<C> {
 }
 
 struct Inner<C: Group> {
-    id: u32,
+    id: ReplicaId,
     raft: Raft<C>,
     /// Set once this member has caught up after its start (see the module docs).
     caught_up: AtomicBool,
@@ -150,9 +151,9 @@ impl<C: Group> RaftNode<C> {
     /// and on the lowest id the group's initialisation, on `tasks`.
     #[allow(clippy::too_many_arguments)]
     pub async fn start<M: RaftStateMachine<C>>(
-        id: u32,
+        id: ReplicaId,
         group: Identity,
-        members: &[(u32, Url)],
+        members: &[(ReplicaId, Url)],
         log: LogStore<C>,
         machine: M,
         client: ClusterClient,
@@ -160,20 +161,15 @@ impl<C: Group> RaftNode<C> {
         probe: impl Probe,
         tasks: &Tasks,
     ) -> Result<Self, StartError> {
-        let peers: Vec<(u32, Url)> = members.iter().filter(|(p, _)| *p != id).cloned().collect();
+        let peers: Vec<(ReplicaId, Url)> =
+            members.iter().filter(|(p, _)| *p != id).cloned().collect();
         let config = settings
             .openraft(group.name)
             .map_err(|e| StartError::Config(Box::new(e)))?;
         let network = Network::new(client, group.route, peers.clone());
-        let raft = Raft::new(
-            u64::from(id),
-            Arc::new(config),
-            network,
-            log.clone(),
-            machine,
-        )
-        .await
-        .map_err(|e| StartError::Fatal(Box::new(e)))?;
+        let raft = Raft::new(id.node(), Arc::new(config), network, log.clone(), machine)
+            .await
+            .map_err(|e| StartError::Fatal(Box::new(e)))?;
         let node = RaftNode {
             inner: Arc::new(Inner {
                 id,
@@ -192,7 +188,7 @@ impl<C: Group> RaftNode<C> {
                 .iter()
                 .map(|(p, url)| {
                     (
-                        u64::from(*p),
+                        p.node(),
                         Node {
                             addr: url.to_string(),
                         },
@@ -207,7 +203,7 @@ impl<C: Group> RaftNode<C> {
         Ok(node)
     }
 
-    pub fn id(&self) -> u32 {
+    pub fn id(&self) -> ReplicaId {
         self.inner.id
     }
 
@@ -217,13 +213,13 @@ impl<C: Group> RaftNode<C> {
     }
 
     /// Ok if this member leads (and so takes writes); otherwise the leader it knows.
-    pub fn leads(&self) -> Result<(), Option<u32>> {
+    pub fn leads(&self) -> Result<(), Option<ReplicaId>> {
         let metrics = self.inner.raft.metrics();
         let m = metrics.borrow();
         if m.state == ServerState::Leader {
             Ok(())
         } else {
-            Err(m.current_leader.and_then(|l| u32::try_from(l).ok()))
+            Err(m.current_leader.and_then(ReplicaId::of_node))
         }
     }
 
@@ -248,7 +244,7 @@ impl<C: Group> RaftNode<C> {
             .membership_config
             .nodes()
             .filter(|(id, _)| **id != m.id)
-            .map(|(follower, _)| {
+            .filter_map(|(follower, _)| {
                 // Only the leader knows; elsewhere 0, not the values of an earlier term.
                 let behind = match &m.replication {
                     Some(replication) => {
@@ -257,20 +253,20 @@ impl<C: Group> RaftNode<C> {
                     }
                     None => 0,
                 };
-                (*follower, behind)
+                Some((ReplicaId::of_node(*follower)?, behind))
             })
             .collect();
-        let leader = m.current_leader.and_then(|l| u32::try_from(l).ok());
+        let leader = m.current_leader.and_then(ReplicaId::of_node);
         View {
             leading: m.state == ServerState::Leader,
-            term: m.current_term,
+            term: Term(m.current_term),
             leader,
             // Caught up once (after its start) and knows a leader. Not "has applied
             // all it knows committed": under load a member applies a moment after it
             // learns of a commit, so that would flicker.
             ready: self.inner.caught_up.load(Ordering::SeqCst) && leader.is_some(),
-            commit_index: self.inner.log.committed_index(),
-            applied_index: m.last_applied.map(|l| l.index),
+            commit_index: self.inner.log.committed_index().map(LogIndex),
+            applied_index: m.last_applied.map(|l| LogIndex(l.index)),
             behind,
         }
     }
@@ -290,10 +286,10 @@ impl<C: Group> RaftNode<C> {
 
 /// Marks the member caught up once it leads, or once it has applied what its leader
 /// reported committed when asked; ends then, or when the member stops.
-async fn catch_up<C: Group>(node: RaftNode<C>, probe: impl Probe, peers: Vec<(u32, Url)>) {
+async fn catch_up<C: Group>(node: RaftNode<C>, probe: impl Probe, peers: Vec<(ReplicaId, Url)>) {
     let inner = &node.inner;
     let mut metrics = inner.raft.metrics();
-    let me = u64::from(inner.id);
+    let me = inner.id.node();
     let mut target: Option<(u64, Option<u64>)> = None; // (leader, its commit index)
     loop {
         let (leader, applied, stopped) = {
@@ -312,9 +308,9 @@ async fn catch_up<C: Group>(node: RaftNode<C>, probe: impl Probe, peers: Vec<(u3
             Some(l) => {
                 if target.is_none_or(|(asked, _)| asked != l) {
                     target = None;
-                    if let Some((_, url)) = peers.iter().find(|(p, _)| u64::from(*p) == l) {
+                    if let Some((_, url)) = peers.iter().find(|(p, _)| p.node() == l) {
                         if let Some(view) = probe.probe(url, inner.settings.read).await {
-                            target = Some((l, view.commit_index));
+                            target = Some((l, view.commit_index.map(LogIndex::get)));
                         }
                     }
                 }
@@ -341,7 +337,7 @@ async fn initialize<C: Group>(
     node: RaftNode<C>,
     members: BTreeMap<NodeId, Node>,
     probe: impl Probe,
-    peers: Vec<(u32, Url)>,
+    peers: Vec<(ReplicaId, Url)>,
 ) {
     let raft = &node.inner.raft;
     if raft.is_initialized().await.unwrap_or(true) {
@@ -349,9 +345,9 @@ async fn initialize<C: Group>(
     }
     for (peer, url) in &peers {
         if let Some(view) = probe.probe(url, node.inner.settings.election).await {
-            if view.term > 0 || view.leader.is_some() {
+            if view.term > Term(0) || view.leader.is_some() {
                 tracing::info!(
-                    peer,
+                    %peer,
                     "a peer already belongs to a raft group; not initialising"
                 );
                 return;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::batch::{self, Batcher};
+use common::domain::ReplicaId;
 use common::tasks::Tasks;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Raft, RaftTypeConfig};
@@ -51,7 +52,7 @@ pub struct Limits {
 pub enum ProposeError {
     /// This member does not lead; the hint names who does, if known.
     #[error("not the leader (leader: {leader:?})")]
-    NotLeader { leader: Option<NodeId> },
+    NotLeader { leader: Option<ReplicaId> },
     #[error("no majority stored the entry within {} ms", waited.as_millis())]
     NoMajority { waited: Duration },
     #[error("raft write failed")]
@@ -149,7 +150,7 @@ async fn propose<C: Group, P: Proposal<C>>(
         }
         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
             ProposeError::NotLeader {
-                leader: f.leader_id,
+                leader: f.leader_id.and_then(ReplicaId::of_node),
             }
         }
         Ok(Err(e)) => ProposeError::Raft(Box::new(e)),

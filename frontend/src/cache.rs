@@ -33,6 +33,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::body::Bytes;
+use common::domain::Version;
 use common::wire::{CacheEvent, CacheEventKind, CacheStats, CacheView, CachedToy};
 use lru::LruCache;
 
@@ -58,11 +59,11 @@ struct Inner {
     /// Entries may be served until then; `None` until the first successful poll.
     lease_until: Option<Instant>,
     /// Lower-cased name → (version, reply body).
-    entries: LruCache<String, (u64, Bytes)>,
+    entries: LruCache<String, (Version, Bytes)>,
     /// Lower-cased name → newest version announced by an invalidation or by one of our
     /// own orders. One entry per real toy at most: only the catalog (with the cluster
     /// token) and acknowledged orders announce, and both name existing toys.
-    announced: HashMap<String, u64>,
+    announced: HashMap<String, Version>,
     /// The newest [`JOURNAL`] events, oldest first.
     journal: VecDeque<CacheEvent>,
     /// Sequence number of the next event.
@@ -136,7 +137,7 @@ impl Cache {
     }
 
     /// The cached version and reply body for `key`, marking it most recently used.
-    pub fn get(&self, key: &str) -> Option<(u64, Bytes)> {
+    pub fn get(&self, key: &str) -> Option<(Version, Bytes)> {
         let found = if self.enabled {
             let (mut inner, leased) = self.leased();
             leased.then(|| inner.entries.get(key).cloned()).flatten()
@@ -155,7 +156,7 @@ impl Cache {
     /// Stores a body read from the catalog at `version`, unless a newer version of the
     /// toy has been announced meanwhile or the lease has run out. Returns whether it
     /// was stored.
-    pub fn fill(&self, key: &str, version: u64, body: Bytes) -> bool {
+    pub fn fill(&self, key: &str, version: Version, body: Bytes) -> bool {
         if !self.enabled {
             return false;
         }
@@ -188,7 +189,7 @@ impl Cache {
     }
 
     /// Drops `key` and remembers that `version` exists, so older fills are refused.
-    pub fn invalidate(&self, key: &str, version: u64) {
+    pub fn invalidate(&self, key: &str, version: Version) {
         let mut inner = self.lock();
         inner.drop_entry(self.started, key, CacheEventKind::Invalidated);
         announce(&mut inner.announced, key, version);
@@ -198,7 +199,11 @@ impl Cache {
     /// Applies a poll of the catalog sent at `sent`: every toy's current `version`
     /// (lower-cased names). Drops entries older than what the poll read, and extends
     /// the lease to `until` (computed from the send time by the caller).
-    pub fn renew<'a>(&self, versions: impl IntoIterator<Item = (&'a str, u64)>, until: Instant) {
+    pub fn renew<'a>(
+        &self,
+        versions: impl IntoIterator<Item = (&'a str, Version)>,
+        until: Instant,
+    ) {
         let mut inner = self.lock();
         for (key, version) in versions {
             if inner.entries.peek(key).is_some_and(|(v, _)| *v < version) {
@@ -267,7 +272,7 @@ impl Cache {
 }
 
 /// Records that `version` of `key` exists (the newest one wins).
-fn announce(announced: &mut HashMap<String, u64>, key: &str, version: u64) {
+fn announce(announced: &mut HashMap<String, Version>, key: &str, version: Version) {
     match announced.get_mut(key) {
         Some(v) => *v = (*v).max(version),
         None => {
@@ -295,8 +300,8 @@ mod tests {
     fn repeated_lookups_hit() {
         let cache = leased(true, 2);
         assert!(cache.get("tux").is_none());
-        assert!(cache.fill("tux", 1, body("t1")));
-        assert_eq!(cache.get("tux"), Some((1, body("t1"))));
+        assert!(cache.fill("tux", Version(1), body("t1")));
+        assert_eq!(cache.get("tux"), Some((Version(1), body("t1"))));
         let s = cache.stats();
         assert_eq!((s.hits, s.misses, s.size), (1, 1, 1));
     }
@@ -304,10 +309,10 @@ mod tests {
     #[test]
     fn the_least_recently_used_toy_is_evicted() {
         let cache = leased(true, 2);
-        cache.fill("a", 1, body("a"));
-        cache.fill("b", 1, body("b"));
+        cache.fill("a", Version(1), body("a"));
+        cache.fill("b", Version(1), body("b"));
         cache.get("a");
-        cache.fill("c", 1, body("c"));
+        cache.fill("c", Version(1), body("c"));
         assert!(cache.get("b").is_none());
         assert!(cache.get("a").is_some());
         assert!(cache.get("c").is_some());
@@ -319,12 +324,12 @@ mod tests {
     fn the_journal_tells_fills_evictions_and_invalidations_in_order() {
         use CacheEventKind::*;
         let cache = leased(true, 2);
-        cache.fill("a", 1, body("a"));
-        cache.fill("b", 1, body("b"));
+        cache.fill("a", Version(1), body("a"));
+        cache.fill("b", Version(1), body("b"));
         cache.get("a");
-        cache.fill("c", 1, body("c"));
-        cache.invalidate("a", 2);
-        cache.invalidate("zzz", 1); // not cached: nothing happened to an entry
+        cache.fill("c", Version(1), body("c"));
+        cache.invalidate("a", Version(2));
+        cache.invalidate("zzz", Version(1)); // not cached: nothing happened to an entry
         let view = cache.view(0);
         let told: Vec<(CacheEventKind, &str)> = view
             .events
@@ -351,7 +356,7 @@ mod tests {
     fn the_journal_keeps_the_newest_events() {
         let cache = leased(true, 1);
         for i in 0..(JOURNAL as u64 + 10) {
-            cache.fill(&format!("t{i}"), 1, body("x"));
+            cache.fill(&format!("t{i}"), Version(1), body("x"));
         }
         let view = cache.view(0);
         assert_eq!(view.events.len(), JOURNAL);
@@ -361,27 +366,27 @@ mod tests {
     #[test]
     fn a_fill_older_than_an_invalidation_is_refused() {
         let cache = leased(true, 2);
-        cache.fill("tux", 5, body("old"));
-        cache.invalidate("tux", 6);
+        cache.fill("tux", Version(5), body("old"));
+        cache.invalidate("tux", Version(6));
         assert!(cache.get("tux").is_none());
-        assert!(!cache.fill("tux", 5, body("old")));
+        assert!(!cache.fill("tux", Version(5), body("old")));
         assert!(cache.get("tux").is_none());
-        assert!(cache.fill("tux", 6, body("new")));
+        assert!(cache.fill("tux", Version(6), body("new")));
         assert_eq!(cache.get("tux").map(|(_, b)| b), Some(body("new")));
     }
 
     #[test]
     fn a_newer_entry_is_not_replaced_by_an_older_fill() {
         let cache = leased(true, 2);
-        cache.fill("tux", 7, body("new"));
-        assert!(!cache.fill("tux", 6, body("old")));
+        cache.fill("tux", Version(7), body("new"));
+        assert!(!cache.fill("tux", Version(6), body("old")));
         assert_eq!(cache.get("tux").map(|(_, b)| b), Some(body("new")));
     }
 
     #[test]
     fn a_disabled_cache_stores_nothing_and_counts_misses() {
         let cache = leased(false, 2);
-        assert!(!cache.fill("tux", 1, body("t")));
+        assert!(!cache.fill("tux", Version(1), body("t")));
         assert!(cache.get("tux").is_none());
         let s = cache.stats();
         assert_eq!((s.enabled, s.misses, s.size), (false, 1, 0));
@@ -390,11 +395,11 @@ mod tests {
     #[test]
     fn nothing_is_served_or_stored_without_a_lease() {
         let cache = Cache::new(true, 2);
-        assert!(!cache.fill("tux", 1, body("t")));
+        assert!(!cache.fill("tux", Version(1), body("t")));
         assert!(!cache.stats().leased);
 
         cache.renew([], Instant::now() + std::time::Duration::from_millis(30));
-        assert!(cache.fill("tux", 1, body("t")));
+        assert!(cache.fill("tux", Version(1), body("t")));
         assert_eq!(cache.get("tux").map(|(_, b)| b), Some(body("t")));
         std::thread::sleep(std::time::Duration::from_millis(40));
         assert!(cache.get("tux").is_none(), "served after the lease ran out");
@@ -405,13 +410,13 @@ mod tests {
     #[test]
     fn a_poll_drops_entries_older_than_it_read_and_refuses_older_fills() {
         let cache = leased(true, 3);
-        cache.fill("tux", 4, body("old"));
-        cache.fill("fox", 2, body("fox"));
+        cache.fill("tux", Version(4), body("old"));
+        cache.fill("fox", Version(2), body("fox"));
         let until = Instant::now() + std::time::Duration::from_secs(60);
-        cache.renew([("tux", 5), ("fox", 2)], until);
+        cache.renew([("tux", Version(5)), ("fox", Version(2))], until);
         assert!(cache.get("tux").is_none());
         assert_eq!(cache.get("fox").map(|(_, b)| b), Some(body("fox")));
-        assert!(!cache.fill("tux", 4, body("old")));
-        assert!(cache.fill("tux", 5, body("new")));
+        assert!(!cache.fill("tux", Version(4), body("old")));
+        assert!(cache.fill("tux", Version(5), body("new")));
     }
 }

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use common::client::{CatalogClient, OrderClient};
+use common::domain::Version;
 use common::error::ErrorBody;
 use common::http::{
     require_token, with_fallbacks, ClusterToken, Json, PathParam, QueryParams, BODY_LIMIT,
@@ -87,7 +88,7 @@ pub fn router(state: AppState, dashboard: Dashboard, token: ClusterToken) -> Rou
 /// the chaos checker) can tell how fresh a reply is.
 pub const VERSION_HEADER: &str = "x-toy-version";
 
-fn product_body(version: u64, body: Bytes) -> Response {
+fn product_body(version: Version, body: Bytes) -> Response {
     (
         [
             (header::CONTENT_TYPE, "application/json".to_string()),
@@ -227,7 +228,7 @@ async fn place_order(
         Err(_) => state.cache.forget(&request.name.key()),
     }
     let accepted = accepted?;
-    tracing::info!(order = accepted.order_number, toy = %accepted.name, "order placed");
+    tracing::info!(order = %accepted.order_number, toy = %accepted.name, "order placed");
     Ok(data(OrderPlaced {
         order_number: accepted.order_number,
     }))

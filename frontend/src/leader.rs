@@ -26,6 +26,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::client::{OrderClient, PeerError};
 use common::config::Replicas;
+use common::domain::{Epoch, ReplicaId};
 use common::tasks::Tasks;
 use common::wire::{LeaderNotice, ReplicaStatus, Replication, Role};
 use reqwest::Url;
@@ -54,9 +55,9 @@ pub struct Timing {
 /// The leader as the front-end knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Leader {
-    pub id: u32,
+    pub id: ReplicaId,
     pub url: Url,
-    pub epoch: u64,
+    pub epoch: Epoch,
 }
 
 /// Leader state and the replicas' addresses.
@@ -90,7 +91,9 @@ enum Attempt<T> {
 }
 
 /// Among replica statuses, the ready leader at the highest term.
-pub(crate) fn best_leader(statuses: &[(u32, ReplicaStatus)]) -> Option<&(u32, ReplicaStatus)> {
+pub(crate) fn best_leader(
+    statuses: &[(ReplicaId, ReplicaStatus)],
+) -> Option<&(ReplicaId, ReplicaStatus)> {
     statuses
         .iter()
         .filter(|(_, s)| s.role == Role::Leader && s.ready)
@@ -145,8 +148,8 @@ impl Leaders {
             if changed {
                 metrics::counter!("leader_changes_total").increment(1);
                 if let Some(l) = &leader {
-                    metrics::gauge!("leader_id").set(f64::from(l.id));
-                    metrics::gauge!("leader_epoch").set(l.epoch as f64);
+                    metrics::gauge!("leader_id").set(f64::from(l.id.get()));
+                    metrics::gauge!("leader_epoch").set(l.epoch.get() as f64);
                 }
             }
             *current = leader;
@@ -199,14 +202,14 @@ impl Leaders {
         let result = tokio::select! {
             result = op(leader.url.clone()) => result,
             _ = changes.changed() => {
-                tracing::debug!(leader = leader.id, "leader replaced mid-request; retrying on the new one");
+                tracing::debug!(leader = %leader.id, "leader replaced mid-request; retrying on the new one");
                 return Attempt::Retry;
             }
         };
         match result {
             Ok(value) => Attempt::Done(Ok(value)),
             Err(e) if worth_failing_over(&e) => {
-                tracing::warn!(leader = leader.id, error = %e, "leader failed; re-selecting");
+                tracing::warn!(leader = %leader.id, error = %e, "leader failed; re-selecting");
                 self.reselect(Some(&leader)).await;
                 Attempt::Retry
             }
@@ -222,7 +225,7 @@ impl Leaders {
                 // backoff, within the budget. Re-selecting would not help: selection
                 // does not look at who reaches the catalog. In Raft mode a 503 may
                 // also mean that the leader lost its majority: look for a newer one.
-                tracing::warn!(leader = leader.id, error = %e, "leader cannot serve; retrying");
+                tracing::warn!(leader = %leader.id, error = %e, "leader cannot serve; retrying");
                 if self.mode == Replication::Raft {
                     self.reselect(Some(&leader)).await;
                 }
@@ -265,8 +268,8 @@ impl Leaders {
             .iter()
             .map(|(_, s)| s.epoch)
             .max()
-            .unwrap_or(0)
-            .max(self.issued.load(Ordering::SeqCst));
+            .unwrap_or_default()
+            .max(Epoch(self.issued.load(Ordering::SeqCst)));
         for id in self.replicas.ids_descending() {
             let Some(status) = statuses.iter().find(|(i, _)| *i == id).map(|(_, s)| s) else {
                 continue;
@@ -277,12 +280,12 @@ impl Leaders {
             let Some(url) = self.replicas.url(id).cloned() else {
                 continue;
             };
-            let Some(next) = epoch.checked_add(1) else {
-                tracing::error!(epoch, "leadership epochs are exhausted");
+            let Some(next) = epoch.next() else {
+                tracing::error!(%epoch, "leadership epochs are exhausted");
                 return None;
             };
             epoch = next;
-            self.issued.fetch_max(epoch, Ordering::SeqCst);
+            self.issued.fetch_max(epoch.get(), Ordering::SeqCst);
             let notice = LeaderNotice {
                 leader_id: id,
                 epoch,
@@ -293,13 +296,13 @@ impl Leaders {
                 .await
             {
                 Ok(_) => {
-                    tracing::info!(leader = id, epoch, "selected the leader");
-                    let answered: Vec<u32> = statuses.iter().map(|(i, _)| *i).collect();
+                    tracing::info!(leader = %id, %epoch, "selected the leader");
+                    let answered: Vec<ReplicaId> = statuses.iter().map(|(i, _)| *i).collect();
                     self.tell_followers(notice, &answered).await;
                     return Some(Leader { id, url, epoch });
                 }
                 Err(e) => {
-                    tracing::warn!(replica = id, error = %e, "replica refused leadership");
+                    tracing::warn!(replica = %id, error = %e, "replica refused leadership");
                     // It may know a newer epoch than we saw; outbid it on the next try.
                     if let Ok(s) = self.client.status_within(&url, self.timing.status).await {
                         epoch = epoch.max(s.epoch);
@@ -319,7 +322,7 @@ impl Leaders {
     /// can exist (its election would have needed one of that majority).
     async fn discover(&self) -> Option<Leader> {
         let majority = self.replicas.0.len() / 2 + 1;
-        let settled = |answered: &[(u32, ReplicaStatus)]| {
+        let settled = |answered: &[(ReplicaId, ReplicaStatus)]| {
             answered.len() >= majority
                 && best_leader(answered).is_some_and(|(_, leader)| {
                     answered.iter().all(|(_, s)| s.epoch <= leader.epoch)
@@ -342,8 +345,8 @@ impl Leaders {
         if let Some(found) = self.select().await {
             if self.current().as_ref() != Some(&found) {
                 tracing::info!(
-                    leader = found.id,
-                    term = found.epoch,
+                    leader = %found.id,
+                    term = %found.epoch,
                     "found the raft leader"
                 );
             }
@@ -356,8 +359,8 @@ impl Leaders {
     /// dashboard's monitor asks for all of them.)
     pub(crate) async fn statuses(
         &self,
-        enough: impl Fn(&[(u32, ReplicaStatus)]) -> bool,
-    ) -> Vec<(u32, ReplicaStatus)> {
+        enough: impl Fn(&[(ReplicaId, ReplicaStatus)]) -> bool,
+    ) -> Vec<(ReplicaId, ReplicaStatus)> {
         let mut set = tokio::task::JoinSet::new();
         for (id, url) in &self.replicas.0 {
             let (id, url, client) = (*id, url.clone(), self.client.clone());
@@ -372,7 +375,7 @@ impl Leaders {
                     // front-end; say so once, loudly, rather than fail quietly.
                     if !self.mode_mismatch.swap(true, Ordering::SeqCst) {
                         tracing::error!(
-                            replica = status.0,
+                            replica = %status.0,
                             replica_mode = %status.1.mode,
                             mode = %self.mode,
                             "a replica runs another replication mode than this front-end \
@@ -399,7 +402,7 @@ impl Leaders {
     ///
     /// Only replicas in `answered` (they answered the selection's status check) are
     /// waited for; the others are told in the background straight away.
-    async fn tell_followers(&self, notice: LeaderNotice, answered: &[u32]) {
+    async fn tell_followers(&self, notice: LeaderNotice, answered: &[ReplicaId]) {
         let mut told = Vec::new();
         for (id, url) in &self.replicas.0 {
             if *id == notice.leader_id {
@@ -414,7 +417,7 @@ impl Leaders {
                     .leader_notice(&url, &notice, FOLLOWER_NOTICE_TIMEOUT)
                     .await
                 {
-                    tracing::debug!(replica = id, error = %e, "follower not told of the leader");
+                    tracing::debug!(replica = %id, error = %e, "follower not told of the leader");
                 }
                 let _ = done.send(());
             });

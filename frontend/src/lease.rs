@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::client::CatalogClient;
+use common::domain::Version;
 
 use crate::cache::Cache;
 
@@ -32,7 +33,7 @@ pub async fn lease_loop(
         let polled = tokio::time::timeout(lease, catalog.products()).await;
         match polled {
             Ok(Ok(products)) => {
-                let versions: Vec<(String, u64)> = products
+                let versions: Vec<(String, Version)> = products
                     .into_iter()
                     .map(|p| (p.name.to_lowercase(), p.version))
                     .collect();

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use axum::http::Method;
 use common::client::CatalogClient;
 use common::config::Replicas;
+use common::domain::{Epoch, ReplicaId};
 use common::metrics::{route_totals, RouteTotals};
 use common::wire::{
     CacheEvent, CacheEventKind, CacheStats, CacheView, CatalogHealth, CatalogProduct,
@@ -51,7 +52,7 @@ const ORDER_ROUTE: &str = "/orders";
 /// One replica as the last poll saw it.
 #[derive(Debug, Clone)]
 pub struct ReplicaRow {
-    pub id: u32,
+    pub id: ReplicaId,
     /// `None`: it did not answer.
     pub status: Option<ReplicaStatus>,
     /// Orders it lacks that the leader holds (`None` without a leader to compare to).
@@ -104,7 +105,7 @@ pub enum FeedKind {
 pub struct Snapshot {
     pub mode: Replication,
     /// The leader as this front-end knows it: id and epoch (term in Raft mode).
-    pub leader: Option<(u32, u64)>,
+    pub leader: Option<(ReplicaId, Epoch)>,
     pub replicas: Vec<ReplicaRow>,
     pub catalog: CatalogState,
     pub cache: CacheView,
@@ -131,7 +132,7 @@ pub struct Monitor {
     /// The previous poll, to compare with.
     last: Option<Snapshot>,
     /// Replicas that came back (or were not ready) and have not yet caught up.
-    catching_up: HashSet<u32>,
+    catching_up: HashSet<ReplicaId>,
     /// The cache journal's next sequence number, as of the previous poll.
     cache_next: u64,
     /// Cache evictions and invalidations of the last [`FLASH`], oldest first.
@@ -319,10 +320,10 @@ fn push(feed: &mut VecDeque<FeedItem>, at_unix_s: u64, events: Vec<(FeedKind, St
 
 /// The replicas' rows, in id order, each with how far it is behind the leader (the
 /// ready replica that says it leads, at the highest epoch).
-fn rows(replicas: &Replicas, statuses: Vec<(u32, ReplicaStatus)>) -> Vec<ReplicaRow> {
+fn rows(replicas: &Replicas, statuses: Vec<(ReplicaId, ReplicaStatus)>) -> Vec<ReplicaRow> {
     let leader_orders = best_leader(&statuses).map(|(_, s)| s.orders);
-    let mut statuses: HashMap<u32, ReplicaStatus> = statuses.into_iter().collect();
-    let mut ids: Vec<u32> = replicas.0.iter().map(|(id, _)| *id).collect();
+    let mut statuses: HashMap<ReplicaId, ReplicaStatus> = statuses.into_iter().collect();
+    let mut ids: Vec<ReplicaId> = replicas.0.iter().map(|(id, _)| *id).collect();
     ids.sort_unstable();
     ids.into_iter()
         .map(|id| {
@@ -352,7 +353,7 @@ fn rate(
     (per_s, mean_ms)
 }
 
-fn leader_line(leader: Option<(u32, u64)>) -> Option<(FeedKind, String)> {
+fn leader_line(leader: Option<(ReplicaId, Epoch)>) -> Option<(FeedKind, String)> {
     let (id, epoch) = leader?;
     Some((FeedKind::Leader, format!("order{id} leads (epoch {epoch})")))
 }
@@ -362,7 +363,7 @@ fn leader_line(leader: Option<(u32, u64)>) -> Option<(FeedKind, String)> {
 fn changes(
     last: &Snapshot,
     now: &Snapshot,
-    catching_up: &mut HashSet<u32>,
+    catching_up: &mut HashSet<ReplicaId>,
 ) -> Vec<(FeedKind, String)> {
     let mut out = Vec::new();
     if now.leader != last.leader {
@@ -482,17 +483,18 @@ fn cache_lines(events: &[CacheEvent]) -> Vec<(FeedKind, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::domain::OrderNumber;
     use common::wire::Role;
 
     fn status(id: u32, role: Role, ready: bool, epoch: u64, orders: u64) -> ReplicaStatus {
         ReplicaStatus {
-            id,
+            id: ReplicaId(id),
             mode: Replication::PrimaryBackup,
             role,
             ready,
-            epoch,
+            epoch: Epoch(epoch),
             leader: None,
-            last_order: orders.checked_sub(1),
+            last_order: orders.checked_sub(1).map(OrderNumber),
             last_epoch: None,
             orders,
             digest: String::new(),
@@ -504,7 +506,7 @@ mod tests {
         }
     }
 
-    fn snapshot(leader: Option<(u32, u64)>, replicas: Vec<ReplicaRow>) -> Snapshot {
+    fn snapshot(leader: Option<(ReplicaId, Epoch)>, replicas: Vec<ReplicaRow>) -> Snapshot {
         Snapshot {
             mode: Replication::PrimaryBackup,
             leader,
@@ -537,19 +539,23 @@ mod tests {
 
     fn replicas() -> Replicas {
         let url = |p| reqwest::Url::parse(&format!("http://127.0.0.1:{p}")).expect("url");
-        Replicas(vec![(3, url(3)), (1, url(1)), (2, url(2))])
+        Replicas(vec![
+            (ReplicaId(3), url(3)),
+            (ReplicaId(1), url(1)),
+            (ReplicaId(2), url(2)),
+        ])
     }
 
     #[test]
     fn rows_are_in_id_order_with_their_distance_from_the_leader() {
         let statuses = vec![
-            (3, status(3, Role::Leader, true, 2, 10)),
-            (1, status(1, Role::Follower, true, 2, 7)),
+            (ReplicaId(3), status(3, Role::Leader, true, 2, 10)),
+            (ReplicaId(1), status(1, Role::Follower, true, 2, 7)),
         ];
         let rows = rows(&replicas(), statuses);
         let seen: Vec<(u32, bool, Option<u64>)> = rows
             .iter()
-            .map(|r| (r.id, r.status.is_some(), r.behind))
+            .map(|r| (r.id.get(), r.status.is_some(), r.behind))
             .collect();
         assert_eq!(
             seen,
@@ -562,15 +568,15 @@ mod tests {
         let mut catching_up = HashSet::new();
         let all = |follower: Option<ReplicaStatus>, behind| {
             snapshot(
-                Some((3, 2)),
+                Some((ReplicaId(3), Epoch(2))),
                 vec![
                     ReplicaRow {
-                        id: 2,
+                        id: ReplicaId(2),
                         status: follower,
                         behind,
                     },
                     ReplicaRow {
-                        id: 3,
+                        id: ReplicaId(3),
                         status: Some(status(3, Role::Leader, true, 2, 10)),
                         behind: Some(0),
                     },
@@ -618,13 +624,13 @@ mod tests {
 
     #[test]
     fn a_new_leader_and_a_restock_are_news() {
-        let mut before = snapshot(Some((3, 1)), Vec::new());
-        let mut after = snapshot(Some((2, 2)), Vec::new());
+        let mut before = snapshot(Some((ReplicaId(3), Epoch(1))), Vec::new());
+        let mut after = snapshot(Some((ReplicaId(2), Epoch(2))), Vec::new());
         let toy = |quantity| CatalogProduct {
             name: "Tux".into(),
             price: 1.0,
             quantity,
-            version: 0,
+            version: common::domain::Version(0),
         };
         before.catalog = CatalogState {
             up: true,

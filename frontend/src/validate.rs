@@ -1,6 +1,7 @@
 //! Validated request values: handlers never see a bad name, quantity, order number or
 //! idempotency key.
 
+use common::domain::OrderNumber;
 use serde::Deserialize;
 
 use crate::error::FrontendError;
@@ -85,13 +86,14 @@ impl OrderRequest {
 }
 
 /// An order number from the path: a non-negative integer.
-pub fn parse_order_number(raw: &str) -> Result<u64, FrontendError> {
+pub fn parse_order_number(raw: &str) -> Result<OrderNumber, FrontendError> {
     if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
         return Err(FrontendError::BadRequest(format!(
             "order number must be a non-negative integer, not {raw:?}"
         )));
     }
     raw.parse()
+        .map(OrderNumber)
         .map_err(|_| FrontendError::BadRequest(format!("order number {raw} is too large")))
 }
 
@@ -189,8 +191,8 @@ mod tests {
 
     #[test]
     fn order_numbers_are_plain_integers() {
-        assert_eq!(parse_order_number("0").ok(), Some(0));
-        assert_eq!(parse_order_number("42").ok(), Some(42));
+        assert_eq!(parse_order_number("0").ok(), Some(OrderNumber(0)));
+        assert_eq!(parse_order_number("42").ok(), Some(OrderNumber(42)));
         for bad in [
             "",
             "-1",

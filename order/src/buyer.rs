@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::batch::{Batcher, Limits};
 use common::client::{CatalogClient, PeerError};
+use common::domain::Version;
 use common::tasks::Tasks;
 use common::wire::{BuyReply, BuyRequest, BuyResult, NewOrder};
 use reqwest::StatusCode;
@@ -35,7 +36,7 @@ pub struct Bought {
     /// The order, with the toy's canonical name.
     pub order: NewOrder,
     /// The toy's version right after this order's buy (0 if the catalog was not asked).
-    pub version: u64,
+    pub version: Version,
     /// What the catalog did for it.
     pub purchase: Purchase,
 }
@@ -119,7 +120,7 @@ async fn buy_all(
                     if held {
                         Ok(Bought {
                             order,
-                            version: 0,
+                            version: Version(0),
                             purchase: Purchase::NotBought,
                         })
                     } else {

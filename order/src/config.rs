@@ -8,6 +8,7 @@ use clap::Parser;
 use common::config::{
     parse_replicas, parse_url, PeerArgs, Replicas, StorageArgs, TokenArgs, DEFAULT_REPLICAS,
 };
+use common::domain::ReplicaId;
 use common::retention::RetentionArgs;
 use common::wire::Replication;
 use reqwest::Url;
@@ -20,7 +21,7 @@ use crate::raft::RaftSettings;
 pub struct Config {
     /// This replica's id; must appear in --replicas.
     #[arg(long, env = "ORDER_ID")]
-    pub id: u32,
+    pub id: ReplicaId,
 
     /// Address to listen on [default: the address of this id in --replicas].
     #[arg(long, env = "ORDER_LISTEN")]
@@ -192,7 +193,7 @@ impl Config {
     }
 
     /// Every other replica.
-    pub fn peers(&self) -> Vec<(u32, Url)> {
+    pub fn peers(&self) -> Vec<(ReplicaId, Url)> {
         self.replicas
             .0
             .iter()

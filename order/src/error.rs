@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use common::client::PeerError;
+use common::domain::{Epoch, OrderNumber, ReplicaId};
 use std::sync::Arc;
 
 use common::error::{chain, error_response};
@@ -15,17 +16,20 @@ use consensus::network::MessageError;
 pub enum OrderError {
     /// This replica does not take client writes; ask the front-end to re-select.
     #[error("replica {id} is not the leader (leader: {leader:?})")]
-    NotLeader { id: u32, leader: Option<u32> },
+    NotLeader {
+        id: ReplicaId,
+        leader: Option<ReplicaId>,
+    },
 
     #[error("replica is still catching up")]
     NotReady,
 
     #[error("no order number {0}")]
-    UnknownOrder(u64),
+    UnknownOrder(OrderNumber),
 
     /// A leadership or replication message from an older epoch (fencing).
     #[error("stale epoch {theirs}: this replica is at epoch {mine}")]
-    StaleEpoch { mine: u64, theirs: u64 },
+    StaleEpoch { mine: Epoch, theirs: Epoch },
 
     #[error("idempotency key {0:?} was already used for a different order")]
     KeyReused(String),

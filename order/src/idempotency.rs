@@ -15,6 +15,7 @@
 //! A held key names a toy and a quantity; an order that names others is refused (422)
 //! unless the catalog took stock for it now.
 
+use common::domain::OrderNumber;
 use common::wire::{NewOrder, OrderRecord};
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +36,7 @@ pub enum Decision {
     /// Write it as a new order.
     New,
     /// Answer with the held order's number.
-    Held(u64),
+    Held(OrderNumber),
     /// Refuse: the key was used for another order.
     KeyReused,
     /// Refuse: its stock was not taken and no order is held for its key.
@@ -81,11 +82,11 @@ mod tests {
     #[test]
     fn an_order_is_written_exactly_when_its_stock_was_taken_or_its_write_was_lost() {
         let held = OrderRecord {
-            number: 7,
+            number: OrderNumber(7),
             name: "Tux".into(),
             quantity: 2,
             key: "k".into(),
-            epoch: 1,
+            epoch: common::domain::Epoch(1),
             time: 1,
         };
         let tux = order("tux", 2);
@@ -94,8 +95,14 @@ mod tests {
         use Purchase as P;
         assert_eq!(decide(Some(&held), &tux, P::Fresh), D::New);
         assert_eq!(decide(Some(&held), &other, P::Fresh), D::New);
-        assert_eq!(decide(Some(&held), &tux, P::Repeated), D::Held(7));
-        assert_eq!(decide(Some(&held), &tux, P::NotBought), D::Held(7));
+        assert_eq!(
+            decide(Some(&held), &tux, P::Repeated),
+            D::Held(OrderNumber(7))
+        );
+        assert_eq!(
+            decide(Some(&held), &tux, P::NotBought),
+            D::Held(OrderNumber(7))
+        );
         assert_eq!(decide(Some(&held), &other, P::Repeated), D::KeyReused);
         assert_eq!(decide(Some(&held), &other, P::NotBought), D::KeyReused);
         assert_eq!(decide(None, &tux, P::Fresh), D::New);

@@ -122,10 +122,10 @@ pub async fn run(
     let (id, mode) = (config.id, config.replication);
     let app = App::start(config).await?;
     tracing::info!(
-        id,
+        %id,
         %mode,
         orders = app.store.count(),
-        epoch = app.protocol.status().map(|s| s.epoch).unwrap_or_default(),
+        epoch = %app.protocol.status().map(|s| s.epoch).unwrap_or_default(),
         addr = %listener.local_addr()?,
         "order replica listening"
     );

@@ -53,7 +53,7 @@ pub async fn place(
     // order is durable and replicated.
     let name = order.name.clone();
     let number = state.protocol.submit(order, bought.purchase).await?;
-    tracing::info!(order = number, toy = %name, "order placed");
+    tracing::info!(order = %number, toy = %name, "order placed");
     Ok(data(OrderAccepted {
         order_number: number,
         name,

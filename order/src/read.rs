@@ -4,6 +4,7 @@
 
 use axum::extract::State;
 use axum::response::IntoResponse;
+use common::domain::OrderNumber;
 use common::http::{PathParam, QueryParams};
 use common::wire::{data, LogPage, OrderView};
 use serde::Deserialize;
@@ -19,7 +20,7 @@ pub async fn one(
     State(state): State<AppState>,
     PathParam(number): PathParam,
 ) -> Result<impl IntoResponse, OrderError> {
-    let number: u64 = number
+    let number: OrderNumber = number
         .parse()
         .map_err(|_| OrderError::BadRequest(format!("order number {number:?} is not a number")))?;
     let record = state.protocol.read(number).await?;
@@ -28,7 +29,7 @@ pub async fn one(
 
 #[derive(Deserialize)]
 pub struct PageQuery {
-    from: u64,
+    from: OrderNumber,
     limit: Option<u64>,
 }
 

@@ -8,6 +8,7 @@
 //! again; 503), `ReplicationFailed` (502), `UnknownOrder` (404).
 
 use axum::Router;
+use common::domain::OrderNumber;
 use common::tasks::Tasks;
 use common::wire::{NewOrder, OrderRecord, ReplicaStatus, Role};
 
@@ -45,7 +46,11 @@ impl Protocol {
 
     /// Stores and replicates a bought order (or finds the order its key made) and
     /// answers its number once the order is durable where the protocol requires.
-    pub async fn submit(&self, order: NewOrder, purchase: Purchase) -> Result<u64, OrderError> {
+    pub async fn submit(
+        &self,
+        order: NewOrder,
+        purchase: Purchase,
+    ) -> Result<OrderNumber, OrderError> {
         match self {
             Protocol::PrimaryBackup(mode) => mode.submit(order, purchase).await,
             Protocol::Raft(mode) => mode.submit(order, purchase).await,
@@ -53,7 +58,7 @@ impl Protocol {
     }
 
     /// The committed order `number`; never one that could still be dropped.
-    pub async fn read(&self, number: u64) -> Result<OrderRecord, OrderError> {
+    pub async fn read(&self, number: OrderNumber) -> Result<OrderRecord, OrderError> {
         match self {
             Protocol::PrimaryBackup(mode) => mode.read(number).await,
             Protocol::Raft(mode) => mode.read(number).await,
@@ -68,15 +73,15 @@ impl Protocol {
             Protocol::Raft(mode) => mode.status(),
         }?;
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        metrics::gauge!("replica_epoch").set(status.epoch as f64);
+        metrics::gauge!("replica_epoch").set(status.epoch.get() as f64);
         metrics::gauge!("replica_leader").set(flag(status.role == Role::Leader));
         metrics::gauge!("replica_ready").set(flag(status.ready));
         metrics::gauge!("replica_orders").set(status.orders as f64);
         if let Some(i) = status.commit_index {
-            metrics::gauge!("raft_commit_index").set(i as f64);
+            metrics::gauge!("raft_commit_index").set(i.get() as f64);
         }
         if let Some(i) = status.applied_index {
-            metrics::gauge!("raft_applied_index").set(i as f64);
+            metrics::gauge!("raft_applied_index").set(i.get() as f64);
         }
         Ok(status)
     }

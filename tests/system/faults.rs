@@ -80,7 +80,10 @@ async fn a_paused_leader_is_replaced_and_acknowledges_nothing_after_it_resumes()
         paused.elapsed()
     );
     assert_eq!(second, first + 1);
-    assert_eq!(cluster.frontend_health().await.leader, Some(2));
+    assert_eq!(
+        cluster.frontend_health().await.leader,
+        Some(common::domain::ReplicaId(2))
+    );
 
     cluster.resume("order3");
     // The ex-leader takes no order: it hears it was replaced (or is fenced by the

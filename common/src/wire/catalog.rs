@@ -1,6 +1,7 @@
 //! The catalog's internal API: products with versions, buys (idempotent by key),
 //! invalidations pushed to the front-end, stock totals.
 
+use crate::domain::Version;
 use serde::{Deserialize, Serialize};
 
 use super::Product;
@@ -13,7 +14,7 @@ pub struct CatalogProduct {
     pub price: f64,
     pub quantity: u64,
     /// Grows with every stock change of this toy; lets caches order what they hear.
-    pub version: u64,
+    pub version: Version,
 }
 
 impl From<CatalogProduct> for Product {
@@ -49,7 +50,7 @@ pub struct BuyReply {
     pub name: String,
     pub quantity: u64,
     /// The toy's version right after this buy.
-    pub version: u64,
+    pub version: Version,
     /// True when the stock was taken before, for the same key (and not now).
     #[serde(default)]
     pub repeated: bool,
@@ -67,7 +68,7 @@ pub enum BuyResult {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Invalidation {
     pub name: String,
-    pub version: u64,
+    pub version: Version,
 }
 
 /// The body of the front-end's invalidation endpoint: one invalidation, or several.

@@ -1,6 +1,7 @@
 //! The order path between the front-end and the replicas, in both replication modes:
 //! a new order, its acceptance, orders as stored and paged for catch-up.
 
+use crate::domain::{Epoch, OrderNumber, Version};
 use serde::{Deserialize, Serialize};
 
 use super::OrderView;
@@ -24,23 +25,23 @@ pub struct NewOrder {
 /// it uses the toy's new version to keep its cache from going stale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderAccepted {
-    pub order_number: u64,
+    pub order_number: OrderNumber,
     /// Canonical name of the toy.
     pub name: String,
     /// The toy's version after this order's stock change (0 when the order was placed
     /// by an earlier request with the same key and the catalog was not asked again).
-    pub version: u64,
+    pub version: Version,
 }
 
 /// An order as replicas store and replicate it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderRecord {
-    pub number: u64,
+    pub number: OrderNumber,
     pub name: String,
     pub quantity: u64,
     pub key: String,
-    /// Leadership epoch in which the leader wrote this order.
-    pub epoch: u64,
+    /// Leadership epoch in which the leader wrote this order (Raft mode: the term).
+    pub epoch: Epoch,
     /// When the leader stored it, in ms since the Unix epoch: its idempotency key is
     /// kept for a window from then (`common::retention`). Every replica holds the
     /// leader's time, so they agree on when a key expires.
@@ -68,8 +69,8 @@ impl From<OrderRecord> for OrderView {
 /// Identifies one entry of a replica's history: number, epoch and key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogPos {
-    pub number: u64,
-    pub epoch: u64,
+    pub number: OrderNumber,
+    pub epoch: Epoch,
     pub key: String,
 }
 
@@ -88,5 +89,5 @@ impl From<&OrderRecord> for LogPos {
 pub struct LogPage {
     pub entries: Vec<OrderRecord>,
     /// The newest order number the replica holds.
-    pub last_order: Option<u64>,
+    pub last_order: Option<OrderNumber>,
 }

@@ -1,5 +1,6 @@
 //! The public API's bodies: what clients send and get back (besides the error body).
 
+use crate::domain::OrderNumber;
 use serde::{Deserialize, Serialize};
 
 /// A toy as the public API shows it.
@@ -14,13 +15,15 @@ pub struct Product {
 /// Reply to a placed order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderPlaced {
-    pub order_number: u64,
+    #[schema(value_type = u64)]
+    pub order_number: OrderNumber,
 }
 
 /// An order as the public API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderView {
-    pub number: u64,
+    #[schema(value_type = u64)]
+    pub number: OrderNumber,
     pub name: String,
     pub quantity: u64,
 }

@@ -1,6 +1,7 @@
 //! What the services report of themselves: roles, modes, each `/health`, the cache's
 //! figures and view.
 
+use crate::domain::{Epoch, LogIndex, OrderNumber, ReplicaId, Term, Version};
 use serde::{Deserialize, Serialize};
 
 /// A replica's role.
@@ -37,21 +38,22 @@ impl std::fmt::Display for Replication {
 /// `GET /health` of an order replica.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReplicaStatus {
-    pub id: u32,
+    pub id: ReplicaId,
     /// The replication mode this replica runs.
     #[serde(default)]
     pub mode: Replication,
     pub role: Role,
     /// Caught up with its peers and willing to serve.
     pub ready: bool,
-    /// Highest leadership epoch this replica has accepted.
-    pub epoch: u64,
+    /// Highest leadership epoch this replica has accepted (Raft mode: the term, as
+    /// the operational contract asks every replica for an `epoch`).
+    pub epoch: Epoch,
     /// The leader this replica follows, if it knows one.
-    pub leader: Option<u32>,
+    pub leader: Option<ReplicaId>,
     /// Number of the newest order, `null` when there are none.
-    pub last_order: Option<u64>,
+    pub last_order: Option<OrderNumber>,
     /// Epoch of the newest order (for comparing how up to date histories are).
-    pub last_epoch: Option<u64>,
+    pub last_epoch: Option<Epoch>,
     /// Number of stored orders.
     pub orders: u64,
     /// Hash over all orders (number, name, quantity, key) in number order, hex.
@@ -59,19 +61,19 @@ pub struct ReplicaStatus {
     /// Newest order known committed (durable everywhere the leader waits); reads of
     /// later orders are not answered.
     #[serde(default)]
-    pub commit: Option<u64>,
+    pub commit: Option<OrderNumber>,
     /// On a leader: followers it has stopped waiting for until they sync back.
     #[serde(default)]
-    pub lagging: Vec<u32>,
+    pub lagging: Vec<ReplicaId>,
     /// Raft mode: the current term (also reported as `epoch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub term: Option<u64>,
+    pub term: Option<Term>,
     /// Raft mode: index of the newest log entry known committed by a majority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit_index: Option<u64>,
+    pub commit_index: Option<LogIndex>,
     /// Raft mode: index of the newest log entry applied to the orders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub applied_index: Option<u64>,
+    pub applied_index: Option<LogIndex>,
 }
 
 /// The front-end's cache figures, in its `GET /health`.
@@ -106,7 +108,8 @@ pub struct CacheView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CachedToy {
     pub name: String,
-    pub version: u64,
+    #[schema(value_type = u64)]
+    pub version: Version,
 }
 
 /// Something that happened to one cache entry.
@@ -141,8 +144,11 @@ pub struct FrontendHealth {
     /// Always `"frontend"`.
     pub service: String,
     /// The order replica it believes leads, if any.
-    pub leader: Option<u32>,
-    pub epoch: Option<u64>,
+    #[schema(value_type = Option<u32>)]
+    pub leader: Option<ReplicaId>,
+    /// The leader's epoch (Raft mode: its term).
+    #[schema(value_type = Option<u64>)]
+    pub epoch: Option<Epoch>,
     pub cache: CacheStats,
 }
 

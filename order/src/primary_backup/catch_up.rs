@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::client::PeerError;
+use common::domain::OrderNumber;
 use common::wire::{OrderRecord, Role};
 use reqwest::Url;
 
@@ -53,7 +54,7 @@ impl Replica {
                     match adopted {
                         Ok(()) => Some((url.clone(), s.id)),
                         Err(e) => {
-                            tracing::warn!(peer = s.id, error = %e, "peer's leadership claim refused");
+                            tracing::warn!(peer = %s.id, error = %e, "peer's leadership claim refused");
                             None
                         }
                     }
@@ -67,11 +68,11 @@ impl Replica {
             let Some((url, peer)) = source else { break };
             match self.sync_from(&log, &url).await {
                 Ok(()) => {
-                    tracing::info!(peer, "caught up");
+                    tracing::info!(%peer, "caught up");
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(peer, attempt, error = %e, "catch-up failed; retrying");
+                    tracing::warn!(%peer, attempt, error = %e, "catch-up failed; retrying");
                     drop(log);
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
@@ -108,19 +109,19 @@ impl Replica {
         let store = &self.inner.store;
         let client = &self.inner.client;
 
-        let mut common: Option<u64> = None;
+        let mut common: Option<OrderNumber> = None;
         if let Some(last) = store.last()? {
-            let mut end = last.number;
+            let mut end = last.number.get();
             let mut size = 16;
             loop {
                 let start = end.saturating_sub(size - 1);
                 let page = client
-                    .log_page(peer, start, end - start + 1)
+                    .log_page(peer, OrderNumber(start), end - start + 1)
                     .await
                     .map_err(peer_error)?;
-                let theirs: HashMap<u64, &OrderRecord> =
+                let theirs: HashMap<OrderNumber, &OrderRecord> =
                     page.entries.iter().map(|r| (r.number, r)).collect();
-                for n in (start..=end).rev() {
+                for n in (start..=end).rev().map(OrderNumber) {
                     let (Some(t), Some(m)) = (theirs.get(&n), store.order(n)?) else {
                         continue;
                     };
@@ -137,30 +138,36 @@ impl Replica {
             }
         }
 
-        let mut from = common.map_or(0, |c| c.saturating_add(1));
+        let mut from = common.map_or(Some(OrderNumber(0)), OrderNumber::next);
         let mut taken = 0usize;
         let mut dropped = 0usize;
-        loop {
+        // `from`: the next number to take (`None` past the last number there is).
+        while let Some(first) = from {
             let page = client
-                .log_page(peer, from, PAGE)
+                .log_page(peer, first, PAGE)
                 .await
                 .map_err(peer_error)?;
             let Some(last) = page.entries.last() else {
                 break;
             };
-            if page.entries[0].number != from || !consecutive(&page.entries) {
+            if page.entries[0].number != first || !consecutive(&page.entries) {
                 return Err(peer_error(PeerError::Status {
                     status: reqwest::StatusCode::BAD_GATEWAY,
-                    message: format!("peer history has a gap after order {from}"),
+                    message: format!("peer history has a gap after order {first}"),
                 }));
             }
-            let next = last.number.saturating_add(1);
+            let next = last.number.next();
             let change = store.append(&page.entries)?;
             taken += change.written;
             dropped += change.removed.len();
             from = next;
         }
-        dropped += store.truncate_after(from.checked_sub(1))?.len();
+        // Drop whatever this replica holds beyond the peer's history.
+        let keep = match from {
+            Some(first) => first.get().checked_sub(1).map(OrderNumber),
+            None => Some(OrderNumber(u64::MAX)),
+        };
+        dropped += store.truncate_after(keep)?.len();
         store.flush().await?;
         self.clamp_commit(store.last()?.map(|r| r.number));
         if taken > 0 || dropped > 0 {
@@ -174,5 +181,5 @@ impl Replica {
 pub(super) fn consecutive(entries: &[OrderRecord]) -> bool {
     entries
         .windows(2)
-        .all(|w| w[0].number.checked_add(1) == Some(w[1].number))
+        .all(|w| w[0].number.next() == Some(w[1].number))
 }

@@ -9,6 +9,7 @@
 //!   newest one, it drops its divergent tail.
 //! - It learns the commit index from the batch, up to what it holds.
 
+use common::domain::OrderNumber;
 use common::wire::{Persisted, Replicate, Role};
 
 use super::catch_up::consecutive;
@@ -38,7 +39,7 @@ impl Replica {
         let first = batch
             .prev
             .as_ref()
-            .map_or(Some(0), |p| p.number.checked_add(1));
+            .map_or(Some(OrderNumber(0)), |p| p.number.next());
         let well_formed = batch
             .entries
             .first()
@@ -134,7 +135,7 @@ impl Replica {
             }
             self.adopt_epoch(&log, batch.epoch, batch.leader_id).await?;
             tracing::info!(
-                leader = batch.leader_id,
+                leader = %batch.leader_id,
                 "batch does not follow my history; syncing"
             );
             self.sync_from(&log, &url).await?;
@@ -158,7 +159,7 @@ fn log_replicated(batch: &Replicate) {
         .chain(std::iter::repeat(None));
     for (order, id) in batch.entries.iter().zip(ids) {
         tracing::info!(
-            order = order.number,
+            order = %order.number,
             toy = %order.name,
             request_id = id.map(tracing::field::display),
             "order replicated"

@@ -25,6 +25,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::batch::{Batcher, Limits};
 use common::client::PeerError;
+use common::domain::{OrderNumber, ReplicaId};
 use common::retention;
 use common::tasks::Tasks;
 use common::wire::{NewOrder, OrderRecord, Replicate};
@@ -45,7 +46,7 @@ type Submit = (NewOrder, Purchase);
 /// Handle to the writer; it stops at shutdown, after the batch it is writing.
 #[derive(Clone)]
 pub struct Writer {
-    batcher: Batcher<Submit, Result<u64, OrderError>>,
+    batcher: Batcher<Submit, Result<OrderNumber, OrderError>>,
 }
 
 impl Writer {
@@ -69,7 +70,11 @@ impl Writer {
     }
 
     /// Queues `order`, for which the catalog did `purchase`, and waits for its number.
-    pub async fn submit(&self, order: NewOrder, purchase: Purchase) -> Result<u64, OrderError> {
+    pub async fn submit(
+        &self,
+        order: NewOrder,
+        purchase: Purchase,
+    ) -> Result<OrderNumber, OrderError> {
         self.batcher.submit((order, purchase)).await?
     }
 }
@@ -80,7 +85,7 @@ async fn write_batch(
     batch: &[Submit],
     fault: Option<Fault>,
     key_window: Duration,
-) -> Vec<Result<u64, OrderError>> {
+) -> Vec<Result<OrderNumber, OrderError>> {
     let log = replica.lock_log().await;
     let leadership = replica.leadership();
     let not_leader = || OrderError::NotLeader {
@@ -91,7 +96,7 @@ async fn write_batch(
         return batch.iter().map(|_| Err(not_leader())).collect();
     }
     let store = replica.store();
-    let fail_all = |e: OrderError| -> Vec<Result<u64, OrderError>> {
+    let fail_all = |e: OrderError| -> Vec<Result<OrderNumber, OrderError>> {
         let cause = Arc::new(e);
         batch
             .iter()
@@ -102,7 +107,10 @@ async fn write_batch(
         Ok(p) => p,
         Err(e) => return fail_all(e),
     };
-    let mut next = prev.as_ref().map_or(0, |p| p.number + 1);
+    let mut next = match &prev {
+        Some(p) => p.number.get().saturating_add(1),
+        None => 0,
+    };
     let now = retention::now_ms();
     let valid_from = retention::cutoff(now, key_window);
 
@@ -126,7 +134,7 @@ async fn write_batch(
                 in_batch.insert(order.key.clone(), fresh.len());
                 request_ids.push(order.request_id.clone());
                 fresh.push(OrderRecord {
-                    number: next,
+                    number: OrderNumber(next),
                     name: order.name.clone(),
                     quantity: order.quantity,
                     key: order.key.clone(),
@@ -134,7 +142,7 @@ async fn write_batch(
                     time: now,
                 });
                 next += 1;
-                Ok(next - 1)
+                Ok(OrderNumber(next - 1))
             }
         });
     }
@@ -197,11 +205,11 @@ async fn write_batch(
 fn settle(
     replica: &Replica,
     log: &LogGuard<'_>,
-    end: Option<u64>,
+    end: Option<OrderNumber>,
     replicated: Replicated,
-    answers: Vec<Result<u64, OrderError>>,
+    answers: Vec<Result<OrderNumber, OrderError>>,
     not_leader: impl Fn() -> OrderError,
-) -> Vec<Result<u64, OrderError>> {
+) -> Vec<Result<OrderNumber, OrderError>> {
     match replicated {
         Replicated::Stored => {
             replica.advance_commit(end);
@@ -219,7 +227,7 @@ fn settle(
 }
 
 /// The newest order a batch (or heartbeat) names.
-pub(super) fn end_of(request: &Replicate) -> Option<u64> {
+pub(super) fn end_of(request: &Replicate) -> Option<OrderNumber> {
     request
         .entries
         .last()
@@ -241,7 +249,7 @@ enum Replicated {
 /// How one follower took a batch.
 pub(super) enum Sent {
     /// Flushed; with the newest order the follower now holds.
-    Stored(Option<u64>),
+    Stored(Option<OrderNumber>),
     /// No answer in time, or "not ready / cannot sync now": stop waiting for it.
     Lagging(String),
     /// It knows a newer epoch.
@@ -297,15 +305,15 @@ async fn replicate(replica: &Replica, request: Arc<Replicate>) -> Replicated {
         match sent {
             Sent::Stored(last) => heard.push((peer, last)),
             Sent::Lagging(why) => {
-                tracing::debug!(peer, %why, "follower skipped; it will sync back");
+                tracing::debug!(%peer, %why, "follower skipped; it will sync back");
                 replica.set_lagging(peer, true);
             }
             Sent::Refused(message) => {
-                tracing::warn!(peer, %message, "follower refused our epoch");
+                tracing::warn!(%peer, %message, "follower refused our epoch");
                 outcome = Replicated::Deposed;
             }
             Sent::Failed(message) => {
-                tracing::error!(peer, %message, "follower could not store a batch");
+                tracing::error!(%peer, %message, "follower could not store a batch");
                 if !matches!(outcome, Replicated::Deposed) {
                     outcome = Replicated::Failed(format!("replica {peer}: {message}"));
                 }
@@ -319,9 +327,9 @@ async fn replicate(replica: &Replica, request: Arc<Replicate>) -> Replicated {
 /// Sends `request` to each of `peers` at once, each on its own task; waits for all.
 pub(super) async fn send_all(
     replica: &Replica,
-    peers: Vec<(u32, Url)>,
+    peers: Vec<(ReplicaId, Url)>,
     request: Arc<Replicate>,
-) -> Vec<(u32, Sent)> {
+) -> Vec<(ReplicaId, Sent)> {
     let mut sends = JoinSet::new();
     for (id, url) in peers {
         let (replica, request) = (replica.clone(), request.clone());

@@ -29,6 +29,7 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
 use common::client::OrderClient;
+use common::domain::{OrderNumber, ReplicaId};
 use common::http::Json;
 use common::retention;
 use common::tasks::Tasks;
@@ -62,9 +63,9 @@ impl PrimaryBackup {
     /// Starts replica `id` on `store`: catch-up from its peers (it is not ready until
     /// done), the writer, the heartbeat and the key pruner, all on `tasks`.
     pub fn start(
-        id: u32,
+        id: ReplicaId,
         store: Store,
-        peers: Vec<(u32, Url)>,
+        peers: Vec<(ReplicaId, Url)>,
         client: OrderClient,
         options: Options,
         tasks: &Tasks,
@@ -113,14 +114,18 @@ impl PrimaryBackup {
 
     /// Numbers, stores and replicates a bought order (or answers the order its key
     /// made) once it is durable here and on every follower that is up.
-    pub async fn submit(&self, order: NewOrder, purchase: Purchase) -> Result<u64, OrderError> {
+    pub async fn submit(
+        &self,
+        order: NewOrder,
+        purchase: Purchase,
+    ) -> Result<OrderNumber, OrderError> {
         self.writer.submit(order, purchase).await
     }
 
     /// The committed order `number`. A number not stored at all is answered at once;
     /// one stored but not yet on every follower the leader waits for is shown after a
     /// short wait for the commit, or not at all.
-    pub async fn read(&self, number: u64) -> Result<OrderRecord, OrderError> {
+    pub async fn read(&self, number: OrderNumber) -> Result<OrderRecord, OrderError> {
         let store = self.replica.store();
         if store.order(number)?.is_none() || !self.replica.committed(number).await {
             return Err(OrderError::UnknownOrder(number));

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 
+use common::domain::ReplicaId;
 use common::wire::{LeaderNotice, ReplicaStatus, Role};
 
 use super::state::{freshness, Leadership, LogGuard, Replica};
@@ -49,11 +50,11 @@ impl Replica {
                     },
                 );
                 self.inner.beat_now.notify_one();
-                tracing::info!(epoch = notice.epoch, "now the leader");
+                tracing::info!(epoch = %notice.epoch, "now the leader");
             }
         } else {
             if before.leader != Some(notice.leader_id) || before.epoch != notice.epoch {
-                tracing::info!(leader = notice.leader_id, epoch = notice.epoch, "following");
+                tracing::info!(leader = %notice.leader_id, epoch = %notice.epoch, "following");
             }
             if let Some(url) = self.peer_url(notice.leader_id).cloned() {
                 if let Err(e) = self.sync_from(&log, &url).await {
@@ -73,14 +74,14 @@ impl Replica {
     /// for them (they are lagging until a heartbeat finds them back), so a peer that
     /// stalled or was cut off costs the promotion's status timeout, not a replication
     /// timeout on top of it.
-    async fn promotion_sync(&self, log: &LogGuard<'_>) -> Result<BTreeSet<u32>, OrderError> {
+    async fn promotion_sync(&self, log: &LogGuard<'_>) -> Result<BTreeSet<ReplicaId>, OrderError> {
         let last = self.inner.store.last()?;
         let mine = freshness(
             last.as_ref().map(|r| r.epoch),
             last.as_ref().map(|r| r.number),
         );
         let statuses = self.peer_statuses(self.inner.timeouts.status).await;
-        let silent: BTreeSet<u32> = self
+        let silent: BTreeSet<ReplicaId> = self
             .inner
             .peers
             .iter()
@@ -102,12 +103,12 @@ impl Replica {
             match self.sync_from(log, url).await {
                 Ok(()) => {
                     tracing::info!(
-                        peer = status.id,
+                        peer = %status.id,
                         "took the newer history of a peer before leading"
                     );
                     return Ok(silent);
                 }
-                Err(e) => tracing::warn!(peer = status.id, error = %e, "sync from peer failed"),
+                Err(e) => tracing::warn!(peer = %status.id, error = %e, "sync from peer failed"),
             }
         }
         Err(OrderError::CannotLead(

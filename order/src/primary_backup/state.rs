@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::client::{OrderClient, PeerError};
+use common::domain::{Epoch, OrderNumber, ReplicaId};
 use common::wire::{LogPos, ReplicaStatus, Replicate, Replication, Role};
 use reqwest::Url;
 use tokio::sync::{watch, MutexGuard, Notify};
@@ -43,8 +44,8 @@ pub const MAX_TEXT: usize = 512;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Leadership {
     pub role: Role,
-    pub epoch: u64,
-    pub leader: Option<u32>,
+    pub epoch: Epoch,
+    pub leader: Option<ReplicaId>,
     /// Caught up with its peers; a leader is ready once its promotion sync is done.
     pub ready: bool,
 }
@@ -65,7 +66,7 @@ pub struct Replica {
 /// The replica's state; the mode's other files read and change it under the rules
 /// above (hence `pub(super)`).
 pub(super) struct Inner {
-    pub(super) id: u32,
+    pub(super) id: ReplicaId,
     pub(super) store: Store,
     /// Serialises every change of history, epoch and role; held across `.await`
     /// (catch-up and replication are network calls), hence tokio's mutex.
@@ -73,18 +74,18 @@ pub(super) struct Inner {
     /// Snapshot for readers; a std mutex because it is never held across `.await`.
     pub(super) leadership: Mutex<Leadership>,
     /// Every other replica.
-    pub(super) peers: Vec<(u32, Url)>,
+    pub(super) peers: Vec<(ReplicaId, Url)>,
     pub(super) client: OrderClient,
     pub(super) timeouts: Timeouts,
     /// Newest order known durable on this replica's leader and every follower the
     /// leader waits for; reads above it are not answered. A watch so that a read can
     /// wait for it to move.
-    pub(super) commit: watch::Sender<Option<u64>>,
+    pub(super) commit: watch::Sender<Option<OrderNumber>>,
     /// As leader: followers that missed a deadline; batches do not wait for them until
     /// a heartbeat finds them synced back. A std mutex: held only to read or edit.
-    pub(super) lagging: Mutex<BTreeSet<u32>>,
+    pub(super) lagging: Mutex<BTreeSet<ReplicaId>>,
     /// As leader: the newest order each follower reported holding, for its lag.
-    pub(super) reported: Mutex<BTreeMap<u32, Option<u64>>>,
+    pub(super) reported: Mutex<BTreeMap<ReplicaId, Option<OrderNumber>>>,
     /// Wakes the heartbeat task at once (after a promotion).
     pub(super) beat_now: Notify,
 }
@@ -97,18 +98,21 @@ pub(super) fn peer_error(e: PeerError) -> OrderError {
 }
 
 /// How up to date a history is: epoch of its newest order, then its length.
-pub(super) fn freshness(last_epoch: Option<u64>, last_order: Option<u64>) -> (u64, u64) {
+pub(super) fn freshness(
+    last_epoch: Option<Epoch>,
+    last_order: Option<OrderNumber>,
+) -> (Epoch, u64) {
     (
-        last_epoch.unwrap_or(0),
-        last_order.map_or(0, |n| n.saturating_add(1)),
+        last_epoch.unwrap_or_default(),
+        OrderNumber::count_through(last_order),
     )
 }
 
 impl Replica {
     pub fn new(
-        id: u32,
+        id: ReplicaId,
         store: Store,
-        peers: Vec<(u32, Url)>,
+        peers: Vec<(ReplicaId, Url)>,
         client: OrderClient,
         timeouts: Timeouts,
     ) -> Result<Self, OrderError> {
@@ -142,12 +146,12 @@ impl Replica {
     }
 
     /// The commit index (see `Inner::commit`).
-    pub fn commit(&self) -> Option<u64> {
+    pub fn commit(&self) -> Option<OrderNumber> {
         *self.inner.commit.borrow()
     }
 
     /// Raises the commit index to `upto` (never lowers it).
-    pub fn advance_commit(&self, upto: Option<u64>) {
+    pub fn advance_commit(&self, upto: Option<OrderNumber>) {
         self.inner.commit.send_if_modified(|c| {
             if upto > *c {
                 *c = upto;
@@ -159,7 +163,7 @@ impl Replica {
     }
 
     /// After history was dropped: the commit index cannot point past what is held.
-    pub(super) fn clamp_commit(&self, last: Option<u64>) {
+    pub(super) fn clamp_commit(&self, last: Option<OrderNumber>) {
         self.inner.commit.send_if_modified(|c| {
             if *c > last {
                 *c = last;
@@ -171,7 +175,7 @@ impl Replica {
     }
 
     /// Waits up to the read wait for order `n` to be committed; returns whether it is.
-    pub async fn committed(&self, n: u64) -> bool {
+    pub async fn committed(&self, n: OrderNumber) -> bool {
         let mut rx = self.inner.commit.subscribe();
         let waited = tokio::time::timeout(
             self.inner.timeouts.read_wait,
@@ -182,7 +186,7 @@ impl Replica {
     }
 
     /// Followers the leader is not waiting for.
-    pub fn lagging(&self) -> BTreeSet<u32> {
+    pub fn lagging(&self) -> BTreeSet<ReplicaId> {
         self.inner
             .lagging
             .lock()
@@ -192,7 +196,7 @@ impl Replica {
 
     /// Marks follower `id` lagging (true) or synced back (false); returns whether that
     /// changed anything.
-    pub fn set_lagging(&self, id: u32, lagging: bool) -> bool {
+    pub fn set_lagging(&self, id: ReplicaId, lagging: bool) -> bool {
         let mut set = self.inner.lagging.lock().unwrap_or_else(|p| p.into_inner());
         let changed = if lagging {
             set.insert(id)
@@ -207,11 +211,11 @@ impl Replica {
         if changed {
             if lagging {
                 tracing::warn!(
-                    peer = id,
+                    peer = %id,
                     "follower lagging: not waiting for it until it syncs back"
                 );
             } else {
-                tracing::info!(peer = id, "follower synced back");
+                tracing::info!(peer = %id, "follower synced back");
             }
         }
         changed
@@ -222,8 +226,8 @@ impl Replica {
     /// follower it has heard from is behind `end`, this replica's newest order. A
     /// follower that does not answer keeps the position it last reported, so its lag
     /// grows as the leader writes.
-    pub fn record_lag(&self, end: Option<u64>, heard: &[(u32, Option<u64>)]) {
-        let count = |last: Option<u64>| last.map_or(0, |n| n.saturating_add(1));
+    pub fn record_lag(&self, end: Option<OrderNumber>, heard: &[(ReplicaId, Option<OrderNumber>)]) {
+        let count = OrderNumber::count_through;
         let mut reported = self
             .inner
             .reported
@@ -257,14 +261,14 @@ impl Replica {
 
     /// Checks a leadership claim from a peer before anything is changed: the leader
     /// must be a configured replica, and the epoch must not jump absurdly far.
-    pub fn check_claim(&self, leader: u32, epoch: u64) -> Result<(), OrderError> {
+    pub fn check_claim(&self, leader: ReplicaId, epoch: Epoch) -> Result<(), OrderError> {
         if leader != self.inner.id && self.peer_url(leader).is_none() {
             return Err(OrderError::BadRequest(format!(
                 "replica {leader} is not in this cluster's configuration"
             )));
         }
         let mine = self.leadership().epoch;
-        if epoch > mine.saturating_add(MAX_EPOCH_STEP) {
+        if epoch.get() > mine.get().saturating_add(MAX_EPOCH_STEP) {
             return Err(OrderError::BadRequest(format!(
                 "epoch {epoch} is absurdly far ahead of this replica's {mine}"
             )));
@@ -272,7 +276,7 @@ impl Replica {
         Ok(())
     }
 
-    pub fn id(&self) -> u32 {
+    pub fn id(&self) -> ReplicaId {
         self.inner.id
     }
 
@@ -284,7 +288,7 @@ impl Replica {
         &self.inner.client
     }
 
-    pub fn peers(&self) -> &[(u32, Url)] {
+    pub fn peers(&self) -> &[(ReplicaId, Url)] {
         &self.inner.peers
     }
 
@@ -311,7 +315,7 @@ impl Replica {
 
     /// An empty batch from this leader naming `prev` (its newest order) and its commit
     /// index: a heartbeat, or a confirmation that followers hold everything up to `prev`.
-    pub fn empty_batch(&self, epoch: u64, prev: Option<LogPos>) -> Replicate {
+    pub fn empty_batch(&self, epoch: Epoch, prev: Option<LogPos>) -> Replicate {
         Replicate {
             leader_id: self.inner.id,
             epoch,
@@ -352,7 +356,7 @@ impl Replica {
         })
     }
 
-    pub(super) fn peer_url(&self, id: u32) -> Option<&Url> {
+    pub(super) fn peer_url(&self, id: ReplicaId) -> Option<&Url> {
         self.inner
             .peers
             .iter()
@@ -364,8 +368,8 @@ impl Replica {
     pub(super) async fn adopt_epoch(
         &self,
         log: &LogGuard<'_>,
-        epoch: u64,
-        leader: u32,
+        epoch: Epoch,
+        leader: ReplicaId,
     ) -> Result<Leadership, OrderError> {
         // Two leaders claiming one epoch: only the first one counts.
         self.check_epoch(epoch, leader)?;
@@ -392,7 +396,7 @@ impl Replica {
     }
 
     /// Refuses a claim from an older epoch, or a second leader for the same epoch.
-    pub(super) fn check_epoch(&self, epoch: u64, leader: u32) -> Result<(), OrderError> {
+    pub(super) fn check_epoch(&self, epoch: Epoch, leader: ReplicaId) -> Result<(), OrderError> {
         let current = self.leadership();
         let second_leader = epoch == current.epoch && current.leader.is_some_and(|l| l != leader);
         if epoch < current.epoch || second_leader {
@@ -415,7 +419,7 @@ impl Replica {
                 ..current
             },
         );
-        tracing::warn!(epoch = current.epoch, "a newer leader exists; stepped down");
+        tracing::warn!(epoch = %current.epoch, "a newer leader exists; stepped down");
     }
 
     /// Statuses of every peer that answers within `timeout`.

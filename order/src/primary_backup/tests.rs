@@ -4,15 +4,16 @@
 use super::*;
 use axum::http::StatusCode;
 use common::client::ClusterClient;
+use common::domain::{Epoch, OrderNumber, ReplicaId};
 use common::wire::LogPos;
 
 fn rec(number: u64, epoch: u64) -> OrderRecord {
     OrderRecord {
-        number,
+        number: OrderNumber(number),
         name: "Tux".into(),
         quantity: 1,
         key: format!("k{number}-{epoch}"),
-        epoch,
+        epoch: Epoch(epoch),
         time: 1,
     }
 }
@@ -26,16 +27,17 @@ async fn replica(orders: &[OrderRecord]) -> (tempfile::TempDir, Replica) {
     // Replicas 2 and 3 are the leaders the tests' batches name; nothing listens at
     // their address (port 9, discard), so contacting them fails at once.
     let nowhere = Url::parse("http://127.0.0.1:9").expect("url");
-    let peers = vec![(2, nowhere.clone()), (3, nowhere)];
-    let replica = Replica::new(1, store, peers, client, Timeouts::default()).expect("replica");
+    let peers = vec![(ReplicaId(2), nowhere.clone()), (ReplicaId(3), nowhere)];
+    let replica =
+        Replica::new(ReplicaId(1), store, peers, client, Timeouts::default()).expect("replica");
     replica.catch_up().await;
     (dir, replica)
 }
 
 fn heartbeat(epoch: u64, prev: Option<&OrderRecord>) -> Replicate {
     Replicate {
-        leader_id: 2,
-        epoch,
+        leader_id: ReplicaId(2),
+        epoch: Epoch(epoch),
         prev: prev.map(LogPos::from),
         entries: Vec::new(),
         commit: None,
@@ -72,8 +74,8 @@ async fn a_deposed_leaders_batch_is_refused_and_changes_nothing() {
         .await
         .expect("newer leader");
     let stale = Replicate {
-        leader_id: 3,
-        epoch: 2,
+        leader_id: ReplicaId(3),
+        epoch: Epoch(2),
         prev: Some(LogPos::from(&rec(0, 1))),
         entries: vec![rec(1, 2)],
         commit: None,
@@ -81,25 +83,28 @@ async fn a_deposed_leaders_batch_is_refused_and_changes_nothing() {
     };
     assert!(matches!(
         replica.on_replicate(stale).await,
-        Err(OrderError::StaleEpoch { mine: 3, theirs: 2 })
+        Err(OrderError::StaleEpoch {
+            mine: Epoch(3),
+            theirs: Epoch(2)
+        })
     ));
     assert_eq!(replica.store().count(), 1);
-    assert_eq!(replica.leadership().epoch, 3);
+    assert_eq!(replica.leadership().epoch, Epoch(3));
 }
 
 #[tokio::test]
 async fn a_batch_that_follows_is_appended() {
     let (_dir, replica) = replica(&[rec(0, 1)]).await;
     let batch = Replicate {
-        leader_id: 2,
-        epoch: 1,
+        leader_id: ReplicaId(2),
+        epoch: Epoch(1),
         prev: Some(LogPos::from(&rec(0, 1))),
         entries: vec![rec(1, 1), rec(2, 1)],
         commit: None,
         request_ids: Vec::new(),
     };
     let persisted = replica.on_replicate(batch).await.expect("append");
-    assert_eq!(persisted.last_order, Some(2));
+    assert_eq!(persisted.last_order, Some(OrderNumber(2)));
     assert_eq!(replica.store().count(), 3);
 }
 
@@ -109,16 +114,16 @@ async fn a_notice_naming_an_unknown_replica_or_an_absurd_epoch_changes_nothing()
     let before = replica.leadership();
     for notice in [
         LeaderNotice {
-            leader_id: 9,
-            epoch: 2,
+            leader_id: ReplicaId(9),
+            epoch: Epoch(2),
         },
         LeaderNotice {
-            leader_id: 2,
-            epoch: u64::MAX,
+            leader_id: ReplicaId(2),
+            epoch: Epoch(u64::MAX),
         },
         LeaderNotice {
-            leader_id: 2,
-            epoch: MAX_EPOCH_STEP + 1,
+            leader_id: ReplicaId(2),
+            epoch: Epoch(MAX_EPOCH_STEP + 1),
         },
     ] {
         assert!(matches!(
@@ -127,7 +132,7 @@ async fn a_notice_naming_an_unknown_replica_or_an_absurd_epoch_changes_nothing()
         ));
     }
     assert_eq!(replica.leadership(), before);
-    assert_eq!(replica.store().epoch().expect("epoch"), (0, None));
+    assert_eq!(replica.store().epoch().expect("epoch"), (Epoch(0), None));
 }
 
 #[tokio::test]
@@ -135,11 +140,11 @@ async fn a_batch_from_an_unreachable_leader_that_does_not_follow_changes_nothing
     let (_dir, replica) = replica(&[rec(0, 1)]).await;
     let before = replica.leadership();
     let batch = Replicate {
-        leader_id: 2,
-        epoch: 5,
+        leader_id: ReplicaId(2),
+        epoch: Epoch(5),
         prev: Some(LogPos::from(&rec(3, 4))),
         entries: vec![rec(4, 5)],
-        commit: Some(4),
+        commit: Some(OrderNumber(4)),
         request_ids: Vec::new(),
     };
     let refused = replica.on_replicate(batch).await;
@@ -157,8 +162,8 @@ async fn a_batch_from_an_unreachable_leader_that_does_not_follow_changes_nothing
 async fn malformed_batches_are_refused_before_anything_changes() {
     let (_dir, replica) = replica(&[rec(0, 1)]).await;
     let base = Replicate {
-        leader_id: 2,
-        epoch: 2,
+        leader_id: ReplicaId(2),
+        epoch: Epoch(2),
         prev: Some(LogPos::from(&rec(0, 1))),
         entries: vec![rec(1, 2)],
         commit: None,
@@ -166,11 +171,11 @@ async fn malformed_batches_are_refused_before_anything_changes() {
     };
     let bad = [
         Replicate {
-            leader_id: 1,
+            leader_id: ReplicaId(1),
             ..base.clone()
         },
         Replicate {
-            leader_id: 7,
+            leader_id: ReplicaId(7),
             ..base.clone()
         },
         Replicate {
@@ -186,7 +191,7 @@ async fn malformed_batches_are_refused_before_anything_changes() {
             ..base.clone()
         },
         Replicate {
-            epoch: u64::MAX,
+            epoch: Epoch(u64::MAX),
             entries: vec![],
             ..base.clone()
         },
@@ -197,7 +202,7 @@ async fn malformed_batches_are_refused_before_anything_changes() {
             Err(OrderError::BadRequest(_))
         ));
     }
-    assert_eq!(replica.leadership().epoch, 0);
+    assert_eq!(replica.leadership().epoch, Epoch(0));
     assert_eq!(replica.store().count(), 1);
 }
 
@@ -205,23 +210,23 @@ async fn malformed_batches_are_refused_before_anything_changes() {
 async fn a_follower_learns_the_commit_index_up_to_what_it_holds() {
     let (_dir, replica) = replica(&[rec(0, 1)]).await;
     let batch = Replicate {
-        leader_id: 2,
-        epoch: 1,
+        leader_id: ReplicaId(2),
+        epoch: Epoch(1),
         prev: Some(LogPos::from(&rec(0, 1))),
         entries: vec![rec(1, 1)],
-        commit: Some(0),
+        commit: Some(OrderNumber(0)),
         request_ids: Vec::new(),
     };
     replica.on_replicate(batch).await.expect("append");
-    assert_eq!(replica.commit(), Some(0));
+    assert_eq!(replica.commit(), Some(OrderNumber(0)));
     let ahead = Replicate {
-        leader_id: 2,
-        epoch: 1,
+        leader_id: ReplicaId(2),
+        epoch: Epoch(1),
         prev: Some(LogPos::from(&rec(1, 1))),
         entries: vec![],
-        commit: Some(9),
+        commit: Some(OrderNumber(9)),
         request_ids: Vec::new(),
     };
     replica.on_replicate(ahead).await.expect("heartbeat");
-    assert_eq!(replica.commit(), Some(1));
+    assert_eq!(replica.commit(), Some(OrderNumber(1)));
 }

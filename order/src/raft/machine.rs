@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 
+use common::domain::{Epoch, OrderNumber};
 use common::wire::OrderRecord;
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -52,7 +53,7 @@ struct SmState {
     applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, Node>,
     /// Number of the newest order.
-    last_order: Option<u64>,
+    last_order: Option<OrderNumber>,
     /// Keys of orders stored before this time (ms since the Unix epoch) have expired.
     key_cutoff: u64,
 }
@@ -61,7 +62,7 @@ struct SmState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SnapshotInfo {
     meta: SnapshotMeta<NodeId, Node>,
-    last_order: Option<u64>,
+    last_order: Option<OrderNumber>,
     key_cutoff: u64,
 }
 
@@ -149,12 +150,14 @@ impl Machine {
                 }
                 Decision::New => {}
             }
-            let number = state.last_order.map_or(0, |n| n.saturating_add(1));
+            let number = state
+                .last_order
+                .map_or(OrderNumber(0), |n| OrderNumber(n.get().saturating_add(1)));
             state.last_order = Some(number);
             new_keys.insert(order.key.clone(), written.len());
             placed.push(Placed::Number(number));
             tracing::info!(
-                order = number,
+                order = %number,
                 toy = %order.name,
                 request_id = order.request_id.as_ref().map(tracing::field::display),
                 "order applied"
@@ -164,7 +167,7 @@ impl Machine {
                 name: order.name,
                 quantity: order.quantity,
                 key: order.key,
-                epoch: term,
+                epoch: Epoch(term),
                 time: batch.time,
             });
         }
@@ -372,7 +375,7 @@ mod tests {
             .apply([entry(1, batch("k", Purchase::Fresh, 100, 0))])
             .await
             .expect("apply");
-        assert_eq!(placed, vec![vec![Placed::Number(0)]]);
+        assert_eq!(placed, vec![vec![Placed::Number(OrderNumber(0))]]);
         // A later entry moves the cutoff past the order; the catalog had not been
         // reached, so the order is refused.
         let placed = m
@@ -385,7 +388,7 @@ mod tests {
             .apply([entry(3, batch("k", Purchase::Repeated, 150, 50))])
             .await
             .expect("apply");
-        assert_eq!(placed, vec![vec![Placed::Number(1)]]);
+        assert_eq!(placed, vec![vec![Placed::Number(OrderNumber(1))]]);
         assert_eq!(Machine::key_cutoff(&m.store).expect("cutoff"), 200);
     }
 
@@ -425,6 +428,6 @@ mod tests {
             .apply([entry(3, batch("a", Purchase::Repeated, 260, 0))])
             .await
             .expect("apply");
-        assert_eq!(placed, vec![vec![Placed::Number(2)]]);
+        assert_eq!(placed, vec![vec![Placed::Number(OrderNumber(2))]]);
     }
 }

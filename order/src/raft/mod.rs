@@ -30,6 +30,8 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
 use common::client::{ClusterClient, OrderClient};
+use common::domain::OrderNumber;
+use common::domain::{Epoch, ReplicaId, Term};
 use common::http::PathParam;
 use common::retention;
 use common::tasks::Tasks;
@@ -73,7 +75,7 @@ pub struct Batch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Placed {
     /// Its number: a new one, or the first order's for a repeated key.
-    Number(u64),
+    Number(OrderNumber),
     /// Its key was used before for a different order.
     KeyReused,
     /// The catalog was not reached and no order is held for its key.
@@ -137,7 +139,7 @@ impl Probe for StatusProbe {
     async fn probe(&self, peer: &Url, within: Duration) -> Option<PeerView> {
         let s = self.0.status_within(peer, within).await.ok()?;
         (s.mode == Replication::Raft).then_some(PeerView {
-            term: s.epoch,
+            term: Term(s.epoch.get()),
             leader: s.leader,
             commit_index: s.commit_index,
         })
@@ -158,10 +160,10 @@ impl RaftMode {
     /// pruner, on `tasks`. The replica with the lowest id initialises the group if
     /// neither it nor any peer that answers has one yet.
     pub async fn start(
-        id: u32,
+        id: ReplicaId,
         store: Store,
         (log_dir, cache_mb): (&std::path::Path, u64),
-        replicas: &[(u32, Url)],
+        replicas: &[(ReplicaId, Url)],
         cluster: ClusterClient,
         settings: RaftSettings,
         tasks: &Tasks,
@@ -229,7 +231,11 @@ impl RaftMode {
 
     /// Queues `order` for the next log entry and waits until it is committed and
     /// applied; answers its number.
-    pub async fn submit(&self, order: NewOrder, purchase: Purchase) -> Result<u64, OrderError> {
+    pub async fn submit(
+        &self,
+        order: NewOrder,
+        purchase: Purchase,
+    ) -> Result<OrderNumber, OrderError> {
         let key = order.key.clone();
         match self.proposer.propose((order, purchase)).await {
             Ok(Placed::Number(n)) => Ok(n),
@@ -237,7 +243,7 @@ impl RaftMode {
             Ok(Placed::NotBought) => Err(crate::idempotency::not_bought()),
             Err(ProposeError::NotLeader { leader }) => Err(OrderError::NotLeader {
                 id: self.node.id(),
-                leader: leader.and_then(|l| u32::try_from(l).ok()),
+                leader,
             }),
             Err(e @ ProposeError::NoMajority { .. }) => Err(OrderError::NoMajority(e.to_string())),
             Err(e) => Err(OrderError::Proposal(e)),
@@ -248,7 +254,7 @@ impl RaftMode {
     /// one it lacks may be committed but not yet applied here, so the leader first
     /// confirms its leadership and waits until it has applied everything committed
     /// (a linearizable read); a follower sends the reader to the leader.
-    pub async fn read(&self, number: u64) -> Result<OrderRecord, OrderError> {
+    pub async fn read(&self, number: OrderNumber) -> Result<OrderRecord, OrderError> {
         if let Some(record) = self.store.order(number)? {
             return Ok(record);
         }
@@ -284,7 +290,7 @@ impl RaftMode {
                 Role::Follower
             },
             ready: view.ready,
-            epoch: view.term,
+            epoch: Epoch(view.term.get()),
             leader: view.leader,
             last_order: last.as_ref().map(|r| r.number),
             last_epoch: last.as_ref().map(|r| r.epoch),

@@ -6,6 +6,7 @@
 
 use std::io;
 
+use common::domain::OrderNumber;
 use common::storage::StorageError;
 use common::wire::OrderRecord;
 use consensus::snapshot::LazyBytes;
@@ -15,7 +16,7 @@ use crate::store::{record, Store};
 
 /// `key_cutoff` and the orders of `store` up to `last_order` (none for `None`),
 /// encoded when first read.
-pub fn of_orders(store: Store, last_order: Option<u64>, key_cutoff: u64) -> LazyBytes {
+pub fn of_orders(store: Store, last_order: Option<OrderNumber>, key_cutoff: u64) -> LazyBytes {
     LazyBytes::later(move || {
         let orders = store.export(last_order).map_err(io::Error::other)?;
         let mut out = Vec::with_capacity(8 + orders.len());
@@ -28,7 +29,7 @@ pub fn of_orders(store: Store, last_order: Option<u64>, key_cutoff: u64) -> Lazy
 /// The key cutoff of a snapshot's data, and its orders numbered above `after`.
 pub fn orders_after(
     bytes: &[u8],
-    after: Option<u64>,
+    after: Option<OrderNumber>,
 ) -> Result<(u64, Vec<OrderRecord>), OrderError> {
     let (cutoff, stream) = bytes
         .split_first_chunk::<8>()
@@ -49,11 +50,11 @@ mod tests {
 
     fn record(number: u64) -> OrderRecord {
         OrderRecord {
-            number,
+            number: OrderNumber(number),
             name: "Tux".into(),
             quantity: 1,
             key: format!("k{number}"),
-            epoch: 1,
+            epoch: common::domain::Epoch(1),
             time: 1,
         }
     }
@@ -65,7 +66,7 @@ mod tests {
         let orders: Vec<OrderRecord> = (0..3).map(record).collect();
         store.append(&orders).expect("append");
 
-        let mut bytes = of_orders(store.clone(), Some(1), 42);
+        let mut bytes = of_orders(store.clone(), Some(OrderNumber(1)), 42);
         bytes.seek(SeekFrom::Start(0)).await.expect("seek");
         let mut read = Vec::new();
         bytes.read_to_end(&mut read).await.expect("read");
@@ -74,7 +75,7 @@ mod tests {
             (42, orders[..2].to_vec())
         );
         assert_eq!(
-            orders_after(&read, Some(0)).expect("decode"),
+            orders_after(&read, Some(OrderNumber(0))).expect("decode"),
             (42, orders[1..2].to_vec())
         );
     }

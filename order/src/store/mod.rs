@@ -36,6 +36,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use common::domain::{Epoch, OrderNumber, ReplicaId};
 use common::storage::StorageError;
 use common::wire::{LogPos, OrderRecord, Replication};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -103,7 +104,7 @@ pub fn order_hash(r: &OrderRecord) -> u64 {
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
     };
-    eat(&r.number.to_be_bytes());
+    eat(&r.number.get().to_be_bytes());
     eat(&(r.name.len() as u64).to_be_bytes());
     eat(r.name.as_bytes());
     eat(&r.quantity.to_be_bytes());
@@ -259,7 +260,7 @@ impl Store {
     }
 
     /// The order with this number.
-    pub fn order(&self, number: u64) -> Result<Option<OrderRecord>, OrderError> {
+    pub fn order(&self, number: OrderNumber) -> Result<Option<OrderRecord>, OrderError> {
         match self.orders.get(bucket_key(number))? {
             Some(v) => record::bucket_order(number, &v),
             None => Ok(None),
@@ -292,13 +293,13 @@ impl Store {
         let _serialised = self.lock_figures();
         let from = match self.meta.get(META_PRUNED)? {
             Some(v) => record::number_of(&v)?,
-            None => 0,
+            None => OrderNumber(0),
         };
         let mut expired = self.page(from, limit)?;
         if let Some(kept) = expired.iter().position(|r| r.time >= cutoff) {
             expired.truncate(kept);
         }
-        let Some(next) = expired.last().map(|r| r.number.saturating_add(1)) else {
+        let Some(next) = expired.last().and_then(|r| r.number.next()) else {
             return Ok(0);
         };
         (&self.keys, &self.meta)
@@ -330,7 +331,7 @@ impl Store {
     }
 
     /// Up to `limit` orders with numbers `from` and above, in number order.
-    pub fn page(&self, from: u64, limit: usize) -> Result<Vec<OrderRecord>, OrderError> {
+    pub fn page(&self, from: OrderNumber, limit: usize) -> Result<Vec<OrderRecord>, OrderError> {
         let mut out = Vec::new();
         for item in self.orders.range(bucket_key(from)..) {
             let (k, v) = item?;
@@ -352,7 +353,7 @@ impl Store {
     /// Every order up to `last` (none for `None`) as a stream of buckets, copied as
     /// stored (`record::put_bucket`): a Raft snapshot's orders, made without decoding
     /// any but the last bucket's.
-    pub fn export(&self, last: Option<u64>) -> Result<Vec<u8>, OrderError> {
+    pub fn export(&self, last: Option<OrderNumber>) -> Result<Vec<u8>, OrderError> {
         let mut out = Vec::new();
         let Some(last) = last else {
             return Ok(out);
@@ -362,7 +363,7 @@ impl Store {
             let (key, value) = item?;
             if key.as_ref() == &end[..] {
                 // The newest bucket may hold orders after `last`: leave them out.
-                let after: Vec<u64> = record::bucket_orders(&key, &value)?
+                let after: Vec<OrderNumber> = record::bucket_orders(&key, &value)?
                     .iter()
                     .map(|r| r.number)
                     .filter(|&n| n > last)
@@ -399,18 +400,18 @@ impl Store {
     }
 
     /// Highest epoch accepted so far (0 for a new replica) and its leader.
-    pub fn epoch(&self) -> Result<(u64, Option<u32>), OrderError> {
+    pub fn epoch(&self) -> Result<(Epoch, Option<ReplicaId>), OrderError> {
         let Some(v) = self.meta.get(META_EPOCH)? else {
-            return Ok((0, None));
+            return Ok((Epoch(0), None));
         };
         let epoch = v
             .get(..8)
             .and_then(|b| b.try_into().ok())
-            .map(u64::from_be_bytes);
+            .map(|b| Epoch(u64::from_be_bytes(b)));
         let leader = v
             .get(8..12)
             .and_then(|b| b.try_into().ok())
-            .map(u32::from_be_bytes);
+            .map(|b| ReplicaId(u32::from_be_bytes(b)));
         match epoch {
             Some(e) => Ok((e, leader)),
             None => Err(StorageError::corrupt("epoch record").into()),
@@ -418,9 +419,9 @@ impl Store {
     }
 
     /// Records an accepted epoch and its leader (durable with the next flush).
-    pub fn set_epoch(&self, epoch: u64, leader: u32) -> Result<(), OrderError> {
-        let mut v = epoch.to_be_bytes().to_vec();
-        v.extend_from_slice(&leader.to_be_bytes());
+    pub fn set_epoch(&self, epoch: Epoch, leader: ReplicaId) -> Result<(), OrderError> {
+        let mut v = epoch.get().to_be_bytes().to_vec();
+        v.extend_from_slice(&leader.get().to_be_bytes());
         self.meta.insert(META_EPOCH, v)?;
         Ok(())
     }
@@ -454,14 +455,17 @@ impl Store {
     }
 
     /// Drops every order after `keep` (all of them for `None`).
-    pub fn truncate_after(&self, keep: Option<u64>) -> Result<Vec<OrderRecord>, OrderError> {
+    pub fn truncate_after(
+        &self,
+        keep: Option<OrderNumber>,
+    ) -> Result<Vec<OrderRecord>, OrderError> {
         let from = match keep {
-            Some(n) => n.saturating_add(1),
-            None => 0,
+            Some(n) => match n.next() {
+                Some(next) => next,
+                None => return Ok(Vec::new()),
+            },
+            None => OrderNumber(0),
         };
-        if keep == Some(u64::MAX) {
-            return Ok(Vec::new());
-        }
         let removed = self.page(from, usize::MAX)?;
         self.commit(&removed, &[], &[])?;
         Ok(removed)
@@ -493,7 +497,7 @@ impl Store {
         let first_removed = removed.iter().map(|r| r.number).min();
         // Each bucket changed: the numbers it loses and the orders written into it.
         let encoded: Vec<Vec<u8>> = written.iter().map(|w| record::encode(w)).collect();
-        type Edit<'a> = (Vec<u64>, Vec<(u64, &'a [u8])>);
+        type Edit<'a> = (Vec<OrderNumber>, Vec<(OrderNumber, &'a [u8])>);
         let mut buckets: BTreeMap<[u8; 8], Edit<'_>> = BTreeMap::new();
         for r in removed {
             buckets

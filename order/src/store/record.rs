@@ -23,6 +23,7 @@
 //! larger ones cost more log). `client bench --scale` measures the real thing. Databases written before hold one bincode
 //! record per order; [`legacy`] reads it so that `Store::open` can rewrite them once.
 
+use common::domain::{Epoch, OrderNumber};
 use common::storage::StorageError;
 use common::wire::OrderRecord;
 
@@ -58,7 +59,7 @@ fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
 /// The `orders` tree's value for `record`.
 pub fn encode(record: &OrderRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(24 + record.name.len() + record.key.len());
-    put_varint(&mut out, record.epoch);
+    put_varint(&mut out, record.epoch.get());
     put_varint(&mut out, record.quantity);
     put_varint(&mut out, record.time);
     put_varint(&mut out, record.name.len() as u64);
@@ -68,7 +69,7 @@ pub fn encode(record: &OrderRecord) -> Vec<u8> {
 }
 
 /// The order numbered `number` whose `orders` value is `bytes`.
-pub fn decode(number: u64, mut bytes: &[u8]) -> Result<OrderRecord, OrderError> {
+pub fn decode(number: OrderNumber, mut bytes: &[u8]) -> Result<OrderRecord, OrderError> {
     let bytes = &mut bytes;
     let mut field = || take_varint(bytes).ok_or_else(|| corrupt("order record"));
     let (epoch, quantity, time, name_len) = (field()?, field()?, field()?, field()?);
@@ -82,7 +83,7 @@ pub fn decode(number: u64, mut bytes: &[u8]) -> Result<OrderRecord, OrderError> 
         name: String::from_utf8(name.to_vec()).map_err(|_| corrupt("order name"))?,
         quantity,
         key: common::idkey::decode(key).ok_or_else(|| corrupt("idempotency key"))?,
-        epoch,
+        epoch: Epoch(epoch),
         time,
     })
 }
@@ -91,21 +92,21 @@ pub fn decode(number: u64, mut bytes: &[u8]) -> Result<OrderRecord, OrderError> 
 pub const PER_BUCKET: u64 = 16;
 
 /// An order number, big-endian (the pruner's cursor).
-pub fn number_key(number: u64) -> [u8; 8] {
-    number.to_be_bytes()
+pub fn number_key(number: OrderNumber) -> [u8; 8] {
+    number.get().to_be_bytes()
 }
 
 /// The number in [`number_key`]'s form.
-pub fn number_of(bytes: &[u8]) -> Result<u64, OrderError> {
+pub fn number_of(bytes: &[u8]) -> Result<OrderNumber, OrderError> {
     bytes
         .try_into()
-        .map(u64::from_be_bytes)
+        .map(|b| OrderNumber(u64::from_be_bytes(b)))
         .map_err(|_| corrupt("order key"))
 }
 
 /// The `records` key of the bucket that holds order `number`.
-pub fn bucket_key(number: u64) -> [u8; 8] {
-    (number / PER_BUCKET).to_be_bytes()
+pub fn bucket_key(number: OrderNumber) -> [u8; 8] {
+    (number.get() / PER_BUCKET).to_be_bytes()
 }
 
 /// The orders' encodings in a bucket's value, by slot: `(slot, bytes)`, in slot order.
@@ -127,6 +128,7 @@ fn slots(mut value: &[u8]) -> Result<Vec<(u8, &[u8])>, OrderError> {
 /// The first order number of the bucket stored under `key`.
 fn base_of(key: &[u8]) -> Result<u64, OrderError> {
     number_of(key)?
+        .get()
         .checked_mul(PER_BUCKET)
         .ok_or_else(|| corrupt("order bucket key"))
 }
@@ -136,13 +138,13 @@ pub fn bucket_orders(key: &[u8], value: &[u8]) -> Result<Vec<OrderRecord>, Order
     let base = base_of(key)?;
     slots(value)?
         .into_iter()
-        .map(|(slot, bytes)| decode(base + u64::from(slot), bytes))
+        .map(|(slot, bytes)| decode(OrderNumber(base + u64::from(slot)), bytes))
         .collect()
 }
 
 /// Order `number` from its bucket's value, decoding only that order.
-pub fn bucket_order(number: u64, value: &[u8]) -> Result<Option<OrderRecord>, OrderError> {
-    let slot = (number % PER_BUCKET) as u8;
+pub fn bucket_order(number: OrderNumber, value: &[u8]) -> Result<Option<OrderRecord>, OrderError> {
+    let slot = (number.get() % PER_BUCKET) as u8;
     match slots(value)?.into_iter().find(|(s, _)| *s == slot) {
         Some((_, bytes)) => decode(number, bytes).map(Some),
         None => Ok(None),
@@ -153,10 +155,10 @@ pub fn bucket_order(number: u64, value: &[u8]) -> Result<Option<OrderRecord>, Or
 /// bucket, already [`encode`]d); `None` when nothing is left in it.
 pub fn edit_bucket(
     value: Option<&[u8]>,
-    removed: &[u64],
-    written: &[(u64, &[u8])],
+    removed: &[OrderNumber],
+    written: &[(OrderNumber, &[u8])],
 ) -> Result<Option<Vec<u8>>, OrderError> {
-    let slot = |n: u64| (n % PER_BUCKET) as u8;
+    let slot = |n: OrderNumber| (n.get() % PER_BUCKET) as u8;
     let mut kept: Vec<(u8, &[u8])> = match value {
         Some(value) => slots(value)?,
         None => Vec::new(),
@@ -188,7 +190,10 @@ pub fn put_bucket(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
 
 /// The orders numbered above `after` (all for `None`) in a stream of buckets made by
 /// [`put_bucket`]. Buckets that hold only older orders are skipped undecoded.
-pub fn orders_after(mut stream: &[u8], after: Option<u64>) -> Result<Vec<OrderRecord>, OrderError> {
+pub fn orders_after(
+    mut stream: &[u8],
+    after: Option<OrderNumber>,
+) -> Result<Vec<OrderRecord>, OrderError> {
     let mut out = Vec::new();
     while !stream.is_empty() {
         if stream.len() < 8 {
@@ -203,7 +208,7 @@ pub fn orders_after(mut stream: &[u8], after: Option<u64>) -> Result<Vec<OrderRe
         let (value, rest) = stream.split_at(len);
         stream = rest;
         let last_in_bucket = base_of(key)?.saturating_add(PER_BUCKET - 1);
-        if after.is_some_and(|a| last_in_bucket <= a) {
+        if after.is_some_and(|a| last_in_bucket <= a.get()) {
             continue;
         }
         out.extend(
@@ -216,16 +221,16 @@ pub fn orders_after(mut stream: &[u8], after: Option<u64>) -> Result<Vec<OrderRe
 }
 
 /// The `index` tree's value: an order number as a varint.
-pub fn index_value(number: u64) -> Vec<u8> {
+pub fn index_value(number: OrderNumber) -> Vec<u8> {
     let mut out = Vec::with_capacity(3);
-    put_varint(&mut out, number);
+    put_varint(&mut out, number.get());
     out
 }
 
 /// The order number in an `index` tree value.
-pub fn indexed_number(mut bytes: &[u8]) -> Result<u64, OrderError> {
+pub fn indexed_number(mut bytes: &[u8]) -> Result<OrderNumber, OrderError> {
     match take_varint(&mut bytes) {
-        Some(number) if bytes.is_empty() => Ok(number),
+        Some(number) if bytes.is_empty() => Ok(OrderNumber(number)),
         _ => Err(corrupt("key index entry")),
     }
 }
@@ -250,11 +255,11 @@ pub mod legacy {
             bincode::serde::decode_from_slice(bytes, bincode::config::standard())
                 .map_err(|e| StorageError::undecodable("order record (old layout)", e))?;
         Ok(OrderRecord {
-            number: r.number,
+            number: OrderNumber(r.number),
             name: r.name,
             quantity: r.quantity,
             key: r.key,
-            epoch: r.epoch,
+            epoch: Epoch(r.epoch),
             time,
         })
     }
@@ -264,13 +269,18 @@ pub mod legacy {
 mod tests {
     use super::*;
 
+    /// Order number `n`, briefly.
+    fn n(n: u64) -> OrderNumber {
+        OrderNumber(n)
+    }
+
     fn rec(key: &str, name: &str) -> OrderRecord {
         OrderRecord {
-            number: 1_234_567,
+            number: n(1_234_567),
             name: name.into(),
             quantity: 3,
             key: key.into(),
-            epoch: 300,
+            epoch: Epoch(300),
             time: 1_764_115_200_123,
         }
     }
@@ -290,43 +300,44 @@ mod tests {
 
     #[test]
     fn buckets_keep_their_orders_by_slot() {
-        let order = |n: u64| OrderRecord {
-            number: n,
+        let order = |number: u64| OrderRecord {
+            number: n(number),
             ..rec("k", "Tux")
         };
         let bytes: Vec<(u64, Vec<u8>)> = [33u64, 35, 32]
             .into_iter()
-            .map(|n| (n, encode(&order(n))))
+            .map(|x| (x, encode(&order(x))))
             .collect();
-        let written: Vec<(u64, &[u8])> = bytes.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+        let written: Vec<(OrderNumber, &[u8])> =
+            bytes.iter().map(|(x, b)| (n(*x), b.as_slice())).collect();
         let value = edit_bucket(None, &[], &written)
             .expect("edit")
             .expect("orders");
-        let key = bucket_key(33);
+        let key = bucket_key(n(33));
         assert_eq!(key, 2u64.to_be_bytes());
         let numbers = |value: &[u8]| -> Vec<u64> {
             bucket_orders(&key, value)
                 .expect("decode")
                 .iter()
-                .map(|r| r.number)
+                .map(|r| r.number.get())
                 .collect()
         };
         assert_eq!(numbers(&value), [32, 33, 35]);
-        assert_eq!(bucket_order(35, &value).expect("read"), Some(order(35)));
-        assert_eq!(bucket_order(34, &value).expect("read"), None);
+        assert_eq!(bucket_order(n(35), &value).expect("read"), Some(order(35)));
+        assert_eq!(bucket_order(n(34), &value).expect("read"), None);
         // Overwrite 33, drop 35, add 47 (the bucket's last slot).
         let other = OrderRecord {
-            epoch: 9,
+            epoch: Epoch(9),
             ..order(33)
         };
         let (o, last) = (encode(&other), encode(&order(47)));
-        let value = edit_bucket(Some(&value), &[35], &[(33, &o), (47, &last)])
+        let value = edit_bucket(Some(&value), &[n(35)], &[(n(33), &o), (n(47), &last)])
             .expect("edit")
             .expect("orders");
         assert_eq!(numbers(&value), [32, 33, 47]);
-        assert_eq!(bucket_order(33, &value).expect("read"), Some(other));
+        assert_eq!(bucket_order(n(33), &value).expect("read"), Some(other));
         assert_eq!(
-            edit_bucket(Some(&value), &[32, 33, 47], &[]).expect("edit"),
+            edit_bucket(Some(&value), &[n(32), n(33), n(47)], &[]).expect("edit"),
             None
         );
         assert!(bucket_orders(&key, &value[..value.len() - 1]).is_err());
@@ -335,27 +346,27 @@ mod tests {
 
     #[test]
     fn a_bucket_stream_gives_the_orders_after_a_number() {
-        let order = |n: u64| OrderRecord {
-            number: n,
+        let order = |number: u64| OrderRecord {
+            number: n(number),
             ..rec("k", "Tux")
         };
         let mut stream = Vec::new();
         for bucket in [0u64, 1, 2] {
             let bytes: Vec<(u64, Vec<u8>)> = (bucket * PER_BUCKET..(bucket + 1) * PER_BUCKET)
-                .map(|n| (n, encode(&order(n))))
+                .map(|x| (x, encode(&order(x))))
                 .collect();
-            let written: Vec<(u64, &[u8])> =
-                bytes.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+            let written: Vec<(OrderNumber, &[u8])> =
+                bytes.iter().map(|(x, b)| (n(*x), b.as_slice())).collect();
             let value = edit_bucket(None, &[], &written)
                 .expect("edit")
                 .expect("orders");
-            put_bucket(&mut stream, &bucket_key(bucket * PER_BUCKET), &value);
+            put_bucket(&mut stream, &bucket_key(n(bucket * PER_BUCKET)), &value);
         }
-        let numbers = |after| -> Vec<u64> {
-            orders_after(&stream, after)
+        let numbers = |after: Option<u64>| -> Vec<u64> {
+            orders_after(&stream, after.map(n))
                 .expect("decode")
                 .iter()
-                .map(|r| r.number)
+                .map(|r| r.number.get())
                 .collect()
         };
         assert_eq!(numbers(None), (0..48).collect::<Vec<_>>());
@@ -367,7 +378,7 @@ mod tests {
 
     #[test]
     fn varints_cover_the_whole_range() {
-        for n in [
+        for x in [
             0,
             1,
             127,
@@ -377,7 +388,7 @@ mod tests {
             u64::from(u32::MAX),
             u64::MAX,
         ] {
-            assert_eq!(indexed_number(&index_value(n)).expect("decode"), n);
+            assert_eq!(indexed_number(&index_value(n(x))).expect("decode"), n(x));
         }
         assert!(indexed_number(&[0x80]).is_err());
         assert!(indexed_number(&[1, 2]).is_err());
@@ -388,11 +399,11 @@ mod tests {
     fn damaged_records_are_refused() {
         let bytes = encode(&rec("k", "Tux"));
         for cut in 0..bytes.len() - 1 {
-            assert!(decode(1, &bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(decode(n(1), &bytes[..cut]).is_err(), "cut at {cut}");
         }
         let mut bad_name = bytes.clone();
         bad_name[10] = 0xff;
-        assert!(decode(1, &bad_name).is_err());
+        assert!(decode(n(1), &bad_name).is_err());
     }
 
     #[test]
@@ -403,7 +414,7 @@ mod tests {
             bincode::serde::encode_to_vec(Old(7, "Tux", 2, "key", 3), bincode::config::standard())
                 .expect("encode");
         let r = legacy::decode(&bytes, 99).expect("decode");
-        assert_eq!((r.number, r.name.as_str(), r.quantity), (7, "Tux", 2));
-        assert_eq!((r.key.as_str(), r.epoch, r.time), ("key", 3, 99));
+        assert_eq!((r.number, r.name.as_str(), r.quantity), (n(7), "Tux", 2));
+        assert_eq!((r.key.as_str(), r.epoch, r.time), ("key", Epoch(3), 99));
     }
 }

@@ -1,14 +1,16 @@
 //! The store's tests: layout, figures, keys, pruning, reopening.
 
+use common::domain::{Epoch, OrderNumber, ReplicaId};
+
 use super::*;
 
 fn rec(number: u64, epoch: u64, key: &str) -> OrderRecord {
     OrderRecord {
-        number,
+        number: OrderNumber(number),
         name: "Tux".into(),
         quantity: 1,
         key: key.into(),
-        epoch,
+        epoch: Epoch(epoch),
         time: 1_000 + number,
     }
 }
@@ -39,7 +41,10 @@ fn appended_orders_are_found_by_number_and_key() {
     store
         .append(&[rec(0, 1, "a"), rec(1, 1, "b")])
         .expect("append");
-    assert_eq!(store.order(1).expect("read"), Some(rec(1, 1, "b")));
+    assert_eq!(
+        store.order(OrderNumber(1)).expect("read"),
+        Some(rec(1, 1, "b"))
+    );
     assert_eq!(store.by_key("a", 0).expect("read"), Some(rec(0, 1, "a")));
     assert_eq!(store.last().expect("read"), Some(rec(1, 1, "b")));
     assert_eq!(store.count(), 2);
@@ -84,8 +89,8 @@ fn the_digest_depends_on_content_not_on_history() {
     assert_ne!(one.digest(), two.digest());
     two.append(&[rec(1, 1, "b")]).expect("replace");
     assert_eq!(one.digest(), two.digest());
-    two.truncate_after(Some(0)).expect("truncate");
-    one.truncate_after(Some(0)).expect("truncate");
+    two.truncate_after(Some(OrderNumber(0))).expect("truncate");
+    one.truncate_after(Some(OrderNumber(0))).expect("truncate");
     assert_eq!(one.digest(), two.digest());
     assert_eq!(one.count(), 1);
 }
@@ -98,13 +103,16 @@ fn figures_are_rebuilt_on_reopen() {
         store
             .append(&[rec(0, 1, "a"), rec(1, 1, "b")])
             .expect("append");
-        store.set_epoch(7, 2).expect("epoch");
+        store.set_epoch(Epoch(7), ReplicaId(2)).expect("epoch");
         store.digest()
     };
     let store = Store::open(dir.path()).expect("reopen");
     assert_eq!(store.digest(), digest);
     assert_eq!(store.count(), 2);
-    assert_eq!(store.epoch().expect("epoch"), (7, Some(2)));
+    assert_eq!(
+        store.epoch().expect("epoch"),
+        (Epoch(7), Some(ReplicaId(2)))
+    );
 }
 
 #[test]
@@ -116,7 +124,9 @@ fn the_stored_figures_always_match_the_orders() {
             .append(&[rec(0, 1, "a"), rec(1, 1, "b"), rec(2, 1, "c")])
             .expect("append");
         store.append(&[rec(1, 2, "x")]).expect("replace the tail");
-        store.truncate_after(Some(0)).expect("truncate");
+        store
+            .truncate_after(Some(OrderNumber(0)))
+            .expect("truncate");
         store
             .add_with_meta(&[rec(1, 3, "y"), rec(2, 3, "z")], &[])
             .expect("add");
@@ -177,7 +187,10 @@ fn a_key_expires_with_its_order_s_time() {
     assert_eq!(store.by_key("a", 101).expect("read"), None);
     assert!(store.by_key("b", 101).expect("read").is_some());
     // The order itself is kept: only its key expires.
-    assert_eq!(store.order(0).expect("read"), Some(at(0, "a", 100)));
+    assert_eq!(
+        store.order(OrderNumber(0)).expect("read"),
+        Some(at(0, "a", 100))
+    );
 }
 
 #[test]
@@ -219,10 +232,12 @@ fn orders_written_over_pruned_ones_are_pruned_again() {
         .expect("append");
     assert_eq!(store.prune_keys(100, 10).expect("prune"), 3);
     // A new leader's history replaces orders 1 and 2, with old times too.
-    store.truncate_after(Some(0)).expect("truncate");
+    store
+        .truncate_after(Some(OrderNumber(0)))
+        .expect("truncate");
     store
         .append(&[OrderRecord {
-            epoch: 2,
+            epoch: Epoch(2),
             ..at(1, "x", 40)
         }])
         .expect("append");
@@ -262,7 +277,7 @@ fn a_database_of_the_earlier_layout_is_rewritten_once() {
         .expect("kept for a window from the upgrade");
     assert_eq!(
         (held.number, held.name.as_str(), held.quantity),
-        (1, "Tux", 2)
+        (OrderNumber(1), "Tux", 2)
     );
     assert!(store.by_key("a", before).expect("read").is_some());
     let names = store.db.tree_names();

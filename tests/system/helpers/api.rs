@@ -123,7 +123,7 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(id) = self.frontend_health().await.leader {
-                return id;
+                return id.get();
             }
             assert!(Instant::now() < deadline, "the front-end knows no leader");
             tokio::time::sleep(Duration::from_millis(50)).await;
