@@ -23,10 +23,6 @@ use crate::invalidate::Invalidator;
 use crate::restock::NextRestock;
 use crate::store::{BuyOutcome, Store};
 
-/// Longest toy name or idempotency key the catalog accepts, in bytes (the front-end's
-/// 128 characters, at up to four bytes each).
-const MAX_TEXT: usize = 512;
-
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -91,13 +87,12 @@ async fn buy(
     State(state): State<AppState>,
     Json(req): Json<BuyRequest>,
 ) -> Result<impl IntoResponse, CatalogError> {
-    check(&req)?;
     let reply = match state.store.buy(&req).await? {
         BuyOutcome::Applied(reply) => {
             log_bought(&reply, req.request_id.as_ref());
             state
                 .invalidator
-                .announce(reply.name.clone(), reply.version);
+                .announce(reply.name.to_string(), reply.version);
             reply
         }
         BuyOutcome::Repeated(reply) => reply,
@@ -118,48 +113,29 @@ async fn buy_batch(
             "at most {MAX_BATCH} buys per batch"
         )));
     }
-    let (valid, checked): (Vec<BuyRequest>, Vec<Option<CatalogError>>) = {
-        let mut valid = Vec::with_capacity(reqs.len());
-        let mut checked = Vec::with_capacity(reqs.len());
-        for req in reqs {
-            match check(&req) {
-                Ok(()) => {
-                    valid.push(req);
-                    checked.push(None);
-                }
-                Err(e) => checked.push(Some(e)),
-            }
-        }
-        (valid, checked)
-    };
-    let mut outcomes = state.store.buy_batch(&valid).await?.into_iter();
-    let mut valid = valid.iter();
-    let results: Vec<BuyResult> = checked
+    // Names and keys were checked as the body was read (`common::domain`).
+    let outcomes = state.store.buy_batch(&reqs).await?;
+    if outcomes.len() != reqs.len() {
+        return Err(CatalogError::Internal(
+            "a buy of the batch was not answered",
+        ));
+    }
+    let results: Vec<BuyResult> = outcomes
         .into_iter()
-        .map(|refused| {
-            let (outcome, request_id) = match refused {
-                Some(e) => (Err(e), None),
-                None => (
-                    outcomes.next().unwrap_or(Err(CatalogError::Internal(
-                        "a buy of the batch was not answered",
-                    ))),
-                    valid.next().and_then(|r| r.request_id.as_ref()),
-                ),
-            };
-            match outcome {
-                Ok(BuyOutcome::Applied(reply)) => {
-                    log_bought(&reply, request_id);
-                    state
-                        .invalidator
-                        .announce(reply.name.clone(), reply.version);
-                    BuyResult::Ok(reply)
-                }
-                Ok(BuyOutcome::Repeated(reply)) => BuyResult::Ok(reply),
-                Err(e) => BuyResult::Error(ErrorDetail {
-                    code: e.status().as_u16(),
-                    message: e.to_string(),
-                }),
+        .zip(&reqs)
+        .map(|(outcome, req)| match outcome {
+            Ok(BuyOutcome::Applied(reply)) => {
+                log_bought(&reply, req.request_id.as_ref());
+                state
+                    .invalidator
+                    .announce(reply.name.to_string(), reply.version);
+                BuyResult::Ok(reply)
             }
+            Ok(BuyOutcome::Repeated(reply)) => BuyResult::Ok(reply),
+            Err(e) => BuyResult::Error(ErrorDetail {
+                code: e.status().as_u16(),
+                message: e.to_string(),
+            }),
         })
         .collect();
     Ok(data(results))
@@ -173,15 +149,6 @@ fn log_bought(reply: &BuyReply, request_id: Option<&RequestId>) {
         request_id = request_id.map(tracing::field::display),
         "stock taken"
     );
-}
-
-fn check(req: &BuyRequest) -> Result<(), CatalogError> {
-    if req.name.len() > MAX_TEXT || req.key.is_empty() || req.key.len() > MAX_TEXT {
-        return Err(CatalogError::BadRequest(
-            "name and key must be 1 to 512 bytes".into(),
-        ));
-    }
-    Ok(())
 }
 
 async fn totals(State(state): State<AppState>) -> Result<impl IntoResponse, CatalogError> {

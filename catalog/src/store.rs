@@ -21,7 +21,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use common::domain::Version;
+use common::domain::{ToyName, Version};
 use common::flush::GroupFlush;
 use common::storage::StorageError;
 use common::wire::{BuyReply, BuyRequest, CatalogProduct, StockTotals};
@@ -42,7 +42,7 @@ const FORMAT: &[u8] = b"2";
 /// A buy as `buys` keeps it: its reply and when it was made (ms since the Unix epoch).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct StoredBuy {
-    name: String,
+    name: ToyName,
     quantity: u64,
     version: u64,
     time: u64,
@@ -70,7 +70,7 @@ fn time_key(time: u64, key: &[u8]) -> Vec<u8> {
 /// A toy as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredProduct {
-    pub name: String,
+    pub name: ToyName,
     pub price_cents: u64,
     pub quantity: u64,
     pub version: u64,
@@ -79,7 +79,7 @@ pub struct StoredProduct {
 impl From<StoredProduct> for CatalogProduct {
     fn from(p: StoredProduct) -> Self {
         CatalogProduct {
-            name: p.name,
+            name: p.name.into_string(),
             price: p.price_cents as f64 / 100.0,
             quantity: p.quantity,
             version: Version(p.version),
@@ -90,7 +90,7 @@ impl From<StoredProduct> for CatalogProduct {
 /// One line of the seed file.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SeedToy {
-    pub name: String,
+    pub name: ToyName,
     pub price: f64,
 }
 
@@ -201,18 +201,18 @@ fn buy_one(
         let held: StoredBuy = decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
         if held.time >= valid_from {
             if lookup_key(&held.name) != lookup || held.quantity != req.quantity {
-                return Ok(Err(CatalogError::KeyReused(req.key.clone())));
+                return Ok(Err(CatalogError::KeyReused(req.key.to_string())));
             }
             return Ok(Ok(BuyOutcome::Repeated(held.reply())));
         }
     }
     let Some(bytes) = products.get(lookup.as_bytes())? else {
-        return Ok(Err(CatalogError::UnknownProduct(req.name.clone())));
+        return Ok(Err(CatalogError::UnknownProduct(req.name.to_string())));
     };
     let mut product: StoredProduct = decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
     if product.quantity < req.quantity {
         return Ok(Err(CatalogError::InsufficientStock {
-            name: product.name,
+            name: product.name.into_string(),
             available: product.quantity,
             requested: req.quantity,
         }));
@@ -292,7 +292,7 @@ impl Store {
             /// The earlier layout's value: the buy's reply.
             #[derive(Deserialize)]
             struct Reply {
-                name: String,
+                name: ToyName,
                 quantity: u64,
                 version: u64,
             }
@@ -475,7 +475,7 @@ impl Store {
                 current.version += 1;
                 products.insert(lookup.as_bytes(), encode(&current))?;
                 add_u64(meta, META_RESTOCKED, amount)?;
-                Ok(Some((current.name, Version(current.version))))
+                Ok(Some((current.name.into_string(), Version(current.version))))
             });
             if let Some(done) = result.map_err(flatten)? {
                 restocked.push(done);
@@ -525,16 +525,18 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use common::domain::IdempotencyKey;
+
     use super::*;
 
     fn toys() -> Vec<SeedToy> {
         vec![
             SeedToy {
-                name: "Tux".into(),
+                name: ToyName::new("Tux").expect("name"),
                 price: 15.99,
             },
             SeedToy {
-                name: "Rubik's Cube".into(),
+                name: ToyName::new("Rubik's Cube").expect("name"),
                 price: 12.99,
             },
         ]
@@ -542,9 +544,9 @@ mod tests {
 
     fn buy(name: &str, quantity: u64, key: &str) -> BuyRequest {
         BuyRequest {
-            name: name.into(),
+            name: ToyName::new(name).expect("name"),
             quantity,
-            key: key.into(),
+            key: IdempotencyKey::new(key).expect("key"),
             request_id: None,
             valid_from: 0,
         }
@@ -584,7 +586,7 @@ mod tests {
         assert_eq!(
             out,
             BuyOutcome::Applied(BuyReply {
-                name: "Tux".into(),
+                name: ToyName::new("Tux").expect("name"),
                 quantity: 3,
                 version: Version(2),
                 repeated: false,
@@ -755,7 +757,7 @@ mod tests {
             struct Old<'a>(&'a str, u64, u64);
             let db = sled::open(dir.path()).expect("open");
             let tux = StoredProduct {
-                name: "Tux".into(),
+                name: ToyName::new("Tux").expect("name"),
                 price_cents: 1599,
                 quantity: 8,
                 version: 2,

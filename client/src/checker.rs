@@ -224,7 +224,7 @@ pub fn judge(history: &History, final_orders: &[OrderRecord], windows: &[Window]
     for ack in &events.acks {
         let kept = by_number
             .get(&ack.number)
-            .is_some_and(|r| r.key == ack.key && r.quantity == ack.quantity);
+            .is_some_and(|r| r.key == ack.key.as_str() && r.quantity == ack.quantity);
         if !kept {
             if in_window(ack.at, |w| w.lossy) {
                 verdict.lost_admitted.push(ack.clone());
@@ -250,7 +250,7 @@ pub fn judge(history: &History, final_orders: &[OrderRecord], windows: &[Window]
     for (at, read) in &events.order_reads {
         let held = by_number
             .get(&read.number.get())
-            .is_some_and(|r| r.name == read.name && r.quantity == read.quantity);
+            .is_some_and(|r| r.name == read.name.as_str() && r.quantity == read.quantity);
         let acked_as_read = acked_numbers
             .get(&read.number.get())
             .is_some_and(|a| a.name == read.name && a.quantity == read.quantity);
@@ -312,9 +312,9 @@ mod tests {
     fn rec(number: u64, key: &str) -> OrderRecord {
         OrderRecord {
             number: common::domain::OrderNumber(number),
-            name: "Tux".into(),
+            name: common::domain::ToyName::new("Tux").expect("name"),
             quantity: 1,
-            key: key.into(),
+            key: common::domain::IdempotencyKey::new(key).expect("key"),
             epoch: common::domain::Epoch(1),
             time: 0,
         }

@@ -7,11 +7,34 @@
 //! - [`Term`]: a Raft term; [`LogIndex`]: a Raft log position.
 //! - [`Version`]: a toy's stock version (grows with every stock change).
 //! - [`ReplicaId`]: an order replica's id (1, 2, 3).
+//!
+//! And the two texts every service passes on, each checked once, where it is read
+//! (a JSON or bincode body that holds a bad one does not decode):
+//!
+//! - [`ToyName`]: a toy's name, 1 to [`MAX_TEXT`] bytes.
+//! - [`IdempotencyKey`]: an order's idempotency key, 1 to [`MAX_TEXT`] bytes.
+//!
+//! (The front-end's public rules are stricter — at most 128 characters, no control
+//! characters, a printable ASCII key header — and stay with its validation.)
 
+use std::borrow::Borrow;
 use std::fmt;
+use std::ops::Deref;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Longest toy name or idempotency key any service accepts, in bytes: the front-end's
+/// 128 characters at up to four bytes each.
+pub const MAX_TEXT: usize = 512;
+
+/// A text outside 1 to [`MAX_TEXT`] bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} must be 1 to {MAX_TEXT} bytes, not {len}")]
+pub struct TextError {
+    what: &'static str,
+    len: usize,
+}
 
 macro_rules! number {
     ($(#[$doc:meta])* $name:ident($inner:ty)) => {
@@ -85,6 +108,114 @@ number!(
     ReplicaId(u32)
 );
 
+macro_rules! text {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// `text`, if it is 1 to [`MAX_TEXT`] bytes.
+            pub fn new(text: impl Into<String>) -> Result<Self, TextError> {
+                let text = text.into();
+                if (1..=MAX_TEXT).contains(&text.len()) {
+                    Ok($name(text))
+                } else {
+                    Err(TextError {
+                        what: $what,
+                        len: text.len(),
+                    })
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = TextError;
+
+            fn try_from(text: String) -> Result<Self, TextError> {
+                $name::new(text)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(text: $name) -> String {
+                text.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        // By hand rather than `#[serde(try_from, into)]`: serialising borrows the
+        // text instead of cloning it (every order is serialised several times).
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                $name::new(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+text!(
+    /// A toy's name as the services pass it (the catalog gives the canonical one).
+    ToyName,
+    "a toy name"
+);
+text!(
+    /// An order's idempotency key: a retry with the same key gets the same order.
+    IdempotencyKey,
+    "an idempotency key"
+);
+
 impl OrderNumber {
     /// The number after this one (`None` past the last).
     pub fn next(self) -> Option<OrderNumber> {
@@ -129,6 +260,17 @@ mod tests {
             serde_json::to_string(&Some(ReplicaId(2))).expect("encode"),
             "2"
         );
+    }
+
+    #[test]
+    fn texts_are_1_to_512_bytes_and_checked_when_read() {
+        assert!(ToyName::new("").is_err());
+        assert!(ToyName::new("x".repeat(MAX_TEXT)).is_ok());
+        assert!(IdempotencyKey::new("k".repeat(MAX_TEXT + 1)).is_err());
+        let name: ToyName = serde_json::from_str("\"Tux\"").expect("parse");
+        assert_eq!(name, "Tux");
+        assert_eq!(serde_json::to_string(&name).expect("encode"), "\"Tux\"");
+        assert!(serde_json::from_str::<IdempotencyKey>("\"\"").is_err());
     }
 
     #[test]

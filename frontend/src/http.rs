@@ -209,7 +209,7 @@ async fn place_order(
         None => new_idempotency_key(),
     };
     let order = NewOrder {
-        name: request.name.as_str().to_string(),
+        name: request.name.clone().into_toy_name(),
         quantity: request.quantity,
         key,
         request_id: RequestId::current(),

@@ -1,7 +1,7 @@
 //! Validated request values: handlers never see a bad name, quantity, order number or
 //! idempotency key.
 
-use common::domain::OrderNumber;
+use common::domain::{IdempotencyKey, OrderNumber, ToyName};
 use serde::Deserialize;
 
 use crate::error::FrontendError;
@@ -12,9 +12,10 @@ pub const MAX_NAME: usize = 128;
 /// Longest idempotency key accepted.
 const MAX_KEY: usize = 128;
 
-/// A toy name: 1 to [`MAX_NAME`] characters, no control characters.
+/// A toy name: 1 to [`MAX_NAME`] characters, no control characters (so also within
+/// the bytes every service accepts, [`ToyName`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProductName(String);
+pub struct ProductName(ToyName);
 
 impl ProductName {
     pub fn parse(raw: &str) -> Result<Self, FrontendError> {
@@ -30,11 +31,18 @@ impl ProductName {
                 message: format!("no toy named {raw:?}"),
             });
         }
-        Ok(ProductName(raw.to_string()))
+        ToyName::new(raw)
+            .map(ProductName)
+            .map_err(|e| FrontendError::BadRequest(e.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The name as the services pass it.
+    pub fn into_toy_name(self) -> ToyName {
+        self.0
     }
 
     /// Names match case-insensitively; this is the cache key.
@@ -98,13 +106,14 @@ pub fn parse_order_number(raw: &str) -> Result<OrderNumber, FrontendError> {
 }
 
 /// The client's `Idempotency-Key`: 1 to 128 printable ASCII characters.
-pub fn parse_idempotency_key(raw: &[u8]) -> Result<String, FrontendError> {
+pub fn parse_idempotency_key(raw: &[u8]) -> Result<IdempotencyKey, FrontendError> {
     if raw.is_empty() || raw.len() > MAX_KEY || !raw.iter().all(u8::is_ascii_graphic) {
         return Err(FrontendError::BadRequest(format!(
             "Idempotency-Key must be 1 to {MAX_KEY} printable ASCII characters"
         )));
     }
-    Ok(String::from_utf8_lossy(raw).into_owned())
+    IdempotencyKey::new(String::from_utf8_lossy(raw).into_owned())
+        .map_err(|e| FrontendError::BadRequest(e.to_string()))
 }
 
 /// The key of an order that came without one: a UUIDv7, unique and ordered by time.
@@ -113,8 +122,10 @@ pub fn parse_idempotency_key(raw: &[u8]) -> Result<String, FrontendError> {
 /// leaf, which once the index outgrows the cache is read from disk and copied for one
 /// insert (with 1.5M orders stored, a follower's catch-up ran twice as fast, and
 /// orders about 15% faster).
-pub fn new_idempotency_key() -> String {
-    uuid::Uuid::now_v7().to_string()
+pub fn new_idempotency_key() -> IdempotencyKey {
+    // 36 bytes: always a valid key.
+    IdempotencyKey::new(uuid::Uuid::now_v7().to_string())
+        .unwrap_or_else(|_| unreachable!("a UUID is 36 bytes"))
 }
 
 #[cfg(test)]
@@ -125,7 +136,7 @@ mod tests {
     #[test]
     fn generated_keys_grow_with_time() {
         // Ten random keys come out sorted once in 3.6 million runs.
-        let keys: Vec<String> = (0..10)
+        let keys: Vec<IdempotencyKey> = (0..10)
             .map(|_| {
                 std::thread::sleep(std::time::Duration::from_millis(2));
                 new_idempotency_key()

@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use common::client::PeerError;
-use common::domain::{Epoch, OrderNumber, ReplicaId};
+use common::domain::{Epoch, IdempotencyKey, OrderNumber, ReplicaId};
 use std::sync::Arc;
 
 use common::error::{chain, error_response};
@@ -32,7 +32,7 @@ pub enum OrderError {
     StaleEpoch { mine: Epoch, theirs: Epoch },
 
     #[error("idempotency key {0:?} was already used for a different order")]
-    KeyReused(String),
+    KeyReused(IdempotencyKey),
 
     /// The catalog answered with an error that is final for this order.
     #[error("{message}")]

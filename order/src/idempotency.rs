@@ -69,12 +69,13 @@ pub fn decide(held: Option<&OrderRecord>, order: &NewOrder, purchase: Purchase) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::domain::{IdempotencyKey, ToyName};
 
     fn order(name: &str, quantity: u64) -> NewOrder {
         NewOrder {
-            name: name.into(),
+            name: ToyName::new(name).expect("name"),
             quantity,
-            key: "k".into(),
+            key: IdempotencyKey::new("k").expect("key"),
             request_id: None,
         }
     }
@@ -83,9 +84,9 @@ mod tests {
     fn an_order_is_written_exactly_when_its_stock_was_taken_or_its_write_was_lost() {
         let held = OrderRecord {
             number: OrderNumber(7),
-            name: "Tux".into(),
+            name: ToyName::new("Tux").expect("name"),
             quantity: 2,
-            key: "k".into(),
+            key: IdempotencyKey::new("k").expect("key"),
             epoch: common::domain::Epoch(1),
             time: 1,
         };

@@ -16,7 +16,6 @@ use common::wire::{data, NewOrder, OrderAccepted};
 
 use crate::error::OrderError;
 use crate::http::AppState;
-use crate::primary_backup::MAX_TEXT;
 
 /// Places an order: the catalog takes the stock (idempotent by key), then the
 /// protocol stores and replicates the order (or answers the order a repeated key made).
@@ -28,14 +27,10 @@ pub async fn place(
     if order.request_id.is_none() {
         order.request_id = RequestId::current();
     }
-    if order.quantity == 0
-        || order.name.is_empty()
-        || order.name.len() > MAX_TEXT
-        || order.key.is_empty()
-        || order.key.len() > MAX_TEXT
-    {
+    // Its name and key were checked as the body was read (`common::domain`).
+    if order.quantity == 0 {
         return Err(OrderError::BadRequest(
-            "an order needs a name and key of 1 to 512 bytes and a positive quantity".into(),
+            "an order needs a positive quantity".into(),
         ));
     }
     // The catalog is idempotent by key, so a repeated key is bought again too: that

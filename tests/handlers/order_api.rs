@@ -170,3 +170,31 @@ async fn an_order_without_a_leader_role_is_421() {
         .await
         .assert_error(421, "order on a follower");
 }
+
+#[tokio::test]
+async fn an_order_or_batch_with_an_empty_or_oversized_name_or_key_is_400() {
+    let r = replica(Replication::PrimaryBackup).await;
+    let long = "x".repeat(common::domain::MAX_TEXT + 1);
+    for (name, key) in [
+        ("", "k"),
+        ("Tux", ""),
+        (long.as_str(), "k"),
+        ("Tux", long.as_str()),
+    ] {
+        let order = json!({"name": name, "quantity": 1, "key": key});
+        call(&r.router, post("/orders", order.to_string(), Some(TOKEN)))
+            .await
+            .assert_error(400, &format!("order {name:.8}/{key:.8}"));
+        let batch = json!({"leader_id": 2, "epoch": 1, "prev": null, "entries": [
+            {"number": 0, "name": name, "quantity": 1, "key": key, "epoch": 1}
+        ]});
+        call(
+            &r.router,
+            post("/internal/replicate", batch.to_string(), Some(TOKEN)),
+        )
+        .await
+        .assert_error(400, &format!("batch {name:.8}/{key:.8}"));
+    }
+    let health = call(&r.router, get("/health")).await;
+    assert_eq!(health.json["orders"], 0, "{}", health.text);
+}

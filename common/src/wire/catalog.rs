@@ -1,7 +1,7 @@
 //! The catalog's internal API: products with versions, buys (idempotent by key),
 //! invalidations pushed to the front-end, stock totals.
 
-use crate::domain::Version;
+use crate::domain::{IdempotencyKey, ToyName, Version};
 use serde::{Deserialize, Serialize};
 
 use super::Product;
@@ -30,9 +30,9 @@ impl From<CatalogProduct> for Product {
 /// Catalog request to take stock for one order, idempotent by `key`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BuyRequest {
-    pub name: String,
+    pub name: ToyName,
     pub quantity: u64,
-    pub key: String,
+    pub key: IdempotencyKey,
     /// The `x-request-id` of the order's request, for the catalog's log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -47,7 +47,7 @@ pub struct BuyRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BuyReply {
     /// Canonical name of the toy.
-    pub name: String,
+    pub name: ToyName,
     pub quantity: u64,
     /// The toy's version right after this buy.
     pub version: Version,

@@ -1,7 +1,7 @@
 //! The order path between the front-end and the replicas, in both replication modes:
 //! a new order, its acceptance, orders as stored and paged for catch-up.
 
-use crate::domain::{Epoch, OrderNumber, Version};
+use crate::domain::{Epoch, IdempotencyKey, OrderNumber, ToyName, Version};
 use serde::{Deserialize, Serialize};
 
 use super::OrderView;
@@ -10,10 +10,10 @@ use crate::trace::RequestId;
 /// Front-end → leader: place an order (the front-end has validated it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewOrder {
-    pub name: String,
+    pub name: ToyName,
     pub quantity: u64,
     /// Idempotency key: a retry with the same key gets the same order.
-    pub key: String,
+    pub key: IdempotencyKey,
     /// The `x-request-id` of the request that placed it, for every replica's log
     /// (it travels in Raft's log entries too, so no `skip_serializing_if`: bincode
     /// needs every field).
@@ -27,7 +27,7 @@ pub struct NewOrder {
 pub struct OrderAccepted {
     pub order_number: OrderNumber,
     /// Canonical name of the toy.
-    pub name: String,
+    pub name: ToyName,
     /// The toy's version after this order's stock change (0 when the order was placed
     /// by an earlier request with the same key and the catalog was not asked again).
     pub version: Version,
@@ -37,9 +37,9 @@ pub struct OrderAccepted {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderRecord {
     pub number: OrderNumber,
-    pub name: String,
+    pub name: ToyName,
     pub quantity: u64,
-    pub key: String,
+    pub key: IdempotencyKey,
     /// Leadership epoch in which the leader wrote this order (Raft mode: the term).
     pub epoch: Epoch,
     /// When the leader stored it, in ms since the Unix epoch: its idempotency key is
@@ -60,7 +60,7 @@ impl From<OrderRecord> for OrderView {
     fn from(r: OrderRecord) -> Self {
         OrderView {
             number: r.number,
-            name: r.name,
+            name: r.name.into_string(),
             quantity: r.quantity,
         }
     }
@@ -71,7 +71,7 @@ impl From<OrderRecord> for OrderView {
 pub struct LogPos {
     pub number: OrderNumber,
     pub epoch: Epoch,
-    pub key: String,
+    pub key: IdempotencyKey,
 }
 
 impl From<&OrderRecord> for LogPos {

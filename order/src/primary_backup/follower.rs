@@ -13,7 +13,7 @@ use common::domain::OrderNumber;
 use common::wire::{Persisted, Replicate, Role};
 
 use super::catch_up::consecutive;
-use super::state::{peer_error, Replica, MAX_TEXT};
+use super::state::{peer_error, Replica};
 use crate::error::OrderError;
 
 /// Most orders in one replication batch a follower accepts.
@@ -23,7 +23,7 @@ impl Replica {
     /// Checks a replication batch completely before anything is changed: a known
     /// leader other than this replica, a sane epoch, and entries that could be a
     /// leader's history (consecutive numbers after `prev`, no epoch newer than the
-    /// batch's, names and keys of sane size, positive quantities).
+    /// batch's, positive quantities; names and keys were checked as the body was read).
     fn check_batch(&self, batch: &Replicate) -> Result<(), OrderError> {
         if batch.leader_id == self.inner.id {
             return Err(OrderError::BadRequest(
@@ -46,12 +46,10 @@ impl Replica {
             .is_none_or(|e| Some(e.number) == first)
             && consecutive(&batch.entries)
             && batch.prev.as_ref().is_none_or(|p| p.epoch <= batch.epoch)
-            && batch.entries.iter().all(|e| {
-                e.epoch <= batch.epoch
-                    && e.quantity > 0
-                    && (1..=MAX_TEXT).contains(&e.name.len())
-                    && (1..=MAX_TEXT).contains(&e.key.len())
-            });
+            && batch
+                .entries
+                .iter()
+                .all(|e| e.epoch <= batch.epoch && e.quantity > 0);
         if !well_formed {
             return Err(OrderError::BadRequest(
                 "malformed batch: entries must follow prev, one number apart, with no \

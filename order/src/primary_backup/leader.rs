@@ -25,7 +25,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::batch::{Batcher, Limits};
 use common::client::PeerError;
-use common::domain::{OrderNumber, ReplicaId};
+use common::domain::{IdempotencyKey, OrderNumber, ReplicaId};
 use common::retention;
 use common::tasks::Tasks;
 use common::wire::{NewOrder, OrderRecord, Replicate};
@@ -116,7 +116,7 @@ async fn write_batch(
 
     let mut fresh: Vec<OrderRecord> = Vec::new();
     let mut request_ids = Vec::new();
-    let mut in_batch: HashMap<String, usize> = HashMap::new();
+    let mut in_batch: HashMap<IdempotencyKey, usize> = HashMap::new();
     let mut answers = Vec::with_capacity(batch.len());
     for (order, purchase) in batch {
         let held = match in_batch.get(&order.key) {

@@ -37,7 +37,7 @@ use common::wire::{data, LeaderNotice, NewOrder, OrderRecord, ReplicaStatus, Rep
 use reqwest::Url;
 
 pub use follower::MAX_BATCH_ENTRIES;
-pub use state::{Leadership, Replica, MAX_EPOCH_STEP, MAX_TEXT};
+pub use state::{Leadership, Replica, MAX_EPOCH_STEP};
 
 use crate::config::{Fault, Timeouts};
 use crate::error::OrderError;

@@ -36,10 +36,6 @@ use crate::store::Store;
 /// peer can push an epoch to the end of its range and wedge the cluster.
 pub const MAX_EPOCH_STEP: u64 = 1 << 20;
 
-/// Longest name or idempotency key in a stored order, in bytes (the front-end's 128
-/// characters, at up to four bytes each).
-pub const MAX_TEXT: usize = 512;
-
 /// Who leads, as this replica knows it. Changed only while the log lock is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Leadership {

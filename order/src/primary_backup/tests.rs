@@ -5,14 +5,15 @@ use super::*;
 use axum::http::StatusCode;
 use common::client::ClusterClient;
 use common::domain::{Epoch, OrderNumber, ReplicaId};
+use common::domain::{IdempotencyKey, ToyName};
 use common::wire::LogPos;
 
 fn rec(number: u64, epoch: u64) -> OrderRecord {
     OrderRecord {
         number: OrderNumber(number),
-        name: "Tux".into(),
+        name: ToyName::new("Tux").expect("name"),
         quantity: 1,
-        key: format!("k{number}-{epoch}"),
+        key: IdempotencyKey::new(format!("k{number}-{epoch}")).expect("key"),
         epoch: Epoch(epoch),
         time: 1,
     }

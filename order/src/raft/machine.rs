@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 
-use common::domain::{Epoch, OrderNumber};
+use common::domain::{Epoch, IdempotencyKey, OrderNumber};
 use common::wire::OrderRecord;
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -114,7 +114,7 @@ impl Machine {
         &self,
         state: &mut SmState,
         written: &mut Vec<OrderRecord>,
-        new_keys: &mut HashMap<String, usize>,
+        new_keys: &mut HashMap<IdempotencyKey, usize>,
         batch: Batch,
         term: u64,
     ) -> Result<Vec<Placed>, StorageError<NodeId>> {
@@ -335,6 +335,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::domain::{IdempotencyKey, ToyName};
     use common::wire::NewOrder;
     use openraft::{CommittedLeaderId, Membership};
     use tokio::io::AsyncWriteExt;
@@ -351,9 +352,9 @@ mod tests {
     fn batch(key: &str, purchase: Purchase, time: u64, key_cutoff: u64) -> Batch {
         Batch {
             orders: vec![NewOrder {
-                name: "Tux".into(),
+                name: ToyName::new("Tux").expect("name"),
                 quantity: 1,
-                key: key.into(),
+                key: IdempotencyKey::new(key).expect("key"),
                 request_id: None,
             }],
             purchases: vec![purchase],

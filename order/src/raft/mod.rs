@@ -337,15 +337,16 @@ mod tests {
     use openraft::{CommittedLeaderId, LogId};
 
     use super::*;
+    use common::domain::{IdempotencyKey, ToyName};
 
     /// An entry of orders survives the log's encoding (membership and blank entries
     /// are the consensus crate's own tests).
     #[test]
     fn an_entry_of_orders_survives_bincode() {
         let order = NewOrder {
-            name: "Tux".into(),
+            name: ToyName::new("Tux").expect("name"),
             quantity: 1,
-            key: "k".into(),
+            key: IdempotencyKey::new("k").expect("key"),
             request_id: None,
         };
         let batch = Orders {

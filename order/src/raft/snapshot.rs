@@ -47,13 +47,14 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
     use super::*;
+    use common::domain::{IdempotencyKey, ToyName};
 
     fn record(number: u64) -> OrderRecord {
         OrderRecord {
             number: OrderNumber(number),
-            name: "Tux".into(),
+            name: ToyName::new("Tux").expect("name"),
             quantity: 1,
-            key: format!("k{number}"),
+            key: IdempotencyKey::new(format!("k{number}")).expect("key"),
             epoch: common::domain::Epoch(1),
             time: 1,
         }

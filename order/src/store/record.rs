@@ -23,7 +23,7 @@
 //! larger ones cost more log). `client bench --scale` measures the real thing. Databases written before hold one bincode
 //! record per order; [`legacy`] reads it so that `Store::open` can rewrite them once.
 
-use common::domain::{Epoch, OrderNumber};
+use common::domain::{Epoch, IdempotencyKey, OrderNumber, ToyName};
 use common::storage::StorageError;
 use common::wire::OrderRecord;
 
@@ -80,9 +80,14 @@ pub fn decode(number: OrderNumber, mut bytes: &[u8]) -> Result<OrderRecord, Orde
     let (name, key) = bytes.split_at(name_len);
     Ok(OrderRecord {
         number,
-        name: String::from_utf8(name.to_vec()).map_err(|_| corrupt("order name"))?,
+        name: String::from_utf8(name.to_vec())
+            .ok()
+            .and_then(|n| ToyName::new(n).ok())
+            .ok_or_else(|| corrupt("order name"))?,
         quantity,
-        key: common::idkey::decode(key).ok_or_else(|| corrupt("idempotency key"))?,
+        key: common::idkey::decode(key)
+            .and_then(|k| IdempotencyKey::new(k).ok())
+            .ok_or_else(|| corrupt("idempotency key"))?,
         epoch: Epoch(epoch),
         time,
     })
@@ -243,9 +248,9 @@ pub mod legacy {
     #[derive(serde::Deserialize)]
     struct Record {
         number: u64,
-        name: String,
+        name: ToyName,
         quantity: u64,
-        key: String,
+        key: IdempotencyKey,
         epoch: u64,
     }
 
@@ -268,6 +273,7 @@ pub mod legacy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::domain::{IdempotencyKey, ToyName};
 
     /// Order number `n`, briefly.
     fn n(n: u64) -> OrderNumber {
@@ -277,9 +283,9 @@ mod tests {
     fn rec(key: &str, name: &str) -> OrderRecord {
         OrderRecord {
             number: n(1_234_567),
-            name: name.into(),
+            name: ToyName::new(name).expect("name"),
             quantity: 3,
-            key: key.into(),
+            key: IdempotencyKey::new(key).expect("key"),
             epoch: Epoch(300),
             time: 1_764_115_200_123,
         }
@@ -290,12 +296,20 @@ mod tests {
         for r in [
             rec("0196f1c2-7d3e-7a41-9b2c-5e8f00a1b2c3", "Tux"),
             rec("my own key", "Rubik's Cube"),
-            rec("k", ""),
+            rec("k", "U"),
         ] {
             assert_eq!(decode(r.number, &encode(&r)).expect("decode"), r);
         }
         let uuid = rec("0196f1c2-7d3e-7a41-9b2c-5e8f00a1b2c3", "Lego Bricks");
         assert_eq!(encode(&uuid).len(), 2 + 1 + 6 + 1 + 11 + 17);
+        // An empty name or key is not a record (the types refuse them).
+        let mut empty_name = Vec::new();
+        put_varint(&mut empty_name, 1);
+        put_varint(&mut empty_name, 1);
+        put_varint(&mut empty_name, 1);
+        put_varint(&mut empty_name, 0);
+        common::idkey::encode_into("k", &mut empty_name);
+        assert!(decode(n(1), &empty_name).is_err());
     }
 
     #[test]

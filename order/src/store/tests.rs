@@ -3,13 +3,14 @@
 use common::domain::{Epoch, OrderNumber, ReplicaId};
 
 use super::*;
+use common::domain::{IdempotencyKey, ToyName};
 
 fn rec(number: u64, epoch: u64, key: &str) -> OrderRecord {
     OrderRecord {
         number: OrderNumber(number),
-        name: "Tux".into(),
+        name: ToyName::new("Tux").expect("name"),
         quantity: 1,
-        key: key.into(),
+        key: IdempotencyKey::new(key).expect("key"),
         epoch: Epoch(epoch),
         time: 1_000 + number,
     }
