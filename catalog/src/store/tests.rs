@@ -1,0 +1,252 @@
+//! The `store` module's tests.
+
+use common::domain::IdempotencyKey;
+
+use super::*;
+
+fn toys() -> Vec<SeedToy> {
+    vec![
+        SeedToy {
+            name: ToyName::new("Tux").expect("name"),
+            price: 15.99,
+        },
+        SeedToy {
+            name: ToyName::new("Rubik's Cube").expect("name"),
+            price: 12.99,
+        },
+    ]
+}
+
+fn buy(name: &str, quantity: u64, key: &str) -> BuyRequest {
+    BuyRequest {
+        name: ToyName::new(name).expect("name"),
+        quantity,
+        key: IdempotencyKey::new(key).expect("key"),
+        request_id: None,
+        valid_from: 0,
+    }
+}
+
+async fn seeded() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    assert!(store.seed_if_empty(&toys(), 10).await.expect("seed"));
+    (dir, store)
+}
+
+#[tokio::test]
+async fn lookups_ignore_case_and_keep_the_canonical_name() {
+    let (_dir, store) = seeded().await;
+    let p = store.product("rUBIK'S cube").expect("read").expect("found");
+    assert_eq!(p.name, "Rubik's Cube");
+    assert_eq!(p.price_cents, 1299);
+    assert!(store.product("Rubiks Cube").expect("read").is_none());
+}
+
+#[tokio::test]
+async fn seeding_happens_only_once() {
+    let (_dir, store) = seeded().await;
+    store.buy(&buy("tux", 3, "k")).await.expect("buy");
+    assert!(!store.seed_if_empty(&toys(), 10).await.expect("seed"));
+    assert_eq!(
+        store.product("Tux").expect("read").expect("found").quantity,
+        7
+    );
+}
+
+#[tokio::test]
+async fn a_buy_takes_stock_and_bumps_the_version() {
+    let (_dir, store) = seeded().await;
+    let out = store.buy(&buy("tux", 3, "k1")).await.expect("buy");
+    assert_eq!(
+        out,
+        BuyOutcome::Applied(BuyReply {
+            name: ToyName::new("Tux").expect("name"),
+            quantity: 3,
+            version: Version(2),
+            repeated: false,
+        })
+    );
+    let p = store.product("Tux").expect("read").expect("found");
+    assert_eq!((p.quantity, p.version), (7, 2));
+}
+
+#[tokio::test]
+async fn a_repeated_key_changes_nothing() {
+    let (_dir, store) = seeded().await;
+    store.buy(&buy("Tux", 3, "k1")).await.expect("buy");
+    let again = store.buy(&buy("Tux", 3, "k1")).await.expect("buy again");
+    assert!(matches!(again, BuyOutcome::Repeated(ref r) if r.version == Version(2)));
+    assert_eq!(
+        store.product("Tux").expect("read").expect("found").quantity,
+        7
+    );
+    let other = store.buy(&buy("Tux", 4, "k1")).await;
+    assert!(matches!(other, Err(CatalogError::KeyReused(_))));
+}
+
+#[tokio::test]
+async fn insufficient_stock_and_unknown_toys_change_nothing() {
+    let (_dir, store) = seeded().await;
+    let err = store.buy(&buy("Tux", 11, "k1")).await;
+    assert!(matches!(
+        err,
+        Err(CatalogError::InsufficientStock { available: 10, .. })
+    ));
+    let err = store.buy(&buy("Nope", 1, "k2")).await;
+    assert!(matches!(err, Err(CatalogError::UnknownProduct(_))));
+    let t = store.totals().expect("totals");
+    assert_eq!((t.sold, t.current), (0, 20));
+    // the failed key was not recorded, so it can still be used
+    store.buy(&buy("Tux", 10, "k1")).await.expect("buy");
+}
+
+#[tokio::test]
+async fn a_batch_applies_each_buy_on_its_own() {
+    let (_dir, store) = seeded().await;
+    let outcomes = store
+        .buy_batch(&[
+            buy("Tux", 4, "a"),
+            buy("Tux", 7, "b"),  // only 6 left after the first: refused
+            buy("Nope", 1, "c"), // unknown: refused
+            buy("Tux", 4, "a"),  // repeated in the same batch
+            buy("Tux", 6, "d"),
+        ])
+        .await
+        .expect("batch");
+    assert!(matches!(outcomes[0], Ok(BuyOutcome::Applied(ref r)) if r.version == Version(2)));
+    assert!(matches!(
+        outcomes[1],
+        Err(CatalogError::InsufficientStock { available: 6, .. })
+    ));
+    assert!(matches!(outcomes[2], Err(CatalogError::UnknownProduct(_))));
+    assert!(matches!(outcomes[3], Ok(BuyOutcome::Repeated(ref r)) if r.version == Version(2)));
+    assert!(matches!(outcomes[4], Ok(BuyOutcome::Applied(ref r)) if r.version == Version(3)));
+    let t = store.totals().expect("totals");
+    assert_eq!((t.sold, t.current), (10, 10));
+}
+
+#[tokio::test]
+async fn restock_refills_only_sold_out_toys_and_stock_adds_up() {
+    let (_dir, store) = seeded().await;
+    store.buy(&buy("Tux", 10, "k1")).await.expect("buy");
+    store.buy(&buy("Rubik's Cube", 4, "k2")).await.expect("buy");
+    let restocked = store.restock_sold_out(100).await.expect("restock");
+    assert_eq!(restocked, vec![("Tux".to_string(), Version(3))]);
+    let t = store.totals().expect("totals");
+    assert_eq!(
+        t,
+        StockTotals {
+            initial: 20,
+            restocked: 100,
+            sold: 14,
+            current: 106
+        }
+    );
+    assert_eq!(t.initial + t.restocked - t.sold, t.current);
+}
+
+#[test]
+fn the_shipped_seed_file_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/toys.json");
+    let toys = read_seed(&path).expect("valid seed");
+    assert!(toys.len() >= 20);
+    assert!(toys
+        .iter()
+        .any(|t| t.name.contains(' ') && t.name.contains('\'')));
+}
+
+#[tokio::test]
+async fn a_key_is_kept_for_its_window_then_takes_stock_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let window = Duration::from_millis(300);
+    let store = Store::open_with(dir.path(), 16, window).expect("open");
+    store.seed_if_empty(&toys(), 10).await.expect("seed");
+    store.buy(&buy("Tux", 1, "k")).await.expect("buy");
+    let again = store
+        .buy(&buy("Tux", 1, "k"))
+        .await
+        .expect("within the window");
+    assert!(matches!(again, BuyOutcome::Repeated(ref r) if r.repeated && r.version == Version(2)));
+    tokio::time::sleep(window + Duration::from_millis(50)).await;
+    let after = store
+        .buy(&buy("Tux", 1, "k"))
+        .await
+        .expect("after the window");
+    assert!(matches!(after, BuyOutcome::Applied(ref r) if !r.repeated && r.version == Version(3)));
+    let t = store.totals().expect("totals");
+    assert_eq!((t.sold, t.current), (2, 18));
+    // The pruner drops the first buy's entry and keeps the key's newer buy.
+    let cutoff = common::retention::cutoff(common::retention::now_ms(), window);
+    assert_eq!(store.prune_keys(cutoff, 10).expect("prune"), 1);
+    assert_eq!((store.buys.len(), store.by_time.len()), (1, 1));
+    let repeated = store.buy(&buy("Tux", 1, "k")).await.expect("repeat");
+    assert!(matches!(repeated, BuyOutcome::Repeated(ref r) if r.version == Version(3)));
+}
+
+#[tokio::test]
+async fn a_key_the_replicas_forgot_is_forgotten_here_too() {
+    let (_dir, store) = seeded().await;
+    store.buy(&buy("Tux", 1, "k")).await.expect("buy");
+    let after = common::retention::now_ms() + 1;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let forgotten = BuyRequest {
+        valid_from: after,
+        ..buy("Tux", 1, "k")
+    };
+    let again = store.buy(&forgotten).await.expect("buy again");
+    assert!(matches!(again, BuyOutcome::Applied(ref r) if r.version == Version(3)));
+    // Its catalog-side window alone would have kept it.
+    let kept = store.buy(&buy("Tux", 1, "k")).await.expect("repeat");
+    assert!(matches!(kept, BuyOutcome::Repeated(ref r) if r.version == Version(3)));
+}
+
+#[tokio::test]
+async fn pruning_drops_expired_keys_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    store.seed_if_empty(&toys(), 10).await.expect("seed");
+    store.buy(&buy("Tux", 1, "old")).await.expect("buy");
+    let between = common::retention::now_ms() + 1;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store.buy(&buy("Tux", 1, "new")).await.expect("buy");
+    assert_eq!(store.prune_keys(between, 10).expect("prune"), 1);
+    assert_eq!(store.prune_keys(between, 10).expect("prune"), 0);
+    assert_eq!(store.buys.len(), 1);
+    let new = store.buy(&buy("Tux", 1, "new")).await.expect("repeat");
+    assert!(matches!(new, BuyOutcome::Repeated(_)));
+    let old = store.buy(&buy("Tux", 1, "old")).await.expect("buy again");
+    assert!(matches!(old, BuyOutcome::Applied(_)));
+}
+
+#[tokio::test]
+async fn a_database_of_the_earlier_layout_keeps_its_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        // What the earlier layout held: key → reply, no time, no marker.
+        #[derive(Serialize)]
+        struct Old<'a>(&'a str, u64, u64);
+        let db = sled::open(dir.path()).expect("open");
+        let tux = StoredProduct {
+            name: ToyName::new("Tux").expect("name"),
+            price_cents: 1599,
+            quantity: 8,
+            version: 2,
+        };
+        let products = db.open_tree("products").expect("tree");
+        products.insert(b"tux", encode(&tux)).expect("insert");
+        let old = db.open_tree("applied").expect("tree");
+        old.insert(b"k1", encode(&Old("Tux", 2, 2)))
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+    let store = Store::open(dir.path()).expect("upgrade");
+    let again = store.buy(&buy("tux", 2, "k1")).await.expect("repeat");
+    assert!(matches!(again, BuyOutcome::Repeated(ref r) if r.version == Version(2)));
+    assert!(!store
+        .db
+        .tree_names()
+        .iter()
+        .any(|n| n.as_ref() == b"applied"));
+    assert_eq!(store.by_time.len(), 1);
+}

@@ -1,0 +1,20 @@
+//! The `nemesis` module's tests.
+
+use super::*;
+
+#[test]
+fn a_schedule_rotates_kinds_and_hits_every_service() {
+    let plan = schedule(&[Kind::Kill, Kind::Pause, Kind::Partition], 21, true);
+    assert_eq!(plan.len(), 23);
+    assert_eq!(plan[21], Fault::CutThenKillLeader);
+    assert_eq!(plan.last(), Some(&Fault::LagThenLoseTwo));
+    for target in ["leader", "follower", "catalog", "frontend"] {
+        assert!(plan.contains(&Fault::Kill(target.into())), "kill {target}");
+        assert!(
+            plan.contains(&Fault::Pause(target.into())),
+            "pause {target}"
+        );
+    }
+    assert!(plan.contains(&Fault::CutLeaderFromFollowers));
+    assert!(plan.contains(&Fault::CutFrontendFromCatalog));
+}
