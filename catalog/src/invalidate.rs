@@ -11,8 +11,9 @@
 //! costs at most one poll interval of freshness, never correctness.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::backoff::Backoff;
 use common::client::{FrontendClient, PeerError};
 use common::domain::Version;
 use common::tasks::Tasks;
@@ -64,8 +65,7 @@ async fn deliver_loop(frontend: FrontendClient, mut rx: mpsc::UnboundedReceiver<
 }
 
 async fn deliver(frontend: &FrontendClient, batch: &[Invalidation]) {
-    let started = Instant::now();
-    let mut backoff = Duration::from_millis(20);
+    let mut backoff = Backoff::until(tokio::time::Instant::now() + RETRY_FOR);
     loop {
         let sent = frontend.invalidate(batch).await;
         metrics::counter!(
@@ -91,14 +91,12 @@ async fn deliver(frontend: &FrontendClient, batch: &[Invalidation]) {
                 tracing::warn!(toys = batch.len(), %status, %message, "front-end refused invalidations");
                 return;
             }
-            Err(e) if started.elapsed() > RETRY_FOR => {
-                tracing::debug!(toys = batch.len(), error = %e, "giving up on invalidations");
-                return;
-            }
-            Err(_) => {
+            Err(e) => {
                 metrics::counter!("invalidation_push_retries_total").increment(1);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(500));
+                if !backoff.wait().await {
+                    tracing::debug!(toys = batch.len(), error = %e, "giving up on invalidations");
+                    return;
+                }
             }
         }
     }

@@ -6,6 +6,7 @@
 //! - [`error`]: the `{"error": {"code", "message"}}` body every service answers with.
 //! - [`http`]: the JSON body extractor, the cluster-token guard, serving with
 //!   `TCP_NODELAY` and graceful shutdown.
+//! - [`backoff`]: the one retry policy (doubling pauses, a cap, a deadline).
 //! - [`batch`]: group work — many callers' items handled as one batch.
 //! - [`client`]: typed clients for the catalog and the order replicas, which tell
 //!   "peer unreachable" apart from "peer answered with an error".
@@ -19,6 +20,7 @@
 //! - [`metrics`]: the Prometheus recorder, `GET /metrics` and request metrics.
 //! - [`trace`]: request ids (`x-request-id`), followed through every service's log.
 
+pub mod backoff;
 pub mod batch;
 pub mod client;
 pub mod config;

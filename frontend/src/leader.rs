@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use common::backoff::Backoff;
 use common::client::{OrderClient, PeerError};
 use common::config::Replicas;
 use common::domain::{Epoch, ReplicaId};
@@ -164,18 +165,16 @@ impl Leaders {
         Fut: Future<Output = Result<T, PeerError>>,
     {
         let deadline = tokio::time::Instant::now() + self.timing.budget;
-        let mut pause = Duration::from_millis(20);
+        let mut backoff = Backoff::until(deadline);
         loop {
             match tokio::time::timeout_at(deadline, self.attempt(&op)).await {
                 Ok(Attempt::Done(result)) => return result,
                 Ok(Attempt::Retry) => {}
                 Err(_) => break,
             }
-            if tokio::time::Instant::now() + pause > deadline {
+            if !backoff.wait().await {
                 break;
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
         }
         tracing::warn!("failover budget spent");
         Err(FrontendError::OrdersUnavailable)

@@ -15,6 +15,7 @@
 
 use std::time::{Duration, Instant};
 
+use common::backoff::Backoff;
 use common::batch::{Batcher, Limits};
 use common::client::{CatalogClient, PeerError};
 use common::domain::Version;
@@ -161,14 +162,14 @@ async fn buy_batch(
     catalog: &CatalogClient,
     requests: &[BuyRequest],
 ) -> Result<Vec<BuyResult>, PeerError> {
-    let deadline = Instant::now() + RETRY_FOR;
-    let mut pause = Duration::from_millis(50);
+    let mut backoff = Backoff::until(tokio::time::Instant::now() + RETRY_FOR);
     loop {
         match catalog.buy_batch(requests).await {
-            Err(PeerError::Unreachable(why)) if Instant::now() + pause < deadline => {
+            Err(PeerError::Unreachable(why)) => {
                 tracing::debug!(error = %why, "catalog unreachable; sending the buys again");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(500));
+                if !backoff.wait().await {
+                    return Err(PeerError::Unreachable(why));
+                }
             }
             other => return other,
         }

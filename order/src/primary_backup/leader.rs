@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use common::backoff::Backoff;
 use common::batch::{Batcher, Limits};
 use common::client::PeerError;
 use common::domain::{IdempotencyKey, OrderNumber, ReplicaId};
@@ -262,7 +263,7 @@ pub(super) enum Sent {
 /// nor "not now" a couple of times).
 async fn send_to(replica: &Replica, url: &Url, request: &Replicate) -> Sent {
     let timeout = replica.timeouts().replicate;
-    let mut pause = Duration::from_millis(20);
+    let mut backoff = Backoff::new();
     let mut tries = 0;
     loop {
         tries += 1;
@@ -281,8 +282,7 @@ async fn send_to(replica: &Replica, url: &Url, request: &Replicate) -> Sent {
             Err(e) if tries >= 3 => return Sent::Failed(e.to_string()),
             Err(e) => {
                 tracing::warn!(error = %e, "follower failed to store a batch; retrying");
-                tokio::time::sleep(pause).await;
-                pause *= 5;
+                backoff.wait().await;
             }
         }
     }
