@@ -6,5 +6,7 @@
 mod catalog_api;
 mod frontend_api;
 mod frontend_docs;
+#[path = "../support/modes.rs"]
+mod modes;
 mod order_api;
 mod stack;

@@ -15,29 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tower::ServiceExt;
 
-/// Runs each named `async fn(Replication)` as a test in both replication modes
-/// (`primary_backup::name` and `raft::name`).
-macro_rules! in_both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod primary_backup {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(common::wire::Replication::PrimaryBackup).await
-                }
-            )*
-        }
-        mod raft {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(common::wire::Replication::Raft).await
-                }
-            )*
-        }
-    };
-}
-pub(crate) use in_both_modes;
+pub(crate) use crate::modes::in_both_modes;
 
 /// Waits (up to 20 s) until `check` gives a value; panics with `what` otherwise.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T

@@ -13,6 +13,8 @@ mod docs;
 mod faults;
 mod helpers;
 mod metrics;
+#[path = "../support/modes.rs"]
+mod modes;
 mod raft;
 mod replication;
 mod retention;

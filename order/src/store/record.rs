@@ -280,6 +280,27 @@ mod tests {
         OrderNumber(n)
     }
 
+    /// Order `number`, of key "k".
+    fn order(number: u64) -> OrderRecord {
+        OrderRecord {
+            number: n(number),
+            ..rec("k", "Tux")
+        }
+    }
+
+    /// A bucket's value holding `numbers`' orders.
+    fn bucket(numbers: impl IntoIterator<Item = u64>) -> Vec<u8> {
+        let bytes: Vec<(u64, Vec<u8>)> = numbers
+            .into_iter()
+            .map(|x| (x, encode(&order(x))))
+            .collect();
+        let written: Vec<(OrderNumber, &[u8])> =
+            bytes.iter().map(|(x, b)| (n(*x), b.as_slice())).collect();
+        edit_bucket(None, &[], &written)
+            .expect("edit")
+            .expect("orders")
+    }
+
     fn rec(key: &str, name: &str) -> OrderRecord {
         OrderRecord {
             number: n(1_234_567),
@@ -314,19 +335,7 @@ mod tests {
 
     #[test]
     fn buckets_keep_their_orders_by_slot() {
-        let order = |number: u64| OrderRecord {
-            number: n(number),
-            ..rec("k", "Tux")
-        };
-        let bytes: Vec<(u64, Vec<u8>)> = [33u64, 35, 32]
-            .into_iter()
-            .map(|x| (x, encode(&order(x))))
-            .collect();
-        let written: Vec<(OrderNumber, &[u8])> =
-            bytes.iter().map(|(x, b)| (n(*x), b.as_slice())).collect();
-        let value = edit_bucket(None, &[], &written)
-            .expect("edit")
-            .expect("orders");
+        let value = bucket([33, 35, 32]);
         let key = bucket_key(n(33));
         assert_eq!(key, 2u64.to_be_bytes());
         let numbers = |value: &[u8]| -> Vec<u64> {
@@ -360,21 +369,10 @@ mod tests {
 
     #[test]
     fn a_bucket_stream_gives_the_orders_after_a_number() {
-        let order = |number: u64| OrderRecord {
-            number: n(number),
-            ..rec("k", "Tux")
-        };
         let mut stream = Vec::new();
-        for bucket in [0u64, 1, 2] {
-            let bytes: Vec<(u64, Vec<u8>)> = (bucket * PER_BUCKET..(bucket + 1) * PER_BUCKET)
-                .map(|x| (x, encode(&order(x))))
-                .collect();
-            let written: Vec<(OrderNumber, &[u8])> =
-                bytes.iter().map(|(x, b)| (n(*x), b.as_slice())).collect();
-            let value = edit_bucket(None, &[], &written)
-                .expect("edit")
-                .expect("orders");
-            put_bucket(&mut stream, &bucket_key(n(bucket * PER_BUCKET)), &value);
+        for b in [0u64, 1, 2] {
+            let value = bucket(b * PER_BUCKET..(b + 1) * PER_BUCKET);
+            put_bucket(&mut stream, &bucket_key(n(b * PER_BUCKET)), &value);
         }
         let numbers = |after: Option<u64>| -> Vec<u64> {
             orders_after(&stream, after.map(n))

@@ -21,6 +21,8 @@ pub use cluster::Cluster;
 pub use ports::free_port_base;
 pub use waits::eventually;
 
+pub(crate) use crate::modes::in_both_modes;
+
 /// Settings of a test cluster.
 #[derive(Clone)]
 pub struct Options {
@@ -50,31 +52,6 @@ impl Options {
         }
     }
 }
-
-/// Makes each named test body — an `async fn(Replication)` of the enclosing module —
-/// a test in both replication modes: `<module>::primary_backup::<name>` and
-/// `<module>::raft::<name>`.
-macro_rules! in_both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod primary_backup {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(common::wire::Replication::PrimaryBackup).await
-                }
-            )*
-        }
-        mod raft {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(common::wire::Replication::Raft).await
-                }
-            )*
-        }
-    };
-}
-pub(crate) use in_both_modes;
 
 impl Default for Options {
     fn default() -> Self {
