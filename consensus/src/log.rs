@@ -28,6 +28,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use common::domain::LogIndex;
 use common::tasks::Tasks;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -112,8 +113,10 @@ impl<C: Group> LogStore<C> {
     }
 
     /// Index of the newest entry known committed.
-    pub fn committed_index(&self) -> Option<u64> {
-        Some(self.committed.load(Ordering::SeqCst)).filter(|i| *i != NONE)
+    pub fn committed_index(&self) -> Option<LogIndex> {
+        Some(self.committed.load(Ordering::SeqCst))
+            .filter(|i| *i != NONE)
+            .map(LogIndex)
     }
 
     fn get_state<T: DeserializeOwned>(

@@ -265,7 +265,7 @@ impl<C: Group> RaftNode<C> {
             // all it knows committed": under load a member applies a moment after it
             // learns of a commit, so that would flicker.
             ready: self.inner.caught_up.load(Ordering::SeqCst) && leader.is_some(),
-            commit_index: self.inner.log.committed_index().map(LogIndex),
+            commit_index: self.inner.log.committed_index(),
             applied_index: m.last_applied.map(|l| LogIndex(l.index)),
             behind,
         }
