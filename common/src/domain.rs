@@ -40,11 +40,17 @@ macro_rules! number {
     ($(#[$doc:meta])* $name:ident($inner:ty)) => {
         $(#[$doc])*
         #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize,
-            Deserialize,
+            Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
         )]
         #[serde(transparent)]
         pub struct $name(pub $inner);
+
+        // Like the bare number, so that messages read as they always did.
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
 
         impl $name {
             /// The bare number (for storage layouts and arithmetic).
@@ -111,8 +117,15 @@ number!(
 macro_rules! text {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(String);
+
+        // Like the bare string (quoted), so that messages read as they always did.
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
 
         impl $name {
             /// `text`, if it is 1 to [`MAX_TEXT`] bytes.
@@ -271,6 +284,15 @@ mod tests {
         assert_eq!(name, "Tux");
         assert_eq!(serde_json::to_string(&name).expect("encode"), "\"Tux\"");
         assert!(serde_json::from_str::<IdempotencyKey>("\"\"").is_err());
+    }
+
+    #[test]
+    fn messages_show_the_bare_values() {
+        let key = IdempotencyKey::new("abc").expect("key");
+        assert_eq!(
+            format!("{key:?} {:?}", Some(ReplicaId(2))),
+            "\"abc\" Some(2)"
+        );
     }
 
     #[test]

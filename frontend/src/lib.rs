@@ -46,6 +46,8 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 pub struct App {
     router: Router,
     tasks: Tasks,
+    /// To end the dashboard's streams when shutdown begins.
+    dashboard: dashboard::Dashboard,
     /// Keeps the cache's figures in every `/metrics` render while the front-end runs.
     _gauges: common::metrics::OnRender,
 }
@@ -106,7 +108,8 @@ impl App {
         );
         let token = ClusterToken(secret.as_str().into());
         Ok(App {
-            router: http::router(state, dashboard, token),
+            router: http::router(state, dashboard.clone(), token),
+            dashboard,
             tasks,
             _gauges: cache_metrics(cache),
         })
@@ -138,12 +141,13 @@ pub async fn run(
         capacity,
         "front-end listening"
     );
-    // The tasks stop as soon as shutdown begins: the dashboard's streams must end for
-    // the server to finish draining (and nothing in flight needs the others).
-    let tasks = app.tasks.clone();
+    // The dashboard's streams end as soon as shutdown begins (the server could not
+    // finish draining otherwise); the tasks run until it has drained, since requests
+    // in flight still fail over and consult the lease.
+    let dashboard = app.dashboard.clone();
     let shutdown = async move {
         shutdown.await;
-        tasks.stop();
+        dashboard.close();
     };
     common::http::serve(listener, app.router(), shutdown).await?;
     app.stop().await;

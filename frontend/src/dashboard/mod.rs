@@ -108,9 +108,9 @@ impl Panels {
 #[derive(Clone)]
 pub struct Dashboard {
     panels: watch::Receiver<Arc<Panels>>,
-    /// The front-end's tasks: once they stop (shutdown has begun), streams end, so
-    /// that the server can finish draining.
-    tasks: Tasks,
+    /// Stopped by [`Dashboard::close`] as soon as shutdown begins: streams end, so
+    /// that the server can finish draining (no task runs on it; it is a signal).
+    closing: Tasks,
 }
 
 impl Dashboard {
@@ -121,8 +121,13 @@ impl Dashboard {
         tasks.spawn_cancellable("dashboard poll", poll_loop(monitor, tx));
         Dashboard {
             panels,
-            tasks: tasks.clone(),
+            closing: Tasks::new(),
         }
+    }
+
+    /// Ends every open stream (shutdown has begun).
+    pub fn close(&self) {
+        self.closing.stop();
     }
 }
 
@@ -190,21 +195,21 @@ async fn page(State(d): State<Dashboard>) -> Response {
 
 /// The stream: every panel at once, then the panels that changed, until shutdown.
 async fn events(State(d): State<Dashboard>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let start = (d.panels, d.tasks, None::<Arc<Panels>>);
-    let stream = futures_util::stream::unfold(start, |(mut panels, tasks, sent)| async move {
-        if tasks.is_stopping() {
+    let start = (d.panels, d.closing, None::<Arc<Panels>>);
+    let stream = futures_util::stream::unfold(start, |(mut panels, closing, sent)| async move {
+        if closing.is_stopping() {
             return None;
         }
         if sent.is_some() {
             tokio::select! {
                 changed = panels.changed() => changed.ok()?,
-                _ = tasks.stopping() => return None,
+                _ = closing.stopping() => return None,
             }
         }
         let now = panels.borrow_and_update().clone();
         let data = now.changed_since(sent.as_deref());
         let event = Event::default().event("panels").data(data);
-        Some((Ok(event), (panels, tasks, Some(now))))
+        Some((Ok(event), (panels, closing, Some(now))))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
