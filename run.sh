@@ -145,10 +145,20 @@ start_one() {
     echo "started $svc (pid $!, port $port, log ${log#"$ROOT/"})"
 }
 
+# True while process $1 exists and has not exited (a zombie, not yet reaped, has).
+alive() {
+    [[ "$1" =~ ^[0-9]+$ ]] && kill -0 "$1" 2>/dev/null &&
+        [[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]]
+}
+
 wait_healthy() {
-    local svc="$1" deadline=$((SECONDS + ${TOYSTORE_START_TIMEOUT:-30}))
+    local svc="$1" deadline=$((SECONDS + ${TOYSTORE_START_TIMEOUT:-30})) pid
+    # The pid start_one recorded (or found running). Not `running_pid`: a process
+    # just started may still be `nohup` (or the forking shell) for a moment before
+    # it execs the service, and would be taken for one that exited.
+    pid="$(cat "$(pid_file "$svc")" 2>/dev/null || true)"
     until healthy "$svc"; do
-        if [[ -z "$(running_pid "$svc")" ]]; then
+        if ! alive "$pid"; then
             echo "--- last lines of $(log_file "$svc"):" >&2
             tail -n 20 "$(log_file "$svc")" >&2 || true
             die "$svc exited during start-up"
