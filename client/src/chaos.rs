@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::checker::{closing_line, stock_adds_up};
 use crate::cluster::{Inspector, RunSh};
 use crate::session::{run_sessions, Plan};
 use crate::ClientError;
@@ -120,13 +121,8 @@ pub async fn run(plan: ChaosPlan, inspector: &Inspector) -> Result<bool, ClientE
             );
             let (units, count) = inspector.ordered_units(all[0].id).await?;
             let t = inspector.stock_totals().await?;
-            check(
-                t.initial + t.restocked == t.current + t.sold,
-                format!(
-                    "catalog: initial {} + restocked {} - sold {} = current {}",
-                    t.initial, t.restocked, t.sold, t.current
-                ),
-            );
+            let (books, line) = stock_adds_up(&t);
+            check(books, line);
             check(
                 units == t.sold,
                 format!(
@@ -145,14 +141,7 @@ pub async fn run(plan: ChaosPlan, inspector: &Inspector) -> Result<bool, ClientE
             check(false, "replicas did not converge within 30 s".into());
         }
     }
-    println!(
-        "\n{}",
-        if ok {
-            "all checks passed"
-        } else {
-            "SOME CHECKS FAILED"
-        }
-    );
+    println!("\n{}", closing_line(ok));
     if let Some(path) = &plan.report {
         let md = report(
             &plan,

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::client::endpoint;
+use common::wire::StockTotals;
 use common::wire::{CatalogProduct, Data, OrderRecord, OrderView};
 use reqwest::Url;
 
@@ -303,6 +304,26 @@ pub fn longest_gap(acks: &[Ack], from: f64, to: f64) -> f64 {
         last = a.at;
     }
     gap.max(to - last)
+}
+
+/// The catalog's books: `initial + restocked - sold == current`, as a check line.
+pub fn stock_adds_up(t: &StockTotals) -> (bool, String) {
+    (
+        t.initial + t.restocked == t.current + t.sold,
+        format!(
+            "catalog: initial {} + restocked {} - sold {} = current {}",
+            t.initial, t.restocked, t.sold, t.current
+        ),
+    )
+}
+
+/// The line an experiment ends with.
+pub fn closing_line(ok: bool) -> &'static str {
+    if ok {
+        "all checks passed"
+    } else {
+        "SOME CHECKS FAILED"
+    }
 }
 
 #[cfg(test)]

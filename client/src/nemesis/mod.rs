@@ -25,7 +25,7 @@ use common::config::Replicas;
 use common::domain::ReplicaId;
 use common::wire::Replication;
 
-use crate::checker::{judge, History, Window};
+use crate::checker::{closing_line, judge, stock_adds_up, History, Window};
 use crate::cluster::Inspector;
 use crate::netns::Lab;
 use crate::session::{run_sessions, Plan};
@@ -297,13 +297,8 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
         ),
     );
     let t = inspector.stock_totals().await?;
-    check(
-        t.initial + t.restocked == t.current + t.sold,
-        format!(
-            "catalog: initial {} + restocked {} - sold {} = current {}",
-            t.initial, t.restocked, t.sold, t.current
-        ),
-    );
+    let (books, line) = stock_adds_up(&t);
+    check(books, line);
     let units: u64 = finals.iter().map(|r| r.quantity).sum();
     check(
         units + verdict.units_lost_admitted() == t.sold,
@@ -316,14 +311,7 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
         ),
     );
     let ok = checks.iter().all(|c| c.0);
-    println!(
-        "\n{}",
-        if ok {
-            "all checks passed"
-        } else {
-            "SOME CHECKS FAILED"
-        }
-    );
+    println!("\n{}", closing_line(ok));
     if let Some(path) = &plan.report {
         let md = report(&plan, &record, &history, &applied, &verdict, &checks);
         std::fs::write(path, md)
