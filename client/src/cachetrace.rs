@@ -50,13 +50,14 @@ pub async fn record(url: &Url, lookups: u64, seed: u64) -> Result<Timeline, Clie
         let http = http.clone();
         async move {
             let url = url.map_err(|e| ClientError::Other(e.to_string()))?;
+            let what = format!("GET {url}");
             http.get(url)
                 .send()
                 .await
-                .map_err(|e| ClientError::Other(e.to_string()))?
+                .map_err(ClientError::http(what.clone()))?
                 .bytes()
                 .await
-                .map_err(|e| ClientError::Other(e.to_string()))
+                .map_err(ClientError::http(what))
         }
     };
     let parse = |bytes: &[u8]| {

@@ -76,9 +76,7 @@ pub async fn run(plan: ChaosPlan, inspector: &Inspector) -> Result<bool, ClientE
     }
     tokio::time::sleep(plan.interval).await;
     stop.store(true, Ordering::Relaxed);
-    let record = load
-        .await
-        .map_err(|e| ClientError::Other(format!("load task failed: {e}")))??;
+    let record = load.await.map_err(ClientError::task("the load"))??;
     killing?;
 
     println!("\nclients ({} sessions):", plan.load.sessions);
@@ -150,8 +148,7 @@ pub async fn run(plan: ChaosPlan, inspector: &Inspector) -> Result<bool, ClientE
             &checks,
             started.elapsed().as_secs_f64(),
         );
-        std::fs::write(path, md)
-            .map_err(|e| ClientError::Other(format!("{}: {e}", path.display())))?;
+        std::fs::write(path, md).map_err(ClientError::file(path))?;
         println!("wrote {}", path.display());
     }
     Ok(ok)

@@ -53,8 +53,7 @@ impl RunSh {
     pub async fn fresh_start(&self) -> Result<(), ClientError> {
         self.run(&["stop"], &[]).await?;
         if self.data_dir.exists() {
-            std::fs::remove_dir_all(&self.data_dir)
-                .map_err(|e| ClientError::Other(format!("{}: {e}", self.data_dir.display())))?;
+            std::fs::remove_dir_all(&self.data_dir).map_err(ClientError::file(&self.data_dir))?;
         }
         println!(
             "starting a cluster ({} replication) on ports {}-{} with data in {}",
@@ -69,8 +68,7 @@ impl RunSh {
     /// An inspector of this cluster (the token is the one `run.sh` created).
     pub fn inspector(&self) -> Result<Inspector, ClientError> {
         let path = self.data_dir.join("cluster.token");
-        let token = std::fs::read_to_string(&path)
-            .map_err(|e| ClientError::Other(format!("{}: {e}", path.display())))?;
+        let token = std::fs::read_to_string(&path).map_err(ClientError::file(&path))?;
         let replicas = Replicas(
             (1..=3)
                 .map(|i| (ReplicaId(i as u32), self.url(90 + i)))
@@ -207,7 +205,7 @@ impl Inspector {
         self.catalog
             .totals()
             .await
-            .map_err(|e| ClientError::Other(format!("catalog totals: {e}")))
+            .map_err(ClientError::peer("catalog totals"))
     }
 
     /// Every order replica `id` holds, in number order (with keys and epochs).
@@ -225,10 +223,11 @@ impl Inspector {
                 },
                 None => OrderNumber(0),
             };
-            let page =
-                self.orders.log_page(url, from, 1000).await.map_err(|e| {
-                    ClientError::Other(format!("reading orders of replica {id}: {e}"))
-                })?;
+            let page = self
+                .orders
+                .log_page(url, from, 1000)
+                .await
+                .map_err(ClientError::peer(format!("reading orders of replica {id}")))?;
             if page.entries.is_empty() {
                 return Ok(out);
             }
@@ -249,10 +248,10 @@ impl Inspector {
             .get(url)
             .send()
             .await
-            .map_err(|e| ClientError::Other(format!("front-end health: {e}")))?
+            .map_err(ClientError::http("front-end health"))?
             .json()
             .await
-            .map_err(|e| ClientError::Other(format!("front-end health: {e}")))
+            .map_err(ClientError::http("front-end health"))
     }
 
     /// The front-end's cache figures (`hits`, `misses`, ...).

@@ -37,7 +37,7 @@ pub async fn demo(run_sh: RunSh, inspector: Inspector, out: &Path) -> Result<(),
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
-        .map_err(|e| ClientError::Other(format!("HTTP client: {e}")))?;
+        .map_err(ClientError::http("building the HTTP client"))?;
     let mut s = Session {
         run_sh,
         inspector,
@@ -48,11 +48,9 @@ pub async fn demo(run_sh: RunSh, inspector: Inspector, out: &Path) -> Result<(),
     s.header();
     s.script().await?;
     if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| ClientError::Other(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(ClientError::file(dir))?;
     }
-    std::fs::write(out, &s.doc)
-        .map_err(|e| ClientError::Other(format!("{}: {e}", out.display())))?;
+    std::fs::write(out, &s.doc).map_err(ClientError::file(out))?;
     println!("wrote {}", out.display());
     Ok(())
 }

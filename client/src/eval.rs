@@ -103,8 +103,7 @@ pub async fn run(plan: EvalPlan, inspector: &Inspector) -> Result<(), ClientErro
     let timeline = cachetrace::record(&plan.url, CACHE_TRACE_LOOKUPS, plan.seed).await?;
 
     let dir = plan.out.join("eval");
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| ClientError::Other(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(ClientError::file(&dir))?;
     write_csv(&dir.join("results.csv"), &cells)?;
     for kind in Kind::ALL {
         let line = |cache: bool, pick: fn(&Summary) -> f64| Line {
@@ -134,8 +133,7 @@ pub async fn run(plan: EvalPlan, inspector: &Inspector) -> Result<(), ClientErro
     let mut report = report(&plan, &cells, started.elapsed().as_secs_f64());
     report.push_str(&cache_section(&timeline));
     let path = plan.out.join("EVALUATION.md");
-    std::fs::write(&path, report)
-        .map_err(|e| ClientError::Other(format!("{}: {e}", path.display())))?;
+    std::fs::write(&path, report).map_err(ClientError::file(&path))?;
     println!(
         "wrote {}, {} and plots in {} ({:.0} s)",
         path.display(),
@@ -197,7 +195,7 @@ fn write_csv(path: &std::path::Path, cells: &[Cell]) -> Result<(), ClientError> 
             );
         }
     }
-    std::fs::write(path, out).map_err(|e| ClientError::Other(format!("{}: {e}", path.display())))
+    std::fs::write(path, out).map_err(ClientError::file(path))
 }
 
 fn cell(cells: &[Cell], cache: bool, p: f64) -> Option<&Cell> {

@@ -219,7 +219,10 @@ where
         Err(e) => Err(e),
     };
     if let Err(e) = run_sh.run(&["stop"], &[]).await {
-        eprintln!("client: stopping the experiment's cluster failed: {e}");
+        eprintln!(
+            "client: stopping the experiment's cluster failed: {}",
+            common::error::chain(&e)
+        );
     }
     result
 }
@@ -240,7 +243,7 @@ async fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("client: {e}");
+            eprintln!("client: {}", common::error::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -65,7 +65,7 @@ pub async fn run_sessions(
     }
     let mut record = Record::default();
     while let Some(done) = tasks.join_next().await {
-        record.merge(done.map_err(|e| ClientError::Other(format!("session panicked: {e}")))??);
+        record.merge(done.map_err(ClientError::task("a client session"))??);
     }
     Ok(record)
 }
@@ -77,11 +77,13 @@ pub async fn toy_names(url: &Url) -> Result<Vec<String>, ClientError> {
         .get(endpoint(url, &["products"]))
         .send()
         .await
-        .map_err(|e| ClientError::Other(format!("cannot reach the front-end at {url}: {e}")))?;
+        .map_err(ClientError::http(format!(
+            "cannot reach the front-end at {url}"
+        )))?;
     let list: Data<Vec<Product>> = resp
         .json()
         .await
-        .map_err(|e| ClientError::Other(format!("unexpected product list: {e}")))?;
+        .map_err(ClientError::http("unexpected product list"))?;
     if list.data.is_empty() {
         return Err(ClientError::Other("the store has no toys".into()));
     }
@@ -98,7 +100,7 @@ fn http_client() -> Result<reqwest::Client, ClientError> {
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(60))
         .build()
-        .map_err(|e| ClientError::Other(e.to_string()))
+        .map_err(ClientError::http("building the HTTP client"))
 }
 
 struct Session {

@@ -188,9 +188,7 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
     // Healed: the sessions stop, resend what failed, and read their orders back.
     let _ = inspector.converged(Duration::from_secs(30)).await;
     stop.store(true, Ordering::Relaxed);
-    let record = load
-        .await
-        .map_err(|e| ClientError::Other(format!("load task failed: {e}")))??;
+    let record = load.await.map_err(ClientError::task("the load"))??;
     let _ = watcher.await;
     trouble?;
     let converged = inspector.converged(Duration::from_secs(30)).await;
@@ -314,8 +312,7 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
     println!("\n{}", closing_line(ok));
     if let Some(path) = &plan.report {
         let md = report(&plan, &record, &history, &applied, &verdict, &checks);
-        std::fs::write(path, md)
-            .map_err(|e| ClientError::Other(format!("{}: {e}", path.display())))?;
+        std::fs::write(path, md).map_err(ClientError::file(path))?;
         println!("wrote {}", path.display());
     }
     Ok(ok)
