@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::checker::{closing_line, stock_adds_up};
+use crate::checker::{closing_line, replicas_agree, stock_adds_up};
 use crate::cluster::{Inspector, RunSh};
 use crate::session::{run_sessions, Plan};
 use crate::ClientError;
@@ -108,15 +108,8 @@ pub async fn run(plan: ChaosPlan, inspector: &Inspector) -> Result<bool, ClientE
     );
     match inspector.converged(Duration::from_secs(30)).await {
         Ok(all) => {
-            check(
-                true,
-                format!(
-                    "all {} replicas hold the same {} orders (digest {})",
-                    all.len(),
-                    all[0].orders,
-                    all[0].digest
-                ),
-            );
+            let (agree, line) = replicas_agree(&all);
+            check(agree, line);
             let (units, count) = inspector.ordered_units(all[0].id).await?;
             let t = inspector.stock_totals().await?;
             let (books, line) = stock_adds_up(&t);

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::client::endpoint;
-use common::wire::StockTotals;
 use common::wire::{CatalogProduct, Data, OrderRecord, OrderView};
+use common::wire::{ReplicaStatus, StockTotals};
 use reqwest::Url;
 
 /// An acknowledged order.
@@ -315,6 +315,22 @@ pub fn stock_adds_up(t: &StockTotals) -> (bool, String) {
             t.initial, t.restocked, t.sold, t.current
         ),
     )
+}
+
+/// Converged replicas (all holding the same history), as a check line.
+pub fn replicas_agree(all: &[ReplicaStatus]) -> (bool, String) {
+    match all.first() {
+        Some(first) => (
+            true,
+            format!(
+                "all {} replicas hold the same {} orders (digest {})",
+                all.len(),
+                first.orders,
+                first.digest
+            ),
+        ),
+        None => (false, "no replica answered".into()),
+    }
 }
 
 /// The line an experiment ends with.

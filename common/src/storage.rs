@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use crate::flush::FlushError;
 
 /// A failure of a service's own storage: the same variant for the same failure in
-/// every service (each service's error enum wraps it, with its cause).
+/// every service (each service's error enum wraps it, with its cause). A dead
+/// blocking flush is `FlushError::Task`.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("sled failed")]
@@ -27,9 +28,6 @@ pub enum StorageError {
         #[source]
         cause: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
-    /// A blocking storage task died (it panicked, or the runtime is shutting down).
-    #[error("a storage task did not finish")]
-    Task(#[from] tokio::task::JoinError),
 }
 
 impl StorageError {

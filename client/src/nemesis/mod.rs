@@ -25,7 +25,7 @@ use common::config::Replicas;
 use common::domain::ReplicaId;
 use common::wire::Replication;
 
-use crate::checker::{closing_line, judge, stock_adds_up, History, Window};
+use crate::checker::{closing_line, judge, replicas_agree, stock_adds_up, History, Window};
 use crate::cluster::Inspector;
 use crate::netns::Lab;
 use crate::session::{run_sessions, Plan};
@@ -215,15 +215,8 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
     );
     let statuses = match converged {
         Ok(all) => {
-            check(
-                true,
-                format!(
-                    "all {} replicas hold the same {} orders (digest {})",
-                    all.len(),
-                    all[0].orders,
-                    all[0].digest
-                ),
-            );
+            let (agree, line) = replicas_agree(&all);
+            check(agree, line);
             all
         }
         Err(all) => {

@@ -29,10 +29,16 @@ use common::wire::{CacheEventKind, Replication, Role};
 use futures_util::Stream;
 use tokio::sync::watch;
 
-use crate::monitor::{FeedItem, FeedKind, Monitor, Sample, Snapshot, FLASH, HISTORY, POLL};
+use crate::monitor::{FeedItem, FeedKind, Monitor, Snapshot, FLASH, POLL};
+
+mod charts;
+
+use charts::charts;
 
 const PAGE: &str = include_str!("../../assets/dashboard.html");
+
 const SCRIPT: &str = include_str!("../../assets/dashboard.js");
+
 const STYLE: &str = include_str!("../../assets/dashboard.css");
 
 /// Only the front-end itself may serve what the page uses.
@@ -40,6 +46,7 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; base-uri 'none'; fo
 
 /// Lines shown of each feed (the monitor keeps [`crate::monitor::FEED`]).
 const FEED_SHOWN: usize = 30;
+
 /// Toys shown that just left the cache.
 const GONE_SHOWN: usize = 10;
 
@@ -459,104 +466,6 @@ fn kind_word(kind: CacheEventKind) -> &'static str {
 fn flash_class(kind: CacheEventKind, age: Duration) -> String {
     let strength = if age < FLASH / 2 { "new" } else { "old" };
     format!("flash-{} {strength}", kind_word(kind).replace(' ', "-"))
-}
-
-/// The last minute: orders and lookups per second, and their mean latency.
-fn charts(history: &[Sample]) -> String {
-    let mut out = String::new();
-    chart(
-        &mut out,
-        "orders/s",
-        "",
-        &[("orders", history.iter().map(|s| s.orders_per_s).collect())],
-    );
-    chart(
-        &mut out,
-        "lookups/s",
-        "",
-        &[("lookups", history.iter().map(|s| s.lookups_per_s).collect())],
-    );
-    chart(
-        &mut out,
-        "mean latency",
-        " ms",
-        &[
-            ("orders", history.iter().map(|s| s.order_ms).collect()),
-            ("lookups", history.iter().map(|s| s.lookup_ms).collect()),
-        ],
-    );
-    out
-}
-
-/// One small line chart over the last [`HISTORY`] samples, newest on the right, with
-/// each series' latest value in the caption.
-fn chart(out: &mut String, title: &str, unit: &str, series: &[(&str, Vec<Option<f64>>)]) {
-    let top = series
-        .iter()
-        .flat_map(|(_, v)| v.iter().flatten())
-        .fold(0.0_f64, |a, b| a.max(*b));
-    let top = nice_ceiling(top);
-    let _ = write!(out, "<figure class=\"chart\"><figcaption>{title}");
-    for (name, values) in series {
-        let latest = values.iter().rev().flatten().next();
-        let shown = latest.map_or("–".to_string(), |v| format_value(*v, unit));
-        let _ = write!(out, " <span class=\"s-{name}\">{name} {shown}</span>");
-    }
-    let width = HISTORY - 1;
-    let _ = write!(
-        out,
-        "</figcaption><svg viewBox=\"0 0 {width} 40\" preserveAspectRatio=\"none\" \
-         role=\"img\" aria-label=\"{title}, last minute\">"
-    );
-    for (name, values) in series {
-        // Samples are right-aligned: the newest is always at the right edge.
-        let offset = HISTORY.saturating_sub(values.len());
-        let mut points = String::new();
-        let mut flush = |points: &mut String| {
-            if !points.is_empty() {
-                let _ = write!(out, "<polyline class=\"s-{name}\" points=\"{points}\"/>");
-                points.clear();
-            }
-        };
-        for (i, v) in values.iter().enumerate() {
-            match v {
-                Some(v) => {
-                    let y = 40.0 - v / top * 38.0;
-                    let _ = write!(points, "{},{y:.1} ", i + offset);
-                }
-                None => flush(&mut points),
-            }
-        }
-        flush(&mut points);
-    }
-    let _ = write!(
-        out,
-        "</svg><div class=\"axis\"><span>−60 s</span><span>max {}</span></div></figure>",
-        format_value(top, unit)
-    );
-}
-
-/// The smallest 1, 2 or 5 × 10ⁿ at or above `v` (at least 1).
-fn nice_ceiling(v: f64) -> f64 {
-    let mut step = 1.0;
-    loop {
-        for m in [1.0, 2.0, 5.0] {
-            if v <= m * step {
-                return m * step;
-            }
-        }
-        step *= 10.0;
-    }
-}
-
-fn format_value(v: f64, unit: &str) -> String {
-    if unit.is_empty() {
-        count(v.round() as u64)
-    } else if v < 10.0 {
-        format!("{v:.2}{unit}")
-    } else {
-        format!("{v:.0}{unit}")
-    }
 }
 
 /// The two feeds side by side: the cluster's events and the cache's.

@@ -20,15 +20,6 @@ fn counts_have_thousands_separators() {
 }
 
 #[test]
-fn chart_tops_are_round() {
-    assert_eq!(nice_ceiling(0.0), 1.0);
-    assert_eq!(nice_ceiling(1.5), 2.0);
-    assert_eq!(nice_ceiling(3.0), 5.0);
-    assert_eq!(nice_ceiling(4200.0), 5000.0);
-    assert_eq!(nice_ceiling(5001.0), 10000.0);
-}
-
-#[test]
 fn only_changed_panels_are_sent_again() {
     let first = Panels {
         summary: "a".into(),
@@ -42,16 +33,4 @@ fn only_changed_panels_are_sent_again() {
         ..first.clone()
     };
     assert_eq!(second.changed_since(Some(&first)), r#"{"feed":"g"}"#);
-}
-
-#[test]
-fn a_gap_in_the_samples_breaks_the_line() {
-    let mut out = String::new();
-    chart(
-        &mut out,
-        "t",
-        "",
-        &[("x", vec![Some(1.0), None, Some(2.0), Some(2.0)])],
-    );
-    assert_eq!(out.matches("<polyline").count(), 2, "{out}");
 }
