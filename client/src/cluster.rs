@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::client::{CatalogClient, ClusterClient, OrderClient};
 use common::config::Replicas;
 use common::domain::{OrderNumber, ReplicaId};
+use common::topology::{Kind, Ports, Topology};
 use common::wire::{
     CacheStats, FrontendHealth, OrderRecord, ReplicaStatus, Replication, Role, StockTotals,
 };
@@ -21,17 +22,66 @@ use crate::ClientError;
 #[derive(Debug, Clone)]
 pub struct RunSh {
     pub script: PathBuf,
-    /// Ports: front-end `base + 80`, catalog `base + 81`, replicas `base + 91..=93`.
-    pub port_base: u16,
+    /// Its services, ports (the default layout moved to a base of the experiment's,
+    /// [`Ports::from_base`]) and replication mode.
+    pub topology: Topology,
     /// Data directory (wiped by [`RunSh::fresh_start`]).
     pub data_dir: PathBuf,
     /// Stock of every toy, so that the experiment does not just sell out.
     pub initial_stock: u64,
-    /// How the order replicas agree.
-    pub replication: Replication,
 }
 
 impl RunSh {
+    /// The cluster `script` runs on the default layout moved to `port_base`.
+    pub fn new(
+        script: PathBuf,
+        port_base: u16,
+        data_dir: PathBuf,
+        initial_stock: u64,
+        replication: Replication,
+    ) -> Result<RunSh, ClientError> {
+        let topology = Ports::from_base(port_base)
+            .and_then(|ports| Topology::new("127.0.0.1", &ports, replication))
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        Ok(RunSh {
+            script,
+            topology,
+            data_dir,
+            initial_stock,
+        })
+    }
+
+    /// The same cluster in mode `replication`, with its data in `data_dir`.
+    pub fn in_mode(
+        &self,
+        replication: Replication,
+        data_dir: PathBuf,
+    ) -> Result<RunSh, ClientError> {
+        let ports = self.ports();
+        let topology = Topology::new("127.0.0.1", &ports, replication)
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        Ok(RunSh {
+            topology,
+            data_dir,
+            ..self.clone()
+        })
+    }
+
+    /// How the order replicas agree.
+    pub fn replication(&self) -> Replication {
+        self.topology.replication()
+    }
+
+    /// Each service's port, as `run.sh` is told them.
+    fn ports(&self) -> Ports {
+        let port = |kind| self.topology.of_kind(kind).next().map_or(0, |s| s.port);
+        Ports {
+            frontend: port(Kind::Frontend),
+            catalog: port(Kind::Catalog),
+            orders: self.topology.of_kind(Kind::Order).map(|s| s.port).collect(),
+        }
+    }
+
     /// The process id of `service`, from run.sh's PID file (if it runs).
     pub fn pid(&self, service: &str) -> Option<u32> {
         std::fs::read_to_string(self.data_dir.join("run").join(format!("{service}.pid")))
@@ -40,13 +90,7 @@ impl RunSh {
     }
 
     pub fn frontend_url(&self) -> Url {
-        self.url(80)
-    }
-
-    fn url(&self, offset: u16) -> Url {
-        // The port is at most 65535 (checked by the CLI), so the URL always parses.
-        Url::parse(&format!("http://127.0.0.1:{}", self.port_base + offset))
-            .unwrap_or_else(|_| Url::parse("http://127.0.0.1").expect("static URL"))
+        self.topology.frontend_url()
     }
 
     /// Wipes the data directory and starts the whole cluster.
@@ -55,11 +99,16 @@ impl RunSh {
         if self.data_dir.exists() {
             std::fs::remove_dir_all(&self.data_dir).map_err(ClientError::file(&self.data_dir))?;
         }
+        let ports: Vec<String> = self
+            .topology
+            .services()
+            .iter()
+            .map(|s| format!("{} {}", s.name, s.port))
+            .collect();
         println!(
-            "starting a cluster ({} replication) on ports {}-{} with data in {}",
-            self.replication,
-            self.port_base + 80,
-            self.port_base + 93,
+            "starting a cluster ({} replication) on ports {} with data in {}",
+            self.replication(),
+            ports.join(", "),
             self.data_dir.display()
         );
         self.run(&[], &[]).await
@@ -69,12 +118,12 @@ impl RunSh {
     pub fn inspector(&self) -> Result<Inspector, ClientError> {
         let path = self.data_dir.join("cluster.token");
         let token = std::fs::read_to_string(&path).map_err(ClientError::file(&path))?;
-        let replicas = Replicas(
-            (1..=3)
-                .map(|i| (ReplicaId(i as u32), self.url(90 + i)))
-                .collect(),
-        );
-        Inspector::new(replicas, self.url(81), self.frontend_url(), token.trim())
+        Inspector::new(
+            self.topology.replicas(),
+            self.topology.catalog_url(),
+            self.frontend_url(),
+            token.trim(),
+        )
     }
 
     /// Runs `run.sh <args>` with extra environment variables; fails with its output.
@@ -92,15 +141,10 @@ impl RunSh {
         cmd.arg(&self.script)
             .args(args)
             .stdin(std::process::Stdio::null());
-        let port = |offset: u16| (self.port_base + offset).to_string();
         cmd.env("TOYSTORE_DATA_DIR", &self.data_dir)
-            .env("FRONTEND_PORT", port(80))
-            .env("CATALOG_PORT", port(81))
-            .env("ORDER1_PORT", port(91))
-            .env("ORDER2_PORT", port(92))
-            .env("ORDER3_PORT", port(93))
+            .envs(self.ports().env())
             .env("CATALOG_INITIAL_STOCK", self.initial_stock.to_string())
-            .env("TOYSTORE_REPLICATION", self.replication.to_string())
+            .env("TOYSTORE_REPLICATION", self.replication().to_string())
             .env("RUST_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);

@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::topology::Kind;
 use common::wire::ReplicaStatus;
 use reqwest::Method;
 use serde_json::Value;
@@ -57,7 +58,8 @@ pub async fn demo(run_sh: RunSh, inspector: Inspector, out: &Path) -> Result<(),
 
 impl Session {
     fn header(&mut self) {
-        let base = self.run_sh.port_base;
+        let t = &self.run_sh.topology;
+        let port = |name| t.service(name).map_or(0, |s| s.port);
         let _ = write!(
             self.doc,
             "# A toystore session\n\n\
@@ -70,11 +72,11 @@ impl Session {
              but for process ids and, as the kill falls a little earlier or later, the \
              epochs inside orders and so the digest.\n",
             date = crate::bench::today(),
-            mode = self.run_sh.replication,
-            f = base + 80,
-            c = base + 81,
-            o1 = base + 91,
-            o3 = base + 93,
+            mode = t.replication(),
+            f = port("frontend"),
+            c = port("catalog"),
+            o1 = port("order1"),
+            o3 = port("order3"),
             data = self.run_sh.data_dir.display(),
         );
     }
@@ -88,23 +90,21 @@ impl Session {
         let _ = write!(self.doc, "{text}\n\n");
     }
 
-    fn url(&self, service_offset: u16, path: &str) -> String {
-        format!(
-            "http://127.0.0.1:{}{path}",
-            self.run_sh.port_base + service_offset
-        )
+    /// `path` on the front-end.
+    fn url(&self, path: &str) -> String {
+        let front = self.run_sh.frontend_url();
+        format!("{}{path}", front.as_str().trim_end_matches('/'))
     }
 
-    /// `curl` against the front-end (`offset` 80) or a replica (91-93): the command,
-    /// the status and the body go into the document.
+    /// `curl` against the front-end: the command, the status and the body go into
+    /// the document.
     async fn curl(
         &mut self,
         method: Method,
-        offset: u16,
         path: &str,
         body: Option<&str>,
     ) -> Result<(u16, Value), ClientError> {
-        let url = self.url(offset, path);
+        let url = self.url(path);
         let mut req = self.http.request(method.clone(), &url);
         let shown = match body {
             Some(b) => {
@@ -155,14 +155,15 @@ impl Session {
                 s.digest
             );
         }
-        let base = self.run_sh.port_base;
+        let ports: Vec<String> = (self.run_sh.topology)
+            .of_kind(Kind::Order)
+            .map(|s| s.port.to_string())
+            .collect();
         let _ = write!(
             self.doc,
-            "```console\n$ for port in {} {} {}; do curl -s http://127.0.0.1:$port/health \
+            "```console\n$ for port in {}; do curl -s http://127.0.0.1:$port/health \
              | jq -c '{{id, role, ready, epoch, last_order, digest}}'; done\n{shown}```\n",
-            base + 91,
-            base + 92,
-            base + 93
+            ports.join(" ")
         );
         Ok(statuses)
     }
@@ -192,12 +193,12 @@ impl Session {
              the catalog and cached, the second is served from the cache (see `hits` and \
              `misses`). Names match case-insensitively and may be URL-encoded.",
         );
-        let (status, _) = self.curl(Method::GET, 80, "/products/Tux", None).await?;
+        let (status, _) = self.curl(Method::GET, "/products/Tux", None).await?;
         expect(status == 200, "the first lookup")?;
-        self.curl(Method::GET, 80, "/products/tux", None).await?;
-        self.curl(Method::GET, 80, "/products/Rubik's%20Cube", None)
+        self.curl(Method::GET, "/products/tux", None).await?;
+        self.curl(Method::GET, "/products/Rubik's%20Cube", None)
             .await?;
-        let (_, health) = self.curl(Method::GET, 80, "/health", None).await?;
+        let (_, health) = self.curl(Method::GET, "/health", None).await?;
         expect(
             health["cache"]["hits"] == 1 && health["cache"]["misses"] == 2,
             "one hit and two misses",
@@ -211,10 +212,10 @@ impl Session {
         );
         for (toy, quantity) in [("Tux", 2), ("LEGO", 1), ("Tux", 3)] {
             let body = format!("{{\"name\": \"{toy}\", \"quantity\": {quantity}}}");
-            let (status, _) = self.curl(Method::POST, 80, "/orders", Some(&body)).await?;
+            let (status, _) = self.curl(Method::POST, "/orders", Some(&body)).await?;
             expect(status == 200, "an order")?;
         }
-        let (_, tux) = self.curl(Method::GET, 80, "/products/Tux", None).await?;
+        let (_, tux) = self.curl(Method::GET, "/products/Tux", None).await?;
         expect(tux["data"]["quantity"] == 95, "Tux down to 95")?;
 
         self.caption(
@@ -225,7 +226,6 @@ impl Session {
         let (status, _) = self
             .curl(
                 Method::POST,
-                80,
                 "/orders",
                 Some("{\"name\": \"Tux\", \"quantity\": 1000}"),
             )
@@ -234,7 +234,6 @@ impl Session {
         let (status, _) = self
             .curl(
                 Method::POST,
-                80,
                 "/orders",
                 Some("{\"name\": \"Tux\", \"quantity\": 0}"),
             )
@@ -245,12 +244,12 @@ impl Session {
             "Reading an order back",
             "From the leader; an order number that does not exist is a 404.",
         );
-        let (status, order) = self.curl(Method::GET, 80, "/orders/2", None).await?;
+        let (status, order) = self.curl(Method::GET, "/orders/2", None).await?;
         expect(
             status == 200 && order["data"]["quantity"] == 3,
             "order 2 is 3 Tux",
         )?;
-        let (status, _) = self.curl(Method::GET, 80, "/orders/99", None).await?;
+        let (status, _) = self.curl(Method::GET, "/orders/99", None).await?;
         expect(status == 404, "404 for an unknown order")?;
 
         self.kill_the_leader().await?;
@@ -273,7 +272,7 @@ impl Session {
                  flight there with the same idempotency key: the client sees no error."
             ),
         );
-        let url = self.url(80, "/orders");
+        let url = self.url("/orders");
         let http = self.http.clone();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
         let client = tokio::spawn(async move {
@@ -304,7 +303,7 @@ impl Session {
             answers.len() - ok
         ));
         expect(ok == answers.len(), "no order failed during the kill")?;
-        self.curl(Method::GET, 80, "/health", None).await?;
+        self.curl(Method::GET, "/health", None).await?;
 
         self.caption(
             "Restart and catch-up",
@@ -345,15 +344,15 @@ impl Session {
              seconds (10 s by default) and pushes an invalidation to the front-end, so \
              the cached quantity 0 is dropped and the next lookup shows the new stock.",
         );
-        let (_, uno) = self.curl(Method::GET, 80, "/products/Uno", None).await?;
+        let (_, uno) = self.curl(Method::GET, "/products/Uno", None).await?;
         let left = uno["data"]["quantity"].as_u64().unwrap_or(0);
         let body = format!("{{\"name\": \"Uno\", \"quantity\": {left}}}");
-        let (status, _) = self.curl(Method::POST, 80, "/orders", Some(&body)).await?;
+        let (status, _) = self.curl(Method::POST, "/orders", Some(&body)).await?;
         expect(status == 200, "buying every Uno")?;
-        let (_, uno) = self.curl(Method::GET, 80, "/products/Uno", None).await?;
+        let (_, uno) = self.curl(Method::GET, "/products/Uno", None).await?;
         expect(uno["data"]["quantity"] == 0, "Uno sold out")?;
         // Wait (without recording) until the restock is visible, then show it.
-        let url = self.url(80, "/products/Uno");
+        let url = self.url("/products/Uno");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let quantity = self
@@ -376,9 +375,9 @@ impl Session {
             "A few seconds later (the demo looked Uno up every quarter second meanwhile, \
              hence the hits):",
         );
-        let (_, uno) = self.curl(Method::GET, 80, "/products/Uno", None).await?;
+        let (_, uno) = self.curl(Method::GET, "/products/Uno", None).await?;
         expect(uno["data"]["quantity"] != 0, "Uno restocked")?;
-        let (_, health) = self.curl(Method::GET, 80, "/health", None).await?;
+        let (_, health) = self.curl(Method::GET, "/health", None).await?;
         expect(
             health["cache"]["invalidations"].as_u64().unwrap_or(0) > 0,
             "invalidations arrived",

@@ -179,7 +179,8 @@ struct ClusterArgs {
     /// Path of run.sh.
     #[arg(long, default_value = "./run.sh")]
     run_sh: PathBuf,
-    /// Ports: front-end BASE+80, catalog BASE+81, replicas BASE+91..93.
+    /// Ports: front-end BASE+80, catalog BASE+81, replicas BASE+91..93 (the default
+    /// layout, 8080…, moved); `bench` also uses BASE+70 and BASE+71.
     #[arg(long, default_value_t = 18000, value_parser = clap::value_parser!(u16).range(1024..65400))]
     port_base: u16,
     /// Data directory of the experiment's cluster (wiped at start) [default: data/<command>].
@@ -194,16 +195,15 @@ struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    fn run_sh(self, command: &str) -> RunSh {
-        RunSh {
-            script: self.run_sh,
-            port_base: self.port_base,
-            data_dir: self
-                .data_dir
+    fn run_sh(self, command: &str) -> Result<RunSh, ClientError> {
+        RunSh::new(
+            self.run_sh,
+            self.port_base,
+            self.data_dir
                 .unwrap_or_else(|| PathBuf::from("data").join(command)),
-            initial_stock: self.initial_stock,
-            replication: self.replication,
-        }
+            self.initial_stock,
+            self.replication,
+        )
     }
 }
 
@@ -285,7 +285,7 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
             out,
             cluster,
         } => {
-            with_cluster(cluster.run_sh("eval"), |run_sh, inspector| async move {
+            with_cluster(cluster.run_sh("eval")?, |run_sh, inspector| async move {
                 let plan = client::eval::EvalPlan {
                     url: run_sh.frontend_url(),
                     sessions,
@@ -309,7 +309,7 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
             cluster,
             ..
         } => {
-            with_cluster(cluster.run_sh("scale"), |run_sh, _| async move {
+            with_cluster(cluster.run_sh("scale")?, |run_sh, _| async move {
                 client::scale::run(client::scale::ScalePlan {
                     run_sh,
                     orders: scale_orders,
@@ -332,9 +332,12 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
         } => {
             let client_exe =
                 std::env::current_exe().map_err(|e| ClientError::Other(e.to_string()))?;
-            with_cluster(cluster.run_sh("bench"), |run_sh, _| async move {
+            // The bare server and the proxy hop listen below the cluster's ports.
+            let baseline_port = cluster.port_base + 70;
+            with_cluster(cluster.run_sh("bench")?, |run_sh, _| async move {
                 client::bench::run(client::bench::BenchPlan {
                     run_sh,
+                    baseline_port,
                     duration,
                     client_exe,
                     catch_up,
@@ -347,7 +350,7 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
             Ok(true)
         }
         Command::Demo { out, cluster } => {
-            let mut run_sh = cluster.run_sh("demo");
+            let mut run_sh = cluster.run_sh("demo")?;
             run_sh.initial_stock = 100;
             with_cluster(run_sh, |run_sh, inspector| async move {
                 client::demo::demo(run_sh, inspector, &out).await
@@ -412,7 +415,7 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
                     "--leader-kills cannot exceed --kills".into(),
                 ));
             }
-            with_cluster(cluster.run_sh("chaos"), |run_sh, inspector| async move {
+            with_cluster(cluster.run_sh("chaos")?, |run_sh, inspector| async move {
                 let plan = client::chaos::ChaosPlan {
                     load: Plan {
                         url: run_sh.frontend_url(),

@@ -109,7 +109,7 @@ pub async fn run(plan: ScalePlan) -> Result<(), ClientError> {
     let _ = std::fs::remove_file(&script);
     let (chunks, footprints, restart, caught_up, stored) = result?;
 
-    let marks = marks(rs.replication);
+    let marks = marks(rs.replication());
     let plot = plan.out.join("img").join(marks.plot);
     if let Some(dir) = plot.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
@@ -250,7 +250,7 @@ async fn restart_to_ready(
 /// Resident memory and disk of every service, from `run.sh`'s PID files and data
 /// directories.
 fn footprints(rs: &RunSh) -> Vec<Footprint> {
-    let suffix = match rs.replication {
+    let suffix = match rs.replication() {
         common::wire::Replication::PrimaryBackup => "",
         common::wire::Replication::Raft => "-raft",
     };
@@ -338,7 +338,7 @@ fn report(
     stored: u64,
     took: Duration,
 ) -> String {
-    let marks = marks(plan.run_sh.replication);
+    let marks = marks(plan.run_sh.replication());
     let mut md = String::new();
     let _ = writeln!(md, "{}\n## {}\n", marks.begin, marks.title);
     let _ = writeln!(
@@ -350,7 +350,7 @@ fn report(
         today(),
         plan.command,
         took.as_secs_f64(),
-        plan.run_sh.replication,
+        plan.run_sh.replication(),
         stored,
         plan.catch_up,
     );

@@ -17,6 +17,8 @@
 //! - [`retention`]: how long idempotency keys are kept, and by which clock.
 //! - [`tasks`]: one lifecycle for background tasks (cancel, then wait with a deadline).
 //! - [`telemetry`]: logging setup, done once per process.
+//! - [`topology`]: the cluster's services, names, ports and command lines, written
+//!   once for `run.sh`'s launcher, the tests and the client.
 //! - [`metrics`]: the Prometheus recorder, `GET /metrics` and request metrics.
 //! - [`trace`]: request ids (`x-request-id`), followed through every service's log.
 
@@ -34,6 +36,7 @@ pub mod retention;
 pub mod storage;
 pub mod tasks;
 pub mod telemetry;
+pub mod topology;
 pub mod trace;
 pub mod wire;
 

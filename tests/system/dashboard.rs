@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::topology::Ports;
 use common::wire::Replication;
 
 use crate::helpers::{bin_dir, free_port_base, Cluster, Options};
@@ -163,9 +164,8 @@ fn browser_tools() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
-/// What `run.sh` needs to run this test's binaries with data in `data` and ports from
-/// `port_base` (front-end `+ 80`, catalog `+ 81`, replicas `+ 91..=93`, the layout of
-/// `client`'s clusters).
+/// What `run.sh` needs to run this test's binaries with data in `data` and the
+/// default layout moved to `port_base` (as `client`'s clusters do).
 fn run_sh_vars(data: &Path, port_base: u16, mode: Replication) -> Vec<(String, String)> {
     let profile = if cfg!(debug_assertions) {
         "dev"
@@ -173,16 +173,7 @@ fn run_sh_vars(data: &Path, port_base: u16, mode: Replication) -> Vec<(String, S
         "release"
     };
     let target = bin_dir().parent().expect("target dir");
-    let mut vars: Vec<(String, String)> = [
-        ("FRONTEND_PORT", 80),
-        ("CATALOG_PORT", 81),
-        ("ORDER1_PORT", 91),
-        ("ORDER2_PORT", 92),
-        ("ORDER3_PORT", 93),
-    ]
-    .into_iter()
-    .map(|(var, offset)| (var.to_string(), (port_base + offset).to_string()))
-    .collect();
+    let mut vars = Ports::from_base(port_base).expect("port base").env();
     for (var, value) in [
         ("TOYSTORE_PROFILE", profile.to_string()),
         ("TOYSTORE_BUILD", "0".to_string()),
@@ -230,6 +221,8 @@ async fn watch_a_failover(mode: Replication) {
     let dir = tempfile::tempdir().expect("temp dir");
     let port_base = free_port_base();
     let vars = run_sh_vars(&dir.path().join("cluster"), port_base, mode);
+    let frontend = Ports::from_base(port_base).expect("port base").frontend;
+    let frontend = format!("http://127.0.0.1:{frontend}");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
 
     let (up, out, took) = tokio::task::spawn_blocking(move || {
@@ -244,10 +237,7 @@ async fn watch_a_failover(mode: Replication) {
             }
             node.arg(&script)
                 .envs(vars.iter().cloned())
-                .env(
-                    "TOYSTORE_URL",
-                    format!("http://127.0.0.1:{}", port_base + 80),
-                )
+                .env("TOYSTORE_URL", &frontend)
                 .env("RUN_SH", root.join("run.sh"))
                 .env("TOYSTORE_CHROMIUM", &chromium)
                 .current_dir(root)

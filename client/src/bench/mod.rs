@@ -37,6 +37,8 @@ pub use wrk::{parse_wrk, wrk, WrkResult};
 /// Settings of a benchmark run.
 pub struct BenchPlan {
     pub run_sh: RunSh,
+    /// The bare server listens here, the proxy hop in front of it on the next port.
+    pub baseline_port: u16,
     /// Seconds per measurement.
     pub duration: u64,
     /// The `client` executable, to start the baselines with.
@@ -105,8 +107,8 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
     let rs = &plan.run_sh;
     let front = rs.frontend_url();
     let lookup = front_url(&front, "products/Tux");
-    let base_port = rs.port_base + 70;
-    let proxy_port = rs.port_base + 71;
+    let base_port = plan.baseline_port;
+    let proxy_port = plan.baseline_port + 1;
     let bare = Baseline::start(&plan.client_exe, base_port, None).await?;
     let bare_url = format!("http://127.0.0.1:{base_port}/products/Tux");
     let hop = Baseline::start(&plan.client_exe, proxy_port, Some(&bare_url)).await?;
@@ -159,14 +161,13 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
     // Orders in the cluster's own mode, then in the other one (a fresh cluster on the
     // same ports, with its own data directory).
     let first = orders(rs, &script, d, plan.catch_up).await;
-    let other = RunSh {
-        replication: match rs.replication {
+    let other = rs.in_mode(
+        match rs.replication() {
             Replication::PrimaryBackup => Replication::Raft,
             Replication::Raft => Replication::PrimaryBackup,
         },
-        data_dir: PathBuf::from(format!("{}-{}", rs.data_dir.display(), "other")),
-        ..rs.clone()
-    };
+        PathBuf::from(format!("{}-{}", rs.data_dir.display(), "other")),
+    )?;
     let second = match first {
         Ok(_) => {
             rs.run(&["stop"], &[]).await?;
@@ -449,7 +450,7 @@ pub(crate) async fn catch_up(rs: &RunSh, script: &Path, n: u64) -> Result<CatchU
 async fn orders(rs: &RunSh, script: &Path, d: u64, missed: u64) -> Result<Orders, ClientError> {
     println!(
         "orders through the whole system ({} replication)",
-        rs.replication
+        rs.replication()
     );
     let url = front_url(&rs.frontend_url(), "orders");
     wrk(&url, 1, 1, Some(script)).await?; // warm-up
@@ -467,7 +468,7 @@ async fn orders(rs: &RunSh, script: &Path, d: u64, missed: u64) -> Result<Orders
         .await
         .map_err(|_| err("replicas did not converge"))?;
     Ok(Orders {
-        mode: rs.replication,
+        mode: rs.replication(),
         one,
         many,
         cpu,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// Builds the service binaries (and the client) once per test process; returns their
+/// Builds the service binaries (and `run.sh`'s launcher and the client) once per test process; returns their
 /// directory.
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -22,7 +22,7 @@ pub fn bin_dir() -> &'static Path {
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "--bins"])
             .args([
-                "-p", "catalog", "-p", "order", "-p", "frontend", "-p", "client",
+                "-p", "catalog", "-p", "order", "-p", "frontend", "-p", "launcher", "-p", "client",
             ])
             .arg("--target-dir")
             .arg(target_dir)

@@ -1,12 +1,18 @@
 //! A cluster of real processes: the service binaries as children on free loopback
 //! ports, each with its sled directory in a temp dir; started, signalled (SIGKILL,
 //! SIGSTOP/SIGCONT, SIGTERM) and killed when dropped, with their logs kept.
+//!
+//! Names, ports, data directories and command lines come from
+//! [`common::topology`], as they do for `run.sh`; the test's own settings are added
+//! as flags.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::topology::{Kind, Ports, Topology};
 
 use super::build::bin_dir;
 use super::ports::free_ports;
@@ -17,7 +23,7 @@ pub struct Cluster {
     pub(super) dir: tempfile::TempDir,
     pub opts: Options,
     pub token: String,
-    pub(super) ports: HashMap<String, u16>,
+    pub(super) topology: Topology,
     pub(super) children: HashMap<String, Child>,
     pub(super) extra_env: HashMap<String, Vec<(String, String)>>,
     pub http: reqwest::Client,
@@ -47,18 +53,19 @@ impl Cluster {
     /// A cluster with nothing started yet.
     pub fn new(opts: Options) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let names: Vec<String> = ["frontend", "catalog"]
-            .into_iter()
-            .map(String::from)
-            .chain((1..=opts.replicas).map(|i| format!("order{i}")))
-            .collect();
-        let ports = names.iter().cloned().zip(free_ports(names.len())).collect();
+        let free = free_ports(2 + opts.replicas as usize);
+        let ports = Ports {
+            frontend: free[0],
+            catalog: free[1],
+            orders: free[2..].to_vec(),
+        };
+        let topology = Topology::new("127.0.0.1", &ports, opts.replication).expect("topology");
         std::fs::create_dir_all(dir.path().join("logs")).expect("log dir");
         Cluster {
             dir,
             opts,
             token: format!("test-token-{}", std::process::id()),
-            ports,
+            topology,
             children: HashMap::new(),
             extra_env: HashMap::new(),
             http: reqwest::Client::builder()
@@ -69,7 +76,10 @@ impl Cluster {
     }
 
     pub fn port(&self, service: &str) -> u16 {
-        self.ports[service]
+        self.topology
+            .service(service)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .port
     }
 
     pub fn url(&self, service: &str) -> String {
@@ -87,59 +97,43 @@ impl Cluster {
         self.extra_env.remove(service);
     }
 
-    pub(super) fn replicas_arg(&self) -> String {
-        (1..=self.opts.replicas)
-            .map(|i| format!("{i}={}", self.url(&format!("order{i}"))))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
     /// Starts `service` without waiting for it.
     pub fn spawn(&mut self, service: &str) {
         assert!(
             !self.children.contains_key(service),
             "{service} is already running"
         );
-        let bins = bin_dir();
-        let data = self.dir.path().join(service);
-        let listen = format!("127.0.0.1:{}", self.port(service));
-        let mut cmd = if service == "catalog" {
-            let mut c = Command::new(bins.join("catalog"));
-            c.arg("--listen").arg(&listen).arg("--data-dir").arg(&data);
-            let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/toys.json");
-            c.arg("--seed-file")
-                .arg(self.opts.seed_file.clone().unwrap_or(shipped));
-            c.arg("--frontend-url").arg(self.url("frontend"));
-            c.arg("--initial-stock")
-                .arg(self.opts.initial_stock.to_string());
-            c.arg("--restock-amount")
-                .arg(self.opts.restock_amount.to_string());
-            c.arg("--restock-period-ms")
-                .arg(self.opts.restock_period_ms.to_string());
-            c
-        } else if let Some(id) = service.strip_prefix("order") {
-            let mut c = Command::new(bins.join("order"));
-            c.arg("--id").arg(id).arg("--listen").arg(&listen);
-            c.arg("--data-dir").arg(&data);
-            c
-        } else {
-            let mut c = Command::new(bins.join("frontend"));
-            c.arg("--listen").arg(&listen);
-            c.arg("--cache").arg(self.opts.cache.to_string());
-            c.arg("--cache-capacity")
-                .arg(self.opts.cache_capacity.to_string());
-            c.arg("--failover-ms")
-                .arg(self.opts.failover_ms.to_string());
-            c.env(
-                "FRONTEND_TEST_FILL_DELAY_MS",
-                self.opts.fill_delay_ms.to_string(),
-            );
-            c
-        };
-        cmd.env("TOYSTORE_REPLICATION", self.opts.replication.to_string())
-            .env("TOYSTORE_CLUSTER_TOKEN", &self.token)
-            .env("TOYSTORE_CATALOG_URL", self.url("catalog"))
-            .env("TOYSTORE_REPLICAS", self.replicas_arg())
+        let svc = self
+            .topology
+            .service(service)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut cmd = self.topology.command(svc, bin_dir(), self.dir.path());
+        let opts = &self.opts;
+        match svc.kind {
+            Kind::Catalog => {
+                let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/toys.json");
+                cmd.arg("--seed-file")
+                    .arg(opts.seed_file.clone().unwrap_or(shipped));
+                cmd.arg("--initial-stock")
+                    .arg(opts.initial_stock.to_string());
+                cmd.arg("--restock-amount")
+                    .arg(opts.restock_amount.to_string());
+                cmd.arg("--restock-period-ms")
+                    .arg(opts.restock_period_ms.to_string());
+            }
+            Kind::Order => {}
+            Kind::Frontend => {
+                cmd.arg("--cache").arg(opts.cache.to_string());
+                cmd.arg("--cache-capacity")
+                    .arg(opts.cache_capacity.to_string());
+                cmd.arg("--failover-ms").arg(opts.failover_ms.to_string());
+                cmd.env(
+                    "FRONTEND_TEST_FILL_DELAY_MS",
+                    opts.fill_delay_ms.to_string(),
+                );
+            }
+        }
+        cmd.env("TOYSTORE_CLUSTER_TOKEN", &self.token)
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "info".into()),
@@ -258,10 +252,8 @@ impl Drop for Cluster {
             self.kill(&name);
         }
         if std::thread::panicking() {
-            let mut services: Vec<String> = self.ports.keys().cloned().collect();
-            services.sort();
-            for s in services {
-                eprintln!("----- {s} log (tail) -----\n{}", self.log_tail(&s));
+            for s in self.topology.names() {
+                eprintln!("----- {s} log (tail) -----\n{}", self.log_tail(s));
             }
         }
     }

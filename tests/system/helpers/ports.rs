@@ -31,9 +31,10 @@ fn take_ports(n: u16) -> u16 {
     panic!("no {n} free consecutive ports in {PORTS:?}");
 }
 
-/// A port base B whose ports B+80, B+81 and B+91..=93 (run.sh's layout) are free.
+/// A port base B under which the whole default layout is free (front-end B + 80,
+/// catalog B + 81, replicas B + 91…; [`common::topology::Ports::from_base`]).
 pub fn free_port_base() -> u16 {
-    take_ports(94)
+    take_ports(common::topology::Ports::SPAN)
 }
 
 /// `n` free loopback ports (see [`take_ports`]).

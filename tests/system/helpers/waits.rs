@@ -3,8 +3,6 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use common::wire::{CatalogHealth, FrontendHealth, ReplicaStatus};
-
 use super::Cluster;
 
 impl Cluster {
@@ -13,17 +11,9 @@ impl Cluster {
         let url = format!("{}/health", self.url(service));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(resp) = self.http.get(&url).send().await {
-                let ok = match service {
-                    // Ready to serve when it has a leader and has heard from the
-                    // catalog (its cache lease is current).
-                    "frontend" => resp.json::<FrontendHealth>().await.is_ok_and(|h| {
-                        (h.leader.is_some() || self.opts.replicas == 0) && h.cache.leased
-                    }),
-                    "catalog" => resp.json::<CatalogHealth>().await.is_ok_and(|h| h.ready),
-                    _ => resp.json::<ReplicaStatus>().await.is_ok_and(|s| s.ready),
-                };
-                if ok {
+            let kind = self.topology.service(service).map(|s| s.kind);
+            if let (Ok(resp), Ok(kind)) = (self.http.get(&url).send().await, kind) {
+                if resp.text().await.is_ok_and(|body| kind.healthy(&body)) {
                     return;
                 }
             }

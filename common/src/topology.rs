@@ -1,0 +1,460 @@
+//! The cluster's shape, in one place: which services a toystore cluster runs, their
+//! names, ports, data directories and command lines.
+//!
+//! `run.sh` (through the `launcher` binary), the system tests and the client's own
+//! clusters all build theirs from here, so the names users type (`./run.sh kill
+//! order3`), the default ports of the operational contract and the flags each binary
+//! is started with are written once.
+//!
+//! The default layout (SPEC §3) comes from a port base of 8000: front-end base + 80,
+//! catalog base + 81, order replicas base + 91 … base + 93. Each port can be moved on
+//! its own (`FRONTEND_PORT`, `CATALOG_PORT`, `ORDER<i>_PORT`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use reqwest::Url;
+
+use crate::config::Replicas;
+use crate::domain::ReplicaId;
+use crate::wire::{CatalogHealth, FrontendHealth, ReplicaStatus, Replication};
+
+/// What a service is; each kind is one binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Catalog,
+    Order,
+    Frontend,
+}
+
+impl Kind {
+    /// The binary's file name (in the target directory, beside the launcher).
+    pub fn binary(self) -> &'static str {
+        match self {
+            Kind::Catalog => "catalog",
+            Kind::Order => "order",
+            Kind::Frontend => "frontend",
+        }
+    }
+
+    /// Whether a service of this kind that answered `GET /health` with `body` is
+    /// ready for what starts after it: a replica or the catalog that says `ready`, a
+    /// front-end that knows a leader and holds a cache lease (it has heard from the
+    /// catalog).
+    pub fn healthy(self, body: &str) -> bool {
+        match self {
+            Kind::Order => serde_json::from_str::<ReplicaStatus>(body).is_ok_and(|s| s.ready),
+            Kind::Catalog => serde_json::from_str::<CatalogHealth>(body).is_ok_and(|s| s.ready),
+            Kind::Frontend => serde_json::from_str::<FrontendHealth>(body)
+                .is_ok_and(|s| s.leader.is_some() && s.cache.leased),
+        }
+    }
+}
+
+/// One service of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// The name users and scripts know it by: `catalog`, `order2`, `frontend`.
+    pub name: String,
+    pub kind: Kind,
+    pub port: u16,
+    /// An order replica's id.
+    pub replica: Option<ReplicaId>,
+}
+
+/// A topology that cannot be built.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TopologyError {
+    #[error("{var}={value}: not a port number (1-65535)")]
+    BadPort { var: String, value: String },
+    #[error("port base {0} is too high: the cluster uses ports up to base + {max}", max = Ports::SPAN - 1)]
+    BaseTooHigh(u16),
+    #[error("port {port} is given to both {first} and {second}")]
+    SharedPort {
+        port: u16,
+        first: String,
+        second: String,
+    },
+    #[error("unknown service '{name}' (services: {known})")]
+    UnknownService { name: String, known: String },
+}
+
+/// Where each service listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ports {
+    pub frontend: u16,
+    pub catalog: u16,
+    /// Replica `i` (1-based) listens on `orders[i - 1]`.
+    pub orders: Vec<u16>,
+}
+
+impl Ports {
+    /// The base of the default layout (front-end 8080, catalog 8081, replicas 8091-8093).
+    pub const DEFAULT_BASE: u16 = 8000;
+    /// A layout from base B uses ports below B + SPAN.
+    pub const SPAN: u16 = 94;
+    const FRONTEND: u16 = 80;
+    const CATALOG: u16 = 81;
+    const ORDERS: u16 = 91;
+    /// The lab's three order replicas.
+    pub const REPLICAS: u16 = 3;
+
+    /// The default layout moved to base `base` (so a second cluster can run beside
+    /// the first): front-end `base + 80`, catalog `base + 81`, replicas `base + 91..`.
+    pub fn from_base(base: u16) -> Result<Ports, TopologyError> {
+        base.checked_add(Self::SPAN - 1)
+            .ok_or(TopologyError::BaseTooHigh(base))?;
+        Ok(Ports::at(base))
+    }
+
+    /// The layout from `base`, which leaves room for [`Ports::SPAN`] ports.
+    fn at(base: u16) -> Ports {
+        Ports {
+            frontend: base + Self::FRONTEND,
+            catalog: base + Self::CATALOG,
+            orders: (0..Self::REPLICAS)
+                .map(|i| base + Self::ORDERS + i)
+                .collect(),
+        }
+    }
+
+    /// The default layout with each port replaced by its variable when `var` has it
+    /// (`FRONTEND_PORT`, `CATALOG_PORT`, `ORDER1_PORT` …).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Ports, TopologyError> {
+        let mut ports = Ports::default();
+        let set = |name: String, port: &mut u16| match var(&name) {
+            None => Ok(()),
+            Some(value) => match value.trim().parse::<u16>() {
+                Ok(p) if p > 0 => {
+                    *port = p;
+                    Ok(())
+                }
+                _ => Err(TopologyError::BadPort { var: name, value }),
+            },
+        };
+        set("FRONTEND_PORT".into(), &mut ports.frontend)?;
+        set("CATALOG_PORT".into(), &mut ports.catalog)?;
+        for (i, port) in ports.orders.iter_mut().enumerate() {
+            set(format!("ORDER{}_PORT", i + 1), port)?;
+        }
+        Ok(ports)
+    }
+
+    /// The variables that give `run.sh` these ports (the inverse of [`Ports::from_env`]).
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut vars = vec![
+            ("FRONTEND_PORT".to_string(), self.frontend.to_string()),
+            ("CATALOG_PORT".to_string(), self.catalog.to_string()),
+        ];
+        for (i, port) in self.orders.iter().enumerate() {
+            vars.push((format!("ORDER{}_PORT", i + 1), port.to_string()));
+        }
+        vars
+    }
+}
+
+impl Default for Ports {
+    /// The operational contract's ports: 8080, 8081, 8091-8093.
+    fn default() -> Ports {
+        Ports::at(Ports::DEFAULT_BASE)
+    }
+}
+
+/// A whole cluster: its services in start order (catalog, replicas, front-end), on
+/// one host.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    host: String,
+    replication: Replication,
+    services: Vec<Service>,
+}
+
+impl Topology {
+    /// The cluster on `host` with `ports`; refuses two services on one port.
+    pub fn new(
+        host: &str,
+        ports: &Ports,
+        replication: Replication,
+    ) -> Result<Topology, TopologyError> {
+        let topology = Topology::build(host, ports, replication);
+        let services = &topology.services;
+        for (i, a) in services.iter().enumerate() {
+            if let Some(b) = services[i + 1..].iter().find(|b| b.port == a.port) {
+                return Err(TopologyError::SharedPort {
+                    port: a.port,
+                    first: a.name.clone(),
+                    second: b.name.clone(),
+                });
+            }
+        }
+        Ok(topology)
+    }
+
+    /// The operational contract: the default ports on 127.0.0.1, primary-backup.
+    pub fn default_layout() -> Topology {
+        Topology::build("127.0.0.1", &Ports::default(), Replication::PrimaryBackup)
+    }
+
+    fn build(host: &str, ports: &Ports, replication: Replication) -> Topology {
+        let mut services = vec![Service {
+            name: "catalog".into(),
+            kind: Kind::Catalog,
+            port: ports.catalog,
+            replica: None,
+        }];
+        for (id, port) in (1..).zip(&ports.orders) {
+            services.push(Service {
+                name: format!("order{id}"),
+                kind: Kind::Order,
+                port: *port,
+                replica: Some(ReplicaId(id)),
+            });
+        }
+        services.push(Service {
+            name: "frontend".into(),
+            kind: Kind::Frontend,
+            port: ports.frontend,
+            replica: None,
+        });
+        Topology {
+            host: host.to_string(),
+            replication,
+            services,
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn replication(&self) -> Replication {
+        self.replication
+    }
+
+    /// Every service, in start order.
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
+
+    /// The services of one kind, in start order.
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Service> {
+        self.services.iter().filter(move |s| s.kind == kind)
+    }
+
+    /// The service called `name`.
+    pub fn service(&self, name: &str) -> Result<&Service, TopologyError> {
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| TopologyError::UnknownService {
+                name: name.to_string(),
+                known: self.names().join(" "),
+            })
+    }
+
+    /// The service names, in start order.
+    pub fn names(&self) -> Vec<&str> {
+        self.services.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// `host:port` that `service` binds.
+    pub fn listen(&self, service: &Service) -> String {
+        format!("{}:{}", self.host, service.port)
+    }
+
+    /// Where `service` is reached.
+    pub fn url(&self, service: &Service) -> Url {
+        let text = format!("http://{}/", self.listen(service));
+        // A host given to a topology is a name or an address, so this parses; a
+        // host that does not still yields a URL whose requests fail with its name.
+        Url::parse(&text).unwrap_or_else(|_| {
+            let mut url = Url::parse("http://invalid-host/").expect("static URL");
+            let _ = url.set_port(Some(service.port));
+            url
+        })
+    }
+
+    fn first_url(&self, kind: Kind) -> Url {
+        self.of_kind(kind)
+            .next()
+            .map(|s| self.url(s))
+            .unwrap_or_else(|| Url::parse("http://invalid-host/").expect("static URL"))
+    }
+
+    /// The catalog's URL (`TOYSTORE_CATALOG_URL`).
+    pub fn catalog_url(&self) -> Url {
+        self.first_url(Kind::Catalog)
+    }
+
+    /// The front-end's URL (`CATALOG_FRONTEND_URL`, and where clients go).
+    pub fn frontend_url(&self) -> Url {
+        self.first_url(Kind::Frontend)
+    }
+
+    /// The order replicas with their URLs (`TOYSTORE_REPLICAS`).
+    pub fn replicas(&self) -> Replicas {
+        Replicas(
+            self.of_kind(Kind::Order)
+                .filter_map(|s| Some((s.replica?, self.url(s))))
+                .collect(),
+        )
+    }
+
+    /// `TOYSTORE_REPLICAS` as its text: `1=http://127.0.0.1:8091,…`.
+    pub fn replicas_arg(&self) -> String {
+        self.replicas()
+            .0
+            .iter()
+            .map(|(id, url)| format!("{id}={}", url.as_str().trim_end_matches('/')))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Where `service` keeps its data under `root`: `catalog/`, `order<N>/` (primary-
+    /// backup) or `order<N>-raft/` (the modes' stores are not interchangeable); the
+    /// front-end keeps none.
+    pub fn data_dir(&self, service: &Service, root: &Path) -> Option<PathBuf> {
+        match (service.kind, self.replication) {
+            (Kind::Frontend, _) => None,
+            (Kind::Order, Replication::Raft) => Some(root.join(format!("{}-raft", service.name))),
+            _ => Some(root.join(&service.name)),
+        }
+    }
+
+    /// The variables that tell every service where its peers are and how the
+    /// replicas agree.
+    pub fn cluster_env(&self) -> Vec<(&'static str, String)> {
+        let trim = |url: Url| url.as_str().trim_end_matches('/').to_string();
+        vec![
+            ("TOYSTORE_REPLICATION", self.replication.to_string()),
+            ("TOYSTORE_CATALOG_URL", trim(self.catalog_url())),
+            ("TOYSTORE_REPLICAS", self.replicas_arg()),
+            ("CATALOG_FRONTEND_URL", trim(self.frontend_url())),
+        ]
+    }
+
+    /// The command that starts `service` from the binaries in `bin_dir` with its data
+    /// under `data_root`: its address, replica id and data directory as flags, the
+    /// cluster as [`Topology::cluster_env`]. Callers add their own settings.
+    pub fn command(&self, service: &Service, bin_dir: &Path, data_root: &Path) -> Command {
+        let mut cmd = Command::new(bin_dir.join(service.kind.binary()));
+        cmd.arg("--listen").arg(self.listen(service));
+        if let Some(id) = service.replica {
+            cmd.arg("--id").arg(id.to_string());
+        }
+        if let Some(dir) = self.data_dir(service, data_root) {
+            cmd.arg("--data-dir").arg(dir);
+        }
+        cmd.envs(self.cluster_env());
+        cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_topology() -> Topology {
+        let ports = Ports::from_env(|_| None).expect("default ports");
+        let checked = Topology::new("127.0.0.1", &ports, Replication::PrimaryBackup);
+        let checked = checked.expect("the default layout has no shared port");
+        assert_eq!(checked.services(), Topology::default_layout().services());
+        checked
+    }
+
+    #[test]
+    fn the_default_layout_is_the_operational_contract() {
+        let t = default_topology();
+        assert_eq!(
+            t.names(),
+            ["catalog", "order1", "order2", "order3", "frontend"]
+        );
+        let port = |name| t.service(name).expect("service").port;
+        assert_eq!(port("frontend"), 8080);
+        assert_eq!(port("catalog"), 8081);
+        assert_eq!(
+            [port("order1"), port("order2"), port("order3")],
+            [8091, 8092, 8093]
+        );
+        // The services' own defaults (clap) agree with the launcher's.
+        assert_eq!(t.replicas_arg(), crate::config::DEFAULT_REPLICAS);
+        assert_eq!(t.frontend_url().as_str(), "http://127.0.0.1:8080/");
+    }
+
+    #[test]
+    fn ports_come_from_their_variables_and_round_trip() {
+        let vars = [("CATALOG_PORT", "9001"), ("ORDER2_PORT", "9002")];
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let ports = Ports::from_env(lookup).expect("ports");
+        assert_eq!(ports.catalog, 9001);
+        assert_eq!(ports.orders, [8091, 9002, 8093]);
+        let env = ports.env();
+        let back =
+            Ports::from_env(|name| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()));
+        assert_eq!(back, Ok(ports));
+    }
+
+    #[test]
+    fn bad_layouts_are_refused_with_their_reason() {
+        let bad = Ports::from_env(|name| (name == "ORDER3_PORT").then(|| "80x".to_string()));
+        assert_eq!(
+            bad,
+            Err(TopologyError::BadPort {
+                var: "ORDER3_PORT".into(),
+                value: "80x".into()
+            })
+        );
+        assert!(Ports::from_env(|name| (name == "CATALOG_PORT").then(|| "0".into())).is_err());
+        assert_eq!(
+            Ports::from_base(65_500),
+            Err(TopologyError::BaseTooHigh(65_500))
+        );
+        let ports =
+            Ports::from_env(|name| (name == "CATALOG_PORT").then(|| "8092".into())).expect("ports");
+        let shared = Topology::new("127.0.0.1", &ports, Replication::Raft).map(|_| ());
+        assert_eq!(
+            shared,
+            Err(TopologyError::SharedPort {
+                port: 8092,
+                first: "catalog".into(),
+                second: "order2".into()
+            })
+        );
+        let unknown = default_topology().service("order4").map(|_| ());
+        assert!(
+            matches!(unknown, Err(TopologyError::UnknownService { ref known, .. }) if known == "catalog order1 order2 order3 frontend")
+        );
+    }
+
+    #[test]
+    fn commands_carry_address_id_data_and_cluster() {
+        let ports = Ports::from_base(10_000).expect("ports");
+        let t = Topology::new("127.0.0.1", &ports, Replication::Raft).expect("topology");
+        let order2 = t.service("order2").expect("order2");
+        let cmd = t.command(order2, Path::new("bin"), Path::new("data"));
+        assert_eq!(cmd.get_program(), "bin/order");
+        let args: Vec<_> = cmd.get_args().collect();
+        assert_eq!(
+            args,
+            [
+                "--listen",
+                "127.0.0.1:10092",
+                "--id",
+                "2",
+                "--data-dir",
+                "data/order2-raft"
+            ]
+        );
+        let env: Vec<_> = cmd.get_envs().collect();
+        assert!(env.contains(&(
+            "TOYSTORE_CATALOG_URL".as_ref(),
+            Some("http://127.0.0.1:10081".as_ref())
+        )));
+        let frontend = t.service("frontend").expect("frontend");
+        assert_eq!(t.data_dir(frontend, Path::new("data")), None);
+    }
+}
