@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::cluster::RunSh;
+use lab::cluster::RunSh;
 
 /// The services, in report order.
 const SERVICES: [&str; 5] = ["frontend", "catalog", "order1", "order2", "order3"];

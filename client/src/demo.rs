@@ -17,8 +17,8 @@ use common::wire::ReplicaStatus;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::cluster::{Inspector, RunSh};
 use crate::ClientError;
+use lab::cluster::{Inspector, RunSh};
 
 /// Orders the client places while the leader is killed.
 const ORDERS_DURING_KILL: u32 = 30;

@@ -13,11 +13,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Url;
 
 use crate::cachetrace::{self, Timeline};
-use crate::cluster::{Inspector, RunSh};
 use crate::plot::{latency_plot, Line};
-use crate::session::{run_sessions, Plan};
-use crate::stats::{Kind, Record, Summary};
 use crate::ClientError;
+use lab::cluster::{Inspector, RunSh};
+use lab::session::{run_sessions, Plan};
+use lab::stats::{Kind, Record, Summary};
 
 /// Lookups of the cache-replacement run (4 ms apart).
 const CACHE_TRACE_LOOKUPS: u64 = 2000;

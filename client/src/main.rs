@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use client::cluster::{Inspector, RunSh};
-use client::session::{run_sessions, Plan};
 use client::ClientError;
 use common::config::parse_url;
 use common::wire::Replication;
+use lab::cluster::{Inspector, RunSh};
+use lab::session::{run_sessions, Plan};
 use reqwest::Url;
 
 #[derive(Parser)]
@@ -149,7 +149,7 @@ struct HostsArgs {
     /// Faults the nemesis uses, comma-separated [default with --hosts:
     /// kill,pause,partition; without it only kill is possible].
     #[arg(long, value_delimiter = ',')]
-    nemesis: Option<Vec<client::nemesis::Kind>>,
+    nemesis: Option<Vec<chaos::nemesis::Kind>>,
     /// Number of faults (with --hosts).
     #[arg(long, default_value_t = 21)]
     faults: usize,
@@ -404,7 +404,7 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
             let kill_only = hosts
                 .nemesis
                 .as_ref()
-                .is_none_or(|kinds| kinds.iter().all(|k| *k == client::nemesis::Kind::Kill));
+                .is_none_or(|kinds| kinds.iter().all(|k| *k == chaos::nemesis::Kind::Kill));
             if !kill_only {
                 return Err(ClientError::Other(
                     "pauses and partitions need --hosts".into(),
@@ -416,7 +416,7 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
                 ));
             }
             with_cluster(cluster.run_sh("chaos")?, |run_sh, inspector| async move {
-                let plan = client::chaos::ChaosPlan {
+                let plan = chaos::crash::ChaosPlan {
                     load: Plan {
                         url: run_sh.frontend_url(),
                         ..load
@@ -430,7 +430,7 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
                     report,
                     command,
                 };
-                client::chaos::run(plan, &inspector).await
+                chaos::crash::run(plan, &inspector).await
             })
             .await
         }
@@ -467,12 +467,12 @@ async fn run_hosts(
     }
     let work =
         std::path::absolute(&hosts.work_dir).map_err(|e| ClientError::Other(e.to_string()))?;
-    let lab = client::netns::Lab::create(&hosts.guide, &hosts.seed_file, &bin_dir, &work, env)?;
-    let plan = client::nemesis::HostsPlan {
+    let lab = chaos::netns::Lab::create(&hosts.guide, &hosts.seed_file, &bin_dir, &work, env)?;
+    let plan = chaos::nemesis::HostsPlan {
         load,
-        faults: client::nemesis::schedule(
+        faults: chaos::nemesis::schedule(
             &hosts.nemesis.unwrap_or_else(|| {
-                use client::nemesis::Kind;
+                use chaos::nemesis::Kind;
                 vec![Kind::Kill, Kind::Pause, Kind::Partition]
             }),
             hosts.faults,
@@ -487,7 +487,7 @@ async fn run_hosts(
         report,
         command,
     };
-    let outcome = client::nemesis::run(plan, &lab).await;
+    let outcome = chaos::nemesis::run(plan, &lab).await;
     lab.destroy();
     outcome
 }

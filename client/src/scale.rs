@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use plotters::prelude::*;
 
 use crate::bench::{catch_up, today, wrk, CatchUp, WrkResult, ORDER_SCRIPT};
-use crate::cluster::{Inspector, RunSh};
 use crate::plot::register_font;
 use crate::ClientError;
 use common::domain::ReplicaId;
 use common::wire::Replication;
+use lab::cluster::{Inspector, RunSh};
 
 /// Where a mode's results go: the markers around its section of `PERFORMANCE.md`,
 /// its heading and its plot.

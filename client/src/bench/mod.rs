@@ -28,8 +28,8 @@ use reqwest::Url;
 mod report;
 mod wrk;
 
-use crate::cluster::RunSh;
 use crate::ClientError;
+use lab::cluster::RunSh;
 pub(crate) use report::today;
 use report::{ratio_row, report, Row};
 pub use wrk::{parse_wrk, wrk, WrkResult};

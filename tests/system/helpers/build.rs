@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// Builds the service binaries (and `run.sh`'s launcher and the client) once per test process; returns their
-/// directory.
+/// Builds the service binaries (and `run.sh`'s launcher and the client) once per test
+/// process; returns their directory.
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {

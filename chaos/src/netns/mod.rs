@@ -29,7 +29,7 @@ use common::topology::Topology;
 
 use reqwest::Url;
 
-use crate::ClientError;
+use lab::ClientError;
 
 mod guide;
 

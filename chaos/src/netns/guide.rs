@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use super::err;
-use crate::ClientError;
+use lab::ClientError;
 
 /// The parts of `docs/DEPLOY.md` that are run.
 #[derive(Debug, Clone)]

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::checker::{closing_line, replicas_agree, stock_adds_up};
-use crate::cluster::{Inspector, RunSh};
-use crate::session::{run_sessions, Plan};
-use crate::ClientError;
+use lab::checker::{closing_line, replicas_agree, stock_adds_up};
+use lab::cluster::{Inspector, RunSh};
+use lab::session::{run_sessions, Plan};
+use lab::ClientError;
 
 /// Settings of a chaos run.
 pub struct ChaosPlan {
@@ -150,7 +150,7 @@ pub async fn run(plan: ChaosPlan, inspector: &Inspector) -> Result<bool, ClientE
 /// The markdown report: what was done, what clients saw, and the checks.
 fn report(
     plan: &ChaosPlan,
-    record: &crate::stats::Record,
+    record: &lab::stats::Record,
     kills: &[String],
     checks: &[(bool, String)],
     seconds: f64,

@@ -1,6 +1,6 @@
 //! The multi-host chaos run: five services on five hosts ([`crate::netns`]), client
 //! sessions ordering, and a nemesis that kills, pauses and partitions any of them,
-//! one fault at a time; then the [`crate::checker`]'s verdict and a report.
+//! one fault at a time; then the [`lab::checker`]'s verdict and a report.
 //!
 //! Faults (each held for `down`, then undone, with `interval` of calm between them):
 //! - **kill**: SIGKILL the service, then start it again with the guide's command;
@@ -25,11 +25,11 @@ use common::config::Replicas;
 use common::domain::ReplicaId;
 use common::wire::Replication;
 
-use crate::checker::{closing_line, judge, replicas_agree, stock_adds_up, History, Window};
-use crate::cluster::Inspector;
 use crate::netns::Lab;
-use crate::session::{run_sessions, Plan};
-use crate::ClientError;
+use lab::checker::{closing_line, judge, replicas_agree, stock_adds_up, History, Window};
+use lab::cluster::Inspector;
+use lab::session::{run_sessions, Plan};
+use lab::ClientError;
 
 mod report;
 

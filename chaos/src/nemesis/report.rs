@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use common::wire::Replication;
 
 use super::{Applied, HostsPlan};
-use crate::checker::{longest_gap, rate, History, Verdict};
-use crate::stats::Record;
+use lab::checker::{longest_gap, rate, History, Verdict};
+use lab::stats::Record;
 
 pub(super) fn list(items: &[String]) -> String {
     if items.is_empty() {
