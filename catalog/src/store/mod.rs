@@ -26,7 +26,7 @@ use common::flush::GroupFlush;
 use common::storage::StorageError;
 use common::wire::{BuyReply, BuyRequest, CatalogProduct, StockTotals};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 use crate::error::CatalogError;
@@ -88,7 +88,7 @@ impl From<StoredProduct> for CatalogProduct {
 }
 
 /// One line of the seed file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeedToy {
     pub name: ToyName,
     pub price: f64,
@@ -158,87 +158,6 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, CatalogError>
 
 fn read_u64(bytes: &[u8]) -> u64 {
     bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
-}
-
-fn add_u64(
-    tree: &TransactionalTree,
-    key: &[u8],
-    delta: u64,
-) -> Result<(), ConflictableTransactionError<CatalogError>> {
-    let old = tree.get(key)?.map(|v| read_u64(&v)).unwrap_or(0);
-    tree.insert(key, &old.saturating_add(delta).to_be_bytes())?;
-    Ok(())
-}
-
-/// One buy inside a transaction. The outer error aborts the transaction (storage);
-/// the inner one refuses this buy only.
-type TxResult<T> = Result<T, ConflictableTransactionError<CatalogError>>;
-
-/// When a buy is made: `now`, and keys of buys made before `valid_from` have expired.
-#[derive(Clone, Copy)]
-struct Clock {
-    now: u64,
-    valid_from: u64,
-}
-
-fn buy_one(
-    products: &TransactionalTree,
-    buys: &TransactionalTree,
-    by_time: &TransactionalTree,
-    req: &BuyRequest,
-    clock: Clock,
-) -> TxResult<Result<BuyOutcome, CatalogError>> {
-    if req.quantity == 0 {
-        return Ok(Err(CatalogError::BadRequest(
-            "quantity must be positive".into(),
-        )));
-    }
-    let lookup = lookup_key(&req.name);
-    let key = common::idkey::encode(&req.key);
-    // The replicas' cutoff, if later than ours (never later than now).
-    let valid_from = clock.valid_from.max(req.valid_from.min(clock.now));
-    if let Some(bytes) = buys.get(&key)? {
-        let held: StoredBuy = decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
-        if held.time >= valid_from {
-            if lookup_key(&held.name) != lookup || held.quantity != req.quantity {
-                return Ok(Err(CatalogError::KeyReused(req.key.to_string())));
-            }
-            return Ok(Ok(BuyOutcome::Repeated(held.reply())));
-        }
-    }
-    let Some(bytes) = products.get(lookup.as_bytes())? else {
-        return Ok(Err(CatalogError::UnknownProduct(req.name.to_string())));
-    };
-    let mut product: StoredProduct = decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
-    if product.quantity < req.quantity {
-        return Ok(Err(CatalogError::InsufficientStock {
-            name: product.name.into_string(),
-            available: product.quantity,
-            requested: req.quantity,
-        }));
-    }
-    product.quantity -= req.quantity;
-    product.version += 1;
-    let stored = StoredBuy {
-        name: product.name.clone(),
-        quantity: req.quantity,
-        version: product.version,
-        time: clock.now,
-    };
-    products.insert(lookup.as_bytes(), encode(&product))?;
-    buys.insert(key.as_slice(), encode(&stored))?;
-    by_time.insert(time_key(clock.now, &key), &[])?;
-    Ok(Ok(BuyOutcome::Applied(BuyReply {
-        repeated: false,
-        ..stored.reply()
-    })))
-}
-
-fn flatten(e: TransactionError<CatalogError>) -> CatalogError {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => e.into(),
-    }
 }
 
 impl Store {
@@ -369,20 +288,7 @@ impl Store {
         if !self.products.is_empty() {
             return Ok(false);
         }
-        let result = (&self.products, &self.meta).transaction(|(products, meta)| {
-            for toy in toys {
-                let product = StoredProduct {
-                    name: toy.name.clone(),
-                    price_cents: (toy.price * 100.0).round() as u64,
-                    quantity: stock,
-                    version: 1,
-                };
-                products.insert(lookup_key(&toy.name).as_bytes(), encode(&product))?;
-            }
-            meta.insert(META_INITIAL, &(stock * toys.len() as u64).to_be_bytes())?;
-            Ok::<_, ConflictableTransactionError<CatalogError>>(())
-        });
-        result.map_err(flatten)?;
+        self.write(|tx| tx.seed(toys, stock))?;
         self.flusher.flush().await?;
         Ok(true)
     }
@@ -419,28 +325,8 @@ impl Store {
         &self,
         reqs: &[BuyRequest],
     ) -> Result<Vec<Result<BuyOutcome, CatalogError>>, CatalogError> {
-        let now = common::retention::now_ms();
-        let clock = Clock {
-            now,
-            valid_from: common::retention::cutoff(now, self.key_window),
-        };
-        let trees = (&self.products, &self.buys, &self.by_time, &self.meta);
-        let result = trees.transaction(|(products, buys, by_time, meta)| {
-            let mut outcomes = Vec::with_capacity(reqs.len());
-            let mut sold = 0u64;
-            for req in reqs {
-                let outcome = buy_one(products, buys, by_time, req, clock)?;
-                if let Ok(BuyOutcome::Applied(reply)) = &outcome {
-                    sold = sold.saturating_add(reply.quantity);
-                }
-                outcomes.push(outcome);
-            }
-            if sold > 0 {
-                add_u64(meta, META_SOLD, sold)?;
-            }
-            Ok(outcomes)
-        });
-        let outcomes = result.map_err(flatten)?;
+        let clock = Clock::now(self.key_window);
+        let outcomes = self.write(|tx| reqs.iter().map(|req| tx.buy(req, clock)).collect())?;
         // Flush even for repeated keys only: a first reply may not have been flushed
         // yet when a concurrent duplicate read it.
         self.flusher.flush().await?;
@@ -453,38 +339,18 @@ impl Store {
         &self,
         amount: u64,
     ) -> Result<Vec<(String, Version)>, CatalogError> {
-        let mut restocked = Vec::new();
-        if amount == 0 {
-            return Ok(restocked);
-        }
-        for product in self.products()? {
-            if product.quantity != 0 {
-                continue;
-            }
-            let lookup = lookup_key(&product.name);
-            let result = (&self.products, &self.meta).transaction(|(products, meta)| {
-                let Some(bytes) = products.get(lookup.as_bytes())? else {
-                    return Ok(None);
-                };
-                let mut current: StoredProduct =
-                    decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
-                if current.quantity != 0 {
-                    return Ok(None); // bought back up meanwhile? never mind: not sold out
-                }
-                current.quantity = amount;
-                current.version += 1;
-                products.insert(lookup.as_bytes(), encode(&current))?;
-                add_u64(meta, META_RESTOCKED, amount)?;
-                Ok(Some((current.name.into_string(), Version(current.version))))
-            });
-            if let Some(done) = result.map_err(flatten)? {
-                restocked.push(done);
-            }
-        }
+        let keys = self.product_keys()?;
+        let restocked = self.write(|tx| tx.restock(&keys, amount))?;
         if !restocked.is_empty() {
             self.flusher.flush().await?;
         }
         Ok(restocked)
+    }
+
+    /// The keys of every toy (the set is fixed once seeded; a transaction cannot
+    /// iterate, so writes that visit every toy list them first).
+    pub fn product_keys(&self) -> Result<Vec<sled::IVec>, CatalogError> {
+        Ok(self.products.iter().keys().collect::<Result<_, _>>()?)
     }
 
     /// Stock accounting: what was seeded, restocked and sold, and what is left — one
@@ -492,7 +358,7 @@ impl Store {
     /// adds up even while buys and restocks run. (A transaction cannot iterate, but
     /// the set of toys is fixed once seeded: their keys are listed first.)
     pub fn totals(&self) -> Result<StockTotals, CatalogError> {
-        let keys: Vec<sled::IVec> = self.products.iter().keys().collect::<Result<_, _>>()?;
+        let keys = self.product_keys()?;
         let read = (&self.products, &self.meta).transaction(|(products, meta)| {
             let mut current = 0u64;
             for key in &keys {
@@ -525,3 +391,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests;
+mod write;
+
+use write::flatten;
+pub use write::{Clock, Tx, TxResult};
