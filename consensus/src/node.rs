@@ -10,9 +10,11 @@
 //!
 //! Ready: a restarted follower learns of the leader from its first heartbeat, before
 //! it has the entries it missed, so knowing the leader alone does not mean caught up.
-//! A member is caught up once it leads, or once it has applied what its leader
-//! reported committed when asked (a fixed target: under load the leader's commit
-//! index moves on all the time); and ready while caught up and knowing a leader.
+//! A member is caught up once it leads — confirmed by a majority: one restarted with
+//! its own committed vote believes it leads until it hears of a newer term — or once
+//! it has applied what its leader reported committed when asked (a fixed target:
+//! under load the leader's commit index moves on all the time); and ready while
+//! caught up and knowing a leader.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -284,8 +286,9 @@ impl<C: Group> RaftNode<C> {
     }
 }
 
-/// Marks the member caught up once it leads, or once it has applied what its leader
-/// reported committed when asked; ends then, or when the member stops.
+/// Marks the member caught up once it leads (confirmed by a majority), or once it has
+/// applied what its leader reported committed when asked; ends then, or when the
+/// member stops.
 async fn catch_up<C: Group>(node: RaftNode<C>, probe: impl Probe, peers: Vec<(ReplicaId, Url)>) {
     let inner = &node.inner;
     let mut metrics = inner.raft.metrics();
@@ -304,7 +307,10 @@ async fn catch_up<C: Group>(node: RaftNode<C>, probe: impl Probe, peers: Vec<(Re
             return;
         }
         let done = match leader {
-            Some(l) if l == me => true,
+            // A member restarted with its own committed vote believes it leads until
+            // it hears of a newer term: it has caught up only once a majority
+            // confirms its leadership and it has applied what was committed before.
+            Some(l) if l == me => node.linearize().await.is_ok(),
             Some(l) => {
                 if target.is_none_or(|(asked, _)| asked != l) {
                     target = None;
