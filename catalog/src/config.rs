@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use common::config::{parse_url, PeerArgs, StorageArgs, TokenArgs};
+use common::config::{parse_replicas, parse_url, PeerArgs, Replicas, StorageArgs, TokenArgs};
+use common::domain::ReplicaId;
 use common::retention::RetentionArgs;
 use reqwest::Url;
 
@@ -43,6 +44,38 @@ pub struct Config {
           value_parser = parse_url)]
     pub frontend_url: Url,
 
+    /// Replicated catalog: this replica's id among `--peers`.
+    #[arg(long, env = "CATALOG_ID", requires = "peers")]
+    pub id: Option<ReplicaId>,
+
+    /// Replicated catalog: every catalog replica (this one too) as ID=URL,
+    /// comma-separated. With it the replicas form a Raft group; without it the
+    /// catalog runs alone.
+    #[arg(long, env = "CATALOG_PEERS", value_parser = parse_replicas, requires = "id")]
+    pub peers: Option<Replicas>,
+
+    /// Replicated catalog: how often the leader sends heartbeats, in ms.
+    #[arg(long, env = "CATALOG_RAFT_HEARTBEAT_MS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub raft_heartbeat_ms: u64,
+
+    /// Replicated catalog: shortest election timeout, in ms (each is drawn between
+    /// this and twice it); must exceed the heartbeat.
+    #[arg(long, env = "CATALOG_RAFT_ELECTION_MS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub raft_election_ms: u64,
+
+    /// Replicated catalog: how long a change may wait for a majority, in ms.
+    #[arg(long, env = "CATALOG_COMMIT_TIMEOUT_MS", default_value_t = 3_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub commit_timeout_ms: u64,
+
+    /// Replicated catalog: log entries between snapshots; as many are kept when the
+    /// log is purged. A replica further behind installs a snapshot.
+    #[arg(long, env = "CATALOG_RAFT_SNAPSHOT_ENTRIES", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub raft_snapshot_entries: u64,
+
     #[command(flatten)]
     pub token: TokenArgs,
 
@@ -59,5 +92,31 @@ pub struct Config {
 impl Config {
     pub fn restock_period(&self) -> Duration {
         Duration::from_millis(self.restock_period_ms)
+    }
+
+    /// A replicated catalog's id and members, or `None` for the single catalog;
+    /// refuses an id that is not among the members.
+    pub fn group(&self) -> Result<Option<(ReplicaId, Replicas)>, String> {
+        match (self.id, &self.peers) {
+            (Some(id), Some(peers)) => {
+                if peers.url(id).is_none() {
+                    return Err(format!("--id {id} is not one of --peers"));
+                }
+                Ok(Some((id, peers.clone())))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The group's timing.
+    pub fn group_settings(&self) -> consensus::Settings {
+        let election = Duration::from_millis(self.raft_election_ms);
+        consensus::Settings {
+            heartbeat: Duration::from_millis(self.raft_heartbeat_ms),
+            election,
+            commit: Duration::from_millis(self.commit_timeout_ms),
+            read: election,
+            snapshot_entries: self.raft_snapshot_entries,
+        }
     }
 }

@@ -3,8 +3,10 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use common::domain::ReplicaId;
 use common::error::{chain, error_response};
 use common::storage::StorageError;
+use consensus::network::MessageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -44,6 +46,30 @@ pub enum CatalogError {
 
     #[error(transparent)]
     Io(#[from] std::io::Error),
+
+    /// A replicated catalog's follower (or a leader that just lost its place) was
+    /// asked what only the leader does.
+    #[error("catalog replica {id} is not the leader (leader: {})", leader.map_or("unknown".into(), |l| l.to_string()))]
+    NotLeader {
+        id: ReplicaId,
+        leader: Option<ReplicaId>,
+    },
+
+    /// No majority of the catalog replicas took a change or confirmed the leader in time.
+    #[error("no majority of the catalog replicas: {0}")]
+    NoMajority(String),
+
+    #[error("the catalog's Raft member did not start")]
+    RaftStart(#[source] Box<consensus::StartError>),
+
+    #[error("raft write failed")]
+    Proposal(#[source] consensus::ProposeError),
+
+    #[error(transparent)]
+    RaftMessage(#[from] consensus::network::MessageError),
+
+    #[error("raft read failed")]
+    RaftRead(#[source] consensus::ReadError),
 }
 
 impl From<sled::Error> for CatalogError {
@@ -64,13 +90,22 @@ impl CatalogError {
             CatalogError::UnknownProduct(_) => StatusCode::NOT_FOUND,
             CatalogError::InsufficientStock { .. } => StatusCode::CONFLICT,
             CatalogError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            CatalogError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            CatalogError::BadRequest(_)
+            | CatalogError::RaftMessage(
+                MessageError::UnknownKind(_) | MessageError::Unreadable(_),
+            ) => StatusCode::BAD_REQUEST,
+            CatalogError::NotLeader { .. } => StatusCode::MISDIRECTED_REQUEST,
+            CatalogError::NoMajority(_) => StatusCode::SERVICE_UNAVAILABLE,
             CatalogError::Storage(_)
             | CatalogError::Internal(_)
             | CatalogError::HttpClient(_)
             | CatalogError::Seed { .. }
             | CatalogError::Config(_)
-            | CatalogError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | CatalogError::Io(_)
+            | CatalogError::RaftStart(_)
+            | CatalogError::Proposal(_)
+            | CatalogError::RaftMessage(MessageError::Encode(_))
+            | CatalogError::RaftRead(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -80,6 +115,8 @@ impl IntoResponse for CatalogError {
         let status = self.status();
         if status.is_server_error() {
             tracing::error!(error = %chain(&self), "request failed");
+        }
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
             return error_response(status, "internal storage failure");
         }
         error_response(status, self.to_string())

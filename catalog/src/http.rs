@@ -2,7 +2,11 @@
 //!
 //! Public (read-only): `GET /products`, `GET /products/{name}`, `GET /health`.
 //! Internal (cluster token): `POST /internal/buy`, `POST /internal/buy-batch`,
-//! `GET /internal/totals`.
+//! `GET /internal/totals`; a replicated catalog's Raft messages
+//! (`/internal/catalog-raft/…`).
+//!
+//! In a replicated catalog, buys and lookups are the leader's (a follower answers
+//! 421 naming the leader it knows); totals and health are each replica's own.
 
 use std::time::Duration;
 
@@ -20,6 +24,7 @@ use common::wire::{data, BuyReply, BuyRequest, BuyResult, CatalogHealth, Catalog
 
 use crate::error::CatalogError;
 use crate::invalidate::Invalidator;
+use crate::raft::CatalogRaft;
 use crate::restock::NextRestock;
 use crate::store::{BuyOutcome, Store};
 
@@ -27,6 +32,8 @@ use crate::store::{BuyOutcome, Store};
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// A replicated catalog's Raft member.
+    pub group: Option<CatalogRaft>,
     pub invalidator: Invalidator,
     /// When the restock task runs next, for `GET /health`.
     pub next_restock: NextRestock,
@@ -35,11 +42,14 @@ pub struct AppState {
 
 /// The catalog's routes.
 pub fn router(state: AppState, token: ClusterToken) -> Router {
-    let internal = Router::new()
+    let mut internal = Router::new()
         .route("/internal/buy", post(buy))
         .route("/internal/buy-batch", post(buy_batch))
-        .route("/internal/totals", get(totals))
-        .route_layer(middleware::from_fn_with_state(token, require_token));
+        .route("/internal/totals", get(totals));
+    if let Some(group) = &state.group {
+        internal = internal.merge(group.routes());
+    }
+    let internal = internal.route_layer(middleware::from_fn_with_state(token, require_token));
     let router = Router::new()
         .route("/products", get(list))
         .route("/products/{name}", get(one))
@@ -50,7 +60,29 @@ pub fn router(state: AppState, token: ClusterToken) -> Router {
     with_fallbacks(router)
 }
 
+impl AppState {
+    /// Ok once this catalog may answer a lookup: always alone; in a group, once it
+    /// leads and a majority has confirmed it (so no lookup goes back in time).
+    async fn readable(&self) -> Result<(), CatalogError> {
+        match &self.group {
+            Some(group) => group.linearize().await,
+            None => Ok(()),
+        }
+    }
+
+    async fn buy_batch(
+        &self,
+        reqs: &[BuyRequest],
+    ) -> Result<Vec<Result<BuyOutcome, CatalogError>>, CatalogError> {
+        match &self.group {
+            Some(group) => group.buy_batch(reqs).await,
+            None => self.store.buy_batch(reqs).await,
+        }
+    }
+}
+
 async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, CatalogError> {
+    state.readable().await?;
     let products: Vec<CatalogProduct> = state
         .store
         .products()?
@@ -64,19 +96,29 @@ async fn one(
     State(state): State<AppState>,
     PathParam(name): PathParam,
 ) -> Result<impl IntoResponse, CatalogError> {
+    state.readable().await?;
     match state.store.product(&name)? {
         Some(p) => Ok(data(CatalogProduct::from(p))),
         None => Err(CatalogError::UnknownProduct(name)),
     }
 }
 
-async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    axum::Json(CatalogHealth {
+async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, CatalogError> {
+    let (caught_up, group) = match &state.group {
+        Some(g) => {
+            let (ready, status) = g.status();
+            (ready, Some(status))
+        }
+        None => (true, None),
+    };
+    Ok(axum::Json(CatalogHealth {
         service: "catalog".into(),
-        ready: !state.store.is_empty(),
+        ready: caught_up && !state.store.is_empty(),
         restock_period_ms: millis(state.restock_period),
         next_restock_ms: millis(state.next_restock.due_in()),
-    })
+        digest: state.store.digest()?,
+        group,
+    }))
 }
 
 fn millis(d: Duration) -> u64 {
@@ -87,7 +129,9 @@ async fn buy(
     State(state): State<AppState>,
     Json(req): Json<BuyRequest>,
 ) -> Result<impl IntoResponse, CatalogError> {
-    let reply = match state.store.buy(&req).await? {
+    let outcome = state.buy_batch(std::slice::from_ref(&req)).await?.pop();
+    let outcome = outcome.unwrap_or(Err(CatalogError::Internal("a buy was not answered")));
+    let reply = match outcome? {
         BuyOutcome::Applied(reply) => {
             log_bought(&reply, req.request_id.as_ref());
             state
@@ -114,7 +158,7 @@ async fn buy_batch(
         )));
     }
     // Names and keys were checked as the body was read (`common::domain`).
-    let outcomes = state.store.buy_batch(&reqs).await?;
+    let outcomes = state.buy_batch(&reqs).await?;
     if outcomes.len() != reqs.len() {
         return Err(CatalogError::Internal(
             "a buy of the batch was not answered",

@@ -8,14 +8,19 @@
 //! - [`restock`]: the periodic restock task.
 //! - [`invalidate`]: server push of cache invalidations to the front-end.
 //! - [`error`]: the error type and its HTTP mapping.
+//! - [`raft`]: the replicated catalog (`--id`, `--peers`): a Raft group whose log
+//!   carries every change, on the `consensus` crate.
 //!
 //! A buy flows: `http::buy` → `Store::buy` (one transaction: check and take stock,
-//! record the key) → group flush → `Invalidator::announce` → reply.
+//! record the key) → group flush → `Invalidator::announce` → reply. In a replicated
+//! catalog the leader's `CatalogRaft::buy_batch` proposes the buys instead, and they
+//! are taken as the entry is applied on every replica (`raft::machine`).
 
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod invalidate;
+pub mod raft;
 pub mod restock;
 pub mod store;
 
@@ -40,15 +45,19 @@ pub struct App {
     router: Router,
     tasks: Tasks,
     store: store::Store,
+    /// A replicated catalog's Raft member.
+    group: Option<raft::CatalogRaft>,
 }
 
 impl App {
-    /// Opens (and if needed seeds) the database and starts the background tasks.
+    /// Opens (and if needed seeds) the database and starts the background tasks; a
+    /// replicated catalog starts its Raft member, which seeds the group instead.
     pub async fn start(config: Config) -> Result<Self, CatalogError> {
         let window = config.retention.key_retention;
         let store =
             store::Store::open_with(&config.data_dir, config.storage.sled_cache_mb, window)?;
-        if store.is_empty() {
+        let membership = config.group().map_err(CatalogError::Config)?;
+        if store.is_empty() && membership.is_none() {
             let toys = store::read_seed(&config.seed_file)?;
             store.seed_if_empty(&toys, config.initial_stock).await?;
             tracing::info!(
@@ -61,6 +70,36 @@ impl App {
         let cluster = ClusterClient::new(&secret, config.peer.timeouts())
             .map_err(CatalogError::HttpClient)?;
         let tasks = Tasks::new();
+        let group = match membership {
+            None => None,
+            Some((id, members)) => {
+                // Read now, so a bad seed file stops the start, not a later seeding.
+                let seed = if store.is_empty() {
+                    store::read_seed(&config.seed_file)?
+                } else {
+                    Vec::new()
+                };
+                let settings = raft::RaftSettings {
+                    id,
+                    members: members.0,
+                    group: config.group_settings(),
+                    key_window: window,
+                    seed: (seed, config.initial_stock),
+                };
+                let log_dir = config.data_dir.join("raft-log");
+                let cache = (log_dir.as_path(), config.storage.sled_cache_mb);
+                Some(
+                    raft::CatalogRaft::start(
+                        store.clone(),
+                        cache,
+                        cluster.clone(),
+                        settings,
+                        &tasks,
+                    )
+                    .await?,
+                )
+            }
+        };
         let invalidator = invalidate::Invalidator::start(
             FrontendClient::new(cluster, config.frontend_url.clone()),
             &tasks,
@@ -73,28 +112,35 @@ impl App {
         tasks.spawn_cancellable(
             "restocker",
             restock::restock_loop(
-                store.clone(),
+                restock::Restocker {
+                    store: store.clone(),
+                    group: group.clone(),
+                    amount: config.restock_amount,
+                    period: config.restock_period(),
+                },
                 invalidator.clone(),
-                config.restock_amount,
-                config.restock_period(),
                 next_restock.clone(),
             ),
         );
-        tasks.spawn(
-            "key pruner",
-            retention::prune_loop(
-                retention::prune_period(window),
-                move || Ok::<_, CatalogError>(retention::cutoff(retention::now_ms(), window)),
-                {
-                    let store = store.clone();
-                    move |cutoff, limit| store.prune_keys(cutoff, limit)
-                },
-                tasks.clone(),
-            ),
-        );
+        if group.is_none() {
+            // A group's pruner follows its machine's cutoff (started with it).
+            tasks.spawn(
+                "key pruner",
+                retention::prune_loop(
+                    retention::prune_period(window),
+                    move || Ok::<_, CatalogError>(retention::cutoff(retention::now_ms(), window)),
+                    {
+                        let store = store.clone();
+                        move |cutoff, limit| store.prune_keys(cutoff, limit)
+                    },
+                    tasks.clone(),
+                ),
+            );
+        }
 
         let state = http::AppState {
             store: store.clone(),
+            group: group.clone(),
             invalidator,
             next_restock,
             restock_period: config.restock_period(),
@@ -104,6 +150,7 @@ impl App {
             router,
             tasks,
             store,
+            group,
         })
     }
 
@@ -114,6 +161,10 @@ impl App {
 
     /// Stops the background tasks and flushes the database.
     pub async fn stop(self) -> Result<(), CatalogError> {
+        // openraft's own tasks first (the log is durable), then ours.
+        if let Some(group) = &self.group {
+            group.shutdown().await;
+        }
         self.tasks.shutdown(SHUTDOWN_DEADLINE).await;
         self.store.flush().await?;
         tracing::info!("catalog stopped");

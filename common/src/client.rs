@@ -5,6 +5,7 @@
 //! [`PeerError::Status`] (the peer answered with an error — usually final). A call made
 //! while serving a request carries that request's `x-request-id`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::backoff::Backoff;
 use crate::domain::OrderNumber;
 use crate::error::ErrorBody;
 use crate::trace::{RequestId, REQUEST_ID_HEADER};
@@ -217,48 +219,152 @@ pub fn endpoint(base: &Url, segments: &[&str]) -> Url {
     url
 }
 
-/// The catalog service's API.
+/// The catalog service's API: one catalog, or the replicas of a replicated one.
+///
+/// With several replicas, a call goes to the one that answered last (the leader, as
+/// far as this client knows); if that one does not answer, is not the leader (421)
+/// or has no majority (503), the call goes to the next, round the list, pausing
+/// after each round ([`Backoff`]), until the `order` timeout has passed. Every call
+/// is safe to repeat: lookups change nothing, and buys carry idempotency keys.
 #[derive(Clone)]
 pub struct CatalogClient {
     cluster: ClusterClient,
-    base: Url,
+    replicas: Arc<[Url]>,
+    /// Index of the replica that answered last.
+    current: Arc<AtomicUsize>,
+}
+
+/// Whether a failed call may succeed on another catalog replica.
+fn elsewhere(e: &PeerError) -> bool {
+    match e {
+        PeerError::Unreachable(_) => true,
+        PeerError::Status { status, .. } => {
+            *status == StatusCode::MISDIRECTED_REQUEST || *status == StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
 }
 
 impl CatalogClient {
+    /// The catalog at `base`.
     pub fn new(cluster: ClusterClient, base: Url) -> Self {
-        CatalogClient { cluster, base }
+        Self::replicated(cluster, vec![base])
+    }
+
+    /// The catalog replicas at `urls` (at least one; an empty list is a catalog that
+    /// never answers).
+    pub fn replicated(cluster: ClusterClient, urls: Vec<Url>) -> Self {
+        CatalogClient {
+            cluster,
+            replicas: urls.into(),
+            current: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The replica calls go to now.
+    pub fn current(&self) -> Option<&Url> {
+        let n = self.replicas.len();
+        (n > 0).then(|| &self.replicas[self.current.load(Ordering::Relaxed) % n])
+    }
+
+    /// Runs `call` on the current replica, and on the others while it fails in a
+    /// way another replica might not (see the type's docs).
+    async fn on_leader<T, F, Fut>(&self, call: F) -> Result<T, PeerError>
+    where
+        F: Fn(Url) -> Fut,
+        Fut: std::future::Future<Output = Result<T, PeerError>>,
+    {
+        let n = self.replicas.len();
+        if n <= 1 {
+            return match self.replicas.first() {
+                Some(url) => call(url.clone()).await,
+                None => Err(PeerError::Unreachable("no catalog configured".into())),
+            };
+        }
+        let deadline = tokio::time::Instant::now() + self.cluster.timeouts.order;
+        let mut backoff = Backoff::until(deadline);
+        let mut tried = 0;
+        loop {
+            let at = self.current.load(Ordering::Relaxed) % n;
+            match call(self.replicas[at].clone()).await {
+                Err(e) if elsewhere(&e) => {
+                    // Someone else may have moved on already; only move from `at`.
+                    let _ = self.current.compare_exchange(
+                        at,
+                        (at + 1) % n,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    tried += 1;
+                    if tried % n == 0 && !backoff.wait().await {
+                        return Err(e);
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     /// One toy, looked up case-insensitively.
     pub async fn product(&self, name: &str) -> Result<CatalogProduct, PeerError> {
-        let url = endpoint(&self.base, &["products", name]);
-        self.cluster.get(url, self.cluster.timeouts.request).await
+        self.on_leader(|base| async move {
+            let url = endpoint(&base, &["products", name]);
+            self.cluster.get(url, self.cluster.timeouts.request).await
+        })
+        .await
     }
 
     /// Every toy, in name order.
     pub async fn products(&self) -> Result<Vec<CatalogProduct>, PeerError> {
-        let url = endpoint(&self.base, &["products"]);
-        self.cluster.get(url, self.cluster.timeouts.request).await
+        self.on_leader(|base| async move {
+            let url = endpoint(&base, &["products"]);
+            self.cluster.get(url, self.cluster.timeouts.request).await
+        })
+        .await
     }
 
-    /// The catalog's `GET /health` (readiness and the restock schedule).
+    /// `GET /health` of the current replica (readiness, the restock schedule and,
+    /// in a group, its place in it).
     pub async fn health_within(&self, timeout: Duration) -> Result<CatalogHealth, PeerError> {
-        let url = endpoint(&self.base, &["health"]);
+        let Some(base) = self.current() else {
+            return Err(PeerError::Unreachable("no catalog configured".into()));
+        };
+        self.health_of(base, timeout).await
+    }
+
+    /// `GET /health` of the replica at `base`.
+    pub async fn health_of(
+        &self,
+        base: &Url,
+        timeout: Duration,
+    ) -> Result<CatalogHealth, PeerError> {
+        let url = endpoint(base, &["health"]);
         self.cluster.get_bare(url, timeout).await
     }
 
-    /// Many buys in one request (one transaction and one flush in the catalog), one
-    /// result per buy, in order.
+    /// Many buys in one request (one transaction and one flush in the catalog, or
+    /// one log entry in a replicated one), one result per buy, in order.
     pub async fn buy_batch(&self, reqs: &[BuyRequest]) -> Result<Vec<BuyResult>, PeerError> {
-        let url = endpoint(&self.base, &["internal", "buy-batch"]);
-        self.cluster
-            .post(url, reqs, self.cluster.timeouts.request)
-            .await
+        self.on_leader(|base| async move {
+            let url = endpoint(&base, &["internal", "buy-batch"]);
+            self.cluster
+                .post(url, reqs, self.cluster.timeouts.request)
+                .await
+        })
+        .await
     }
 
-    /// Stock accounting totals.
+    /// Stock accounting totals of the current replica.
     pub async fn totals(&self) -> Result<StockTotals, PeerError> {
-        let url = endpoint(&self.base, &["internal", "totals"]);
+        let Some(base) = self.current() else {
+            return Err(PeerError::Unreachable("no catalog configured".into()));
+        };
+        self.totals_of(base).await
+    }
+
+    /// Stock accounting totals of the replica at `base` (each answers from its own
+    /// applied state).
+    pub async fn totals_of(&self, base: &Url) -> Result<StockTotals, PeerError> {
+        let url = endpoint(base, &["internal", "totals"]);
         self.cluster.get(url, self.cluster.timeouts.request).await
     }
 }

@@ -130,6 +130,27 @@ pub fn parse_replicas(s: &str) -> Result<Replicas, String> {
     Ok(Replicas(out))
 }
 
+/// One or more base URLs: `http://127.0.0.1:8081,http://127.0.0.1:8082` (the
+/// replicas of a replicated catalog, or the one catalog).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Urls(pub Vec<Url>);
+
+/// clap value parser for [`Urls`]: comma-separated, at least one, none twice.
+pub fn parse_urls(s: &str) -> Result<Urls, String> {
+    let mut out: Vec<Url> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let url = parse_url(part)?;
+        if out.contains(&url) {
+            return Err(format!("`{part}` is listed twice"));
+        }
+        out.push(url);
+    }
+    if out.is_empty() {
+        return Err("at least one URL is needed".into());
+    }
+    Ok(Urls(out))
+}
+
 /// clap value parser for a base URL such as `http://127.0.0.1:8081`.
 pub fn parse_url(s: &str) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|e| format!("`{s}`: {e}"))?;

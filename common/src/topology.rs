@@ -7,8 +7,10 @@
 //! is started with are written once.
 //!
 //! The default layout (SPEC §3) comes from a port base of 8000: front-end base + 80,
-//! catalog base + 81, order replicas base + 91 … base + 93. Each port can be moved on
-//! its own (`FRONTEND_PORT`, `CATALOG_PORT`, `ORDER<i>_PORT`).
+//! catalog base + 81, order replicas base + 91 … base + 93. A replicated catalog
+//! (`TOYSTORE_CATALOG_REPLICAS=3`, SPEC §7) is `catalog1` … `catalog3` on the
+//! catalog's port and the next ones. Each port can be moved on its own
+//! (`FRONTEND_PORT`, `CATALOG_PORT`, `CATALOG<i>_PORT`, `ORDER<i>_PORT`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +20,11 @@ use reqwest::Url;
 use crate::config::Replicas;
 use crate::domain::ReplicaId;
 use crate::wire::{CatalogHealth, FrontendHealth, ReplicaStatus, Replication};
+
+/// A URL as the services' flags take it: without the trailing slash.
+fn trim(url: Url) -> String {
+    url.as_str().trim_end_matches('/').to_string()
+}
 
 /// What a service is; each kind is one binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +65,7 @@ pub struct Service {
     pub name: String,
     pub kind: Kind,
     pub port: u16,
-    /// An order replica's id.
+    /// An order replica's id, or a catalog replica's in a replicated catalog.
     pub replica: Option<ReplicaId>,
 }
 
@@ -67,6 +74,12 @@ pub struct Service {
 pub enum TopologyError {
     #[error("{var}={value}: not a port number (1-65535)")]
     BadPort { var: String, value: String },
+    #[error("{var}={value}: {expected}")]
+    BadCount {
+        var: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error("port base {0} is too high: the cluster uses ports up to base + {max}", max = Ports::SPAN - 1)]
     BaseTooHigh(u16),
     #[error("port {port} is given to both {first} and {second}")]
@@ -83,7 +96,8 @@ pub enum TopologyError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ports {
     pub frontend: u16,
-    pub catalog: u16,
+    /// The catalog, or replica `i` (1-based) of a replicated one on `catalogs[i - 1]`.
+    pub catalogs: Vec<u16>,
     /// Replica `i` (1-based) listens on `orders[i - 1]`.
     pub orders: Vec<u16>,
 }
@@ -98,6 +112,8 @@ impl Ports {
     const ORDERS: u16 = 91;
     /// The lab's three order replicas.
     pub const REPLICAS: u16 = 3;
+    /// Most replicas of a replicated catalog.
+    pub const MAX_CATALOGS: u16 = 7;
 
     /// The default layout moved to base `base` (so a second cluster can run beside
     /// the first): front-end `base + 80`, catalog `base + 81`, replicas `base + 91..`.
@@ -111,16 +127,43 @@ impl Ports {
     fn at(base: u16) -> Ports {
         Ports {
             frontend: base + Self::FRONTEND,
-            catalog: base + Self::CATALOG,
+            catalogs: vec![base + Self::CATALOG],
             orders: (0..Self::REPLICAS)
                 .map(|i| base + Self::ORDERS + i)
                 .collect(),
         }
     }
 
+    /// `n` catalog replicas, on the catalog's port and the ones after it.
+    pub fn with_catalogs(mut self, n: u16) -> Result<Ports, TopologyError> {
+        let first = self.catalogs.first().copied().unwrap_or_default();
+        self.catalogs = (0..n.max(1))
+            .map(|i| {
+                first
+                    .checked_add(i)
+                    .ok_or(TopologyError::BaseTooHigh(first))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(self)
+    }
+
     /// The default layout with each port replaced by its variable when `var` has it
-    /// (`FRONTEND_PORT`, `CATALOG_PORT`, `ORDER1_PORT` …).
+    /// (`FRONTEND_PORT`, `CATALOG_PORT`, `ORDER1_PORT` …), and as many catalog
+    /// replicas as `TOYSTORE_CATALOG_REPLICAS` says (`CATALOG2_PORT` … move them).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Ports, TopologyError> {
+        let catalogs = match var("TOYSTORE_CATALOG_REPLICAS") {
+            None => 1,
+            Some(value) => match value.trim().parse::<u16>() {
+                Ok(n) if (1..=Self::MAX_CATALOGS).contains(&n) => n,
+                _ => {
+                    return Err(TopologyError::BadCount {
+                        var: "TOYSTORE_CATALOG_REPLICAS",
+                        value,
+                        expected: "a number of catalog replicas from 1 to 7 (3 survives one loss)",
+                    })
+                }
+            },
+        };
         let mut ports = Ports::default();
         let set = |name: String, port: &mut u16| match var(&name) {
             None => Ok(()),
@@ -133,7 +176,13 @@ impl Ports {
             },
         };
         set("FRONTEND_PORT".into(), &mut ports.frontend)?;
-        set("CATALOG_PORT".into(), &mut ports.catalog)?;
+        if let Some(first) = ports.catalogs.first_mut() {
+            set("CATALOG_PORT".into(), first)?;
+        }
+        ports = ports.with_catalogs(catalogs)?;
+        for (i, port) in ports.catalogs.iter_mut().enumerate().skip(1) {
+            set(format!("CATALOG{}_PORT", i + 1), port)?;
+        }
         for (i, port) in ports.orders.iter_mut().enumerate() {
             set(format!("ORDER{}_PORT", i + 1), port)?;
         }
@@ -142,10 +191,18 @@ impl Ports {
 
     /// The variables that give `run.sh` these ports (the inverse of [`Ports::from_env`]).
     pub fn env(&self) -> Vec<(String, String)> {
-        let mut vars = vec![
-            ("FRONTEND_PORT".to_string(), self.frontend.to_string()),
-            ("CATALOG_PORT".to_string(), self.catalog.to_string()),
-        ];
+        let mut vars = vec![("FRONTEND_PORT".to_string(), self.frontend.to_string())];
+        for (i, port) in self.catalogs.iter().enumerate() {
+            let name = match i {
+                0 => "CATALOG_PORT".to_string(),
+                _ => format!("CATALOG{}_PORT", i + 1),
+            };
+            vars.push((name, port.to_string()));
+        }
+        vars.push((
+            "TOYSTORE_CATALOG_REPLICAS".to_string(),
+            self.catalogs.len().to_string(),
+        ));
         for (i, port) in self.orders.iter().enumerate() {
             vars.push((format!("ORDER{}_PORT", i + 1), port.to_string()));
         }
@@ -166,6 +223,7 @@ impl Default for Ports {
 pub struct Topology {
     host: String,
     replication: Replication,
+    ports: Ports,
     services: Vec<Service>,
 }
 
@@ -196,12 +254,20 @@ impl Topology {
     }
 
     fn build(host: &str, ports: &Ports, replication: Replication) -> Topology {
-        let mut services = vec![Service {
-            name: "catalog".into(),
-            kind: Kind::Catalog,
-            port: ports.catalog,
-            replica: None,
-        }];
+        let replicated = ports.catalogs.len() > 1;
+        let mut services: Vec<Service> = (1..)
+            .zip(&ports.catalogs)
+            .map(|(id, port)| Service {
+                name: if replicated {
+                    format!("catalog{id}")
+                } else {
+                    "catalog".into()
+                },
+                kind: Kind::Catalog,
+                port: *port,
+                replica: replicated.then_some(ReplicaId(id)),
+            })
+            .collect();
         for (id, port) in (1..).zip(&ports.orders) {
             services.push(Service {
                 name: format!("order{id}"),
@@ -219,6 +285,7 @@ impl Topology {
         Topology {
             host: host.to_string(),
             replication,
+            ports: ports.clone(),
             services,
         }
     }
@@ -229,6 +296,11 @@ impl Topology {
 
     pub fn replication(&self) -> Replication {
         self.replication
+    }
+
+    /// The ports it was made with.
+    pub fn ports(&self) -> &Ports {
+        &self.ports
     }
 
     /// Every service, in start order.
@@ -281,9 +353,23 @@ impl Topology {
             .unwrap_or_else(|| Url::parse("http://invalid-host/").expect("static URL"))
     }
 
-    /// The catalog's URL (`TOYSTORE_CATALOG_URL`).
+    /// The catalog's URL, or its first replica's.
     pub fn catalog_url(&self) -> Url {
         self.first_url(Kind::Catalog)
+    }
+
+    /// The catalog's URL, or each of its replicas' (`TOYSTORE_CATALOG_URL`).
+    pub fn catalog_urls(&self) -> Vec<Url> {
+        self.of_kind(Kind::Catalog).map(|s| self.url(s)).collect()
+    }
+
+    /// A replicated catalog's members as `--peers` (`1=http://…,2=…`), or `None`.
+    pub fn catalog_peers(&self) -> Option<String> {
+        let peers: Vec<String> = self
+            .of_kind(Kind::Catalog)
+            .filter_map(|s| Some(format!("{}={}", s.replica?, trim(self.url(s)))))
+            .collect();
+        (!peers.is_empty()).then(|| peers.join(","))
     }
 
     /// The front-end's URL (`CATALOG_FRONTEND_URL`, and where clients go).
@@ -304,8 +390,8 @@ impl Topology {
     pub fn replicas_arg(&self) -> String {
         self.replicas()
             .0
-            .iter()
-            .map(|(id, url)| format!("{id}={}", url.as_str().trim_end_matches('/')))
+            .into_iter()
+            .map(|(id, url)| format!("{id}={}", trim(url)))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -324,13 +410,17 @@ impl Topology {
     /// The variables that tell every service where its peers are and how the
     /// replicas agree.
     pub fn cluster_env(&self) -> Vec<(&'static str, String)> {
-        let trim = |url: Url| url.as_str().trim_end_matches('/').to_string();
-        vec![
+        let catalogs: Vec<String> = self.catalog_urls().into_iter().map(trim).collect();
+        let mut env = vec![
             ("TOYSTORE_REPLICATION", self.replication.to_string()),
-            ("TOYSTORE_CATALOG_URL", trim(self.catalog_url())),
+            ("TOYSTORE_CATALOG_URL", catalogs.join(",")),
             ("TOYSTORE_REPLICAS", self.replicas_arg()),
             ("CATALOG_FRONTEND_URL", trim(self.frontend_url())),
-        ]
+        ];
+        if let Some(peers) = self.catalog_peers() {
+            env.push(("CATALOG_PEERS", peers));
+        }
+        env
     }
 
     /// The command that starts `service` from the binaries in `bin_dir` with its data
@@ -390,7 +480,7 @@ mod tests {
                 .map(|(_, v)| v.to_string())
         };
         let ports = Ports::from_env(lookup).expect("ports");
-        assert_eq!(ports.catalog, 9001);
+        assert_eq!(ports.catalogs, [9001]);
         assert_eq!(ports.orders, [8091, 9002, 8093]);
         let env = ports.env();
         let back =
@@ -456,5 +546,49 @@ mod tests {
         )));
         let frontend = t.service("frontend").expect("frontend");
         assert_eq!(t.data_dir(frontend, Path::new("data")), None);
+    }
+
+    #[test]
+    fn a_replicated_catalog_is_named_numbered_and_listed() {
+        let vars = [
+            ("TOYSTORE_CATALOG_REPLICAS", "3"),
+            ("CATALOG3_PORT", "9003"),
+        ];
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let ports = Ports::from_env(lookup).expect("ports");
+        assert_eq!(ports.catalogs, [8081, 8082, 9003]);
+        let t = Topology::new("127.0.0.1", &ports, Replication::Raft).expect("topology");
+        assert_eq!(
+            t.names(),
+            ["catalog1", "catalog2", "catalog3", "order1", "order2", "order3", "frontend"]
+        );
+        let catalog2 = t.service("catalog2").expect("catalog2");
+        let cmd = t.command(catalog2, Path::new("bin"), Path::new("data"));
+        let args: Vec<_> = cmd.get_args().collect();
+        assert_eq!(
+            args,
+            [
+                "--listen",
+                "127.0.0.1:8082",
+                "--id",
+                "2",
+                "--data-dir",
+                "data/catalog2"
+            ]
+        );
+        let env: Vec<_> = cmd.get_envs().collect();
+        let urls = "http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:9003";
+        assert!(env.contains(&("TOYSTORE_CATALOG_URL".as_ref(), Some(urls.as_ref()))));
+        let peers = "1=http://127.0.0.1:8081,2=http://127.0.0.1:8082,3=http://127.0.0.1:9003";
+        assert!(env.contains(&("CATALOG_PEERS".as_ref(), Some(peers.as_ref()))));
+        // The variables that give run.sh these ports give back the same layout.
+        let back = ports.env();
+        let again =
+            Ports::from_env(|name| back.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()));
+        assert_eq!(again, Ok(ports));
     }
 }

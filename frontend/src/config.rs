@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use common::config::{parse_replicas, parse_url, PeerArgs, Replicas, TokenArgs, DEFAULT_REPLICAS};
+use common::config::{
+    parse_replicas, parse_urls, PeerArgs, Replicas, TokenArgs, Urls, DEFAULT_REPLICAS,
+};
 use common::wire::Replication;
-use reqwest::Url;
 
 /// toystore front-end: the public REST API, the product cache and leader selection.
 #[derive(Parser, Debug, Clone)]
@@ -16,10 +17,11 @@ pub struct Config {
     #[arg(long, env = "FRONTEND_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Base URL of the catalog service.
+    /// Base URL of the catalog service; of each of its replicas (comma-separated)
+    /// when it is replicated.
     #[arg(long, env = "TOYSTORE_CATALOG_URL", default_value = "http://127.0.0.1:8081",
-          value_parser = parse_url)]
-    pub catalog_url: Url,
+          value_parser = parse_urls)]
+    pub catalog_url: Urls,
 
     /// Every order replica as ID=URL, comma-separated.
     #[arg(long, env = "TOYSTORE_REPLICAS", default_value = DEFAULT_REPLICAS,

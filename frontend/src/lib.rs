@@ -74,7 +74,7 @@ impl App {
             cache.clone(),
             tasks.clone(),
         ));
-        let catalog = CatalogClient::new(cluster, config.catalog_url.clone());
+        let catalog = CatalogClient::replicated(cluster, config.catalog_url.0.clone());
         let dashboard = dashboard::Dashboard::start(
             monitor::Monitor::new(
                 config.replication,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::client::{CatalogClient, ClusterClient, OrderClient};
 use common::config::Replicas;
 use common::domain::{OrderNumber, ReplicaId};
-use common::topology::{Kind, Ports, Topology};
+use common::topology::{Ports, Topology};
 use common::wire::{
     CacheStats, FrontendHealth, OrderRecord, ReplicaStatus, Replication, Role, StockTotals,
 };
@@ -74,12 +74,7 @@ impl RunSh {
 
     /// Each service's port, as `run.sh` is told them.
     fn ports(&self) -> Ports {
-        let port = |kind| self.topology.of_kind(kind).next().map_or(0, |s| s.port);
-        Ports {
-            frontend: port(Kind::Frontend),
-            catalog: port(Kind::Catalog),
-            orders: self.topology.of_kind(Kind::Order).map(|s| s.port).collect(),
-        }
+        self.topology.ports().clone()
     }
 
     /// The process id of `service`, from run.sh's PID file (if it runs).

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::config::{
-    parse_replicas, parse_url, PeerArgs, Replicas, StorageArgs, TokenArgs, DEFAULT_REPLICAS,
+    parse_replicas, parse_urls, PeerArgs, Replicas, StorageArgs, TokenArgs, Urls, DEFAULT_REPLICAS,
 };
 use common::domain::ReplicaId;
 use common::retention::RetentionArgs;
@@ -37,10 +37,11 @@ pub struct Config {
           value_parser = parse_replicas)]
     pub replicas: Replicas,
 
-    /// Base URL of the catalog service.
+    /// Base URL of the catalog service; of each of its replicas (comma-separated)
+    /// when it is replicated.
     #[arg(long, env = "TOYSTORE_CATALOG_URL", default_value = "http://127.0.0.1:8081",
-          value_parser = parse_url)]
-    pub catalog_url: Url,
+          value_parser = parse_urls)]
+    pub catalog_url: Urls,
 
     #[command(flatten)]
     pub token: TokenArgs,

@@ -78,7 +78,7 @@ impl App {
             ClusterClient::new(&secret, config.peer.timeouts()).map_err(OrderError::HttpClient)?;
         let tasks = Tasks::new();
         let buyer = buyer::Buyer::start(
-            CatalogClient::new(cluster.clone(), config.catalog_url.clone()),
+            CatalogClient::replicated(cluster.clone(), config.catalog_url.0.clone()),
             config.retention.key_retention,
             &tasks,
         );

@@ -5,6 +5,7 @@
 
 mod api;
 mod cache;
+mod catalog_group;
 mod chaos;
 mod crash;
 mod dashboard;

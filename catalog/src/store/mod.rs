@@ -123,7 +123,7 @@ pub fn lookup_key(name: &str) -> String {
 }
 
 /// Result of a buy.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum BuyOutcome {
     /// Stock was taken now.
     Applied(BuyReply),
@@ -301,6 +301,11 @@ impl Store {
         }
     }
 
+    /// Whether any toy is sold out.
+    pub fn any_sold_out(&self) -> Result<bool, CatalogError> {
+        Ok(self.products()?.iter().any(|p| p.quantity == 0))
+    }
+
     /// Every toy, ordered by lower-cased name.
     pub fn products(&self) -> Result<Vec<StoredProduct>, CatalogError> {
         self.products.iter().values().map(|v| decode(&v?)).collect()
@@ -389,6 +394,7 @@ impl Store {
     }
 }
 
+mod image;
 #[cfg(test)]
 mod tests;
 mod write;

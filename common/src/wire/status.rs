@@ -165,4 +165,23 @@ pub struct CatalogHealth {
     /// Time until the next restock round.
     #[serde(default)]
     pub next_restock_ms: u64,
+    /// A hash of every toy's stock and version and of the stock counters: replicas of
+    /// a replicated catalog that applied the same changes report the same digest.
+    #[serde(default)]
+    pub digest: String,
+    /// A replicated catalog's place in its Raft group (absent for the single catalog).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupStatus>,
+}
+
+/// Where a member of a replicated catalog stands in its Raft group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    pub id: ReplicaId,
+    pub role: Role,
+    pub term: Term,
+    /// The leader it follows, if it knows one.
+    pub leader: Option<ReplicaId>,
+    pub commit_index: Option<LogIndex>,
+    pub applied_index: Option<LogIndex>,
 }

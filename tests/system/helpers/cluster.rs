@@ -40,7 +40,13 @@ impl Cluster {
     /// Starts catalog, replicas and front-end of a [`Cluster::new`] (with whatever
     /// [`Cluster::set_env`] gave them) and waits until an order can be placed.
     pub async fn start_all(&mut self) {
-        self.start_service("catalog").await;
+        let catalogs: Vec<String> = self.catalogs();
+        for name in &catalogs {
+            self.spawn(name);
+        }
+        for name in &catalogs {
+            self.wait_healthy(name).await;
+        }
         for id in 1..=self.opts.replicas {
             self.spawn(&format!("order{id}"));
         }
@@ -53,11 +59,12 @@ impl Cluster {
     /// A cluster with nothing started yet.
     pub fn new(opts: Options) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let free = free_ports(2 + opts.replicas as usize);
+        let catalogs = usize::from(opts.catalog_replicas.max(1));
+        let free = free_ports(1 + catalogs + opts.replicas as usize);
         let ports = Ports {
             frontend: free[0],
-            catalog: free[1],
-            orders: free[2..].to_vec(),
+            catalogs: free[1..=catalogs].to_vec(),
+            orders: free[1 + catalogs..].to_vec(),
         };
         let topology = Topology::new("127.0.0.1", &ports, opts.replication).expect("topology");
         std::fs::create_dir_all(dir.path().join("logs")).expect("log dir");
@@ -73,6 +80,21 @@ impl Cluster {
                 .build()
                 .expect("http client"),
         }
+    }
+
+    /// The catalog's name, or its replicas' (`catalog1` …).
+    pub fn catalogs(&self) -> Vec<String> {
+        self.topology
+            .of_kind(Kind::Catalog)
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// The catalogs (or catalog replicas) this cluster started and has not killed.
+    pub fn running_catalogs(&self) -> Vec<String> {
+        let mut names = self.catalogs();
+        names.retain(|name| self.children.contains_key(name));
+        names
     }
 
     pub fn port(&self, service: &str) -> u16 {

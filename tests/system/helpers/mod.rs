@@ -28,6 +28,9 @@ pub(crate) use crate::modes::in_both_modes;
 pub struct Options {
     /// Number of order replicas (ids 1..=n).
     pub replicas: u32,
+    /// Number of catalog replicas: 1 is the single `catalog`; more are `catalog1` …
+    /// in a Raft group.
+    pub catalog_replicas: u16,
     pub cache: bool,
     pub cache_capacity: u64,
     pub initial_stock: u64,
@@ -57,6 +60,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             replicas: 3,
+            catalog_replicas: 1,
             cache: true,
             cache_capacity: 10,
             initial_stock: 100,

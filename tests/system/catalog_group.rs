@@ -1,0 +1,210 @@
+//! A replicated catalog (three catalog replicas in a Raft group): orders flow through
+//! the loss of its leader, no stock change is lost or made twice, the replicas end
+//! with the same stock, and with two of them down orders get 503 until one is back.
+
+use std::time::{Duration, Instant};
+
+use common::wire::{CatalogHealth, Replication, Role, StockTotals};
+
+use crate::helpers::{in_both_modes, Cluster, Options};
+
+in_both_modes!(orders_flow_through_the_loss_of_the_catalog_leader);
+
+impl Cluster {
+    /// `GET /health` of catalog replica `name`, if it answers.
+    async fn catalog_health(&self, name: &str) -> Option<CatalogHealth> {
+        let url = format!("{}/health", self.url(name));
+        let resp = self.http.get(url).send().await.ok()?;
+        resp.json().await.ok()
+    }
+
+    /// The running catalog replica that leads, once one does (waits up to 10 s).
+    async fn catalog_leader(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for name in self.running_catalogs() {
+                let health = self.catalog_health(&name).await;
+                if health
+                    .and_then(|h| h.group)
+                    .is_some_and(|g| g.role == Role::Leader)
+                {
+                    return name;
+                }
+            }
+            assert!(Instant::now() < deadline, "no catalog replica leads");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The stock totals of catalog replica `name` (its own applied state).
+    async fn catalog_totals(&self, name: &str) -> StockTotals {
+        let resp = self
+            .http
+            .get(format!("{}/internal/totals", self.url(name)))
+            .header(common::TOKEN_HEADER, &self.token)
+            .send()
+            .await
+            .expect("GET /internal/totals");
+        let body: serde_json::Value = resp.json().await.expect("totals body");
+        serde_json::from_value(body["data"].clone()).expect("totals")
+    }
+
+    /// Waits until the running catalog replicas report one digest; returns it.
+    async fn catalogs_converged(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut digests = Vec::new();
+            for name in self.running_catalogs() {
+                match self.catalog_health(&name).await {
+                    Some(h) if h.ready => digests.push(h.digest),
+                    other => digests.push(format!("{name} not ready: {other:?}")),
+                }
+            }
+            if digests.windows(2).all(|w| w[0] == w[1]) {
+                return digests.pop().unwrap_or_default();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "catalog replicas did not converge: {digests:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn orders_flow_through_the_loss_of_the_catalog_leader(mode: Replication) {
+    let mut cluster = Cluster::start(Options {
+        catalog_replicas: 3,
+        failover_ms: 8_000,
+        ..Options::in_mode(mode)
+    })
+    .await;
+    let mut units = 0;
+    for i in 0..5 {
+        cluster
+            .order_ok(if i % 2 == 0 { "Tux" } else { "Fox" }, 1)
+            .await;
+        units += 1;
+    }
+
+    // The leader crashes: the next orders find the new one, none fails.
+    let leader = cluster.catalog_leader().await;
+    cluster.kill(&leader);
+    for i in 0..10 {
+        cluster
+            .order_ok(if i % 2 == 0 { "Tux" } else { "Fox" }, 2)
+            .await;
+        units += 2;
+    }
+    let new_leader = cluster.catalog_leader().await;
+    assert_ne!(new_leader, leader);
+
+    // The two left hold the same stock, and it adds up: every unit sold is in an
+    // order, nothing was taken twice.
+    let digest = cluster.catalogs_converged().await;
+    for name in cluster.catalogs() {
+        if name == leader {
+            continue;
+        }
+        let t = cluster.catalog_totals(&name).await;
+        assert_eq!(t.initial + t.restocked - t.sold, t.current, "{name}: {t:?}");
+        assert_eq!(t.sold, units, "{name} sold what the orders hold");
+    }
+    // Tux: three orders of one before the crash, five of two after it.
+    assert_eq!(cluster.catalog_quantity("Tux").await, 100 - 3 - 2 * 5);
+
+    // The crashed leader comes back, and reports ready only once it has caught up
+    // (it restarts believing it still leads, with its own vote of the old term).
+    cluster.start_service(&leader).await;
+    let back = cluster.catalog_health(&leader).await.map(|h| h.digest);
+    assert_eq!(
+        back.as_deref(),
+        Some(digest.as_str()),
+        "{leader} reported ready before it caught up"
+    );
+
+    // Two replicas down: no majority, orders get 503 and take nothing.
+    let others: Vec<String> = cluster
+        .catalogs()
+        .into_iter()
+        .filter(|c| *c != leader)
+        .collect();
+    for name in &others {
+        cluster.kill(name);
+    }
+    let (status, body) = cluster.order("Tux", 1, Some("no-majority")).await;
+    assert_eq!(status, 503, "{body}");
+    // One back: a majority again, and orders flow. The refused order, sent again
+    // with its key, is placed once: its buy may have reached the lone replica's log
+    // and been committed since, and then it is not taken a second time.
+    cluster.start_service(&others[0]).await;
+    let (status, body) = cluster.order("Tux", 1, Some("no-majority")).await;
+    assert_eq!(status, 200, "{body}");
+    cluster.order_ok("Tux", 1).await;
+    units += 2;
+    let leader = cluster.catalog_leader().await;
+    let t = cluster.catalog_totals(&leader).await;
+    assert_eq!(t.sold, units, "each order took its stock once: {t:?}");
+}
+
+/// What the catalog group does is the same in either order mode; this runs in one.
+#[tokio::test]
+async fn a_catalog_replica_far_behind_catches_up_from_a_snapshot_and_restocks_go_on() {
+    let mut cluster = Cluster::new(Options {
+        replicas: 1,
+        catalog_replicas: 3,
+        initial_stock: 3,
+        restock_amount: 10,
+        restock_period_ms: 300,
+        ..Options::default()
+    });
+    // A snapshot every few entries, so a replica that misses a few needs one.
+    for name in cluster.catalogs() {
+        cluster.set_env(&name, "CATALOG_RAFT_SNAPSHOT_ENTRIES", "3");
+    }
+    cluster.start_all().await;
+    let leader = cluster.catalog_leader().await;
+    let behind = cluster
+        .catalogs()
+        .into_iter()
+        .find(|c| *c != leader)
+        .unwrap_or_default();
+    cluster.kill(&behind);
+
+    // Sell Tux out and wait for the group to restock it, then sell more.
+    cluster.order_ok("Tux", 3).await;
+    let mut sold = 3;
+    let restocked = crate::helpers::eventually(Duration::from_secs(10), || async {
+        cluster.catalog_quantity("Tux").await == 10
+    })
+    .await;
+    assert!(restocked, "Tux was not restocked");
+    for toy in ["Fox", "Uno", "Chess", "Clue", "Tux", "Fox", "Uno", "Chess"] {
+        cluster.order_ok(toy, 1).await;
+        sold += 1;
+    }
+
+    // The leader crashes too: the third replica leads, with the one that was behind.
+    cluster.start_service(&behind).await;
+    let digest = cluster.catalogs_converged().await;
+    assert!(
+        cluster.log_text(&behind).contains("installed a catalog snapshot"),
+        "{behind} caught up without a snapshot"
+    );
+    cluster.kill(&leader);
+    cluster.order_ok("Whale", 3).await;
+    sold += 3;
+    let restocked = crate::helpers::eventually(Duration::from_secs(10), || async {
+        cluster.catalog_quantity("Whale").await == 10
+    })
+    .await;
+    assert!(restocked, "Whale was not restocked after the leader changed");
+    assert_ne!(cluster.catalogs_converged().await, digest);
+
+    for name in cluster.running_catalogs() {
+        let t = cluster.catalog_totals(&name).await;
+        assert_eq!(t.initial + t.restocked - t.sold, t.current, "{name}: {t:?}");
+        assert_eq!(t.sold, sold, "{name}: {t:?}");
+        assert_eq!(t.restocked % 10, 0, "whole rounds only: {t:?}");
+    }
+}
