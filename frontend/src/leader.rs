@@ -83,6 +83,9 @@ pub struct Leaders {
     catalog: Arc<Cache>,
     /// The front-end's background tasks (follower notices run on them).
     tasks: Tasks,
+    /// Stopped as soon as shutdown begins: a request in flight then stops failing
+    /// over (503) instead of holding the drain up for the whole budget.
+    closing: Tasks,
 }
 
 /// What one attempt of [`Leaders::call`] came to.
@@ -124,9 +127,11 @@ impl Leaders {
         timing: Timing,
         catalog: Arc<Cache>,
         tasks: Tasks,
+        closing: Tasks,
     ) -> Self {
         Leaders {
             tasks,
+            closing,
             mode,
             mode_mismatch: AtomicBool::new(false),
             replicas,
@@ -158,7 +163,8 @@ impl Leaders {
         });
     }
 
-    /// Runs `op` against the leader, failing over as needed, within the budget.
+    /// Runs `op` against the leader, failing over as needed, within the budget (and
+    /// not past the start of shutdown).
     pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, FrontendError>
     where
         F: Fn(Url) -> Fut,
@@ -172,11 +178,19 @@ impl Leaders {
                 Ok(Attempt::Retry) => {}
                 Err(_) => break,
             }
-            if !backoff.wait().await {
+            let go_on = tokio::select! {
+                more = backoff.wait() => more,
+                _ = self.closing.stopping() => false,
+            };
+            if !go_on {
                 break;
             }
         }
-        tracing::warn!("failover budget spent");
+        if self.closing.is_stopping() {
+            tracing::warn!("shutting down: no more failover");
+        } else {
+            tracing::warn!("failover budget spent");
+        }
         Err(FrontendError::OrdersUnavailable)
     }
 

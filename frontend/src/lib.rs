@@ -46,8 +46,9 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 pub struct App {
     router: Router,
     tasks: Tasks,
-    /// To end the dashboard's streams when shutdown begins.
-    dashboard: dashboard::Dashboard,
+    /// A signal (no task runs on it), stopped as soon as shutdown begins: the
+    /// dashboard's streams end, and requests in flight stop failing over.
+    closing: Tasks,
     /// Keeps the cache's figures in every `/metrics` render while the front-end runs.
     _gauges: common::metrics::OnRender,
 }
@@ -66,6 +67,7 @@ impl App {
             config.cache_capacity as usize,
         ));
         let tasks = Tasks::new();
+        let closing = Tasks::new();
         let leaders = Arc::new(leader::Leaders::new(
             config.replication,
             config.replicas.clone(),
@@ -73,6 +75,7 @@ impl App {
             config.leader_timing(),
             cache.clone(),
             tasks.clone(),
+            closing.clone(),
         ));
         let catalog = CatalogClient::replicated(cluster, config.catalog_url.0.clone());
         let dashboard = dashboard::Dashboard::start(
@@ -84,6 +87,7 @@ impl App {
                 cache.clone(),
             ),
             &tasks,
+            closing.clone(),
         );
         let state = http::AppState {
             catalog: catalog.clone(),
@@ -108,8 +112,8 @@ impl App {
         );
         let token = ClusterToken(secret.as_str().into());
         Ok(App {
-            router: http::router(state, dashboard.clone(), token),
-            dashboard,
+            router: http::router(state, dashboard, token),
+            closing,
             tasks,
             _gauges: cache_metrics(cache),
         })
@@ -141,13 +145,13 @@ pub async fn run(
         capacity,
         "front-end listening"
     );
-    // The dashboard's streams end as soon as shutdown begins (the server could not
-    // finish draining otherwise); the tasks run until it has drained, since requests
-    // in flight still fail over and consult the lease.
-    let dashboard = app.dashboard.clone();
+    // The dashboard's streams end and failover stops as soon as shutdown begins (the
+    // server could not finish draining otherwise); the tasks run until it has
+    // drained, since requests in flight still consult the leader and the lease.
+    let closing = app.closing.clone();
     let shutdown = async move {
         shutdown.await;
-        dashboard.close();
+        closing.stop();
     };
     common::http::serve(listener, app.router(), shutdown).await?;
     app.stop().await;

@@ -115,26 +115,18 @@ impl Panels {
 #[derive(Clone)]
 pub struct Dashboard {
     panels: watch::Receiver<Arc<Panels>>,
-    /// Stopped by [`Dashboard::close`] as soon as shutdown begins: streams end, so
-    /// that the server can finish draining (no task runs on it; it is a signal).
+    /// Stopped as soon as shutdown begins (the front-end's `closing` signal): streams
+    /// end, so that the server can finish draining (no task runs on it).
     closing: Tasks,
 }
 
 impl Dashboard {
     /// Starts polling with `monitor` on `tasks` and returns the handle the routes
-    /// serve from.
-    pub fn start(monitor: Monitor, tasks: &Tasks) -> Self {
+    /// serve from; its streams end when `closing` is stopped.
+    pub fn start(monitor: Monitor, tasks: &Tasks, closing: Tasks) -> Self {
         let (tx, panels) = watch::channel(Arc::new(Panels::waiting()));
         tasks.spawn_cancellable("dashboard poll", poll_loop(monitor, tx));
-        Dashboard {
-            panels,
-            closing: Tasks::new(),
-        }
-    }
-
-    /// Ends every open stream (shutdown has begun).
-    pub fn close(&self) {
-        self.closing.stop();
+        Dashboard { panels, closing }
     }
 }
 
