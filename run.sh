@@ -10,9 +10,11 @@
 #   ./run.sh logs <service>   follow a service's log
 #
 # TOYSTORE_REPLICATION=raft ./run.sh ... runs the order replicas as a Raft group.
+# TOYSTORE_CATALOG_REPLICAS=3 ./run.sh ... runs catalog1..3 as a Raft group.
 #
-# Services: catalog order1 order2 order3 frontend. Settings (environment variables)
-# are listed in the README; every service flag also has its own variable.
+# Services: catalog (or catalog1..3) order1 order2 order3 frontend. Settings
+# (environment variables) are listed in the README; every service flag also has its
+# own variable.
 #
 # This script builds the binaries; the launcher (launcher/, beside them in the target
 # directory) does the rest, from the one description of a cluster that the tests and

@@ -2,75 +2,13 @@
 //! the loss of its leader, no stock change is lost or made twice, the replicas end
 //! with the same stock, and with two of them down orders get 503 until one is back.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::wire::{CatalogHealth, Replication, Role, StockTotals};
+use common::wire::Replication;
 
 use crate::helpers::{in_both_modes, Cluster, Options};
 
 in_both_modes!(orders_flow_through_the_loss_of_the_catalog_leader);
-
-impl Cluster {
-    /// `GET /health` of catalog replica `name`, if it answers.
-    async fn catalog_health(&self, name: &str) -> Option<CatalogHealth> {
-        let url = format!("{}/health", self.url(name));
-        let resp = self.http.get(url).send().await.ok()?;
-        resp.json().await.ok()
-    }
-
-    /// The running catalog replica that leads, once one does (waits up to 10 s).
-    async fn catalog_leader(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            for name in self.running_catalogs() {
-                let health = self.catalog_health(&name).await;
-                if health
-                    .and_then(|h| h.group)
-                    .is_some_and(|g| g.role == Role::Leader)
-                {
-                    return name;
-                }
-            }
-            assert!(Instant::now() < deadline, "no catalog replica leads");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The stock totals of catalog replica `name` (its own applied state).
-    async fn catalog_totals(&self, name: &str) -> StockTotals {
-        let resp = self
-            .http
-            .get(format!("{}/internal/totals", self.url(name)))
-            .header(common::TOKEN_HEADER, &self.token)
-            .send()
-            .await
-            .expect("GET /internal/totals");
-        let body: serde_json::Value = resp.json().await.expect("totals body");
-        serde_json::from_value(body["data"].clone()).expect("totals")
-    }
-
-    /// Waits until the running catalog replicas report one digest; returns it.
-    async fn catalogs_converged(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let mut digests = Vec::new();
-            for name in self.running_catalogs() {
-                match self.catalog_health(&name).await {
-                    Some(h) if h.ready => digests.push(h.digest),
-                    other => digests.push(format!("{name} not ready: {other:?}")),
-                }
-            }
-            if digests.windows(2).all(|w| w[0] == w[1]) {
-                return digests.pop().unwrap_or_default();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "catalog replicas did not converge: {digests:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
 
 async fn orders_flow_through_the_loss_of_the_catalog_leader(mode: Replication) {
     let mut cluster = Cluster::start(Options {
@@ -188,7 +126,9 @@ async fn a_catalog_replica_far_behind_catches_up_from_a_snapshot_and_restocks_go
     cluster.start_service(&behind).await;
     let digest = cluster.catalogs_converged().await;
     assert!(
-        cluster.log_text(&behind).contains("installed a catalog snapshot"),
+        cluster
+            .log_text(&behind)
+            .contains("installed a catalog snapshot"),
         "{behind} caught up without a snapshot"
     );
     cluster.kill(&leader);
@@ -198,7 +138,10 @@ async fn a_catalog_replica_far_behind_catches_up_from_a_snapshot_and_restocks_go
         cluster.catalog_quantity("Whale").await == 10
     })
     .await;
-    assert!(restocked, "Whale was not restocked after the leader changed");
+    assert!(
+        restocked,
+        "Whale was not restocked after the leader changed"
+    );
     assert_ne!(cluster.catalogs_converged().await, digest);
 
     for name in cluster.running_catalogs() {

@@ -7,15 +7,41 @@ use serde_json::json;
 
 use crate::helpers::{eventually, in_both_modes, Cluster, Options};
 
-// Every test here runs in both replication modes.
+// Every test here runs in both replication modes with the single catalog, and with a
+// replicated one (three replicas; its log is the same in either order mode).
 in_both_modes!(
     acknowledged_orders_and_stock_survive_kill_9,
     sold_out_toys_are_restocked_durably,
 );
 
+mod replicated_catalog {
+    use super::*;
+
+    #[tokio::test]
+    async fn acknowledged_orders_and_stock_survive_kill_9() {
+        super::orders_and_stock_survive_kill_9(Replication::PrimaryBackup, 3).await
+    }
+
+    #[tokio::test]
+    async fn sold_out_toys_are_restocked_durably() {
+        super::restocks_survive_kill_9(Replication::PrimaryBackup, 3).await
+    }
+}
+
 async fn acknowledged_orders_and_stock_survive_kill_9(mode: Replication) {
+    orders_and_stock_survive_kill_9(mode, 1).await
+}
+
+async fn sold_out_toys_are_restocked_durably(mode: Replication) {
+    restocks_survive_kill_9(mode, 1).await
+}
+
+/// Orders and stock survive SIGKILL of the order replica and of the catalog (every
+/// catalog replica at once, with `catalogs` of them).
+async fn orders_and_stock_survive_kill_9(mode: Replication, catalogs: u16) {
     let mut cluster = Cluster::start(Options {
         replicas: 1,
+        catalog_replicas: catalogs,
         ..Options::in_mode(mode)
     })
     .await;
@@ -26,8 +52,8 @@ async fn acknowledged_orders_and_stock_survive_kill_9(mode: Replication) {
     }
     // Crash both stores right after the last acknowledgement.
     cluster.kill("order1");
-    cluster.kill("catalog");
-    cluster.start_service("catalog").await;
+    cluster.kill_catalogs();
+    cluster.start_catalogs().await;
     cluster.start_service("order1").await;
 
     let sold = |toy: &str| -> u64 { placed.iter().filter(|p| p.1 == toy).map(|p| p.2).sum() };
@@ -49,9 +75,11 @@ async fn acknowledged_orders_and_stock_survive_kill_9(mode: Replication) {
     assert_eq!(cluster.order_ok("Uno", 1).await, 20);
 }
 
-async fn sold_out_toys_are_restocked_durably(mode: Replication) {
+/// A restock survives SIGKILL of the catalog (of every catalog replica at once).
+async fn restocks_survive_kill_9(mode: Replication, catalogs: u16) {
     let mut cluster = Cluster::start(Options {
         replicas: 1,
+        catalog_replicas: catalogs,
         initial_stock: 3,
         restock_amount: 7,
         restock_period_ms: 300,
@@ -63,7 +91,7 @@ async fn sold_out_toys_are_restocked_durably(mode: Replication) {
     // "restocked" once it is durable, and only then does a crash have to keep it.
     assert!(
         eventually(Duration::from_secs(5), || async {
-            cluster.log_tail("catalog").contains("restocked")
+            cluster.catalog_logged("restocked")
         })
         .await,
         "Frisbee was not restocked"
@@ -75,33 +103,15 @@ async fn sold_out_toys_are_restocked_durably(mode: Replication) {
         "toys in stock are left alone"
     );
 
-    cluster.kill("catalog");
-    cluster.start_service("catalog").await;
+    cluster.kill_catalogs();
+    cluster.start_catalogs().await;
     assert_eq!(
         cluster.catalog_quantity("Frisbee").await,
         7,
         "the restock survives a crash"
     );
-    let (_, totals) = {
-        let resp = cluster
-            .http
-            .get(cluster.url("catalog") + "/internal/totals")
-            .header(common::TOKEN_HEADER, &cluster.token)
-            .send()
-            .await
-            .expect("totals");
-        (
-            resp.status(),
-            resp.json::<serde_json::Value>().await.expect("json"),
-        )
-    };
-    let t = &totals["data"];
-    let (initial, restocked, sold, current) = (
-        t["initial"].as_u64().expect("initial"),
-        t["restocked"].as_u64().expect("restocked"),
-        t["sold"].as_u64().expect("sold"),
-        t["current"].as_u64().expect("current"),
-    );
-    assert_eq!((restocked, sold), (7, 3));
-    assert_eq!(initial + restocked - sold, current, "stock adds up");
+    let leader = cluster.catalog_leader().await;
+    let t = cluster.catalog_totals(&leader).await;
+    assert_eq!((t.restocked, t.sold), (7, 3));
+    assert_eq!(t.initial + t.restocked - t.sold, t.current, "stock adds up");
 }

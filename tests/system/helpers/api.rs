@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use common::wire::{CacheStats, FrontendHealth};
+use common::wire::{CacheStats, CatalogHealth, FrontendHealth, Role, StockTotals};
 use serde_json::{json, Value};
 
 use super::Cluster;
@@ -174,5 +174,102 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("replicas did not converge: {last:#?}");
+    }
+}
+
+impl Cluster {
+    /// `GET /health` of catalog replica `name`, if it answers.
+    pub async fn catalog_health(&self, name: &str) -> Option<CatalogHealth> {
+        let url = format!("{}/health", self.url(name));
+        let resp = self.http.get(url).send().await.ok()?;
+        resp.json().await.ok()
+    }
+
+    /// The running catalog replica that leads, once one does (waits up to 10 s); the
+    /// single catalog.
+    pub async fn catalog_leader(&self) -> String {
+        if let [single] = self.catalogs().as_slice() {
+            if self
+                .topology
+                .service(single)
+                .is_ok_and(|s| s.replica.is_none())
+            {
+                return single.clone();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for name in self.running_catalogs() {
+                let health = self.catalog_health(&name).await;
+                if health
+                    .and_then(|h| h.group)
+                    .is_some_and(|g| g.role == Role::Leader)
+                {
+                    return name;
+                }
+            }
+            assert!(Instant::now() < deadline, "no catalog replica leads");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The stock totals of catalog (replica) `name` (its own applied state).
+    pub async fn catalog_totals(&self, name: &str) -> StockTotals {
+        let resp = self
+            .http
+            .get(format!("{}/internal/totals", self.url(name)))
+            .header(common::TOKEN_HEADER, &self.token)
+            .send()
+            .await
+            .expect("GET /internal/totals");
+        let body: serde_json::Value = resp.json().await.expect("totals body");
+        serde_json::from_value(body["data"].clone()).expect("totals")
+    }
+
+    /// Waits until the running catalog replicas report one digest; returns it.
+    pub async fn catalogs_converged(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut digests = Vec::new();
+            for name in self.running_catalogs() {
+                match self.catalog_health(&name).await {
+                    Some(h) if h.ready => digests.push(h.digest),
+                    other => digests.push(format!("{name} not ready: {other:?}")),
+                }
+            }
+            if digests.windows(2).all(|w| w[0] == w[1]) {
+                return digests.pop().unwrap_or_default();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "catalog replicas did not converge: {digests:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Crashes the catalog, or every catalog replica (SIGKILL).
+    pub fn kill_catalogs(&mut self) {
+        for name in self.running_catalogs() {
+            self.kill(&name);
+        }
+    }
+
+    /// Starts the catalog, or every catalog replica, and waits until each is healthy.
+    pub async fn start_catalogs(&mut self) {
+        let names = self.catalogs();
+        for name in &names {
+            self.spawn(name);
+        }
+        for name in &names {
+            self.wait_healthy(name).await;
+        }
+    }
+
+    /// Whether any catalog (replica) has logged `text`.
+    pub fn catalog_logged(&self, text: &str) -> bool {
+        self.catalogs()
+            .iter()
+            .any(|name| self.log_text(name).contains(text))
     }
 }
