@@ -260,6 +260,11 @@ impl CatalogClient {
         }
     }
 
+    /// Every replica's URL (one for the single catalog).
+    pub fn replicas(&self) -> &[Url] {
+        &self.replicas
+    }
+
     /// The replica calls go to now.
     pub fn current(&self) -> Option<&Url> {
         let n = self.replicas.len();

@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use common::tasks::Tasks;
-use common::wire::{CacheEventKind, Replication, Role};
+use common::wire::{CacheEventKind, CatalogHealth, Replication, Role};
 use futures_util::Stream;
 use tokio::sync::watch;
 
@@ -342,8 +342,12 @@ fn catalog(s: &Snapshot) -> String {
             Duration::from_millis(h.restock_period_ms).as_secs_f64(),
         );
     }
+    out.push_str("</p>");
+    if !c.replicas.is_empty() {
+        catalog_replicas(&mut out, &c.replicas);
+    }
     out.push_str(
-        "</p><table><thead><tr><th>toy</th><th>price</th><th>stock</th><th>version</th></tr>\
+        "<table><thead><tr><th>toy</th><th>price</th><th>stock</th><th>version</th></tr>\
          </thead><tbody>",
     );
     for toy in &c.products {
@@ -364,6 +368,58 @@ fn catalog(s: &Snapshot) -> String {
     }
     out.push_str("</tbody></table>");
     out
+}
+
+/// A replicated catalog's replicas, like the order replicas: up or down, role, term,
+/// how far behind the leader's commit each has applied, and the stock digest.
+fn catalog_replicas(out: &mut String, replicas: &[Option<CatalogHealth>]) {
+    let committed = replicas
+        .iter()
+        .flatten()
+        .filter_map(|h| h.group.as_ref())
+        .filter(|g| g.role == Role::Leader)
+        .filter_map(|g| g.commit_index)
+        .max();
+    out.push_str(
+        "<table><thead><tr><th>replica</th><th>role</th><th>ready</th><th>term</th>\
+         <th>applied</th><th>digest</th><th>behind</th></tr></thead><tbody>",
+    );
+    for (i, health) in replicas.iter().enumerate() {
+        let name = format!("catalog{}", i + 1);
+        let Some((h, g)) = health.as_ref().and_then(|h| Some((h, h.group.as_ref()?))) else {
+            let _ = write!(
+                out,
+                "<tr data-catalog=\"{name}\" data-role=\"down\" class=\"down\"><td>{name}</td>\
+                 <td colspan=\"6\">down: not answering</td></tr>"
+            );
+            continue;
+        };
+        let role = match g.role {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+        };
+        let applied = g.applied_index.map_or("–".to_string(), |i| i.to_string());
+        let behind = match (committed, g.applied_index) {
+            (Some(c), Some(a)) if c.get() > a.get() => {
+                format!("<strong>{}</strong>", count(c.get() - a.get()))
+            }
+            (Some(_), _) => "0".to_string(),
+            (None, _) => "?".to_string(),
+        };
+        let digest = h.digest.get(..12).unwrap_or(&h.digest);
+        let _ = write!(
+            out,
+            "<tr data-catalog=\"{name}\" data-role=\"{role}\" class=\"up {role}{}\">\
+             <td>{name}</td><td>{role}</td><td>{}</td><td>{}</td><td>{applied}</td>\
+             <td class=\"mono\" title=\"{}\">{}</td><td>{behind}</td></tr>",
+            if h.ready { "" } else { " unready" },
+            if h.ready { "yes" } else { "no" },
+            g.term,
+            Esc(&h.digest),
+            Esc(digest),
+        );
+    }
+    out.push_str("</tbody></table>");
 }
 
 fn cache(s: &Snapshot) -> String {

@@ -34,3 +34,47 @@ fn only_changed_panels_are_sent_again() {
     };
     assert_eq!(second.changed_since(Some(&first)), r#"{"feed":"g"}"#);
 }
+
+#[test]
+fn a_replicated_catalog_shows_each_replica_like_the_order_replicas() {
+    use common::domain::{LogIndex, ReplicaId, Term};
+    use common::wire::GroupStatus;
+    let replica = |id, role, applied| CatalogHealth {
+        service: "catalog".into(),
+        ready: true,
+        restock_period_ms: 10_000,
+        next_restock_ms: 5_000,
+        digest: format!("digest-{applied}"),
+        group: Some(GroupStatus {
+            id: ReplicaId(id),
+            role,
+            term: Term(4),
+            leader: Some(ReplicaId(2)),
+            commit_index: Some(LogIndex(12)),
+            applied_index: Some(LogIndex(applied)),
+        }),
+    };
+    let mut out = String::new();
+    catalog_replicas(
+        &mut out,
+        &[
+            Some(replica(1, Role::Follower, 9)),
+            Some(replica(2, Role::Leader, 12)),
+            None,
+        ],
+    );
+    assert!(
+        out.contains(r#"data-catalog="catalog1" data-role="follower""#),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"data-catalog="catalog2" data-role="leader""#),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"data-catalog="catalog3" data-role="down""#),
+        "{out}"
+    );
+    // catalog1 has applied 9 of the leader's 12 committed entries.
+    assert!(out.contains("<td>9</td><td class=\"mono\" title=\"digest-9\">digest-9</td><td><strong>3</strong></td>"), "{out}");
+}

@@ -66,6 +66,9 @@ pub struct CatalogState {
     /// Every toy, from the newest successful poll (kept while the catalog is down).
     pub products: Vec<CatalogProduct>,
     pub health: Option<CatalogHealth>,
+    /// A replicated catalog's replicas, in configuration order: each one's health,
+    /// `None` while it does not answer (empty for the single catalog).
+    pub replicas: Vec<Option<CatalogHealth>>,
 }
 
 /// Rates and mean latencies over one poll interval; `None` where nothing was measured
@@ -234,15 +237,25 @@ impl Monitor {
         snapshot
     }
 
-    /// The catalog's toys and health; its toys from the last poll if it is down.
+    /// The catalog's toys and health (and each replica's, if replicated); its toys
+    /// from the last poll if it is down.
     async fn poll_catalog(&self) -> CatalogState {
         let products = tokio::time::timeout(PEER_TIMEOUT, self.catalog.products());
-        let (products, health) = tokio::join!(products, self.catalog.health_within(PEER_TIMEOUT));
+        let urls = self.catalog.replicas();
+        let each = futures_util::future::join_all(
+            urls.iter()
+                .filter(|_| urls.len() > 1)
+                .map(|url| self.catalog.health_of(url, PEER_TIMEOUT)),
+        );
+        let (products, health, each) =
+            tokio::join!(products, self.catalog.health_within(PEER_TIMEOUT), each);
+        let replicas = each.into_iter().map(Result::ok).collect();
         match products {
             Ok(Ok(products)) => CatalogState {
                 up: true,
                 products,
                 health: health.ok(),
+                replicas,
             },
             _ => CatalogState {
                 up: false,
@@ -252,6 +265,7 @@ impl Monitor {
                     .map(|s| s.catalog.products.clone())
                     .unwrap_or_default(),
                 health: None,
+                replicas,
             },
         }
     }

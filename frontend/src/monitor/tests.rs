@@ -154,11 +154,13 @@ fn a_new_leader_and_a_restock_are_news() {
         up: true,
         products: vec![toy(0)],
         health: None,
+        replicas: Vec::new(),
     };
     after.catalog = CatalogState {
         up: true,
         products: vec![toy(100)],
         health: None,
+        replicas: Vec::new(),
     };
     assert_eq!(
         changes(&before, &after, &mut HashSet::new()),
