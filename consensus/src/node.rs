@@ -143,6 +143,9 @@ struct Inner<C: Group> {
     raft: Raft<C>,
     /// Set once this member has caught up after its start (see the module docs).
     caught_up: AtomicBool,
+    /// The term this member led when it stopped, if it restarts as that term's
+    /// leader (see [`RaftNode::linearize`]).
+    restored_term: Option<u64>,
     log: LogStore<C>,
     settings: Settings,
 }
@@ -172,11 +175,16 @@ impl<C: Group> RaftNode<C> {
         let raft = Raft::new(id.node(), Arc::new(config), network, log.clone(), machine)
             .await
             .map_err(|e| StartError::Fatal(Box::new(e)))?;
+        let restored_term = {
+            let m = raft.metrics().borrow().clone();
+            (m.state == ServerState::Leader).then_some(m.current_term)
+        };
         let node = RaftNode {
             inner: Arc::new(Inner {
                 id,
                 raft,
                 caught_up: AtomicBool::new(false),
+                restored_term,
                 log,
                 settings,
             }),
@@ -228,10 +236,34 @@ impl<C: Group> RaftNode<C> {
     /// As leader: confirms the leadership with a majority and waits until everything
     /// committed before the read is applied here (a linearizable read), within the
     /// read wait.
+    ///
+    /// openraft's read index is the newer of the commit index and the first entry of
+    /// the leader's term. A member restarted as the leader of its old term (its vote
+    /// was committed) has neither right: the commit index it restored may be older
+    /// than what was acknowledged before the crash (it is not flushed on every
+    /// commit), and its term's first entry is older still. Such a leader waits for
+    /// every entry in its log instead: as the confirmed leader it commits them all, so
+    /// the wait ends, and it includes everything acknowledged.
     pub async fn linearize(&self) -> Result<(), ReadError> {
         let wait = self.inner.settings.read;
-        match tokio::time::timeout(wait, self.inner.raft.ensure_linearizable()).await {
-            Ok(Ok(_)) => Ok(()),
+        let read = async {
+            self.inner.raft.ensure_linearizable().await?;
+            let m = self.inner.raft.metrics().borrow().clone();
+            if self.inner.restored_term == Some(m.current_term) {
+                let waited = self
+                    .inner
+                    .raft
+                    .wait(Some(wait))
+                    .applied_index_at_least(m.last_log_index, "restored leader's read")
+                    .await;
+                if waited.is_err() {
+                    return Ok(Err(ReadError::Timeout(wait)));
+                }
+            }
+            Ok(Ok(()))
+        };
+        match tokio::time::timeout(wait, read).await {
+            Ok(Ok(result)) => result,
             Ok(Err(RaftError::APIError(e))) => Err(ReadError::NotConfirmed(Box::new(e))),
             Ok(Err(RaftError::Fatal(e))) => Err(ReadError::Fatal(Box::new(e))),
             Err(_) => Err(ReadError::Timeout(wait)),

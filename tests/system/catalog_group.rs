@@ -151,3 +151,43 @@ async fn a_catalog_replica_far_behind_catches_up_from_a_snapshot_and_restocks_go
         assert_eq!(t.restocked % 10, 0, "whole rounds only: {t:?}");
     }
 }
+
+/// SIGSTOP of the catalog leader: orders go on through a new leader, and the resumed
+/// ex-leader, which still believes it leads, takes nothing of what reaches it (the
+/// requests its clients gave up on) and catches up.
+#[tokio::test]
+async fn a_paused_catalog_leader_is_replaced_and_takes_nothing_once_resumed() {
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        catalog_replicas: 3,
+        failover_ms: 8_000,
+        ..Options::default()
+    })
+    .await;
+    cluster.order_ok("Tux", 1).await;
+    let leader = cluster.catalog_leader().await;
+    cluster.pause(&leader);
+    let paused = std::time::Instant::now();
+    let mut units = 1;
+    for _ in 0..5 {
+        cluster.order_ok("Fox", 1).await;
+        units += 1;
+    }
+    let new_leader = cluster.catalog_leader().await;
+    assert_ne!(new_leader, leader);
+    // Stalled for several election timeouts and request timeouts in all.
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(paused.elapsed())).await;
+    cluster.resume(&leader);
+
+    cluster.order_ok("Tux", 1).await;
+    units += 1;
+    cluster.catalogs_converged().await;
+    for name in cluster.catalogs() {
+        let t = cluster.catalog_totals(&name).await;
+        assert_eq!(
+            t.sold, units,
+            "{name}: every order took its stock once: {t:?}"
+        );
+        assert_eq!(t.initial + t.restocked - t.sold, t.current, "{name}: {t:?}");
+    }
+}
