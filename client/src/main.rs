@@ -192,13 +192,17 @@ struct ClusterArgs {
     /// How the order replicas agree: primary-backup or raft.
     #[arg(long, env = "TOYSTORE_REPLICATION", value_enum, default_value_t = Replication::PrimaryBackup)]
     replication: Replication,
+    /// Catalog replicas: 1 (the single catalog) or 3 (a Raft group; BASE+81..83).
+    #[arg(long, env = "TOYSTORE_CATALOG_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=7))]
+    catalog_replicas: u16,
 }
 
 impl ClusterArgs {
     fn run_sh(self, command: &str) -> Result<RunSh, ClientError> {
         RunSh::new(
             self.run_sh,
-            self.port_base,
+            (self.port_base, self.catalog_replicas),
             self.data_dir
                 .unwrap_or_else(|| PathBuf::from("data").join(command)),
             self.initial_stock,

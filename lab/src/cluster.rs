@@ -32,15 +32,17 @@ pub struct RunSh {
 }
 
 impl RunSh {
-    /// The cluster `script` runs on the default layout moved to `port_base`.
+    /// The cluster `script` runs on the default layout moved to `port_base`, with
+    /// `catalogs` catalog replicas (1: the single catalog).
     pub fn new(
         script: PathBuf,
-        port_base: u16,
+        (port_base, catalogs): (u16, u16),
         data_dir: PathBuf,
         initial_stock: u64,
         replication: Replication,
     ) -> Result<RunSh, ClientError> {
         let topology = Ports::from_base(port_base)
+            .and_then(|ports| ports.with_catalogs(catalogs))
             .and_then(|ports| Topology::new("127.0.0.1", &ports, replication))
             .map_err(|e| ClientError::Other(e.to_string()))?;
         Ok(RunSh {
@@ -115,7 +117,7 @@ impl RunSh {
         let token = std::fs::read_to_string(&path).map_err(ClientError::file(&path))?;
         Inspector::new(
             self.topology.replicas(),
-            self.topology.catalog_url(),
+            self.topology.catalog_urls(),
             self.frontend_url(),
             token.trim(),
         )
@@ -171,9 +173,11 @@ pub struct Inspector {
 }
 
 impl Inspector {
+    /// The cluster of order `replicas`, the catalog at `catalogs` (its replicas' URLs
+    /// if replicated) and the front-end at `frontend`.
     pub fn new(
         replicas: Replicas,
-        catalog: Url,
+        catalogs: Vec<Url>,
         frontend: Url,
         token: &str,
     ) -> Result<Self, ClientError> {
@@ -182,7 +186,7 @@ impl Inspector {
         Ok(Inspector {
             replicas,
             orders: OrderClient::new(cluster.clone()),
-            catalog: CatalogClient::new(cluster, catalog),
+            catalog: CatalogClient::replicated(cluster, catalogs),
             frontend,
             http: reqwest::Client::new(),
         })
@@ -240,11 +244,28 @@ impl Inspector {
         }
     }
 
+    /// The catalog's stock totals: a replicated catalog's leader's, or (while none
+    /// leads) those of the first replica that answers.
     pub async fn stock_totals(&self) -> Result<StockTotals, ClientError> {
-        self.catalog
-            .totals()
-            .await
-            .map_err(ClientError::peer("catalog totals"))
+        let urls = self.catalog.replicas();
+        let mut leader = None;
+        for url in urls.iter().filter(|_| urls.len() > 1) {
+            let health = self.catalog.health_of(url, Duration::from_secs(1)).await;
+            if health.is_ok_and(|h| h.group.is_some_and(|g| g.role == Role::Leader)) {
+                leader = Some(url);
+                break;
+            }
+        }
+        let mut last = None;
+        for url in leader.into_iter().chain(urls) {
+            match self.catalog.totals_of(url).await {
+                Ok(totals) => return Ok(totals),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(ClientError::peer("catalog totals")(last.unwrap_or(
+            common::client::PeerError::Unreachable("no catalog configured".into()),
+        )))
     }
 
     /// Every order replica `id` holds, in number order (with keys and epochs).

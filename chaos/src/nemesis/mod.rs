@@ -139,7 +139,7 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
     );
     let inspector = Inspector::new(
         replicas,
-        lab.url("catalog")?,
+        vec![lab.url("catalog")?],
         lab.url("frontend")?,
         &lab.token()?,
     )?;
