@@ -2,6 +2,10 @@
 //! replica (the leader at least `leader_kills` times), restart it after a pause, and
 //! then check what the lab asks: did any client notice? did every order read back? do
 //! all replicas hold the same orders? does the stock add up?
+//!
+//! With a replicated catalog (`--catalog-replicas 3`) every other kill is of a
+//! catalog replica instead (its leader half the time), and the catalog replicas must
+//! end with the same stock too.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,7 +43,9 @@ pub async fn run(plan: ChaosPlan, inspector: &Inspector) -> Result<bool, ClientE
 
     let mut rng = fastrand::Rng::with_seed(plan.seed);
     let ids = inspector.replica_ids();
-    let (mut kills, mut leader_kills) = (0u32, 0u32);
+    let (mut kills, mut leader_kills, mut catalog_kills) = (0u32, 0u32, 0u32);
+    // A replicated catalog's replicas, by name (empty for the single catalog).
+    let catalogs = plan.run_sh.catalog_replicas();
     let mut kill_log = Vec::new();
     let started = std::time::Instant::now();
     let mut killing = Ok(());
@@ -48,17 +54,37 @@ pub async fn run(plan: ChaosPlan, inspector: &Inspector) -> Result<bool, ClientE
         if load.is_finished() {
             break;
         }
-        let leader = inspector.leader().await;
-        let leaders_owed = plan.leader_kills.saturating_sub(leader_kills);
-        let victim = match leader {
-            Some(l) if leaders_owed > 0 && (rng.bool() || plan.kills - kills <= leaders_owed) => l,
-            _ => ids[rng.usize(..ids.len())],
-        };
-        let service = format!("order{victim}");
-        let role = if Some(victim) == leader {
-            "leader"
+        let (service, role) = if !catalogs.is_empty() && kills % 2 == 1 {
+            let leader = inspector.catalog_leader().await;
+            let victim = match leader {
+                Some(l) if rng.bool() => l,
+                _ => rng.usize(..catalogs.len()),
+            };
+            catalog_kills += 1;
+            let role = if Some(victim) == leader {
+                "catalog leader"
+            } else {
+                "catalog follower"
+            };
+            (catalogs[victim].clone(), role)
         } else {
-            "follower"
+            let leader = inspector.leader().await;
+            let leaders_owed = plan.leader_kills.saturating_sub(leader_kills);
+            let order_kills_left =
+                plan.kills - kills - catalog_kills_left(&catalogs, kills, plan.kills);
+            let victim = match leader {
+                Some(l) if leaders_owed > 0 && (rng.bool() || order_kills_left <= leaders_owed) => {
+                    l
+                }
+                _ => ids[rng.usize(..ids.len())],
+            };
+            leader_kills += u32::from(Some(victim) == leader);
+            let role = if Some(victim) == leader {
+                "leader"
+            } else {
+                "follower"
+            };
+            (format!("order{victim}"), role)
         };
         println!("kill {:>2}: {service} ({role})", kills + 1);
         kill_log.push(format!("{service} ({role})"));
@@ -67,7 +93,6 @@ pub async fn run(plan: ChaosPlan, inspector: &Inspector) -> Result<bool, ClientE
             break;
         }
         kills += 1;
-        leader_kills += u32::from(Some(victim) == leader);
         tokio::time::sleep(plan.down).await;
         if let Err(e) = plan.run_sh.run(&["start", &service], &[]).await {
             killing = Err(e);
@@ -92,7 +117,14 @@ pub async fn run(plan: ChaosPlan, inspector: &Inspector) -> Result<bool, ClientE
     println!();
     check(
         kills >= plan.kills && leader_kills >= plan.leader_kills,
-        format!("{kills} replicas killed, {leader_kills} of them the leader"),
+        match catalog_kills {
+            0 => format!("{kills} replicas killed, {leader_kills} of them the leader"),
+            n => format!(
+                "{kills} replicas killed: {n} catalog replicas, {} order replicas, \
+                 {leader_kills} of them the leader",
+                kills - n
+            ),
+        },
     );
     check(
         record.failures() == 0,
@@ -132,6 +164,21 @@ pub async fn run(plan: ChaosPlan, inspector: &Inspector) -> Result<bool, ClientE
             check(false, "replicas did not converge within 30 s".into());
         }
     }
+    if !catalogs.is_empty() {
+        match inspector.catalogs_converged(Duration::from_secs(30)).await {
+            Ok(digest) => check(
+                true,
+                format!(
+                    "the {} catalog replicas hold the same stock (digest {digest})",
+                    catalogs.len()
+                ),
+            ),
+            Err(digests) => check(
+                false,
+                format!("catalog replicas did not converge within 30 s: {digests:?}"),
+            ),
+        }
+    }
     println!("\n{}", closing_line(ok));
     if let Some(path) = &plan.report {
         let md = report(
@@ -145,6 +192,16 @@ pub async fn run(plan: ChaosPlan, inspector: &Inspector) -> Result<bool, ClientE
         println!("wrote {}", path.display());
     }
     Ok(ok)
+}
+
+/// How many of the kills from number `kills` (0-based) on are of catalog replicas:
+/// every other one, when there are any.
+fn catalog_kills_left(catalogs: &[String], kills: u32, total: u32) -> u32 {
+    if catalogs.is_empty() {
+        0
+    } else {
+        (kills..total).filter(|k| k % 2 == 1).count() as u32
+    }
 }
 
 /// The markdown report: what was done, what clients saw, and the checks.

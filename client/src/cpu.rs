@@ -10,22 +10,29 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use common::topology::Kind;
 use lab::cluster::RunSh;
 
-/// The services, in report order.
-const SERVICES: [&str; 5] = ["frontend", "catalog", "order1", "order2", "order3"];
+/// The services, in report order: the front-end, the catalog (or its replicas), the
+/// order replicas.
+fn services(rs: &RunSh) -> Vec<String> {
+    [Kind::Frontend, Kind::Catalog, Kind::Order]
+        .into_iter()
+        .flat_map(|kind| rs.topology.of_kind(kind).map(|s| s.name.clone()))
+        .collect()
+}
 
 /// CPU times at one moment, in clock ticks.
 pub struct Sample {
-    /// Each service's `utime + stime` (`None` if it could not be read).
-    services: Vec<Option<u64>>,
+    /// Each service and its `utime + stime` (`None` if it could not be read).
+    services: Vec<(String, Option<u64>)>,
     /// The machine's busy and total ticks, over every CPU.
     machine: Option<(u64, u64)>,
 }
 
 /// What one order cost, in µs of CPU.
 pub struct PerOrder {
-    pub services: Vec<(&'static str, Option<f64>)>,
+    pub services: Vec<(String, Option<f64>)>,
     /// All of the machine's busy time.
     pub all: Option<f64>,
     /// What the machine's CPUs could give one order at the measured rate.
@@ -35,9 +42,12 @@ pub struct PerOrder {
 /// Reads the services' and the machine's CPU times now.
 pub fn sample(rs: &RunSh) -> Sample {
     Sample {
-        services: SERVICES
-            .iter()
-            .map(|service| rs.pid(service).and_then(process_ticks))
+        services: services(rs)
+            .into_iter()
+            .map(|service| {
+                let ticks = rs.pid(&service).and_then(process_ticks);
+                (service, ticks)
+            })
             .collect(),
         machine: machine_ticks(),
     }
@@ -74,15 +84,16 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// What `orders` orders placed between `before` and `after` cost each.
 pub fn per_order(before: &Sample, after: &Sample, orders: f64) -> PerOrder {
     let us = |ticks: u64| ticks as f64 / TICKS_PER_SECOND * 1e6 / orders.max(1.0);
-    let services = SERVICES
+    let services = before
+        .services
         .iter()
-        .zip(before.services.iter().zip(&after.services))
-        .map(|(name, (b, a))| {
+        .zip(&after.services)
+        .map(|((name, b), (_, a))| {
             let spent = match (b, a) {
                 (Some(b), Some(a)) => Some(us(a.saturating_sub(*b))),
                 _ => None,
             };
-            (*name, spent)
+            (name.clone(), spent)
         })
         .collect();
     let (all, available) = match (before.machine, after.machine) {
@@ -110,14 +121,14 @@ pub fn row(what: &str, p: &PerOrder) -> String {
     out
 }
 
-/// The table's header.
-pub fn header() -> String {
+/// The table's header, naming the services of `p`.
+pub fn header(p: &PerOrder) -> String {
     let mut out = String::from("| orders, 32 clients |");
-    for s in SERVICES {
+    for (s, _) in &p.services {
         let _ = write!(out, " {s} |");
     }
     out.push_str(" all, with wrk and the kernel | available |\n|---|");
-    for _ in 0..SERVICES.len() + 2 {
+    for _ in 0..p.services.len() + 2 {
         out.push_str("---|");
     }
     out
@@ -129,12 +140,19 @@ mod tests {
 
     #[test]
     fn costs_are_divided_by_the_orders() {
+        let named = |ticks: [Option<u64>; 5]| {
+            ["frontend", "catalog", "order1", "order2", "order3"]
+                .into_iter()
+                .map(String::from)
+                .zip(ticks)
+                .collect()
+        };
         let before = Sample {
-            services: vec![Some(100), Some(0), None, Some(10), Some(10)],
+            services: named([Some(100), Some(0), None, Some(10), Some(10)]),
             machine: Some((1_000, 2_000)),
         };
         let after = Sample {
-            services: vec![Some(140), Some(20), Some(5), Some(20), Some(30)],
+            services: named([Some(140), Some(20), Some(5), Some(20), Some(30)]),
             machine: Some((1_190, 2_200)),
         };
         // 1000 orders; a tick is 10 ms.
@@ -149,7 +167,8 @@ mod tests {
             row("pb", &p),
             "| pb | 400 | 200 | - | 100 | 200 | 1900 | 2000 |"
         );
-        assert_eq!(header().lines().count(), 2);
+        assert_eq!(header(&p).lines().count(), 2);
+        assert!(header(&p).starts_with("| orders, 32 clients | frontend | catalog |"));
     }
 
     #[test]

@@ -250,24 +250,16 @@ async fn restart_to_ready(
 /// Resident memory and disk of every service, from `run.sh`'s PID files and data
 /// directories.
 fn footprints(rs: &RunSh) -> Vec<Footprint> {
-    let suffix = match rs.replication() {
-        common::wire::Replication::PrimaryBackup => "",
-        common::wire::Replication::Raft => "-raft",
-    };
-    ["catalog", "order1", "order2", "order3", "frontend"]
-        .into_iter()
-        .map(|service| {
-            let pid = rs.pid(service);
-            let dir = match service {
-                "frontend" => None,
-                "catalog" => Some(rs.data_dir.join("catalog")),
-                replica => Some(rs.data_dir.join(format!("{replica}{suffix}"))),
-            };
-            Footprint {
-                service: service.to_string(),
-                rss_mib: pid.and_then(rss_mib),
-                disk_bytes: dir.map_or(0, |d| disk_usage(&d)),
-            }
+    rs.topology
+        .services()
+        .iter()
+        .map(|service| Footprint {
+            service: service.name.clone(),
+            rss_mib: rs.pid(&service.name).and_then(rss_mib),
+            disk_bytes: rs
+                .topology
+                .data_dir(service, &rs.data_dir)
+                .map_or(0, |d| disk_usage(&d)),
         })
         .collect()
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::client::{CatalogClient, ClusterClient, OrderClient};
 use common::config::Replicas;
 use common::domain::{OrderNumber, ReplicaId};
-use common::topology::{Ports, Topology};
+use common::topology::{Kind, Ports, Topology};
 use common::wire::{
     CacheStats, FrontendHealth, OrderRecord, ReplicaStatus, Replication, Role, StockTotals,
 };
@@ -77,6 +77,16 @@ impl RunSh {
     /// Each service's port, as `run.sh` is told them.
     fn ports(&self) -> Ports {
         self.topology.ports().clone()
+    }
+
+    /// A replicated catalog's replicas by name (`catalog1` …; empty for the single
+    /// catalog).
+    pub fn catalog_replicas(&self) -> Vec<String> {
+        self.topology
+            .of_kind(Kind::Catalog)
+            .filter(|s| s.replica.is_some())
+            .map(|s| s.name.clone())
+            .collect()
     }
 
     /// The process id of `service`, from run.sh's PID file (if it runs).
@@ -239,6 +249,47 @@ impl Inspector {
             }
             if Instant::now() > deadline {
                 return Err(all);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The index (in configuration order) of the catalog replica that leads, if one
+    /// answers as leader (`None` for the single catalog).
+    pub async fn catalog_leader(&self) -> Option<usize> {
+        let urls = self.catalog.replicas();
+        if urls.len() < 2 {
+            return None;
+        }
+        for (i, url) in urls.iter().enumerate() {
+            let health = self.catalog.health_of(url, Duration::from_secs(1)).await;
+            if health.is_ok_and(|h| h.group.is_some_and(|g| g.role == Role::Leader)) {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Waits until every catalog replica is ready and reports the same digest;
+    /// answers it, or what each reported when time ran out.
+    pub async fn catalogs_converged(&self, timeout: Duration) -> Result<String, Vec<String>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut digests = Vec::new();
+            for url in self.catalog.replicas() {
+                digests.push(
+                    match self.catalog.health_of(url, Duration::from_secs(1)).await {
+                        Ok(h) if h.ready => h.digest,
+                        Ok(_) => format!("{url}: not ready"),
+                        Err(e) => format!("{url}: {e}"),
+                    },
+                );
+            }
+            if digests.windows(2).all(|w| w[0] == w[1]) {
+                return Ok(digests.pop().unwrap_or_default());
+            }
+            if Instant::now() > deadline {
+                return Err(digests);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -13,9 +13,31 @@ use crate::helpers::{bin_dir, client_with_run_sh, free_port_base, in_both_modes,
 in_both_modes!(a_short_chaos_run_passes_every_check);
 
 async fn a_short_chaos_run_passes_every_check(mode: Replication) {
+    let stdout = short_chaos_run(mode, 1).await;
+    assert!(stdout.contains("4 replicas killed"), "{stdout}");
+}
+
+/// The same with a replicated catalog: every other kill is of a catalog replica.
+#[tokio::test]
+async fn a_short_chaos_run_with_a_replicated_catalog_passes_every_check() {
+    let stdout = short_chaos_run(Replication::PrimaryBackup, 3).await;
+    assert!(
+        stdout.contains("4 replicas killed: 2 catalog replicas, 2 order replicas"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the 3 catalog replicas hold the same stock"),
+        "{stdout}"
+    );
+}
+
+/// `client chaos` with four kills (two of the leader) on a cluster of its own with
+/// `catalogs` catalog replicas; fails unless every check passed; answers its output.
+async fn short_chaos_run(mode: Replication, catalogs: u16) -> String {
     let data = tempfile::tempdir().expect("temp dir");
     let cluster = data.path().join("cluster");
     let mut chaos = client_with_run_sh("chaos", &cluster, free_port_base());
+    chaos.args(["--catalog-replicas", &catalogs.to_string()]);
     chaos
         .args([
             "--kills",
@@ -46,7 +68,7 @@ async fn a_short_chaos_run_passes_every_check(mode: Replication) {
         output.status.success() && stdout.contains("all checks passed"),
         "chaos failed:\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("4 replicas killed"), "{stdout}");
+    stdout.into_owned()
 }
 
 /// The multi-host run (`client chaos --hosts`) in a short version, in both replication

@@ -220,7 +220,7 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
              service's process, all of the machine's busy time (`wrk` and the kernel's own \
              work included), and what the two cores could give one order at that rate. The \
              leader is the replica that spends the most.\n\n{}",
-            crate::cpu::header()
+            crate::cpu::header(&first.cpu)
         );
         for m in [&first, &second] {
             let _ = writeln!(
@@ -310,7 +310,7 @@ async fn metrics_overhead(
     let (get, order) = alternating(lookup, &orders, script, d, |i| async move {
         let setting = ["off", "on"][i];
         println!("lookups and orders with metrics {setting}");
-        for svc in ["catalog", "order1", "order2", "order3", "frontend"] {
+        for svc in rs.topology.names() {
             rs.run(&["restart", svc], &[("TOYSTORE_METRICS", setting)])
                 .await?;
         }
