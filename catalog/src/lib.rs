@@ -106,7 +106,14 @@ impl App {
         );
 
         // No start-up announcement is needed: a crash between a flush and its push is
-        // covered by the front-end's lease, whose next poll reads the new version.
+        // covered by the front-end's lease, whose next poll reads the new version. A
+        // group's new leader announces every version all the same, to be quicker.
+        if let Some(group) = &group {
+            tasks.spawn_cancellable(
+                "leader announcements",
+                group.clone().announce_when_leading(invalidator.clone()),
+            );
+        }
 
         let next_restock = restock::NextRestock::new(config.restock_period());
         tasks.spawn_cancellable(

@@ -72,6 +72,15 @@ async fn orders_flow_through_the_loss_of_the_catalog_leader(mode: Replication) {
         killed.elapsed() < Duration::from_secs(5),
         "no new catalog leader within 5 s"
     );
+    // Its first act toward the front-end: every toy's version, so nothing its
+    // predecessor failed to push stays cached.
+    let announced = crate::helpers::eventually(Duration::from_secs(5), || async {
+        cluster
+            .log_text(&new_leader)
+            .contains("leading: announced every toy's version")
+    })
+    .await;
+    assert!(announced, "{new_leader} did not announce the versions");
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
     let mut units = 0;

@@ -13,7 +13,8 @@
 //!
 //! Only the leader takes buys, proposes restock rounds (each round at most once,
 //! however leaders change) and seeds an empty group from its seed file; a follower
-//! answers 421 with the leader it knows. Lookups are served by the leader once a
+//! answers 421 with the leader it knows. A new leader first announces every toy's
+//! version to the front-end ([`CatalogRaft::announce_when_leading`]). Lookups are served by the leader once a
 //! majority has confirmed it still leads (a read index), so they never go back in
 //! time; `/internal/totals` and `/health` answer from the replica's own state.
 
@@ -40,10 +41,12 @@ use consensus::log::LogStore;
 use consensus::{
     Identity, Limits, PeerView, Probe, Proposal, ProposeError, Proposer, RaftNode, ReadError,
 };
+use openraft::ServerState;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CatalogError;
+use crate::invalidate::Invalidator;
 use crate::store::{BuyOutcome, SeedToy, Store};
 
 /// Who this group is: openraft's cluster name and the route of its messages (apart
@@ -57,6 +60,10 @@ const GROUP: Identity = Identity {
 /// entries in flight.
 const MAX_BATCH: usize = 4096;
 const IN_FLIGHT: usize = 2;
+
+/// How soon a new leader that could not confirm its leadership tries again to
+/// announce (see [`CatalogRaft::announce_when_leading`]).
+const ANNOUNCE_RETRY: Duration = Duration::from_millis(500);
 
 /// One log entry: a change of the stock.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -402,6 +409,39 @@ impl CatalogRaft {
             applied_index: view.applied_index,
         };
         (view.ready, status)
+    }
+
+    /// A new leader's first act toward the front-end: once it has confirmed its
+    /// leadership with a majority (and so applied everything committed before), it
+    /// announces every toy's version, so a front-end drops whatever pushes lost with
+    /// its predecessor left stale, without waiting for its lease poll. Once per term
+    /// it leads; runs until shutdown drops it.
+    pub async fn announce_when_leading(self, invalidator: Invalidator) {
+        let mut metrics = self.node.raft().metrics();
+        let mut announced: Option<u64> = None;
+        loop {
+            let (leading, term) = {
+                let m = metrics.borrow_and_update();
+                (m.state == ServerState::Leader, m.current_term)
+            };
+            if leading && announced != Some(term) && self.linearize().await.is_ok() {
+                match self.store.products() {
+                    Ok(products) => {
+                        let toys = products.len();
+                        for p in products {
+                            invalidator.announce(p.name.into_string(), Version(p.version));
+                        }
+                        announced = Some(term);
+                        tracing::info!(term, toys, "leading: announced every toy's version");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot read the toys to announce"),
+                }
+            }
+            // On a change, or again in a while if the leadership was not confirmed.
+            if let Ok(Err(_)) = tokio::time::timeout(ANNOUNCE_RETRY, metrics.changed()).await {
+                return; // the member has stopped
+            }
+        }
     }
 
     /// Whether this replica leads now (for the restock loop).
