@@ -285,7 +285,7 @@ impl<C: Group> RaftNode<C> {
 
     /// As leader: confirms the leadership with a majority and waits until everything
     /// committed before the read is applied here (a linearizable read), within the
-    /// read wait. Concurrent reads share confirmations ([`Reads`]).
+    /// read wait. Concurrent reads share confirmations (see `Reads`).
     ///
     /// openraft's read index is the newer of the commit index and the first entry of
     /// the leader's term. A member restarted as the leader of its old term (its vote
