@@ -82,13 +82,30 @@ impl Cluster {
 
     /// Stops the front-end first (so clients get a clear refusal, not a 503 from a
     /// half-stopped cluster), then the replicas, then the catalog they buy from.
+    /// Services started with another layout in the same data directory (a
+    /// different `TOYSTORE_CATALOG_REPLICAS`) are stopped too, and named.
     pub fn stop_all(&self) -> Result<(), LaunchError> {
         for kind in [Kind::Frontend, Kind::Order, Kind::Catalog] {
             for service in self.settings.topology.of_kind(kind) {
                 self.stop_one(service)?;
             }
         }
+        for stray in self.strays() {
+            println!(
+                "{} runs from another layout of this data directory",
+                stray.name
+            );
+            self.stop_one(&stray)?;
+        }
         Ok(())
+    }
+
+    /// Running services of this data directory that this layout does not name.
+    fn strays(&self) -> Vec<Service> {
+        let known = self.settings.topology.names();
+        let mut strays = self.files.strays(&known);
+        strays.retain(|s| self.files.running_pid(s).is_some());
+        strays
     }
 
     pub fn restart(&self, name: &str) -> Result<(), LaunchError> {
@@ -137,6 +154,14 @@ impl Cluster {
                     );
                 }
             }
+        }
+        for stray in self.strays() {
+            let pid = self.files.running_pid(&stray).unwrap_or_default();
+            println!(
+                "{:<9} running  pid {pid:<7} (started with another layout: run every \
+                 command with the TOYSTORE_CATALOG_REPLICAS it was started with)",
+                stray.name
+            );
         }
         Ok(())
     }

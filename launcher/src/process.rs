@@ -12,7 +12,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::topology::Service;
+use common::topology::{Kind, Service};
 
 use crate::LaunchError;
 
@@ -53,6 +53,33 @@ impl Files {
         let name = exe.file_name()?.to_string_lossy().into_owned();
         let name = name.trim_end_matches(" (deleted)");
         (name == service.kind.binary()).then_some(pid)
+    }
+
+    /// Services with a PID file whose names are not among `known`: started with
+    /// another layout (e.g. another `TOYSTORE_CATALOG_REPLICAS`) in the same data
+    /// directory. Their kind comes from the name; their port is unknown (0).
+    pub fn strays(&self, known: &[&str]) -> Vec<Service> {
+        let Ok(entries) = std::fs::read_dir(self.data.join("run")) else {
+            return Vec::new();
+        };
+        let mut strays: Vec<Service> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                let name = file.strip_suffix(".pid")?.to_string();
+                let kind = [Kind::Catalog, Kind::Order, Kind::Frontend]
+                    .into_iter()
+                    .find(|k| name.starts_with(k.binary()))?;
+                (!known.contains(&name.as_str())).then_some(Service {
+                    name,
+                    kind,
+                    port: 0,
+                    replica: None,
+                })
+            })
+            .collect();
+        strays.sort_by(|a, b| a.name.cmp(&b.name));
+        strays
     }
 
     /// Forgets `service`'s PID.
