@@ -226,8 +226,8 @@ async fn a_paused_catalog_leader_is_replaced_and_takes_nothing_once_resumed() {
     }
     let new_leader = cluster.catalog_leader().await;
     assert_ne!(new_leader, leader);
-    // Stalled for several election timeouts and request timeouts in all.
-    tokio::time::sleep(Duration::from_secs(5).saturating_sub(paused.elapsed())).await;
+    // Stalled for 10 s in all: many election timeouts and request timeouts.
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(paused.elapsed())).await;
     cluster.resume(&leader);
 
     cluster.order_ok("Tux", 1).await;

@@ -181,7 +181,9 @@ impl Cluster {
     /// `GET /health` of catalog replica `name`, if it answers.
     pub async fn catalog_health(&self, name: &str) -> Option<CatalogHealth> {
         let url = format!("{}/health", self.url(name));
-        let resp = self.http.get(url).send().await.ok()?;
+        // A paused replica answers nothing: do not wait for it long.
+        let asked = self.http.get(url).timeout(Duration::from_secs(1)).send();
+        let resp = asked.await.ok()?;
         resp.json().await.ok()
     }
 
