@@ -12,7 +12,9 @@
 //!   (or none);
 //! - **duplicated**: one key at two numbers;
 //! - **phantom**: read at `GET /orders/<n>`, but not what the final history holds at
-//!   `n`, and never acknowledged to anyone;
+//!   `n`, and never acknowledged to anyone (a number acknowledged twice — an order
+//!   lost in an admitted schedule, then the one that took its number — counts for
+//!   both); one read during a window the design admits as lossy is counted apart;
 //! - **stale reads**: a product reply whose version the catalog had already
 //!   replaced before the request was sent; the longest such gap is reported. The
 //!   front-end's lease promises it never exceeds `--cache-lease-ms`.
@@ -191,6 +193,8 @@ pub struct Verdict {
     pub lost: Vec<Ack>,
     pub duplicated: Vec<String>,
     pub phantoms: Vec<String>,
+    /// Orders read during a window the design admits as lossy, and lost with it.
+    pub phantoms_admitted: usize,
     pub reads: usize,
     pub stale_reads: usize,
     pub longest_stale: f64,
@@ -247,15 +251,27 @@ pub fn judge(history: &History, final_orders: &[OrderRecord], windows: &[Window]
         }
     }
 
-    let acked_numbers: HashMap<u64, &Ack> = events.acks.iter().map(|a| (a.number, a)).collect();
+    // A number may have been acknowledged twice: once for an order the admitted
+    // schedule then lost, and again for the order that took its number.
+    let mut acked_numbers: HashMap<u64, Vec<&Ack>> = HashMap::new();
+    for ack in &events.acks {
+        acked_numbers.entry(ack.number).or_default().push(ack);
+    }
     for (at, read) in &events.order_reads {
         let held = by_number
             .get(&read.number.get())
             .is_some_and(|r| r.name == read.name.as_str() && r.quantity == read.quantity);
-        let acked_as_read = acked_numbers
-            .get(&read.number.get())
-            .is_some_and(|a| a.name == read.name && a.quantity == read.quantity);
-        if !held && !acked_as_read {
+        let acked_as_read = acked_numbers.get(&read.number.get()).is_some_and(|acks| {
+            acks.iter()
+                .any(|a| a.name == read.name && a.quantity == read.quantity)
+        });
+        if held || acked_as_read {
+            continue;
+        }
+        // An order read while the design admits losing orders, and lost with them.
+        if in_window(*at, |w| w.lossy) {
+            verdict.phantoms_admitted += 1;
+        } else {
             verdict.phantoms.push(format!(
                 "order {} read at {at:.1} s as {} × {}, later gone",
                 read.number, read.quantity, read.name
@@ -383,6 +399,36 @@ mod tests {
 
         let verdict = judge(&history, &finals, &[]);
         assert_eq!(verdict.lost.len(), 2);
+    }
+
+    #[test]
+    fn a_read_of_an_order_lost_in_the_admitted_schedule_is_no_phantom() {
+        let history = History::new();
+        let read = |number, name: &str| OrderView {
+            number: common::domain::OrderNumber(number),
+            name: name.into(),
+            quantity: 1,
+        };
+        // Number 5 was acknowledged for Tux, lost, and acknowledged again for Fox.
+        history.acked("a", 5, "Tux", 1);
+        history.acked("b", 5, "Fox", 1);
+        history.events().order_reads.push((0.5, read(5, "Tux")));
+        // Number 6 was never acknowledged, read, and lost.
+        history.events().order_reads.push((0.5, read(6, "Uno")));
+        let finals = [rec(5, "b")];
+        let lossy = Window {
+            label: "cut, then kill".into(),
+            start: 0.0,
+            end: 1.0,
+            unavailable: false,
+            lossy: true,
+        };
+        let verdict = judge(&history, &finals, &[lossy]);
+        assert!(verdict.phantoms.is_empty(), "{:?}", verdict.phantoms);
+        assert_eq!(verdict.phantoms_admitted, 1);
+        // Outside a lossy window the unacknowledged one is a phantom.
+        let verdict = judge(&history, &finals, &[]);
+        assert_eq!(verdict.phantoms.len(), 1, "{:?}", verdict.phantoms);
     }
 
     #[test]

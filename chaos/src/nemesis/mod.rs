@@ -256,8 +256,9 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
     check(
         verdict.phantoms.is_empty(),
         format!(
-            "{} phantom orders read{}",
+            "{} phantom orders read outside the admitted schedule ({} during it){}",
             verdict.phantoms.len(),
+            verdict.phantoms_admitted,
             list(&verdict.phantoms)
         ),
     );
