@@ -415,7 +415,10 @@ mod tests {
         history.events().order_reads.push((0.5, read(5, "Tux")));
         // Number 6 was never acknowledged, read, and lost.
         history.events().order_reads.push((0.5, read(6, "Uno")));
-        let finals = [rec(5, "b")];
+        let finals = [OrderRecord {
+            name: common::domain::ToyName::new("Fox").expect("name"),
+            ..rec(5, "b")
+        }];
         let lossy = Window {
             label: "cut, then kill".into(),
             start: 0.0,
