@@ -299,14 +299,7 @@ impl Inspector {
     /// leads) those of the first replica that answers.
     pub async fn stock_totals(&self) -> Result<StockTotals, ClientError> {
         let urls = self.catalog.replicas();
-        let mut leader = None;
-        for url in urls.iter().filter(|_| urls.len() > 1) {
-            let health = self.catalog.health_of(url, Duration::from_secs(1)).await;
-            if health.is_ok_and(|h| h.group.is_some_and(|g| g.role == Role::Leader)) {
-                leader = Some(url);
-                break;
-            }
-        }
+        let leader = self.catalog_leader().await.and_then(|i| urls.get(i));
         let mut last = None;
         for url in leader.into_iter().chain(urls) {
             match self.catalog.totals_of(url).await {

@@ -16,6 +16,7 @@ use common::topology::{Kind, Service};
 
 use crate::health::{get_health, port_busy};
 use crate::process::{self, alive, Files};
+use crate::settings::var;
 use crate::{LaunchError, Settings};
 
 /// Peer addresses a user may set to run services elsewhere (docs/DESIGN.md,
@@ -33,10 +34,6 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 pub struct Cluster {
     settings: Settings,
     files: Files,
-}
-
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 impl Cluster {

@@ -26,7 +26,8 @@ pub struct Settings {
     pub start_timeout: Duration,
 }
 
-fn var(name: &str) -> Option<String> {
+/// An environment variable, unless unset or empty (as `run.sh`'s `${VAR:-default}`).
+pub(crate) fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 

@@ -40,13 +40,7 @@ impl Cluster {
     /// Starts catalog, replicas and front-end of a [`Cluster::new`] (with whatever
     /// [`Cluster::set_env`] gave them) and waits until an order can be placed.
     pub async fn start_all(&mut self) {
-        let catalogs: Vec<String> = self.catalogs();
-        for name in &catalogs {
-            self.spawn(name);
-        }
-        for name in &catalogs {
-            self.wait_healthy(name).await;
-        }
+        self.start_catalogs().await;
         for id in 1..=self.opts.replicas {
             self.spawn(&format!("order{id}"));
         }
