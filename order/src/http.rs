@@ -19,6 +19,7 @@ use common::http::{require_token, with_fallbacks, ClusterToken, INTERNAL_BODY_LI
 
 use crate::buyer::Buyer;
 use crate::error::OrderError;
+use crate::keys::KeyGate;
 use crate::replication::Protocol;
 use crate::{place, read};
 
@@ -27,6 +28,8 @@ use crate::{place, read};
 pub struct AppState {
     pub protocol: Protocol,
     pub buyer: Buyer,
+    /// One order per idempotency key at a time.
+    pub keys: KeyGate,
     /// How long the replicas keep an idempotency key (`common::retention`).
     pub key_window: Duration,
 }

@@ -27,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod keys;
 pub mod place;
 pub mod primary_backup;
 pub mod raft;
@@ -86,6 +87,7 @@ impl App {
         let state = http::AppState {
             protocol: protocol.clone(),
             buyer,
+            keys: keys::KeyGate::default(),
             key_window: config.key_window(),
         };
         let router = http::router(state, ClusterToken(secret.as_str().into()));

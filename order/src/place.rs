@@ -1,6 +1,7 @@
 //! `POST /orders` (token; leader only): the whole order path, the same in both modes.
 //!
-//! validate → is the key already held here? → [`Buyer::buy`](crate::buyer::Buyer::buy)
+//! validate → wait for any order with the same key in progress here
+//! ([`KeyGate`](crate::keys::KeyGate)) → is the key already held here? → [`Buyer::buy`](crate::buyer::Buyer::buy)
 //! (the catalog takes the stock, idempotently by key, many orders per request) →
 //! [`Protocol::submit`](crate::replication::Protocol::submit) (the
 //! mode numbers, stores and replicates it, or answers the order the key made) → the
@@ -33,6 +34,8 @@ pub async fn place(
             "an order needs a positive quantity".into(),
         ));
     }
+    // A retry racing its first try waits for it here, then finds its key held.
+    let _pass = state.keys.enter(&order.key).await;
     // The catalog is idempotent by key, so a repeated key is bought again too: that
     // returns the toy's version after the original buy, which the front-end's cache
     // needs (see `buyer` for what happens when the catalog is down).

@@ -291,3 +291,43 @@ async fn every_reply_carries_a_request_id() {
     assert_eq!(reply.status, 404);
     assert_eq!(id_of(&reply).as_deref(), Some("lost-1"));
 }
+
+/// Orders sent twice at once with one key (a client's retry racing its first try)
+/// make one order: both answers name it, and its stock is taken once.
+async fn orders_sent_twice_at_once_make_one_order(mode: Replication) {
+    const KEYS: u64 = 60;
+    let s = Stack::start(mode, 1000).await;
+    let s = &s;
+    let pairs = (0..KEYS).map(|i| async move {
+        let key = format!("twice-{i}");
+        let (first, second) =
+            tokio::join!(s.order("Tux", 2, Some(&key)), s.order("Tux", 2, Some(&key)));
+        (key, first, second)
+    });
+    for (key, first, second) in futures_util::future::join_all(pairs).await {
+        assert_eq!(
+            (first.status.as_u16(), second.status.as_u16()),
+            (200, 200),
+            "{key}: {} / {}",
+            first.text,
+            second.text
+        );
+        assert_eq!(first.json, second.json, "{key} made two orders");
+    }
+    assert_eq!(s.catalog_quantity("Tux").await, 1000 - 2 * KEYS);
+    assert_eq!(s.replica_orders().await, KEYS);
+}
+
+mod twice_at_once {
+    use common::wire::Replication;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn primary_backup() {
+        super::orders_sent_twice_at_once_make_one_order(Replication::PrimaryBackup).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn raft() {
+        super::orders_sent_twice_at_once_make_one_order(Replication::Raft).await
+    }
+}
