@@ -69,6 +69,21 @@ impl RunSh {
         })
     }
 
+    /// The same cluster with `catalogs` catalog replicas (1: the single catalog), with
+    /// its data in `data_dir`.
+    pub fn with_catalogs(&self, catalogs: u16, data_dir: PathBuf) -> Result<RunSh, ClientError> {
+        let topology = self
+            .ports()
+            .with_catalogs(catalogs)
+            .and_then(|ports| Topology::new("127.0.0.1", &ports, self.replication()))
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        Ok(RunSh {
+            topology,
+            data_dir,
+            ..self.clone()
+        })
+    }
+
     /// How the order replicas agree.
     pub fn replication(&self) -> Replication {
         self.topology.replication()

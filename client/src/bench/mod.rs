@@ -7,7 +7,9 @@
 //! 3. `POST /orders` through the whole system (three replicas, every order durable on
 //!    all of them before its reply): latency with 1 client, throughput with 32; then
 //!    the same on a fresh cluster in the other replication mode (Raft: durable on a
-//!    majority), and the ratio of the two modes' throughput.
+//!    majority), and the ratio of the two modes' throughput; then the first mode
+//!    again with three catalog replicas (a Raft group; one catalog if the cluster
+//!    has three), and the ratio of the two catalog settings' throughput.
 //! 4. What metrics cost: cached lookups and orders with every service's metrics off
 //!    and on (`TOYSTORE_METRICS`), alternating twice.
 //! 5. What watching costs: the same with [`VIEWERS`] dashboard streams open and with
@@ -168,26 +170,39 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
         },
         PathBuf::from(format!("{}-{}", rs.data_dir.display(), "other")),
     )?;
+    // Then the first mode again with the other catalog setting (three replicas if the
+    // cluster has one catalog, else one), for the price of a replicated catalog.
+    let catalogs = match rs.catalog_replicas().len() {
+        0 => 3,
+        _ => 1,
+    };
+    let regrouped = rs.with_catalogs(
+        catalogs,
+        PathBuf::from(format!("{}-catalogs", rs.data_dir.display())),
+    )?;
     let second = match first {
         Ok(_) => {
             rs.run(&["stop"], &[]).await?;
-            other.fresh_start().await?;
-            let measured = orders(&other, &script, d, plan.catch_up).await;
-            other.run(&["stop"], &[]).await?;
-            measured
+            on_fresh(&other, &script, d, plan.catch_up).await
         }
         Err(_) => Err(err("not measured")),
     };
+    let third = match second {
+        Ok(_) => on_fresh(&regrouped, &script, d, 0).await,
+        Err(_) => Err(err("not measured")),
+    };
     let _ = std::fs::remove_file(&script);
-    let (first, second) = (first?, second?);
+    let (first, second, third) = (first?, second?, third?);
     let mut durable = String::new();
     let mut caught_up = String::new();
-    for m in [&first, &second] {
+    for m in [&first, &second, &third] {
         rows.extend(order_rows(m));
         let _ = write!(
             durable,
             "After the {} run all three replicas held the same {} orders (digest {}). ",
-            m.mode, m.orders, m.digest
+            m.label(),
+            m.orders,
+            m.digest
         );
         if let Some(c) = &m.catch_up {
             let _ = writeln!(
@@ -231,6 +246,16 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
         }
         catch_up_md.push('\n');
     }
+    if third.cpu.all.is_some() {
+        let _ = writeln!(
+            catch_up_md,
+            "The same in {} mode with {}:\n\n{}\n{}\n",
+            third.mode,
+            third.catalogs_named(),
+            crate::cpu::header(&third.cpu),
+            crate::cpu::row(&third.label(), &third.cpu)
+        );
+    }
     let (pb, raft) = match first.mode {
         Replication::PrimaryBackup => (&first, &second),
         Replication::Raft => (&second, &first),
@@ -241,6 +266,20 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
         pb.many,
         0.7,
         "primary-backup",
+    ));
+    let (one, group) = match third.catalogs {
+        1 => (&third, &first),
+        _ => (&first, &third),
+    };
+    rows.push(ratio_row(
+        format!(
+            "POST /orders ({}), 32 clients: {} catalog replicas vs one catalog",
+            group.mode, group.catalogs
+        ),
+        group.many,
+        one.many,
+        0.75,
+        "one catalog",
     ));
 
     let md = report(
@@ -383,6 +422,8 @@ async fn dashboard_overhead(
 /// Orders through the whole system in one replication mode.
 struct Orders {
     mode: Replication,
+    /// Catalog replicas (1: the single catalog).
+    catalogs: usize,
     /// One client: the latency.
     one: WrkResult,
     /// 32 clients: the throughput.
@@ -394,6 +435,31 @@ struct Orders {
     digest: String,
     /// A follower's catch-up after missing many orders.
     catch_up: Option<CatchUp>,
+}
+
+impl Orders {
+    /// The run's name in the report: its mode, and its catalogs if replicated.
+    fn label(&self) -> String {
+        match self.catalogs {
+            1 => self.mode.to_string(),
+            _ => format!("{}, {}", self.mode, self.catalogs_named()),
+        }
+    }
+
+    fn catalogs_named(&self) -> String {
+        match self.catalogs {
+            1 => "one catalog".into(),
+            n => format!("{n} catalog replicas"),
+        }
+    }
+}
+
+/// Starts `rs` afresh, measures its orders (see [`orders`]) and stops it.
+async fn on_fresh(rs: &RunSh, script: &Path, d: u64, missed: u64) -> Result<Orders, ClientError> {
+    rs.fresh_start().await?;
+    let measured = orders(rs, script, d, missed).await;
+    rs.run(&["stop"], &[]).await?;
+    measured
 }
 
 /// How long a restarted follower took until ready (caught up).
@@ -448,9 +514,12 @@ pub(crate) async fn catch_up(rs: &RunSh, script: &Path, n: u64) -> Result<CatchU
 /// Measures orders on the cluster of `rs` (running) and checks that its replicas
 /// converge afterwards.
 async fn orders(rs: &RunSh, script: &Path, d: u64, missed: u64) -> Result<Orders, ClientError> {
+    let catalogs = rs.catalog_replicas().len().max(1);
     println!(
-        "orders through the whole system ({} replication)",
-        rs.replication()
+        "orders through the whole system ({} replication, {} catalog replica{})",
+        rs.replication(),
+        catalogs,
+        if catalogs == 1 { "" } else { "s" }
     );
     let url = front_url(&rs.frontend_url(), "orders");
     wrk(&url, 1, 1, Some(script)).await?; // warm-up
@@ -467,8 +536,15 @@ async fn orders(rs: &RunSh, script: &Path, d: u64, missed: u64) -> Result<Orders
         .converged(Duration::from_secs(30))
         .await
         .map_err(|_| err("replicas did not converge"))?;
+    if catalogs > 1 {
+        rs.inspector()?
+            .catalogs_converged(Duration::from_secs(30))
+            .await
+            .map_err(|digests| err(format!("catalogs did not converge: {digests:?}")))?;
+    }
     Ok(Orders {
         mode: rs.replication(),
+        catalogs,
         one,
         many,
         cpu,
@@ -481,7 +557,7 @@ async fn orders(rs: &RunSh, script: &Path, d: u64, missed: u64) -> Result<Orders
 /// The report's rows for one mode's orders.
 fn order_rows(m: &Orders) -> [Row; 2] {
     let (latency, throughput) = match m.mode {
-        Replication::PrimaryBackup => (
+        Replication::PrimaryBackup if m.catalogs == 1 => (
             (
                 "p50 ≤ 1.5 ms".to_string(),
                 Some(m.one.p50_ms <= 1.5 && m.one.non_2xx == 0),
@@ -491,18 +567,18 @@ fn order_rows(m: &Orders) -> [Row; 2] {
                 Some(m.many.rps >= 5000.0 && m.many.non_2xx == 0),
             ),
         ),
-        Replication::Raft => (("-".to_string(), None), ("-".to_string(), None)),
+        _ => (("-".to_string(), None), ("-".to_string(), None)),
     };
     [
         Row {
-            what: format!("POST /orders ({}), 1 client: p50", m.mode),
+            what: format!("POST /orders ({}), 1 client: p50", m.label()),
             ours: m.one,
             base: None,
             target: latency.0,
             met: latency.1,
         },
         Row {
-            what: format!("POST /orders ({}), 32 clients: orders/s", m.mode),
+            what: format!("POST /orders ({}), 32 clients: orders/s", m.label()),
             ours: m.many,
             base: None,
             target: throughput.0,
