@@ -63,8 +63,9 @@ enum Command {
         cluster: ClusterArgs,
     },
     /// Kill order replicas while sessions run, then check the guarantees; with
-    /// --hosts, run the five services as five hosts (network namespaces, root) and
-    /// kill, pause and partition any of them.
+    /// --hosts, run each service as a host of its own (network namespaces, root: five
+    /// hosts, or seven with --catalog-replicas 3) and kill, pause and partition any
+    /// of them.
     Chaos {
         /// Replicas to kill in all.
         #[arg(long, default_value_t = 10)]
@@ -142,8 +143,9 @@ enum Command {
 /// The multi-host chaos run (`chaos --hosts`).
 #[derive(clap::Args)]
 struct HostsArgs {
-    /// Run the five services as five hosts (Linux network namespaces; needs root),
-    /// set up by following the deployment guide, under the nemesis.
+    /// Run the services as hosts of their own (Linux network namespaces; needs root),
+    /// five, or seven with --catalog-replicas 3, set up by following the deployment
+    /// guide, under the nemesis.
     #[arg(long)]
     hosts: bool,
     /// Faults the nemesis uses, comma-separated [default with --hosts:
@@ -160,7 +162,7 @@ struct HostsArgs {
     /// The deployment guide whose commands set the hosts up.
     #[arg(long, default_value = "docs/DEPLOY.md")]
     guide: PathBuf,
-    /// The catalog's seed file, copied to the catalog host.
+    /// The catalog's seed file, copied to each catalog host.
     #[arg(long, default_value = "data/toys.json")]
     seed_file: PathBuf,
     /// Directory of the service binaries [default: the client's own directory].
@@ -399,9 +401,9 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
                         cluster.replication.to_string(),
                     ),
                 ];
-                let mode = cluster.replication;
+                let (mode, catalogs) = (cluster.replication, cluster.catalog_replicas);
                 return run_hosts(
-                    hosts, env, mode, load, interval, down, seed, report, command,
+                    hosts, catalogs, env, mode, load, interval, down, seed, report, command,
                 )
                 .await;
             }
@@ -441,10 +443,12 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
     }
 }
 
-/// `chaos --hosts`: builds the five hosts, runs the nemesis, and removes them again.
+/// `chaos --hosts`: builds the hosts (five, or seven with `catalogs` = 3), runs the
+/// nemesis, and removes them again.
 #[allow(clippy::too_many_arguments)]
 async fn run_hosts(
     hosts: HostsArgs,
+    catalogs: u16,
     env: Vec<(String, String)>,
     mode: Replication,
     load: Plan,
@@ -471,7 +475,19 @@ async fn run_hosts(
     }
     let work =
         std::path::absolute(&hosts.work_dir).map_err(|e| ClientError::Other(e.to_string()))?;
-    let lab = chaos::netns::Lab::create(&hosts.guide, &hosts.seed_file, &bin_dir, &work, env)?;
+    if ![1, 3].contains(&catalogs) {
+        return Err(ClientError::Other(format!(
+            "the deployment guide has hosts for 1 or 3 catalog replicas, not {catalogs}"
+        )));
+    }
+    let lab = chaos::netns::Lab::create(
+        &hosts.guide,
+        catalogs,
+        &hosts.seed_file,
+        &bin_dir,
+        &work,
+        env,
+    )?;
     let plan = chaos::nemesis::HostsPlan {
         load,
         faults: chaos::nemesis::schedule(
@@ -481,6 +497,7 @@ async fn run_hosts(
             }),
             hosts.faults,
             hosts.lossy,
+            catalogs > 1,
         ),
         interval,
         down,

@@ -122,27 +122,41 @@ impl History {
         self.events().failures.clone()
     }
 
-    /// Polls the catalog's versions and probes `GET /orders/<next>` on the front-end
+    /// Polls the catalog's versions (from whichever of `catalogs` answers: a replicated
+    /// catalog's leader) and probes `GET /orders/<next>` on the front-end
     /// until `stop` is set.
-    pub async fn watch(self: Arc<Self>, frontend: Url, catalog: Url, stop: Arc<AtomicBool>) {
+    pub async fn watch(self: Arc<Self>, frontend: Url, catalogs: Vec<Url>, stop: Arc<AtomicBool>) {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()
             .unwrap_or_default();
         let mut next = 0u64;
+        // The catalog replica that answered last (only a replicated catalog's leader
+        // answers lookups; the others say "not leader").
+        let mut answering = 0;
         while !stop.load(Ordering::Relaxed) {
-            if let Ok(resp) = http.get(endpoint(&catalog, &["products"])).send().await {
-                if let Ok(list) = resp.json::<Data<Vec<CatalogProduct>>>().await {
-                    let seen = self.now();
-                    let mut events = self.events();
-                    for p in list.data {
-                        let versions = events
-                            .catalog_versions
-                            .entry(p.name.to_lowercase())
-                            .or_default();
-                        if versions.last().is_none_or(|(_, v)| *v < p.version.get()) {
-                            versions.push((seen, p.version.get()));
-                        }
+            let mut list = None;
+            for i in 0..catalogs.len() {
+                let catalog = &catalogs[(answering + i) % catalogs.len()];
+                let Ok(resp) = http.get(endpoint(catalog, &["products"])).send().await else {
+                    continue;
+                };
+                if let Ok(products) = resp.json::<Data<Vec<CatalogProduct>>>().await {
+                    answering = (answering + i) % catalogs.len();
+                    list = Some(products);
+                    break;
+                }
+            }
+            if let Some(list) = list {
+                let seen = self.now();
+                let mut events = self.events();
+                for p in list.data {
+                    let versions = events
+                        .catalog_versions
+                        .entry(p.name.to_lowercase())
+                        .or_default();
+                    if versions.last().is_none_or(|(_, v)| *v < p.version.get()) {
+                        versions.push((seen, p.version.get()));
                     }
                 }
             }

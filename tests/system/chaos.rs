@@ -75,9 +75,11 @@ async fn short_chaos_run(mode: Replication, catalogs: u16) -> String {
 /// modes one after the other (the namespaces have fixed names): five network
 /// namespaces set up by following docs/DEPLOY.md, and a nemesis that kills, pauses and
 /// partitions the leader, a follower and the catalog, then runs the two schedules
-/// primary-backup admits can lose orders (in Raft mode they must lose none); every
-/// check must pass. Needs root (CI runs as root and sets `TOYSTORE_REQUIRE_NETNS=1`,
-/// so there it cannot be skipped).
+/// primary-backup admits can lose orders (in Raft mode they must lose none); then
+/// seven hosts with three catalog replicas, whose leader and a follower are killed,
+/// paused and isolated and whose leader is cut from its followers, with no request
+/// left unanswered. Every check must pass. Needs root (CI runs as root and sets
+/// `TOYSTORE_REQUIRE_NETNS=1`, so there it cannot be skipped).
 #[tokio::test]
 async fn a_short_multi_host_chaos_run_passes_every_check() {
     if !client_is_root() {
@@ -89,11 +91,14 @@ async fn a_short_multi_host_chaos_run_passes_every_check() {
         return;
     }
     for mode in ["primary-backup", "raft"] {
-        multi_host_chaos_passes(mode).await;
+        multi_host_chaos_passes(mode, 1, 8).await;
     }
+    multi_host_chaos_passes("primary-backup", 3, 12).await;
 }
 
-async fn multi_host_chaos_passes(mode: &str) {
+/// A run in `mode` with `catalogs` catalog replicas and `faults` faults (and, with
+/// one catalog, the two lossy schedules).
+async fn multi_host_chaos_passes(mode: &str, catalogs: u16, faults: usize) {
     let bins = bin_dir();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let work = tempfile::tempdir().expect("temp dir");
@@ -103,13 +108,15 @@ async fn multi_host_chaos_passes(mode: &str) {
             "chaos",
             "--hosts",
             "--faults",
-            "8",
-            "--lossy",
+            &faults.to_string(),
             "--sessions",
             "3",
             "--replication",
             mode,
+            "--catalog-replicas",
+            &catalogs.to_string(),
         ])
+        .args(if catalogs == 1 { &["--lossy"][..] } else { &[] })
         .args(["--interval-ms", "1000", "--down-ms", "2000"])
         .arg("--guide")
         .arg(root.join("docs/DEPLOY.md"))
@@ -127,9 +134,31 @@ async fn multi_host_chaos_passes(mode: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success() && stdout.contains("all checks passed"),
-        "chaos --hosts ({mode}) failed:\n{stdout}\n{stderr}"
+        "chaos --hosts ({mode}, {catalogs} catalogs) failed:\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("10 of 10 faults applied"), "{stdout}");
+    let all = faults + if catalogs == 1 { 2 } else { 0 };
+    assert!(
+        stdout.contains(&format!("{all} of {all} faults applied")),
+        "{stdout}"
+    );
+    if catalogs > 1 {
+        // Each of kill, pause and isolate hit the catalog's leader and a follower.
+        for kind in ["kill", "pause", "isolate"] {
+            for target in ["(catalog)", "(catalog-follower)"] {
+                assert!(
+                    stdout
+                        .lines()
+                        .any(|l| l.contains(&format!("{kind} catalog")) && l.contains(target)),
+                    "no {kind} of the {target}: {stdout}"
+                );
+            }
+        }
+        assert!(stdout.contains("cut catalog leader"), "{stdout}");
+        assert!(
+            stdout.contains("catalog replicas hold the same stock"),
+            "{stdout}"
+        );
+    }
 }
 
 fn client_is_root() -> bool {

@@ -1,20 +1,24 @@
-//! The multi-host chaos run: five services on five hosts ([`crate::netns`]), client
-//! sessions ordering, and a nemesis that kills, pauses and partitions any of them,
-//! one fault at a time; then the [`lab::checker`]'s verdict and a report.
+//! The multi-host chaos run: the services on hosts of their own ([`crate::netns`]:
+//! five, or seven with three catalog replicas), client sessions ordering, and a
+//! nemesis that kills, pauses and partitions any of them, one fault at a time; then
+//! the [`lab::checker`]'s verdict and a report.
 //!
 //! Faults (each held for `down`, then undone, with `interval` of calm between them):
 //! - **kill**: SIGKILL the service, then start it again with the guide's command;
 //! - **pause**: SIGSTOP, then SIGCONT;
 //! - **partition**: isolate one host (from every other host and from the clients),
-//!   cut the leader from its followers (the front-end still reaches it), or cut the
-//!   front-end from the catalog.
+//!   cut the leader from its followers (the front-end still reaches it), cut the
+//!   catalog's leader from its followers (replicated catalog), or cut the front-end
+//!   from the catalog.
 //!
-//! Targets rotate so that every service is hit: the current leader, a follower, the
-//! catalog and the front-end. With `lossy`, the run ends with the two schedules
-//! docs/DESIGN.md admits can lose acknowledged orders (the leader cut from its
-//! followers long enough to acknowledge alone, then killed; a follower lagging, then
-//! the other two replicas killed), and the checker counts what they lost apart from
-//! everything else.
+//! Targets rotate so that every service is hit: the current order leader, a
+//! follower, the catalog (its leader, when replicated; then a catalog follower too)
+//! and the front-end. Only a fault of the front-end or of the single catalog may
+//! leave requests unanswered; a catalog replica's must not. With `lossy`, the run
+//! ends with the two schedules docs/DESIGN.md admits can lose acknowledged orders
+//! (the leader cut from its followers long enough to acknowledge alone, then killed;
+//! a follower lagging, then the other two replicas killed), and the checker counts
+//! what they lost apart from everything else.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +55,8 @@ pub enum Fault {
     Pause(String),
     Isolate(String),
     CutLeaderFromFollowers,
+    /// The catalog's leader cut from its followers (replicated catalog).
+    CutCatalogLeaderFromFollowers,
     CutFrontendFromCatalog,
     /// Admitted lossy schedule 1/3: the leader acknowledges alone, then dies.
     CutThenKillLeader,
@@ -59,17 +65,44 @@ pub enum Fault {
     LagThenLoseTwo,
 }
 
-/// `count` faults of the given kinds, rotating kinds and targets.
-pub fn schedule(kinds: &[Kind], count: usize, lossy: bool) -> Vec<Fault> {
-    const TARGETS: [&str; 4] = ["leader", "catalog", "follower", "frontend"];
-    let partitions = [
-        Fault::Isolate("leader".into()),
-        Fault::CutLeaderFromFollowers,
-        Fault::CutFrontendFromCatalog,
-        Fault::Isolate("catalog".into()),
-        Fault::Isolate("follower".into()),
-        Fault::Isolate("frontend".into()),
-    ];
+/// `count` faults of the given kinds, rotating kinds and targets; `catalog_group`:
+/// the catalog is replicated, so its followers are targets too.
+pub fn schedule(kinds: &[Kind], count: usize, lossy: bool, catalog_group: bool) -> Vec<Fault> {
+    let isolate = |target: &str| Fault::Isolate(target.into());
+    let (targets, partitions) = if catalog_group {
+        (
+            vec![
+                "leader",
+                "catalog",
+                "catalog-follower",
+                "follower",
+                "frontend",
+            ],
+            // The catalog group's partitions first, so that a short run has them all.
+            vec![
+                isolate("leader"),
+                Fault::CutCatalogLeaderFromFollowers,
+                isolate("catalog"),
+                isolate("catalog-follower"),
+                Fault::CutLeaderFromFollowers,
+                Fault::CutFrontendFromCatalog,
+                isolate("follower"),
+                isolate("frontend"),
+            ],
+        )
+    } else {
+        (
+            vec!["leader", "catalog", "follower", "frontend"],
+            vec![
+                isolate("leader"),
+                Fault::CutLeaderFromFollowers,
+                Fault::CutFrontendFromCatalog,
+                isolate("catalog"),
+                isolate("follower"),
+                isolate("frontend"),
+            ],
+        )
+    };
     let mut turns = [0usize; 3];
     let mut out = Vec::with_capacity(count + 1);
     for i in 0..count {
@@ -79,8 +112,8 @@ pub fn schedule(kinds: &[Kind], count: usize, lossy: bool) -> Vec<Fault> {
         let kind = kinds[i % kinds.len()];
         let turn = &mut turns[kind as usize];
         out.push(match kind {
-            Kind::Kill => Fault::Kill(TARGETS[*turn % TARGETS.len()].into()),
-            Kind::Pause => Fault::Pause(TARGETS[*turn % TARGETS.len()].into()),
+            Kind::Kill => Fault::Kill(targets[*turn % targets.len()].into()),
+            Kind::Pause => Fault::Pause(targets[*turn % targets.len()].into()),
             Kind::Partition => partitions[*turn % partitions.len()].clone(),
         });
         *turn += 1;
@@ -118,18 +151,33 @@ pub(super) struct Applied {
 /// Runs the experiment on `lab` (whose services are not started yet); `Ok(true)` when
 /// every check passed.
 pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
-    // In the guide's order, except that the replicas start together.
-    let services = lab.services();
-    let replicas: Vec<String> = services
-        .iter()
-        .filter(|h| h.starts_with("order"))
-        .cloned()
-        .collect();
+    // As the guide says: the catalog and the replicas first, then the front-end; the
+    // members of a group together (a Raft member is ready only once a majority runs).
+    let mut services = lab.services();
+    services.sort_by_key(|h| match h {
+        h if h.starts_with("catalog") => 0,
+        h if h.starts_with("order") => 1,
+        _ => 2,
+    });
+    let catalogs = lab.catalogs();
+    let group = |host: &str| -> Vec<String> {
+        let kind = if host.starts_with("order") {
+            "order"
+        } else if catalogs.len() > 1 && catalogs.iter().any(|c| c == host) {
+            "catalog"
+        } else {
+            return vec![host.to_string()];
+        };
+        services
+            .iter()
+            .filter(|h| h.starts_with(kind))
+            .cloned()
+            .collect()
+    };
     for host in &services {
-        if !host.starts_with("order") {
-            lab.start(host).await?;
-        } else if Some(host) == replicas.first() {
-            lab.start_all(&replicas).await?;
+        let members = group(host);
+        if members.first() == Some(host) {
+            lab.start_all(&members).await?;
         }
     }
     let replicas = Replicas(
@@ -137,13 +185,21 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
             .map(|i| lab.url(&format!("order{i}")).map(|u| (ReplicaId(i), u)))
             .collect::<Result<_, _>>()?,
     );
+    let catalog_urls = catalogs
+        .iter()
+        .map(|c| lab.url(c))
+        .collect::<Result<Vec<_>, _>>()?;
     let inspector = Inspector::new(
         replicas,
-        vec![lab.url("catalog")?],
+        catalog_urls.clone(),
         lab.url("frontend")?,
         &lab.token()?,
     )?;
-    println!("five hosts up: {}", lab.services().join(", "));
+    let targets = Targets {
+        inspector: &inspector,
+        catalogs: &catalogs,
+    };
+    println!("{} hosts up: {}", services.len(), services.join(", "));
 
     let history = Arc::new(History::new());
     let stop = Arc::new(AtomicBool::new(false));
@@ -155,7 +211,7 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
     });
     let watcher = tokio::spawn(history.clone().watch(
         lab.url("frontend")?,
-        lab.url("catalog")?,
+        catalog_urls,
         stop.clone(),
     ));
 
@@ -167,7 +223,7 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
         if load.is_finished() {
             break;
         }
-        match apply(fault, lab, &inspector, &history, &plan, &mut rng).await {
+        match apply(fault, lab, &targets, &history, &plan, &mut rng).await {
             Ok(done) => {
                 println!(
                     "fault {:>2}: {} ({:.1}-{:.1} s)",
@@ -288,6 +344,19 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
             plan.lease.as_secs_f64()
         ),
     );
+    if catalogs.len() > 1 {
+        let digests = inspector.catalogs_converged(Duration::from_secs(30)).await;
+        check(
+            digests.is_ok(),
+            match digests {
+                Ok(digest) => format!(
+                    "the {} catalog replicas hold the same stock (digest {digest})",
+                    catalogs.len()
+                ),
+                Err(each) => format!("the catalog replicas differ: {each:?}"),
+            },
+        );
+    }
     let t = inspector.stock_totals().await?;
     let (books, line) = stock_adds_up(&t);
     check(books, line);
@@ -305,23 +374,89 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
     let ok = checks.iter().all(|c| c.0);
     println!("\n{}", closing_line(ok));
     if let Some(path) = &plan.report {
-        let md = report(&plan, &record, &history, &applied, &verdict, &checks);
+        let md = report(
+            &plan, &services, &record, &history, &applied, &verdict, &checks,
+        );
         std::fs::write(path, md).map_err(ClientError::file(path))?;
         println!("wrote {}", path.display());
     }
     Ok(ok)
 }
 
-/// Resolves "leader" / "follower" to a host.
-async fn resolve(target: &str, inspector: &Inspector, rng: &mut fastrand::Rng) -> String {
-    let leader = inspector.leader().await.unwrap_or(ReplicaId(3));
-    match target {
-        "leader" => format!("order{leader}"),
-        "follower" => {
-            let followers: Vec<u32> = (1..=3).filter(|i| ReplicaId(*i) != leader).collect();
-            format!("order{}", followers[rng.usize(..followers.len())])
+/// What a fault's target names resolve against.
+struct Targets<'a> {
+    inspector: &'a Inspector,
+    /// The catalog's hosts (one, or the replicas in id order).
+    catalogs: &'a [String],
+}
+
+impl Targets<'_> {
+    /// Resolves "leader" / "follower" (of the order replicas) and "catalog" /
+    /// "catalog-follower" (the catalog's leader when it is replicated) to a host.
+    async fn resolve(&self, target: &str, rng: &mut fastrand::Rng) -> String {
+        match target {
+            "leader" | "follower" => {
+                let leader = self.inspector.leader().await.unwrap_or(ReplicaId(3));
+                if target == "leader" {
+                    return format!("order{leader}");
+                }
+                let followers: Vec<u32> = (1..=3).filter(|i| ReplicaId(*i) != leader).collect();
+                format!("order{}", followers[rng.usize(..followers.len())])
+            }
+            "catalog" | "catalog-follower" if self.catalogs.len() > 1 => {
+                let leader = self.catalog_leader().await;
+                if target == "catalog" {
+                    return self.catalogs[leader].clone();
+                }
+                let followers: Vec<&String> = self
+                    .catalogs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != leader)
+                    .map(|(_, h)| h)
+                    .collect();
+                followers[rng.usize(..followers.len())].clone()
+            }
+            other => other.to_string(),
         }
-        other => other.to_string(),
+    }
+
+    /// The catalog replica that leads (by index), waiting a little for an election.
+    async fn catalog_leader(&self) -> usize {
+        for _ in 0..25 {
+            if let Some(i) = self.inspector.catalog_leader().await {
+                return i;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        0
+    }
+
+    /// The catalog replicas other than `host`.
+    fn other_catalogs(&self, host: &str) -> Vec<String> {
+        self.catalogs
+            .iter()
+            .filter(|c| *c != host)
+            .cloned()
+            .collect()
+    }
+
+    /// Whether a fault of `host` alone may leave requests unanswered: the front-end's
+    /// or the single catalog's (each the only one of its kind), not a replica's.
+    fn is_single(&self, host: &str) -> bool {
+        host == "frontend" || (host == "catalog" && self.catalogs.len() == 1)
+    }
+
+    /// Waits until every replica of both groups is ready again (a restarted one has
+    /// caught up).
+    async fn settled(&self) {
+        let _ = self.inspector.converged(Duration::from_secs(15)).await;
+        if self.catalogs.len() > 1 {
+            let _ = self
+                .inspector
+                .catalogs_converged(Duration::from_secs(15))
+                .await;
+        }
     }
 }
 
@@ -337,7 +472,7 @@ fn followers_of(leader: &str) -> Vec<String> {
 async fn apply(
     fault: &Fault,
     lab: &Lab,
-    inspector: &Inspector,
+    targets: &Targets<'_>,
     history: &History,
     plan: &HostsPlan,
     rng: &mut fastrand::Rng,
@@ -346,40 +481,40 @@ async fn apply(
     let start = history.now();
     let (label, unavailable, lossy) = match fault {
         Fault::Kill(target) => {
-            let host = resolve(target, inspector, rng).await;
+            let host = targets.resolve(target, rng).await;
             lab.kill(&host).await?;
             tokio::time::sleep(down).await;
             lab.start(&host).await?;
             (
                 format!("kill {host} ({target})"),
-                !host.starts_with("order"),
+                targets.is_single(&host),
                 false,
             )
         }
         Fault::Pause(target) => {
-            let host = resolve(target, inspector, rng).await;
+            let host = targets.resolve(target, rng).await;
             lab.pause(&host)?;
             tokio::time::sleep(down).await;
             lab.resume(&host)?;
             (
                 format!("pause {host} ({target})"),
-                !host.starts_with("order"),
+                targets.is_single(&host),
                 false,
             )
         }
         Fault::Isolate(target) => {
-            let host = resolve(target, inspector, rng).await;
+            let host = targets.resolve(target, rng).await;
             lab.isolate(&host)?;
             tokio::time::sleep(down).await;
             lab.heal()?;
             (
                 format!("isolate {host} ({target})"),
-                !host.starts_with("order"),
+                targets.is_single(&host),
                 false,
             )
         }
         Fault::CutLeaderFromFollowers => {
-            let leader = resolve("leader", inspector, rng).await;
+            let leader = targets.resolve("leader", rng).await;
             lab.cut_from(&leader, &followers_of(&leader))?;
             tokio::time::sleep(down).await;
             lab.heal()?;
@@ -389,14 +524,25 @@ async fn apply(
                 false,
             )
         }
+        Fault::CutCatalogLeaderFromFollowers => {
+            let leader = targets.resolve("catalog", rng).await;
+            lab.cut_from(&leader, &targets.other_catalogs(&leader))?;
+            tokio::time::sleep(down).await;
+            lab.heal()?;
+            (
+                format!("cut catalog leader {leader} from its followers"),
+                false,
+                false,
+            )
+        }
         Fault::CutFrontendFromCatalog => {
-            lab.cut("frontend", "catalog")?;
+            lab.cut_from("frontend", targets.catalogs)?;
             tokio::time::sleep(down).await;
             lab.heal()?;
             ("cut frontend from catalog".to_string(), true, false)
         }
         Fault::CutThenKillLeader => {
-            let leader = resolve("leader", inspector, rng).await;
+            let leader = targets.resolve("leader", rng).await;
             lab.cut_from(&leader, &followers_of(&leader))?;
             // Long enough for the followers to lag and the leader to acknowledge alone.
             tokio::time::sleep(plan.replicate_timeout + down).await;
@@ -414,8 +560,8 @@ async fn apply(
             )
         }
         Fault::LagThenLoseTwo => {
-            let leader = resolve("leader", inspector, rng).await;
-            let lagging = resolve("follower", inspector, rng).await;
+            let leader = targets.resolve("leader", rng).await;
+            let lagging = targets.resolve("follower", rng).await;
             let other = followers_of(&leader)
                 .into_iter()
                 .find(|h| *h != lagging)
@@ -440,7 +586,7 @@ async fn apply(
         }
     };
     // Back to normal: every replica ready again (a restarted one has caught up).
-    let _ = inspector.converged(Duration::from_secs(15)).await;
+    targets.settled().await;
     Ok(Applied {
         window: Window {
             label,

@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn a_schedule_rotates_kinds_and_hits_every_service() {
-    let plan = schedule(&[Kind::Kill, Kind::Pause, Kind::Partition], 21, true);
+    let plan = schedule(&[Kind::Kill, Kind::Pause, Kind::Partition], 21, true, false);
     assert_eq!(plan.len(), 23);
     assert_eq!(plan[21], Fault::CutThenKillLeader);
     assert_eq!(plan.last(), Some(&Fault::LagThenLoseTwo));
@@ -17,4 +17,30 @@ fn a_schedule_rotates_kinds_and_hits_every_service() {
     }
     assert!(plan.contains(&Fault::CutLeaderFromFollowers));
     assert!(plan.contains(&Fault::CutFrontendFromCatalog));
+}
+
+#[test]
+fn with_a_replicated_catalog_its_leader_and_followers_are_targets_too() {
+    let plan = schedule(&[Kind::Kill, Kind::Pause, Kind::Partition], 24, false, true);
+    assert_eq!(plan.len(), 24);
+    for target in [
+        "leader",
+        "follower",
+        "catalog",
+        "catalog-follower",
+        "frontend",
+    ] {
+        assert!(plan.contains(&Fault::Kill(target.into())), "kill {target}");
+        assert!(
+            plan.contains(&Fault::Pause(target.into())),
+            "pause {target}"
+        );
+    }
+    for partition in [
+        Fault::CutCatalogLeaderFromFollowers,
+        Fault::Isolate("catalog".into()),
+        Fault::Isolate("catalog-follower".into()),
+    ] {
+        assert!(plan.contains(&partition), "{partition:?}");
+    }
 }

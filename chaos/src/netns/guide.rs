@@ -1,5 +1,10 @@
 //! The deployment guide (docs/DEPLOY.md) as the lab reads it: each host's shell
 //! blocks, run word for word, and the ports they name.
+//!
+//! The guide describes two layouts: one catalog (host `catalog`), or three catalog
+//! replicas (hosts `catalog1`-`catalog3`, and the `# on every host, with three
+//! catalogs` block after the other settings). [`Guide::parse`] keeps the blocks of
+//! the layout asked for, and the hosts that run them.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -21,15 +26,36 @@ pub struct Guide {
     pub on_host: Vec<(String, String)>,
 }
 
+/// First line of the settings block for three catalog replicas.
+const EVERY_HOST_WITH_GROUP: &str = "# on every host, with three catalogs";
+
+/// A replicated catalog's host (`catalog1` …), as opposed to the single `catalog`.
+fn is_catalog_replica(host: &str) -> bool {
+    host.strip_prefix("catalog")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 impl Guide {
-    pub fn read(path: &Path) -> Result<Guide, ClientError> {
+    /// The guide at `path`, in the layout with `catalogs` catalog replicas (1: the
+    /// single catalog, or 3).
+    pub fn read(path: &Path, catalogs: u16) -> Result<Guide, ClientError> {
         let text =
             std::fs::read_to_string(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
-        Guide::parse(&text)
+        Guide::parse(&text, catalogs)
     }
 
-    /// Collects the fenced blocks whose first line says where they run.
-    pub fn parse(text: &str) -> Result<Guide, ClientError> {
+    /// Collects the fenced blocks whose first line says where they run, for the layout
+    /// with `catalogs` catalog replicas; the hosts are those that run a block of it.
+    pub fn parse(text: &str, catalogs: u16) -> Result<Guide, ClientError> {
+        let group = match catalogs {
+            1 => false,
+            3 => true,
+            n => {
+                return Err(err(format!(
+                    "the deployment guide has layouts for 1 or 3 catalog replicas, not {n}"
+                )))
+            }
+        };
         let mut blocks: Vec<Vec<&str>> = Vec::new();
         let mut current: Option<Vec<&str>> = None;
         for line in text.lines() {
@@ -42,6 +68,7 @@ impl Guide {
                 block.push(line);
             }
         }
+        let mut group_settings = String::new();
         let mut guide = Guide {
             hosts: BTreeMap::new(),
             hosts_file: String::new(),
@@ -67,14 +94,50 @@ impl Guide {
                 guide.hosts_file = body;
             } else if first == "# on every host" {
                 guide.every_host.push_str(&body);
+            } else if first == EVERY_HOST_WITH_GROUP {
+                group_settings.push_str(&body);
             } else if let Some(host) = first.strip_prefix("# on ") {
-                guide.on_host.push((host.trim().to_string(), body));
+                let host = host.trim();
+                let in_layout = match group {
+                    true => host != "catalog",
+                    false => !is_catalog_replica(host),
+                };
+                if in_layout {
+                    guide.on_host.push((host.to_string(), body));
+                }
             }
         }
         if guide.hosts.is_empty() || guide.every_host.is_empty() || guide.on_host.is_empty() {
             return Err(err("the deployment guide has no hosts block, no `# on every host` block or no `# on <host>` blocks"));
         }
+        if group {
+            if group_settings.is_empty() {
+                return Err(err(format!(
+                    "the deployment guide has no `{EVERY_HOST_WITH_GROUP}` block"
+                )));
+            }
+            guide.every_host.push_str(&group_settings);
+        }
+        let used: Vec<&String> = guide.on_host.iter().map(|(h, _)| h).collect();
+        guide.hosts.retain(|host, _| used.contains(&host));
         Ok(guide)
+    }
+
+    /// The hosts of the replicated catalog (`catalog1` …; none with one catalog).
+    pub fn catalog_replicas(&self) -> Vec<String> {
+        self.hosts
+            .keys()
+            .filter(|h| is_catalog_replica(h))
+            .cloned()
+            .collect()
+    }
+
+    /// The catalog's hosts: the replicas, or the single `catalog`.
+    pub fn catalogs(&self) -> Vec<String> {
+        match self.catalog_replicas() {
+            replicas if replicas.is_empty() => vec!["catalog".to_string()],
+            replicas => replicas,
+        }
     }
 
     /// The blocks that run on `host`, in order.

@@ -1,6 +1,7 @@
-//! Five hosts on one machine: each service in a Linux network namespace of its own,
-//! with its own address on a bridge, set up by following `docs/DEPLOY.md` word for
-//! word, and faults a real network has — crashes, stalls, partitions.
+//! Five hosts on one machine (seven with three catalog replicas): each service in a
+//! Linux network namespace of its own, with its own address on a bridge, set up by
+//! following `docs/DEPLOY.md` word for word, and faults a real network has —
+//! crashes, stalls, partitions.
 //!
 //! - The bridge `tsbr0` (10.77.0.1/24, the address clients and the checker use) joins
 //!   one veth pair per host; each namespace `ts-<host>` has its address on `eth0`.
@@ -25,7 +26,8 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::topology::Topology;
+use common::topology::{Ports, Topology};
+use common::wire::Replication;
 
 use reqwest::Url;
 
@@ -49,6 +51,9 @@ fn err(what: impl std::fmt::Display) -> ClientError {
 /// The five hosts and the services on them.
 pub struct Lab {
     guide: Guide,
+    /// The default topology with the guide's number of catalogs: what "healthy"
+    /// means for each host's service.
+    topology: Topology,
     /// Where each host's toystore directory lives (`<work>/<host>`).
     work: PathBuf,
     /// Directory with the service binaries (put first on each host's `PATH`).
@@ -141,11 +146,13 @@ fn ns(host: &str) -> String {
 }
 
 impl Lab {
-    /// Builds the hosts described by the guide at `guide_path`, with each host's
-    /// directory under `work` (wiped first), and runs the guide's set-up steps (the
-    /// token, made on one host and copied to all, and the catalog's seed file).
+    /// Builds the hosts described by the guide at `guide_path` in its layout with
+    /// `catalogs` catalog replicas (1 or 3), with each host's directory under `work`
+    /// (wiped first), and runs the guide's set-up steps (the token, made on one host
+    /// and copied to all, and the catalog's seed file).
     pub fn create(
         guide_path: &Path,
+        catalogs: u16,
         seed_file: &Path,
         bin_dir: &Path,
         work: &Path,
@@ -154,9 +161,14 @@ impl Lab {
         if !is_root() {
             return Err(err("the multi-host lab needs root (network namespaces)"));
         }
-        let guide = Guide::read(guide_path)?;
+        let guide = Guide::read(guide_path, catalogs)?;
+        let topology = Ports::default()
+            .with_catalogs(catalogs)
+            .and_then(|ports| Topology::new("127.0.0.1", &ports, Replication::PrimaryBackup))
+            .map_err(err)?;
         let lab = Lab {
             guide,
+            topology,
             work: work.to_path_buf(),
             bin_dir: bin_dir.to_path_buf(),
             running: Mutex::new(BTreeMap::new()),
@@ -246,9 +258,12 @@ impl Lab {
                     .map_err(|e| err(e.to_string()))?;
             }
         }
-        // "Copy data/toys.json to the catalog host's toystore directory."
-        std::fs::copy(seed_file, lab.dir("catalog").join("toys.json"))
-            .map_err(|e| err(format!("{}: {e}", seed_file.display())))?;
+        // "Copy data/toys.json to the catalog host's toystore directory (to each
+        // catalog replica's, with three)."
+        for host in lab.guide.catalogs() {
+            std::fs::copy(seed_file, lab.dir(&host).join("toys.json"))
+                .map_err(|e| err(format!("{}: {e}", seed_file.display())))?;
+        }
         Ok(lab)
     }
 
@@ -261,6 +276,11 @@ impl Lab {
             }
         }
         out
+    }
+
+    /// The catalog's hosts: `catalog`, or `catalog1` … when it is replicated.
+    pub fn catalogs(&self) -> Vec<String> {
+        self.guide.catalogs()
     }
 
     pub fn dir(&self, host: &str) -> PathBuf {
@@ -345,8 +365,9 @@ impl Lab {
 
     async fn wait_healthy(&self, host: &str) -> Result<(), ClientError> {
         let url = common::client::endpoint(&self.url(host)?, &["health"]);
-        // The guide's hosts are the services of the default topology (its test says so).
-        let kind = Topology::default_layout()
+        // The guide's hosts are the services of the default topology (its tests say so).
+        let kind = self
+            .topology
             .service(host)
             .map_err(|e| err(e.to_string()))?
             .kind;
