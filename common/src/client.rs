@@ -292,6 +292,11 @@ impl CatalogClient {
             let at = self.current.load(Ordering::Relaxed) % n;
             match call(self.replicas[at].clone()).await {
                 Err(e) if elsewhere(&e) => {
+                    tracing::debug!(
+                        replica = %self.replicas[at],
+                        error = %e,
+                        "catalog call failed; trying the next replica"
+                    );
                     // Someone else may have moved on already; only move from `at`.
                     let _ = self.current.compare_exchange(
                         at,
