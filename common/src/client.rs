@@ -325,9 +325,20 @@ impl CatalogClient {
 
     /// Every toy, in name order.
     pub async fn products(&self) -> Result<Vec<CatalogProduct>, PeerError> {
+        self.products_within(self.cluster.timeouts.request).await
+    }
+
+    /// [`Self::products`], giving each replica at most `per_call`: for a caller with
+    /// a deadline of its own shorter than the request timeout (the front-end's lease
+    /// poll), so that a replica that does not answer is left for the next one before
+    /// the caller gives up, rather than asked again by every poll.
+    pub async fn products_within(
+        &self,
+        per_call: Duration,
+    ) -> Result<Vec<CatalogProduct>, PeerError> {
         self.on_leader(|base| async move {
             let url = endpoint(&base, &["products"]);
-            self.cluster.get(url, self.cluster.timeouts.request).await
+            self.cluster.get(url, per_call).await
         })
         .await
     }

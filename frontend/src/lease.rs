@@ -29,8 +29,10 @@ pub async fn lease_loop(
         ticks.tick().await;
         let sent = Instant::now();
         // A poll answered after the lease it would grant has run out grants nothing,
-        // so it need not wait longer than that.
-        let polled = tokio::time::timeout(lease, catalog.products()).await;
+        // so it need not wait longer than that; and each catalog replica gets half of
+        // it, so that a replicated catalog's stalled leader is left for the next
+        // replica within the poll (the client then starts there next time).
+        let polled = tokio::time::timeout(lease, catalog.products_within(lease / 2)).await;
         match polled {
             Ok(Ok(products)) => {
                 let versions: Vec<(String, Version)> = products

@@ -11,7 +11,7 @@ use common::wire::Replication;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::helpers::{in_both_modes, Cluster, Options};
+use crate::helpers::{eventually, in_both_modes, Cluster, Options};
 
 in_both_modes!(orders_flow_through_the_loss_of_the_catalog_leader);
 
@@ -226,6 +226,18 @@ async fn a_paused_catalog_leader_is_replaced_and_takes_nothing_once_resumed() {
     }
     let new_leader = cluster.catalog_leader().await;
     assert_ne!(new_leader, leader);
+    // The front-end's lease poll leaves the stalled leader within a poll, so once the
+    // lease held before the stall has surely run out (2 s), the front-end holds one
+    // again, from the new leader, while the old one is still stalled.
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(paused.elapsed())).await;
+    let leased = eventually(Duration::from_secs(4), || async {
+        cluster.frontend_health().await.cache.leased
+    })
+    .await;
+    assert!(
+        leased && paused.elapsed() < Duration::from_secs(10),
+        "no lease from the new leader {new_leader} while {leader} was stalled"
+    );
     // Stalled for 10 s in all: many election timeouts and request timeouts.
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(paused.elapsed())).await;
     cluster.resume(&leader);
