@@ -98,9 +98,10 @@ impl Guide {
                 group_settings.push_str(&body);
             } else if let Some(host) = first.strip_prefix("# on ") {
                 let host = host.trim();
-                let in_layout = match group {
-                    true => host != "catalog",
-                    false => !is_catalog_replica(host),
+                let in_layout = if group {
+                    host != "catalog"
+                } else {
+                    !is_catalog_replica(host)
                 };
                 if in_layout {
                     guide.on_host.push((host.to_string(), body));
