@@ -36,8 +36,10 @@ use lab::session::{run_sessions, Plan};
 use lab::ClientError;
 
 mod report;
+mod targets;
 
 use report::{admitted, list, report};
+use targets::{followers_of, Targets};
 
 /// The kinds of fault a run may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -381,91 +383,6 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
         println!("wrote {}", path.display());
     }
     Ok(ok)
-}
-
-/// What a fault's target names resolve against.
-struct Targets<'a> {
-    inspector: &'a Inspector,
-    /// The catalog's hosts (one, or the replicas in id order).
-    catalogs: &'a [String],
-}
-
-impl Targets<'_> {
-    /// Resolves "leader" / "follower" (of the order replicas) and "catalog" /
-    /// "catalog-follower" (the catalog's leader when it is replicated) to a host.
-    async fn resolve(&self, target: &str, rng: &mut fastrand::Rng) -> String {
-        match target {
-            "leader" | "follower" => {
-                let leader = self.inspector.leader().await.unwrap_or(ReplicaId(3));
-                if target == "leader" {
-                    return format!("order{leader}");
-                }
-                let followers: Vec<u32> = (1..=3).filter(|i| ReplicaId(*i) != leader).collect();
-                format!("order{}", followers[rng.usize(..followers.len())])
-            }
-            "catalog" | "catalog-follower" if self.catalogs.len() > 1 => {
-                let leader = self.catalog_leader().await;
-                if target == "catalog" {
-                    return self.catalogs[leader].clone();
-                }
-                let followers: Vec<&String> = self
-                    .catalogs
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != leader)
-                    .map(|(_, h)| h)
-                    .collect();
-                followers[rng.usize(..followers.len())].clone()
-            }
-            other => other.to_string(),
-        }
-    }
-
-    /// The catalog replica that leads (by index), waiting a little for an election.
-    async fn catalog_leader(&self) -> usize {
-        for _ in 0..25 {
-            if let Some(i) = self.inspector.catalog_leader().await {
-                return i;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        0
-    }
-
-    /// The catalog replicas other than `host`.
-    fn other_catalogs(&self, host: &str) -> Vec<String> {
-        self.catalogs
-            .iter()
-            .filter(|c| *c != host)
-            .cloned()
-            .collect()
-    }
-
-    /// Whether a fault of `host` alone may leave requests unanswered: the front-end's
-    /// or the single catalog's (each the only one of its kind), not a replica's.
-    fn is_single(&self, host: &str) -> bool {
-        host == "frontend" || (host == "catalog" && self.catalogs.len() == 1)
-    }
-
-    /// Waits until every replica of both groups is ready again (a restarted one has
-    /// caught up).
-    async fn settled(&self) {
-        let _ = self.inspector.converged(Duration::from_secs(15)).await;
-        if self.catalogs.len() > 1 {
-            let _ = self
-                .inspector
-                .catalogs_converged(Duration::from_secs(15))
-                .await;
-        }
-    }
-}
-
-/// The other two replicas.
-fn followers_of(leader: &str) -> Vec<String> {
-    (1..=3)
-        .map(|i| format!("order{i}"))
-        .filter(|h| h != leader)
-        .collect()
 }
 
 /// Applies one fault, holds it, undoes it and waits for the target to be back.
