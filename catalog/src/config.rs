@@ -71,10 +71,10 @@ pub struct Config {
     pub commit_timeout_ms: u64,
 
     /// Replicated catalog: log entries between snapshots; as many are kept when the
-    /// log is purged. A replica further behind installs a snapshot. A snapshot copies
-    /// the whole store, every buy key within the retention included, so it costs more
-    /// the more orders the day has seen: taken every 1,000 entries, it halved the
-    /// orders/s by 200k orders (see docs/DESIGN.md, "The replicated catalog").
+    /// log is purged. A replica further behind installs a snapshot. Taking one copies
+    /// only the toys and counters (the keys are read when a peer needs them), but the
+    /// key pruner waits for the next one, so keys may outlive the retention by up to
+    /// this many entries (see docs/DESIGN.md, "The replicated catalog").
     #[arg(long, env = "CATALOG_RAFT_SNAPSHOT_ENTRIES", default_value_t = 20_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub raft_snapshot_entries: u64,

@@ -12,11 +12,16 @@
 //! re-applies exactly what follows. The store is not flushed per entry: the log is
 //! durable, and a snapshot flushes before the log it replaces is purged.
 //!
-//! A snapshot is the store's whole content ([`Store::export`]) with the position's
-//! cutoff and round, taken under the same lock as applying (openraft builds snapshots
-//! beside applying) and kept in the store, so the one a peer reads is the one whose
-//! meta openraft holds. Installing one replaces the store's content in one
-//! transaction.
+//! A snapshot is taken in two parts. When it is taken, under the same lock as
+//! applying (openraft builds snapshots beside applying): its *head* — the position's
+//! index, cutoff and round, and the toys and counters (a few hundred bytes), kept in
+//! the store so the snapshot a peer reads is the one whose meta openraft holds. When a
+//! peer first reads it: the keys held at its index ([`Store::keys_at`]), which every
+//! buy's time entry records with its log index — so taking a snapshot costs the same
+//! however many keys the day has seen. For those keys to still be there, the key
+//! pruner stops at the snapshot's cutoff ([`Machine::prune_cutoff`]), and a read that
+//! a newer snapshot overtook fails (openraft then sends the newer one). Installing a
+//! snapshot replaces the store's content in one transaction.
 
 use std::sync::{Arc, Mutex};
 
@@ -33,15 +38,17 @@ use consensus::{Node, NodeId};
 
 use super::{Applied, Change, Entry, Refusal, TypeConfig};
 use crate::error::CatalogError;
-use crate::store::{lookup_key, Clock, Store};
+use crate::store::{lookup_key, Clock, HeldKey, Image, Store};
 
 /// `meta` key of the machine's position.
 const STATE: &[u8] = b"raft_machine";
-/// `meta` keys of the newest snapshot: its meta, and its data ([`SnapshotData`]).
+/// `meta` keys of the newest snapshot: its meta, and its head ([`SnapshotHead`]).
 const SNAPSHOT_META: &[u8] = b"raft_snapshot_meta";
-const SNAPSHOT_DATA: &[u8] = b"raft_snapshot_data";
+const SNAPSHOT_HEAD: &[u8] = b"raft_snapshot_head";
+/// Where an earlier version kept a snapshot's whole data ([`WholeSnapshot`]).
+const WHOLE_SNAPSHOT: &[u8] = b"raft_snapshot_data";
 /// The machine's own records, which a snapshot does not carry in its image.
-const OWN: [&[u8]; 3] = [STATE, SNAPSHOT_META, SNAPSHOT_DATA];
+const OWN: [&[u8]; 4] = [STATE, SNAPSHOT_META, SNAPSHOT_HEAD, WHOLE_SNAPSHOT];
 
 /// Where the machine stands; stored with every applied entry.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -54,10 +61,35 @@ struct SmState {
     restock_round: u64,
 }
 
-/// A snapshot's data: the position's cutoff and round, and the store's image.
+/// What a snapshot holds when it is taken.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotHead {
+    /// The snapshot it belongs to (its meta's `snapshot_id`).
+    id: String,
+    /// The index of its last entry (0 for none).
+    index: u64,
+    key_cutoff: u64,
+    restock_round: u64,
+    /// The toys and counters.
+    stock: Image,
+    /// The keys, for a snapshot an earlier version took whole; otherwise read from
+    /// the store when a peer reads the snapshot.
+    keys: Option<Vec<HeldKey>>,
+}
+
+/// A snapshot's data, as a peer receives it.
 #[derive(Debug, Serialize, Deserialize)]
 struct SnapshotData {
-    /// The snapshot it belongs to (its meta's `snapshot_id`).
+    id: String,
+    key_cutoff: u64,
+    restock_round: u64,
+    stock: Image,
+    keys: Vec<HeldKey>,
+}
+
+/// How an earlier version kept a snapshot: the store's whole image.
+#[derive(Deserialize)]
+struct WholeSnapshot {
     id: String,
     key_cutoff: u64,
     restock_round: u64,
@@ -88,11 +120,40 @@ fn position(state: &SmState) -> Vec<u8> {
 }
 
 impl Machine {
-    pub fn new(store: Store) -> Self {
-        Machine {
+    /// The machine over `store`; a snapshot an earlier version kept whole is kept as
+    /// a head with its keys.
+    pub fn open(store: Store) -> Result<Self, CatalogError> {
+        if let Some(bytes) = store.meta(WHOLE_SNAPSHOT)? {
+            let undecodable =
+                |e| CatalogError::from(common::storage::StorageError::undecodable("snapshot", e));
+            let whole: WholeSnapshot = consensus::codec::from_bytes(&bytes).map_err(undecodable)?;
+            let meta: Option<SnapshotMeta<NodeId, Node>> = match store.meta(SNAPSHOT_META)? {
+                Some(bytes) => Some(consensus::codec::from_bytes(&bytes).map_err(undecodable)?),
+                None => None,
+            };
+            let image: Image = consensus::codec::from_bytes(&whole.image).map_err(undecodable)?;
+            let (stock, keys) = image.split_keys()?;
+            let head = SnapshotHead {
+                id: whole.id,
+                index: meta.and_then(|m| m.last_log_id).map_or(0, |id| id.index),
+                key_cutoff: whole.key_cutoff,
+                restock_round: whole.restock_round,
+                stock,
+                keys: Some(keys),
+            };
+            let head = consensus::codec::to_bytes(&head).map_err(|e| {
+                CatalogError::from(common::storage::StorageError::undecodable("snapshot", e))
+            })?;
+            store.write(|tx| {
+                tx.set_meta(SNAPSHOT_HEAD, &head)?;
+                tx.remove_meta(WHOLE_SNAPSHOT)?;
+                Ok(())
+            })?;
+        }
+        Ok(Machine {
             store,
             writing: Arc::new(Mutex::new(())),
-        }
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -106,17 +167,33 @@ impl Machine {
         }
     }
 
-    /// The key cutoff of the machine's position: the key pruner may drop the keys of
-    /// buys made before it.
-    pub fn key_cutoff(store: &Store) -> Result<u64, CatalogError> {
-        match store.meta(STATE)? {
-            Some(bytes) => consensus::codec::from_bytes::<SmState>(&bytes)
-                .map(|s| s.key_cutoff)
-                .map_err(|e| {
-                    common::storage::StorageError::undecodable("catalog machine state", e).into()
-                }),
-            None => Ok(0),
-        }
+    /// How far the key pruner may go: keys of buys made before the machine's cutoff
+    /// have expired, but the newest snapshot still reads those made from its own
+    /// cutoff on.
+    pub fn prune_cutoff(store: &Store) -> Result<u64, CatalogError> {
+        let undecodable = |e| {
+            CatalogError::from(common::storage::StorageError::undecodable(
+                "catalog machine state",
+                e,
+            ))
+        };
+        let machine = match store.meta(STATE)? {
+            Some(bytes) => {
+                consensus::codec::from_bytes::<SmState>(&bytes)
+                    .map_err(undecodable)?
+                    .key_cutoff
+            }
+            None => 0,
+        };
+        let snapshot = match store.meta(SNAPSHOT_HEAD)? {
+            Some(bytes) => {
+                consensus::codec::from_bytes::<SnapshotHead>(&bytes)
+                    .map_err(undecodable)?
+                    .key_cutoff
+            }
+            None => u64::MAX,
+        };
+        Ok(machine.min(snapshot))
     }
 
     /// Applies `entries` on `start` in one transaction; answers what each did and the
@@ -150,6 +227,7 @@ impl Machine {
                         let clock = Clock {
                             now: *time,
                             valid_from: state.key_cutoff,
+                            index: entry.log_id.index,
                         };
                         let mut outcomes = Vec::with_capacity(buys.len());
                         for buy in buys {
@@ -193,11 +271,9 @@ impl Machine {
 }
 
 impl Machine {
-    /// Takes a snapshot of the store as it is now: its meta and its data, both kept
-    /// in the store (on the blocking pool: the image is read whole).
-    async fn take_snapshot(
-        &self,
-    ) -> Result<(SnapshotMeta<NodeId, Node>, Vec<u8>), StorageError<NodeId>> {
+    /// Takes a snapshot of the store as it is now: its meta and its head, kept in the
+    /// store (on the blocking pool, under the applying lock).
+    async fn take_snapshot(&self) -> Result<SnapshotMeta<NodeId, Node>, StorageError<NodeId>> {
         let machine = self.clone();
         tokio::task::spawn_blocking(move || {
             let _writing = machine.lock();
@@ -210,56 +286,97 @@ impl Machine {
                     None => "empty".into(),
                 },
             };
-            let data = SnapshotData {
+            let head = SnapshotHead {
                 id: meta.snapshot_id.clone(),
+                index: state.applied.map_or(0, |id| id.index),
                 key_cutoff: state.key_cutoff,
                 restock_round: state.restock_round,
-                image: machine.store.export(&OWN).map_err(store_error)?,
+                stock: machine.store.stock_image(&OWN).map_err(store_error)?,
+                keys: None,
             };
-            let data = encode(&data)?;
-            let meta_bytes = encode(&meta)?;
+            let (head, meta_bytes) = (encode(&head)?, encode(&meta)?);
             machine
                 .store
                 .write(|tx| {
                     tx.set_meta(SNAPSHOT_META, &meta_bytes)?;
-                    tx.set_meta(SNAPSHOT_DATA, &data)?;
+                    tx.set_meta(SNAPSHOT_HEAD, &head)?;
                     Ok(())
                 })
                 .map_err(store_error)?;
-            Ok((meta, data))
+            Ok(meta)
         })
         .await
         .map_err(|e| io_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e))?
     }
 
-    /// The newest snapshot's data, if it is still the one named `id`.
-    fn snapshot_data(store: &Store, id: &str) -> std::io::Result<Vec<u8>> {
-        let bytes = store
-            .meta(SNAPSHOT_DATA)
-            .map_err(std::io::Error::other)?
-            .ok_or_else(|| std::io::Error::other("the snapshot's data is gone"))?;
-        let data: SnapshotData =
-            consensus::codec::from_bytes(&bytes).map_err(std::io::Error::other)?;
-        if data.id != id {
-            return Err(std::io::Error::other(format!(
-                "snapshot {id} was replaced by {}",
-                data.id
-            )));
+    /// The newest snapshot's head.
+    fn head(store: &Store) -> std::io::Result<Option<SnapshotHead>> {
+        match store.meta(SNAPSHOT_HEAD).map_err(std::io::Error::other)? {
+            Some(bytes) => consensus::codec::from_bytes(&bytes)
+                .map(Some)
+                .map_err(std::io::Error::other),
+            None => Ok(None),
         }
-        Ok(bytes.to_vec())
+    }
+
+    /// The data of the snapshot named `id`, as a peer receives it: its head, and the
+    /// keys held at its index, read now — if it is still the newest snapshot once they
+    /// are read (after a newer one, the pruner may have dropped some).
+    fn snapshot_data(store: &Store, id: &str) -> std::io::Result<Vec<u8>> {
+        let replaced = |by: Option<SnapshotHead>| {
+            std::io::Error::other(format!(
+                "snapshot {id} was replaced by {}",
+                by.map_or_else(|| "none".into(), |h| h.id)
+            ))
+        };
+        let head = match Machine::head(store)? {
+            Some(head) if head.id == id => head,
+            other => return Err(replaced(other)),
+        };
+        let keys = match head.keys {
+            Some(keys) => keys,
+            None => {
+                let keys = store
+                    .keys_at(head.index, head.key_cutoff)
+                    .map_err(std::io::Error::other)?;
+                match Machine::head(store)? {
+                    Some(now) if now.id == id => keys,
+                    other => return Err(replaced(other)),
+                }
+            }
+        };
+        let data = SnapshotData {
+            id: head.id,
+            key_cutoff: head.key_cutoff,
+            restock_round: head.restock_round,
+            stock: head.stock,
+            keys,
+        };
+        consensus::codec::to_bytes(&data).map_err(std::io::Error::other)
+    }
+}
+
+impl Machine {
+    /// The snapshot of `meta`, its data made when first read.
+    fn lazy(&self, meta: SnapshotMeta<NodeId, Node>) -> Snapshot<TypeConfig> {
+        let store = self.store.clone();
+        let id = meta.snapshot_id.clone();
+        Snapshot {
+            meta,
+            snapshot: Box::new(LazyBytes::later(move || {
+                Machine::snapshot_data(&store, &id)
+            })),
+        }
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for Machine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let (meta, data) = self.take_snapshot().await?;
+        let meta = self.take_snapshot().await?;
         // Everything the snapshot holds must be durable before openraft purges the
         // entries it came from (the log's flushes do not cover this database).
         self.store.flush().await.map_err(store_error)?;
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(LazyBytes::later(move || Ok(data))),
-        })
+        Ok(self.lazy(meta))
     }
 }
 
@@ -311,14 +428,24 @@ impl RaftStateMachine<TypeConfig> for Machine {
             state.membership = membership;
             state.key_cutoff = state.key_cutoff.max(data.key_cutoff);
             state.restock_round = state.restock_round.max(data.restock_round);
+            // This replica's own snapshot now: its keys are the ones installed here,
+            // each with the index it came with.
+            let head = SnapshotHead {
+                id: data.id,
+                index: applied.map_or(0, |id| id.index),
+                key_cutoff: data.key_cutoff,
+                restock_round: data.restock_round,
+                stock: data.stock.clone(),
+                keys: None,
+            };
             let values = [
                 (STATE, position(&state)),
                 (SNAPSHOT_META, meta_bytes),
-                (SNAPSHOT_DATA, bytes),
+                (SNAPSHOT_HEAD, encode(&head)?),
             ];
             machine
                 .store
-                .import(&data.image, &OWN, &values)
+                .import(data.stock, data.keys, &OWN, &values)
                 .map_err(store_error)
         })
         .await
@@ -334,16 +461,11 @@ impl RaftStateMachine<TypeConfig> for Machine {
         let Some(bytes) = self.store.meta(SNAPSHOT_META).map_err(store_error)? else {
             return Ok(None);
         };
-        let meta: SnapshotMeta<NodeId, Node> = decode(&bytes)?;
         // The data is read when a peer first needs it: at start-up openraft reads
         // only the meta.
-        let store = self.store.clone();
-        let id = meta.snapshot_id.clone();
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(LazyBytes::later(move || {
-                Machine::snapshot_data(&store, &id)
-            })),
-        }))
+        Ok(Some(self.lazy(decode(&bytes)?)))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -245,7 +245,7 @@ impl CatalogRaft {
             GROUP,
             &settings.members,
             log,
-            machine::Machine::new(store.clone()),
+            machine::Machine::open(store.clone())?,
             cluster.clone(),
             settings.group,
             HealthProbe(cluster),
@@ -273,14 +273,14 @@ impl CatalogRaft {
         };
         tasks.spawn_cancellable("catalog seeding", raft.clone().seed(settings.seed));
         // Only keys older than the machine's own cutoff, which every replica applies
-        // alike, are dropped (see `machine`).
+        // alike, are dropped, and none that the newest snapshot holds (see `machine`).
         tasks.spawn(
             "key pruner",
             retention::prune_loop(
                 retention::prune_period(settings.key_window),
                 {
                     let store = store.clone();
-                    move || machine::Machine::key_cutoff(&store)
+                    move || machine::Machine::prune_cutoff(&store)
                 },
                 move |cutoff, limit| store.prune_keys(cutoff, limit),
                 tasks.clone(),

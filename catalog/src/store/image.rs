@@ -1,12 +1,15 @@
-//! The catalog's whole state as one value: its digest (`/health`), and the bytes of a
-//! replicated catalog's snapshot — every entry of the four trees — and their install.
+//! The catalog's whole state as one value: its digest (`/health`), and what a
+//! replicated catalog's snapshot holds — the toys and counters as they were
+//! ([`Image`]), and the keys held at its index, read from the store when a peer needs
+//! them ([`Store::keys_at`]) — and its install.
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 use super::{
-    decode, encode, read_u64, Store, StoredProduct, META_INITIAL, META_RESTOCKED, META_SOLD,
+    decode, encode, read_time_value, read_u64, time_key, time_value, Store, StoredBuy,
+    StoredProduct, META_INITIAL, META_RESTOCKED, META_SOLD,
 };
 use crate::error::CatalogError;
 use common::storage::StorageError;
@@ -17,9 +20,18 @@ const BUYS: u8 = 1;
 const BY_TIME: u8 = 2;
 const META: u8 = 3;
 
-/// Every entry of the catalog's trees: (tree, key, value).
-#[derive(Serialize, Deserialize)]
-struct Image(Vec<(u8, Vec<u8>, Vec<u8>)>);
+/// Entries of the catalog's trees: (tree, key, value).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Image(Vec<(u8, Vec<u8>, Vec<u8>)>);
+
+/// A key a replicated catalog held at a snapshot's index: its buy, and the index of
+/// the entry that made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldKey {
+    index: u64,
+    key: Vec<u8>,
+    buy: StoredBuy,
+}
 
 /// FNV-1a, 64 bits: small, stable across builds and machines.
 fn fnv(hash: u64, bytes: &[u8]) -> u64 {
@@ -61,11 +73,11 @@ impl Store {
         Ok(format!("{hash:016x}"))
     }
 
-    /// Every entry of the four trees but the `meta` keys in `skip` (a state
-    /// machine's own records), encoded.
-    pub fn export(&self, skip: &[&[u8]]) -> Result<Vec<u8>, CatalogError> {
+    /// Every entry of the trees that change in place — the toys and the counters —
+    /// but the `meta` keys in `skip` (a state machine's own records).
+    pub fn stock_image(&self, skip: &[&[u8]]) -> Result<Image, CatalogError> {
         let mut entries = Vec::new();
-        for (id, tree) in self.trees() {
+        for (id, tree) in [(PRODUCTS, &self.products), (META, &self.meta)] {
             for item in tree.iter() {
                 let (key, value) = item?;
                 if id == META && skip.contains(&key.as_ref()) {
@@ -74,21 +86,94 @@ impl Store {
                 entries.push((id, key.to_vec(), value.to_vec()));
             }
         }
-        Ok(encode(&Image(entries)))
+        Ok(Image(entries))
     }
 
-    /// Replaces the four trees' contents (but the `meta` keys in `skip`) with an
-    /// [`Store::export`], and sets `meta_values`, in one transaction: a crash leaves
-    /// the old state or the new one. Not flushed.
+    /// Every entry of the four trees, as an earlier version exported a snapshot.
+    #[cfg(test)]
+    pub fn whole_image(&self) -> Result<Image, CatalogError> {
+        let mut entries = Vec::new();
+        for (id, tree) in self.trees() {
+            for item in tree.iter() {
+                let (key, value) = item?;
+                entries.push((id, key.to_vec(), value.to_vec()));
+            }
+        }
+        Ok(Image(entries))
+    }
+
+    /// The keys that the store held, unexpired, once the entry at log index `index`
+    /// was applied, `cutoff` being the machine's key cutoff then: every buy whose
+    /// time entry (at or after `cutoff`) names an index up to `index`, the newest for
+    /// each key. Entries applied since only add keys with later indexes or keep the
+    /// buys they replace in their time entries, so this can be read long after, while
+    /// buys go on — as long as nothing at or after `cutoff` has been pruned.
+    pub fn keys_at(&self, index: u64, cutoff: u64) -> Result<Vec<HeldKey>, CatalogError> {
+        let mut keys = Vec::new();
+        for item in self.by_time.range(time_key(cutoff, &[])..) {
+            let (entry, value) = item?;
+            let (held_index, replaced) = read_time_value(&value)?;
+            if held_index > index {
+                continue;
+            }
+            let (time, key) = entry.split_at(8.min(entry.len()));
+            let time = read_u64(time);
+            let buy = match replaced {
+                Some(buy) => buy,
+                None => self.buy_at(key, time, &entry)?,
+            };
+            keys.push(HeldKey {
+                index: held_index,
+                key: key.to_vec(),
+                buy,
+            });
+        }
+        // A key bought again after it expired (by a buy's own, later cutoff) can
+        // have two entries at or after `cutoff`: the newer buy is the one held.
+        keys.sort_unstable_by(|a, b| a.key.cmp(&b.key).then(b.index.cmp(&a.index)));
+        keys.dedup_by(|later, first| later.key == first.key);
+        Ok(keys)
+    }
+
+    /// The buy of `key` made at `time`: in `buys`, unless a buy since has replaced it
+    /// there — then kept in its time `entry`.
+    fn buy_at(&self, key: &[u8], time: u64, entry: &[u8]) -> Result<StoredBuy, CatalogError> {
+        if let Some(bytes) = self.buys.get(key)? {
+            let buy: StoredBuy = decode(&bytes)?;
+            if buy.time == time {
+                return Ok(buy);
+            }
+        }
+        // Replaced while this was read: the time entry holds it now.
+        match self.by_time.get(entry)? {
+            Some(value) => match read_time_value(&value)? {
+                (_, Some(buy)) => Ok(buy),
+                (_, None) => Err(StorageError::corrupt("a key's time entry names no buy").into()),
+            },
+            None => Err(StorageError::corrupt("a held key was pruned while it was read").into()),
+        }
+    }
+
+    /// Replaces the four trees' contents (but the `meta` keys in `skip`) with `image`
+    /// and `keys`, and sets `meta_values`, in one transaction: a crash leaves the old
+    /// state or the new one. Not flushed.
     pub fn import(
         &self,
-        bytes: &[u8],
+        Image(mut entries): Image,
+        keys: Vec<HeldKey>,
         skip: &[&[u8]],
         meta_values: &[(&[u8], Vec<u8>)],
     ) -> Result<(), CatalogError> {
-        let Image(entries) = decode(bytes)?;
         if let Some((id, _, _)) = entries.iter().find(|(id, _, _)| *id > META) {
             return Err(StorageError::corrupt(format!("snapshot names tree {id}")).into());
+        }
+        for held in keys {
+            entries.push((
+                BY_TIME,
+                time_key(held.buy.time, &held.key),
+                time_value(held.index, None),
+            ));
+            entries.push((BUYS, held.key, encode(&held.buy)));
         }
         let mut old: Vec<(u8, sled::IVec)> = Vec::new();
         for (id, tree) in self.trees() {
@@ -119,5 +204,27 @@ impl Store {
             Ok::<_, ConflictableTransactionError<CatalogError>>(())
         });
         result.map_err(super::flatten)
+    }
+}
+
+impl Image {
+    /// An image of all four trees as an earlier version stored it whole: the toys and
+    /// counters, and the keys it held (their indexes unknown, so 0: all of them were
+    /// held at the image's index).
+    pub fn split_keys(self) -> Result<(Image, Vec<HeldKey>), CatalogError> {
+        let mut stock = Vec::new();
+        let mut keys = Vec::new();
+        for (id, key, value) in self.0 {
+            match id {
+                BUYS => keys.push(HeldKey {
+                    index: 0,
+                    key,
+                    buy: decode(&value)?,
+                }),
+                BY_TIME => {}
+                _ => stock.push((id, key, value)),
+            }
+        }
+        Ok((Image(stock), keys))
     }
 }

@@ -6,8 +6,11 @@
 //! - `buys`: idempotency key (in `common::idkey`'s form) → the buy it made and when,
 //!   written in the same transaction as the stock change, so a repeated key can never
 //!   take stock twice within the key window.
-//! - `buys_by_time`: (time, key) → nothing: the order in which keys expire, for
-//!   [`Store::prune_keys`].
+//! - `buys_by_time`: (time, key) → the log index of the entry that made the buy (0 in
+//!   a single catalog), and, once the key has been bought again after it expired, the
+//!   buy it replaced in `buys`: the order in which keys expire, for
+//!   [`Store::prune_keys`], and what a replicated catalog's snapshot reads its keys
+//!   from ([`Store::keys_at`]).
 //! - `meta`: stock accounting counters (`initial`, `restocked`, `sold`); `format`.
 //!
 //! A key is kept for the window (`--key-retention`) from its buy: after it the key
@@ -65,6 +68,26 @@ fn time_key(time: u64, key: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&time.to_be_bytes());
     out.extend_from_slice(key);
     out
+}
+
+/// A `buys_by_time` value: the log index of the buy's entry, and the buy itself once
+/// a later buy with its key replaced it in `buys` (a snapshot taken before that still
+/// holds it). Empty (index 0) in a database written before indexes were kept.
+fn time_value(index: u64, replaced: Option<&StoredBuy>) -> Vec<u8> {
+    let mut out = index.to_be_bytes().to_vec();
+    if let Some(buy) = replaced {
+        out.extend_from_slice(&encode(buy));
+    }
+    out
+}
+
+/// The index and replaced buy of a [`time_value`].
+fn read_time_value(bytes: &[u8]) -> Result<(u64, Option<StoredBuy>), CatalogError> {
+    match bytes.split_first_chunk::<8>() {
+        None => Ok((0, None)),
+        Some((index, [])) => Ok((u64::from_be_bytes(*index), None)),
+        Some((index, buy)) => Ok((u64::from_be_bytes(*index), Some(decode(buy)?))),
+    }
 }
 
 /// A toy as stored.
@@ -229,7 +252,8 @@ impl Store {
                     time: now,
                 };
                 self.buys.insert(stored.as_slice(), encode(&buy))?;
-                self.by_time.insert(time_key(now, &stored), &[])?;
+                self.by_time
+                    .insert(time_key(now, &stored), time_value(0, None))?;
             }
             tracing::info!(
                 keys = old.len(),
@@ -399,5 +423,6 @@ mod image;
 mod tests;
 mod write;
 
+pub use image::{HeldKey, Image};
 use write::flatten;
 pub use write::{Clock, Tx, TxResult};

@@ -17,8 +17,8 @@ use common::domain::Version;
 use common::wire::{BuyReply, BuyRequest};
 
 use super::{
-    decode, encode, lookup_key, read_u64, time_key, BuyOutcome, SeedToy, Store, StoredBuy,
-    StoredProduct, META_INITIAL, META_RESTOCKED, META_SOLD,
+    decode, encode, lookup_key, read_time_value, read_u64, time_key, time_value, BuyOutcome,
+    SeedToy, Store, StoredBuy, StoredProduct, META_INITIAL, META_RESTOCKED, META_SOLD,
 };
 use crate::error::CatalogError;
 
@@ -26,11 +26,14 @@ use crate::error::CatalogError;
 /// (storage); an inner one refuses one buy only.
 pub type TxResult<T> = Result<T, ConflictableTransactionError<CatalogError>>;
 
-/// When a buy is made: `now`, and keys of buys made before `valid_from` have expired.
+/// When a buy is made: `now`, and keys of buys made before `valid_from` have expired;
+/// in a replicated catalog also the log index of the entry it is applied from (0 in a
+/// single catalog), which its key keeps for snapshots ([`Store::keys_at`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Clock {
     pub now: u64,
     pub valid_from: u64,
+    pub index: u64,
 }
 
 impl Clock {
@@ -40,6 +43,7 @@ impl Clock {
         Clock {
             now,
             valid_from: common::retention::cutoff(now, window),
+            index: 0,
         }
     }
 }
@@ -91,6 +95,12 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Removes `key` of the `meta` tree.
+    pub fn remove_meta(&self, key: &[u8]) -> Result<(), UnabortableTransactionError> {
+        self.meta.remove(key)?;
+        Ok(())
+    }
+
     /// Takes the stock of one buy at `clock`, unless its key was used before within
     /// the window (then its first reply, or a refusal if the key was used for another
     /// buy).
@@ -108,6 +118,7 @@ impl Tx<'_> {
         let key = common::idkey::encode(&req.key);
         // The replicas' cutoff, if later than ours (never later than now).
         let valid_from = clock.valid_from.max(req.valid_from.min(clock.now));
+        let mut replaced = None;
         if let Some(bytes) = self.buys.get(&key)? {
             let held: StoredBuy = decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
             if held.time >= valid_from {
@@ -116,6 +127,7 @@ impl Tx<'_> {
                 }
                 return Ok(Ok(BuyOutcome::Repeated(held.reply())));
             }
+            replaced = Some(held);
         }
         let Some(bytes) = self.products.get(lookup.as_bytes())? else {
             return Ok(Err(CatalogError::UnknownProduct(req.name.to_string())));
@@ -139,12 +151,32 @@ impl Tx<'_> {
         };
         self.products.insert(lookup.as_bytes(), encode(&product))?;
         self.buys.insert(key.as_slice(), encode(&stored))?;
-        self.by_time.insert(time_key(clock.now, &key), &[])?;
+        if let Some(old) = &replaced {
+            self.keep_replaced(&key, old)?;
+        }
+        if replaced.is_none_or(|old| old.time != clock.now) {
+            self.by_time
+                .insert(time_key(clock.now, &key), time_value(clock.index, None))?;
+        }
         self.add(META_SOLD, req.quantity)?;
         Ok(Ok(BuyOutcome::Applied(BuyReply {
             repeated: false,
             ..stored.reply()
         })))
+    }
+
+    /// Keeps the expired buy `old` that a new buy with `key` replaces in `buys` in its
+    /// time entry, for snapshots taken before. (Should both buys have the same time —
+    /// only with a cutoff ahead of the clock, so both have expired — the entry stays
+    /// the old buy's.)
+    fn keep_replaced(&self, key: &[u8], old: &StoredBuy) -> TxResult<()> {
+        let entry = time_key(old.time, key);
+        if let Some(bytes) = self.by_time.get(&entry)? {
+            let (index, _) =
+                read_time_value(&bytes).map_err(ConflictableTransactionError::Abort)?;
+            self.by_time.insert(entry, time_value(index, Some(old)))?;
+        }
+        Ok(())
     }
 
     /// Sets every sold-out toy of `keys` (every toy's key, [`Store::product_keys`]) to
