@@ -3,15 +3,16 @@
 //! Grows a fresh cluster's store to a million orders (32 `wrk` clients, in chunks of at
 //! most ten seconds) and reports, in one run:
 //! - orders/s per 100k-order step, and their spread (target: flat within 10%);
-//! - disk bytes per order of each replica, and the catalog's disk;
+//! - disk bytes per order of each replica, the catalog's (each catalog replica's) too;
 //! - resident memory of every service;
 //! - how long a follower that is not behind takes from start to ready;
 //! - how fast a follower catches up after missing 100k orders.
 //!
-//! The results go into their mode's own section of `PERFORMANCE.md` (between the
-//! [`Marks`] of the replication mode; the plain `client bench` keeps both when it
-//! rewrites the rest), with a plot of throughput against stored orders,
-//! `img/scale.png` (raft mode: `img/scale-raft.png`).
+//! The results go into their own section of `PERFORMANCE.md` (between the [`Marks`]
+//! of the replication mode, or of three catalog replicas; the plain `client bench`
+//! keeps them all when it rewrites the rest), with a plot of throughput against stored
+//! orders, `img/scale.png` (raft mode: `img/scale-raft.png`; three catalog replicas:
+//! `img/scale-catalogs.png`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -35,8 +36,18 @@ pub struct Marks {
     plot: &'static str,
 }
 
-/// The [`Marks`] of `mode`'s scale results.
-pub fn marks(mode: Replication) -> Marks {
+/// The [`Marks`] of `mode`'s scale results, or, with a replicated catalog (of either
+/// mode), of those with three catalog replicas.
+pub fn marks(mode: Replication, catalogs: usize) -> Marks {
+    if catalogs > 1 {
+        return Marks {
+            begin:
+                "<!-- scale catalogs: written by `client bench --scale --catalog-replicas 3` -->",
+            end: "<!-- /scale catalogs -->",
+            title: "Scale with three catalog replicas",
+            plot: "scale-catalogs.png",
+        };
+    }
     match mode {
         Replication::PrimaryBackup => Marks {
             begin: "<!-- scale: written by `client bench --scale` -->",
@@ -51,6 +62,15 @@ pub fn marks(mode: Replication) -> Marks {
             plot: "scale-raft.png",
         },
     }
+}
+
+/// Every scale section's [`Marks`] (for the plain bench to keep them all).
+pub fn every_marks() -> [Marks; 3] {
+    [
+        marks(Replication::PrimaryBackup, 1),
+        marks(Replication::Raft, 1),
+        marks(Replication::PrimaryBackup, 3),
+    ]
 }
 
 /// Longest `wrk` run while growing (each run is one point of the plot).
@@ -109,7 +129,7 @@ pub async fn run(plan: ScalePlan) -> Result<(), ClientError> {
     let _ = std::fs::remove_file(&script);
     let (chunks, footprints, restart, caught_up, stored) = result?;
 
-    let marks = marks(rs.replication());
+    let marks = marks(rs.replication(), rs.catalog_replicas().len());
     let plot = plan.out.join("img").join(marks.plot);
     if let Some(dir) = plot.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
@@ -330,19 +350,28 @@ fn report(
     stored: u64,
     took: Duration,
 ) -> String {
-    let marks = marks(plan.run_sh.replication());
+    let marks = marks(
+        plan.run_sh.replication(),
+        plan.run_sh.catalog_replicas().len(),
+    );
     let mut md = String::new();
     let _ = writeln!(md, "{}\n## {}\n", marks.begin, marks.title);
     let _ = writeln!(
         md,
-        "Measured on {} by `{}` ({:.0} s): a fresh cluster ({} replication) grown to {} \
+        "Measured on {} by `{}` ({:.0} s): a fresh cluster ({}) grown to {} \
          orders by 32 `wrk` clients ordering one unit of a random toy, in runs of at most \
          {CHUNK} s; then each service's footprint, a follower's restart, and a follower's \
          catch-up after {} missed orders.\n",
         today(),
         plan.command,
         took.as_secs_f64(),
-        plan.run_sh.replication(),
+        match plan.run_sh.catalog_replicas().len() {
+            0 | 1 => plan.run_sh.replication().to_string(),
+            n => format!(
+                "{} replication, {n} catalog replicas",
+                plan.run_sh.replication()
+            ),
+        },
         stored,
         plan.catch_up,
     );
@@ -365,14 +394,15 @@ fn report(
         let _ = writeln!(md, "| {start}–{} | {rate:.0} |", start + plan.step);
     }
 
-    let replicas: Vec<&Footprint> = footprints
-        .iter()
-        .filter(|f| f.service.starts_with("order"))
-        .collect();
-    let per_order = replicas
-        .iter()
-        .map(|f| f.disk_bytes as f64 / stored.max(1) as f64)
-        .fold(0.0, f64::max);
+    // The largest disk per order of the services named `prefix`….
+    let per_order = |prefix: &str| {
+        footprints
+            .iter()
+            .filter(|f| f.service.starts_with(prefix))
+            .map(|f| f.disk_bytes as f64 / stored.max(1) as f64)
+            .fold(0.0, f64::max)
+    };
+    let (per_order, catalog_per_order) = (per_order("order"), per_order("catalog"));
     let rss_max = footprints
         .iter()
         .filter_map(|f| f.rss_mib)
@@ -389,6 +419,11 @@ fn report(
         md,
         "| disk per order per replica (largest replica) | {per_order:.0} bytes | ≤ {DISK_TARGET:.0} bytes | {} |",
         yes_no(per_order <= DISK_TARGET)
+    );
+    let _ = writeln!(
+        md,
+        "| disk per order, catalog (largest replica) | {catalog_per_order:.0} bytes | ≤ {DISK_TARGET:.0} bytes | {} |",
+        yes_no(catalog_per_order <= DISK_TARGET)
     );
     let _ = writeln!(
         md,
@@ -412,7 +447,7 @@ fn report(
 
     md.push_str("\n| service | resident memory | disk | disk per order |\n|---|---|---|---|\n");
     for f in footprints {
-        let per = if f.service.starts_with("order") {
+        let per = if f.service.starts_with("order") || f.service.starts_with("catalog") {
             format!("{:.0} bytes", f.disk_bytes as f64 / stored.max(1) as f64)
         } else {
             "-".into()
@@ -532,7 +567,7 @@ mod tests {
 
     #[test]
     fn each_mode_s_section_is_replaced_or_appended() {
-        let (pb, raft) = (marks(Replication::PrimaryBackup), marks(Replication::Raft));
+        let [pb, raft, _] = every_marks();
         let section = format!("{}\nnew\n{}", pb.begin, pb.end);
         let old_raft = format!("{}\nraft\n{}", raft.begin, raft.end);
         let doc = format!(

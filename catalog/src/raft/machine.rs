@@ -345,6 +345,11 @@ impl Machine {
                 }
             }
         };
+        tracing::info!(
+            snapshot = id,
+            keys = keys.len(),
+            "read a catalog snapshot for a peer"
+        );
         let data = SnapshotData {
             id: head.id,
             key_cutoff: head.key_cutoff,

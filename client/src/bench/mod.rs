@@ -294,8 +294,7 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
     // The scale sections are `client bench --scale`'s: keep them.
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     let mut md = md;
-    for mode in [Replication::PrimaryBackup, Replication::Raft] {
-        let marks = crate::scale::marks(mode);
+    for marks in crate::scale::every_marks() {
         if let Some(section) = crate::scale::section_of(&old, &marks) {
             md = crate::scale::with_section(&md, section, &marks);
         }
