@@ -114,6 +114,13 @@ fn read_error(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
     io_error(ErrorSubject::StateMachine, ErrorVerb::Read, &e)
 }
 
+/// A value the machine stored, decoded (the catalog's error, naming the type).
+fn from_store<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, CatalogError> {
+    consensus::codec::from_bytes(bytes).map_err(|e| {
+        common::storage::StorageError::undecodable(std::any::type_name::<T>(), e).into()
+    })
+}
+
 /// The position as stored (a plain struct of numbers: encoding cannot fail).
 fn position(state: &SmState) -> Vec<u8> {
     consensus::codec::to_bytes(state).unwrap_or_default()
@@ -124,15 +131,12 @@ impl Machine {
     /// a head with its keys.
     pub fn open(store: Store) -> Result<Self, CatalogError> {
         if let Some(bytes) = store.meta(WHOLE_SNAPSHOT)? {
-            let undecodable =
-                |e| CatalogError::from(common::storage::StorageError::undecodable("snapshot", e));
-            let whole: WholeSnapshot = consensus::codec::from_bytes(&bytes).map_err(undecodable)?;
+            let whole: WholeSnapshot = from_store(&bytes)?;
             let meta: Option<SnapshotMeta<NodeId, Node>> = match store.meta(SNAPSHOT_META)? {
-                Some(bytes) => Some(consensus::codec::from_bytes(&bytes).map_err(undecodable)?),
+                Some(bytes) => Some(from_store(&bytes)?),
                 None => None,
             };
-            let image: Image = consensus::codec::from_bytes(&whole.image).map_err(undecodable)?;
-            let (stock, keys) = image.split_keys()?;
+            let (stock, keys) = from_store::<Image>(&whole.image)?.split_keys()?;
             let head = SnapshotHead {
                 id: whole.id,
                 index: meta.and_then(|m| m.last_log_id).map_or(0, |id| id.index),
@@ -142,7 +146,9 @@ impl Machine {
                 keys: Some(keys),
             };
             let head = consensus::codec::to_bytes(&head).map_err(|e| {
-                CatalogError::from(common::storage::StorageError::undecodable("snapshot", e))
+                CatalogError::from(common::storage::StorageError::corrupt(format!(
+                    "a snapshot head cannot be encoded: {e}"
+                )))
             })?;
             store.write(|tx| {
                 tx.set_meta(SNAPSHOT_HEAD, &head)?;
@@ -171,26 +177,12 @@ impl Machine {
     /// have expired, but the newest snapshot still reads those made from its own
     /// cutoff on.
     pub fn prune_cutoff(store: &Store) -> Result<u64, CatalogError> {
-        let undecodable = |e| {
-            CatalogError::from(common::storage::StorageError::undecodable(
-                "catalog machine state",
-                e,
-            ))
-        };
         let machine = match store.meta(STATE)? {
-            Some(bytes) => {
-                consensus::codec::from_bytes::<SmState>(&bytes)
-                    .map_err(undecodable)?
-                    .key_cutoff
-            }
+            Some(bytes) => from_store::<SmState>(&bytes)?.key_cutoff,
             None => 0,
         };
         let snapshot = match store.meta(SNAPSHOT_HEAD)? {
-            Some(bytes) => {
-                consensus::codec::from_bytes::<SnapshotHead>(&bytes)
-                    .map_err(undecodable)?
-                    .key_cutoff
-            }
+            Some(bytes) => from_store::<SnapshotHead>(&bytes)?.key_cutoff,
             None => u64::MAX,
         };
         Ok(machine.min(snapshot))

@@ -76,27 +76,25 @@ impl Store {
     /// Every entry of the trees that change in place — the toys and the counters —
     /// but the `meta` keys in `skip` (a state machine's own records).
     pub fn stock_image(&self, skip: &[&[u8]]) -> Result<Image, CatalogError> {
-        let mut entries = Vec::new();
-        for (id, tree) in [(PRODUCTS, &self.products), (META, &self.meta)] {
-            for item in tree.iter() {
-                let (key, value) = item?;
-                if id == META && skip.contains(&key.as_ref()) {
-                    continue;
-                }
-                entries.push((id, key.to_vec(), value.to_vec()));
-            }
-        }
-        Ok(Image(entries))
+        self.image_of(&[(PRODUCTS, &self.products), (META, &self.meta)], skip)
     }
 
     /// Every entry of the four trees, as an earlier version exported a snapshot.
     #[cfg(test)]
     pub fn whole_image(&self) -> Result<Image, CatalogError> {
+        self.image_of(&self.trees(), &[])
+    }
+
+    /// Every entry of `trees` but the `meta` keys in `skip`.
+    fn image_of(&self, trees: &[(u8, &sled::Tree)], skip: &[&[u8]]) -> Result<Image, CatalogError> {
         let mut entries = Vec::new();
-        for (id, tree) in self.trees() {
+        for (id, tree) in trees {
             for item in tree.iter() {
                 let (key, value) = item?;
-                entries.push((id, key.to_vec(), value.to_vec()));
+                if *id == META && skip.contains(&key.as_ref()) {
+                    continue;
+                }
+                entries.push((*id, key.to_vec(), value.to_vec()));
             }
         }
         Ok(Image(entries))
