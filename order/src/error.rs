@@ -99,6 +99,11 @@ pub enum OrderError {
     #[error(transparent)]
     Stopped(#[from] common::batch::BatchError),
 
+    /// The task that finishes an order ended before the order did (a panic, or the
+    /// runtime shutting down).
+    #[error("the order's task ended early")]
+    TaskEnded(#[source] tokio::task::JoinError),
+
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -153,7 +158,8 @@ impl OrderError {
             | OrderError::Proposal(_)
             | OrderError::RaftMessage(MessageError::Encode(_))
             | OrderError::RaftStart(_)
-            | OrderError::Stopped(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | OrderError::Stopped(_)
+            | OrderError::TaskEnded(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

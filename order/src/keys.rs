@@ -12,11 +12,9 @@
 //! The gate is per process. A retry sent to another replica is fenced by the modes
 //! themselves: only the leader of the current epoch or term stores orders.
 //!
-//! A first try whose client hangs up (its handler is dropped) lets the retry in at
-//! once, and that is safe: dropped before it reached the writer, the first try is
-//! never stored, so the retry's "repeated, not held" rightly makes the order; dropped
-//! after, it is queued at the writer ahead of the retry (which must still be bought),
-//! and the writer and the Raft machine decide in queue order.
+//! A first try whose client hangs up still holds its pass until it is stored or
+//! refused: past the gate an order runs on a task of its own (see `place`), because
+//! once the catalog may take its stock it must become an order.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -14,6 +14,7 @@ use common::http::Json;
 use common::retention;
 use common::trace::RequestId;
 use common::wire::{data, NewOrder, OrderAccepted};
+use tracing::Instrument;
 
 use crate::error::OrderError;
 use crate::http::AppState;
@@ -35,7 +36,24 @@ pub async fn place(
         ));
     }
     // A retry racing its first try waits for it here, then finds its key held.
-    let _pass = state.keys.enter(&order.key).await;
+    let pass = state.keys.enter(&order.key).await;
+    // From here on the order is finished even if its client hangs up (this handler
+    // is then dropped): once the catalog may take the stock, the order must be
+    // submitted, or the stock would be sold for no order. The key's pass goes with
+    // it, so a retry waits for it.
+    let finish = tokio::spawn(
+        async move {
+            let _pass = pass;
+            buy_and_submit(&state, order).await
+        }
+        .instrument(tracing::Span::current()),
+    );
+    let accepted = finish.await.map_err(OrderError::TaskEnded)??;
+    Ok(data(accepted))
+}
+
+/// Buys the order's stock and submits it to the mode: the reply of a placed order.
+async fn buy_and_submit(state: &AppState, order: NewOrder) -> Result<OrderAccepted, OrderError> {
     // The catalog is idempotent by key, so a repeated key is bought again too: that
     // returns the toy's version after the original buy, which the front-end's cache
     // needs (see `buyer` for what happens when the catalog is down).
@@ -52,9 +70,9 @@ pub async fn place(
     let name = order.name.clone();
     let number = state.protocol.submit(order, bought.purchase).await?;
     tracing::info!(order = %number, toy = %name, "order placed");
-    Ok(data(OrderAccepted {
+    Ok(OrderAccepted {
         order_number: number,
         name,
         version,
-    }))
+    })
 }

@@ -3,6 +3,8 @@
 //! crash — shapes, errors, idempotency, tokens — are tested in-process, in
 //! tests/handlers.)
 
+use std::time::Duration;
+
 use common::wire::Replication;
 use serde_json::json;
 
@@ -28,6 +30,10 @@ async fn unreachable_services_give_503(mode: Replication) {
         "{body}"
     );
 
+    // The leader keeps trying to buy for 3 s after the front-end gave up (and would
+    // then place the order: stock it asked for must become an order); the catalog
+    // comes back only after that, so this order was never placed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     cluster.start_service("catalog").await;
     cluster.kill("order1");
     let (status, body) = cluster.order("Slinky", 1, None).await;

@@ -17,6 +17,7 @@ in_both_modes!(
     a_restock_of_a_big_catalog_reaches_the_cache,
     a_frontend_cut_off_from_the_catalog_stops_serving_its_cache,
     stock_totals_are_one_snapshot_under_load,
+    an_order_given_up_on_while_its_stock_is_bought_still_takes_stock_only_with_an_order,
 );
 
 /// Places `n` orders one after another; returns how many succeeded before `within`.
@@ -306,4 +307,37 @@ async fn stock_totals_are_one_snapshot_under_load(mode: Replication) {
         c.await.expect("client");
     }
     assert!(reads > 0);
+}
+
+/// The catalog stalls while an order's stock is being bought; the front-end gives up
+/// on it (503) and hangs up on the order leader before the catalog resumes and takes
+/// the stock. Stock taken must still become an order: the leader finishes an order
+/// whose stock it asked for even when nobody waits for it any more. (Before, the
+/// handler was dropped with the connection and the stock was sold for no order.)
+async fn an_order_given_up_on_while_its_stock_is_bought_still_takes_stock_only_with_an_order(
+    mode: Replication,
+) {
+    let cluster = Cluster::start(Options {
+        replicas: 1,
+        failover_ms: 1_000,
+        ..Options::in_mode(mode)
+    })
+    .await;
+    cluster.pause("catalog");
+    let (status, body) = cluster.order("Tux", 2, Some("given-up")).await;
+    cluster.resume("catalog");
+    assert_eq!(status, 503, "{body}");
+
+    // Within the leader's time to buy (3 s), the buy goes through; then the stock
+    // sold and the units in stored orders must agree.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let sold = cluster.catalog_totals("catalog").await.sold;
+    let orders = cluster.replica(1).await["orders"]
+        .as_u64()
+        .unwrap_or_default();
+    assert_eq!(
+        (sold, orders),
+        (2 * orders, orders),
+        "units sold against orders stored"
+    );
 }
