@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use common::config::{parse_replicas, parse_url, PeerArgs, Replicas, StorageArgs, TokenArgs};
+use common::config::{
+    parse_replicas, parse_urls, PeerArgs, Replicas, StorageArgs, TokenArgs, Urls,
+};
 use common::domain::ReplicaId;
 use common::retention::RetentionArgs;
-use reqwest::Url;
 
 /// toystore catalog service: the toys, their stock, and periodic restocking.
 #[derive(Parser, Debug, Clone)]
@@ -39,10 +40,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub restock_period_ms: u64,
 
-    /// Front-end base URL that receives cache invalidations.
-    #[arg(long, env = "CATALOG_FRONTEND_URL", default_value = "http://127.0.0.1:8080",
-          value_parser = parse_url)]
-    pub frontend_url: Url,
+    /// Front-end base URLs that receive cache invalidations, comma-separated: every
+    /// front-end of the cluster.
+    #[arg(long = "frontend-url", env = "CATALOG_FRONTEND_URL",
+          default_value = "http://127.0.0.1:8080", value_parser = parse_urls)]
+    pub frontend_urls: Urls,
 
     /// Replicated catalog: this replica's id among `--peers`.
     #[arg(long, env = "CATALOG_ID", requires = "peers")]

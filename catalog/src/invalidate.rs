@@ -1,7 +1,8 @@
-//! Server push of cache invalidations to the front-end.
+//! Server push of cache invalidations to every front-end.
 //!
-//! A purchase or restock only *announces* an invalidation (a channel send, never
-//! blocking the purchase); one background task delivers them. Announcements that pile
+//! A purchase or restock only *announces* an invalidation (a channel send per
+//! front-end, never blocking the purchase); one background task per front-end
+//! delivers them, so a front-end that is down or slow delays no other. Announcements that pile
 //! up while a delivery is in flight are coalesced to the newest version per toy and
 //! sent together, in one request.
 //! Failed deliveries are retried for a few seconds; a batch refused as too large is
@@ -24,24 +25,36 @@ use tokio::sync::mpsc;
 /// How long a delivery is retried before it is dropped.
 const RETRY_FOR: Duration = Duration::from_secs(5);
 
-/// Handle for announcing invalidations. Cheap to clone; the delivery task stops at
-/// shutdown (a push not made then is covered by the front-end's lease).
+/// Handle for announcing invalidations. Cheap to clone; the delivery tasks stop at
+/// shutdown (a push not made then is covered by the front-ends' leases).
 #[derive(Clone)]
 pub struct Invalidator {
-    tx: mpsc::UnboundedSender<Invalidation>,
+    /// One queue per front-end.
+    txs: Vec<mpsc::UnboundedSender<Invalidation>>,
 }
 
 impl Invalidator {
-    /// Starts the delivery task on `tasks`.
-    pub fn start(frontend: FrontendClient, tasks: &Tasks) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tasks.spawn_cancellable("invalidation push", deliver_loop(frontend, rx));
-        Invalidator { tx }
+    /// Starts a delivery task per front-end on `tasks`.
+    pub fn start(frontends: impl IntoIterator<Item = FrontendClient>, tasks: &Tasks) -> Self {
+        let txs = frontends
+            .into_iter()
+            .map(|frontend| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tasks.spawn_cancellable("invalidation push", deliver_loop(frontend, rx));
+                tx
+            })
+            .collect();
+        Invalidator { txs }
     }
 
-    /// Queues "toy `name` changed, now at `version`" for the front-end.
+    /// Queues "toy `name` changed, now at `version`" for every front-end.
     pub fn announce(&self, name: String, version: Version) {
-        let _ = self.tx.send(Invalidation { name, version });
+        for tx in &self.txs {
+            let _ = tx.send(Invalidation {
+                name: name.clone(),
+                version,
+            });
+        }
     }
 }
 

@@ -100,8 +100,9 @@ impl App {
                 )
             }
         };
+        let frontends = config.frontend_urls.0.iter();
         let invalidator = invalidate::Invalidator::start(
-            FrontendClient::new(cluster, config.frontend_url.clone()),
+            frontends.map(|url| FrontendClient::new(cluster.clone(), url.clone())),
             &tasks,
         );
 

@@ -9,8 +9,11 @@
 //! The default layout (SPEC §3) comes from a port base of 8000: front-end base + 80,
 //! catalog base + 81, order replicas base + 91 … base + 93. A replicated catalog
 //! (`TOYSTORE_CATALOG_REPLICAS=3`, SPEC §7) is `catalog1` … `catalog3` on the
-//! catalog's port and the next ones. Each port can be moved on its own
-//! (`FRONTEND_PORT`, `CATALOG_PORT`, `CATALOG<i>_PORT`, `ORDER<i>_PORT`).
+//! catalog's port and the next ones. Several front-ends (`TOYSTORE_FRONTENDS=N`) are
+//! `frontend1` … `frontendN`, front-end i on the front-end's port + 100·(i−1); the
+//! catalog pushes its invalidations to each. Each port can be moved on its own
+//! (`FRONTEND_PORT`, `FRONTEND<i>_PORT`, `CATALOG_PORT`, `CATALOG<i>_PORT`,
+//! `ORDER<i>_PORT`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -95,7 +98,8 @@ pub enum TopologyError {
 /// Where each service listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ports {
-    pub frontend: u16,
+    /// The front-end, or front-end `i` (1-based) of several on `frontends[i - 1]`.
+    pub frontends: Vec<u16>,
     /// The catalog, or replica `i` (1-based) of a replicated one on `catalogs[i - 1]`.
     pub catalogs: Vec<u16>,
     /// Replica `i` (1-based) listens on `orders[i - 1]`.
@@ -114,6 +118,10 @@ impl Ports {
     pub const REPLICAS: u16 = 3;
     /// Most replicas of a replicated catalog.
     pub const MAX_CATALOGS: u16 = 7;
+    /// Most front-ends.
+    pub const MAX_FRONTENDS: u16 = 9;
+    /// Front-end `i` listens this far above front-end `i - 1` by default.
+    pub const FRONTEND_STRIDE: u16 = 100;
 
     /// The default layout moved to base `base` (so a second cluster can run beside
     /// the first): front-end `base + 80`, catalog `base + 81`, replicas `base + 91..`.
@@ -126,7 +134,7 @@ impl Ports {
     /// The layout from `base`, which leaves room for [`Ports::SPAN`] ports.
     fn at(base: u16) -> Ports {
         Ports {
-            frontend: base + Self::FRONTEND,
+            frontends: vec![base + Self::FRONTEND],
             catalogs: vec![base + Self::CATALOG],
             orders: (0..Self::REPLICAS)
                 .map(|i| base + Self::ORDERS + i)
@@ -147,23 +155,45 @@ impl Ports {
         Ok(self)
     }
 
+    /// `n` front-ends, [`Ports::FRONTEND_STRIDE`] apart from the first one's port.
+    pub fn with_frontends(mut self, n: u16) -> Result<Ports, TopologyError> {
+        let first = self.frontends.first().copied().unwrap_or_default();
+        self.frontends = (0..n.max(1))
+            .map(|i| {
+                i.checked_mul(Self::FRONTEND_STRIDE)
+                    .and_then(|step| first.checked_add(step))
+                    .ok_or(TopologyError::BaseTooHigh(first))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(self)
+    }
+
     /// The default layout with each port replaced by its variable when `var` has it
-    /// (`FRONTEND_PORT`, `CATALOG_PORT`, `ORDER1_PORT` …), and as many catalog
-    /// replicas as `TOYSTORE_CATALOG_REPLICAS` says (`CATALOG2_PORT` … move them).
+    /// (`FRONTEND_PORT`, `CATALOG_PORT`, `ORDER1_PORT` …), as many catalog replicas as
+    /// `TOYSTORE_CATALOG_REPLICAS` says (`CATALOG2_PORT` … move them) and as many
+    /// front-ends as `TOYSTORE_FRONTENDS` says (`FRONTEND2_PORT` … move them).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Ports, TopologyError> {
-        let catalogs = match var("TOYSTORE_CATALOG_REPLICAS") {
-            None => 1,
+        let count = |name: &'static str, max: u16, expected: &'static str| match var(name) {
+            None => Ok(1),
             Some(value) => match value.trim().parse::<u16>() {
-                Ok(n) if (1..=Self::MAX_CATALOGS).contains(&n) => n,
-                _ => {
-                    return Err(TopologyError::BadCount {
-                        var: "TOYSTORE_CATALOG_REPLICAS",
-                        value,
-                        expected: "a number of catalog replicas from 1 to 7 (3 survives one loss)",
-                    })
-                }
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(TopologyError::BadCount {
+                    var: name,
+                    value,
+                    expected,
+                }),
             },
         };
+        let catalogs = count(
+            "TOYSTORE_CATALOG_REPLICAS",
+            Self::MAX_CATALOGS,
+            "a number of catalog replicas from 1 to 7 (3 survives one loss)",
+        )?;
+        let frontends = count(
+            "TOYSTORE_FRONTENDS",
+            Self::MAX_FRONTENDS,
+            "a number of front-ends from 1 to 9",
+        )?;
         let mut ports = Ports::default();
         let set = |name: String, port: &mut u16| match var(&name) {
             None => Ok(()),
@@ -175,7 +205,13 @@ impl Ports {
                 _ => Err(TopologyError::BadPort { var: name, value }),
             },
         };
-        set("FRONTEND_PORT".into(), &mut ports.frontend)?;
+        if let Some(first) = ports.frontends.first_mut() {
+            set("FRONTEND_PORT".into(), first)?;
+        }
+        ports = ports.with_frontends(frontends)?;
+        for (i, port) in ports.frontends.iter_mut().enumerate().skip(1) {
+            set(format!("FRONTEND{}_PORT", i + 1), port)?;
+        }
         if let Some(first) = ports.catalogs.first_mut() {
             set("CATALOG_PORT".into(), first)?;
         }
@@ -191,7 +227,18 @@ impl Ports {
 
     /// The variables that give `run.sh` these ports (the inverse of [`Ports::from_env`]).
     pub fn env(&self) -> Vec<(String, String)> {
-        let mut vars = vec![("FRONTEND_PORT".to_string(), self.frontend.to_string())];
+        let mut vars = Vec::new();
+        for (i, port) in self.frontends.iter().enumerate() {
+            let name = match i {
+                0 => "FRONTEND_PORT".to_string(),
+                _ => format!("FRONTEND{}_PORT", i + 1),
+            };
+            vars.push((name, port.to_string()));
+        }
+        vars.push((
+            "TOYSTORE_FRONTENDS".to_string(),
+            self.frontends.len().to_string(),
+        ));
         for (i, port) in self.catalogs.iter().enumerate() {
             let name = match i {
                 0 => "CATALOG_PORT".to_string(),
@@ -276,12 +323,19 @@ impl Topology {
                 replica: Some(ReplicaId(id)),
             });
         }
-        services.push(Service {
-            name: "frontend".into(),
-            kind: Kind::Frontend,
-            port: ports.frontend,
-            replica: None,
-        });
+        let several = ports.frontends.len() > 1;
+        for (i, port) in (1..).zip(&ports.frontends) {
+            services.push(Service {
+                name: if several {
+                    format!("frontend{i}")
+                } else {
+                    "frontend".into()
+                },
+                kind: Kind::Frontend,
+                port: *port,
+                replica: None,
+            });
+        }
         Topology {
             host: host.to_string(),
             replication,
@@ -372,9 +426,15 @@ impl Topology {
         (!peers.is_empty()).then(|| peers.join(","))
     }
 
-    /// The front-end's URL (`CATALOG_FRONTEND_URL`, and where clients go).
+    /// The (first) front-end's URL: where clients go.
     pub fn frontend_url(&self) -> Url {
         self.first_url(Kind::Frontend)
+    }
+
+    /// Every front-end's URL (`CATALOG_FRONTEND_URL`: the catalog pushes its
+    /// invalidations to each).
+    pub fn frontend_urls(&self) -> Vec<Url> {
+        self.of_kind(Kind::Frontend).map(|s| self.url(s)).collect()
     }
 
     /// The order replicas with their URLs (`TOYSTORE_REPLICAS`).
@@ -415,7 +475,14 @@ impl Topology {
             ("TOYSTORE_REPLICATION", self.replication.to_string()),
             ("TOYSTORE_CATALOG_URL", catalogs.join(",")),
             ("TOYSTORE_REPLICAS", self.replicas_arg()),
-            ("CATALOG_FRONTEND_URL", trim(self.frontend_url())),
+            (
+                "CATALOG_FRONTEND_URL",
+                self.frontend_urls()
+                    .into_iter()
+                    .map(trim)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
         ];
         if let Some(peers) = self.catalog_peers() {
             env.push(("CATALOG_PEERS", peers));
@@ -590,5 +657,46 @@ mod tests {
         let again =
             Ports::from_env(|name| back.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()));
         assert_eq!(again, Ok(ports));
+    }
+
+    #[test]
+    fn several_frontends_are_named_a_hundred_ports_apart_and_all_get_pushes() {
+        let vars = [("TOYSTORE_FRONTENDS", "3"), ("FRONTEND3_PORT", "9380")];
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let ports = Ports::from_env(lookup).expect("ports");
+        assert_eq!(ports.frontends, [8080, 8180, 9380]);
+        let t = Topology::new("127.0.0.1", &ports, Replication::PrimaryBackup).expect("topology");
+        assert_eq!(
+            t.names(),
+            [
+                "catalog",
+                "order1",
+                "order2",
+                "order3",
+                "frontend1",
+                "frontend2",
+                "frontend3"
+            ]
+        );
+        let catalog = t.service("catalog").expect("catalog");
+        let cmd = t.command(catalog, Path::new("bin"), Path::new("data"));
+        let env: Vec<_> = cmd.get_envs().collect();
+        let urls = "http://127.0.0.1:8080,http://127.0.0.1:8180,http://127.0.0.1:9380";
+        assert!(env.contains(&("CATALOG_FRONTEND_URL".as_ref(), Some(urls.as_ref()))));
+        let back = ports.env();
+        let again =
+            Ports::from_env(|name| back.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()));
+        assert_eq!(again, Ok(ports));
+        for bad in ["0", "10", "two"] {
+            let err = Ports::from_env(|name| (name == "TOYSTORE_FRONTENDS").then(|| bad.into()));
+            assert!(
+                matches!(err, Err(TopologyError::BadCount { .. })),
+                "{bad}: {err:?}"
+            );
+        }
     }
 }

@@ -221,8 +221,8 @@ async fn watch_a_failover(mode: Replication) {
     let dir = tempfile::tempdir().expect("temp dir");
     let port_base = free_port_base();
     let vars = run_sh_vars(&dir.path().join("cluster"), port_base, mode);
-    let frontend = Ports::from_base(port_base).expect("port base").frontend;
-    let frontend = format!("http://127.0.0.1:{frontend}");
+    let ports = Ports::from_base(port_base).expect("port base");
+    let frontend = format!("http://127.0.0.1:{}", ports.frontends[0]);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
 
     let (up, out, took) = tokio::task::spawn_blocking(move || {

@@ -38,7 +38,7 @@ impl Cluster {
 
     /// GET on the front-end: (status, JSON body).
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.get_from("frontend", path).await
+        self.get_from(&self.frontend(), path).await
     }
 
     /// GET on any service: (status, JSON body).
@@ -55,9 +55,20 @@ impl Cluster {
 
     /// POST /orders on the front-end with an optional idempotency key.
     pub async fn order(&self, name: &str, quantity: u64, key: Option<&str>) -> (u16, Value) {
+        self.order_via(&self.frontend(), name, quantity, key).await
+    }
+
+    /// POST /orders on front-end `frontend` with an optional idempotency key.
+    pub async fn order_via(
+        &self,
+        frontend: &str,
+        name: &str,
+        quantity: u64,
+        key: Option<&str>,
+    ) -> (u16, Value) {
         let mut req = self
             .http
-            .post(format!("{}/orders", self.url("frontend")))
+            .post(format!("{}/orders", self.url(frontend)))
             .json(&json!({"name": name, "quantity": quantity}));
         if let Some(key) = key {
             req = req.header("Idempotency-Key", key);
@@ -76,7 +87,27 @@ impl Cluster {
     ) -> tokio::task::JoinHandle<(u16, Value)> {
         let req = self
             .http
-            .post(format!("{}/orders", self.url("frontend")))
+            .post(format!("{}/orders", self.url(&self.frontend())))
+            .json(&json!({"name": name, "quantity": quantity}));
+        tokio::spawn(async move {
+            let resp = req.send().await.expect("POST /orders");
+            let status = resp.status().as_u16();
+            (status, resp.json().await.unwrap_or(Value::Null))
+        })
+    }
+
+    /// POST /orders with `key` on front-end `frontend`, in a task of its own.
+    pub fn order_in_background_via(
+        &self,
+        frontend: &str,
+        name: &str,
+        quantity: u64,
+        key: &str,
+    ) -> tokio::task::JoinHandle<(u16, Value)> {
+        let req = self
+            .http
+            .post(format!("{}/orders", self.url(frontend)))
+            .header("Idempotency-Key", key)
             .json(&json!({"name": name, "quantity": quantity}));
         tokio::spawn(async move {
             let resp = req.send().await.expect("POST /orders");
@@ -115,7 +146,12 @@ impl Cluster {
 
     /// The front-end's `GET /health`, typed.
     pub async fn frontend_health(&self) -> FrontendHealth {
-        let url = format!("{}/health", self.url("frontend"));
+        self.frontend_health_of(&self.frontend()).await
+    }
+
+    /// Front-end `frontend`'s `GET /health`, typed.
+    pub async fn frontend_health_of(&self, frontend: &str) -> FrontendHealth {
+        let url = format!("{}/health", self.url(frontend));
         let resp = self.http.get(url).send().await.expect("GET /health");
         resp.json().await.expect("the front-end's health body")
     }

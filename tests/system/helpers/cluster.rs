@@ -47,18 +47,21 @@ impl Cluster {
         for id in 1..=self.opts.replicas {
             self.wait_healthy(&format!("order{id}")).await;
         }
-        self.start_service("frontend").await;
+        for name in self.frontends() {
+            self.start_service(&name).await;
+        }
     }
 
     /// A cluster with nothing started yet.
     pub fn new(opts: Options) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let catalogs = usize::from(opts.catalog_replicas.max(1));
-        let free = free_ports(1 + catalogs + opts.replicas as usize);
+        let frontends = usize::from(opts.frontends.max(1));
+        let free = free_ports(frontends + catalogs + opts.replicas as usize);
         let ports = Ports {
-            frontend: free[0],
-            catalogs: free[1..=catalogs].to_vec(),
-            orders: free[1 + catalogs..].to_vec(),
+            frontends: free[..frontends].to_vec(),
+            catalogs: free[frontends..frontends + catalogs].to_vec(),
+            orders: free[frontends + catalogs..].to_vec(),
         };
         let topology = Topology::new("127.0.0.1", &ports, opts.replication).expect("topology");
         std::fs::create_dir_all(dir.path().join("logs")).expect("log dir");
@@ -82,6 +85,19 @@ impl Cluster {
             .of_kind(Kind::Catalog)
             .map(|s| s.name.clone())
             .collect()
+    }
+
+    /// The front-end's name, or its several ones' (`frontend1` …).
+    pub fn frontends(&self) -> Vec<String> {
+        self.topology
+            .of_kind(Kind::Frontend)
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// The front-end the helpers talk to: the only one, or the first.
+    pub fn frontend(&self) -> String {
+        self.frontends().swap_remove(0)
     }
 
     /// The catalogs (or catalog replicas) this cluster started and has not killed.
@@ -155,7 +171,7 @@ impl Cluster {
                 std::env::var("TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
             .env("NO_COLOR", "1");
-        if let (Some(window), false) = (self.opts.key_retention, service == "frontend") {
+        if let (Some(window), false) = (self.opts.key_retention, svc.kind == Kind::Frontend) {
             cmd.env("TOYSTORE_KEY_RETENTION", window);
         }
         for (k, v) in self.extra_env.get(service).into_iter().flatten() {

@@ -31,6 +31,9 @@ pub struct Options {
     /// Number of catalog replicas: 1 is the single `catalog`; more are `catalog1` …
     /// in a Raft group.
     pub catalog_replicas: u16,
+    /// Number of front-ends: 1 is `frontend`; more are `frontend1` … (the helpers
+    /// that talk to "the front-end" use the first).
+    pub frontends: u16,
     pub cache: bool,
     pub cache_capacity: u64,
     pub initial_stock: u64,
@@ -61,6 +64,7 @@ impl Default for Options {
         Options {
             replicas: 3,
             catalog_replicas: 1,
+            frontends: 1,
             cache: true,
             cache_capacity: 10,
             initial_stock: 100,
