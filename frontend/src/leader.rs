@@ -5,11 +5,20 @@
 //! watcher re-discovers on every check, so a leader replaced by an election (paused,
 //! or cut off from its followers) is left at once.
 //!
-//! Selection: ask every replica for its status; the highest id that answers and is
-//! ready becomes leader at `epoch = highest epoch seen + 1`. It is told first (it
-//! catches up with its peers before it answers), then the others are told in the
-//! background. Only one selection runs at a time; a request that fails on a leader
-//! that someone else has already replaced just uses the new one.
+//! Selection: ask every replica for its status. If one is a ready leader at the
+//! highest epoch any replica knows, and it is not the leader that just failed, it is
+//! followed as it is: another front-end (or this one, before a restart) chose it, and
+//! the replicas' epochs decide. Otherwise the highest id that answers and is ready
+//! becomes leader at `epoch = highest epoch seen + 1`. It is told first (it catches up
+//! with its peers before it answers), then the others are told in the background.
+//! Only one selection runs at a time here; a request that fails on a leader that
+//! someone else has already replaced just uses the new one. So several front-ends
+//! over one set of replicas never outbid each other's choice: each promotes only
+//! when the leader at the highest epoch is gone or failing, and follows a newer
+//! epoch as soon as it sees one (the watcher checks the leader's epoch). Two that
+//! promote at once may name different leaders for one epoch; a replica takes only
+//! the first claim of an epoch, so at most one of them can replicate, and the other
+//! front-end follows it at its next selection.
 //!
 //! Failover: [`Leaders::call`] runs an operation on the leader; when the leader does
 //! not answer, or answers "not leader", it re-selects and repeats the operation (the
@@ -265,18 +274,22 @@ impl Leaders {
         if current.is_some() && current.as_ref() != failed {
             return current;
         }
-        let chosen = self.select().await;
+        let chosen = self.select(failed).await;
         self.set_current(chosen.clone());
         chosen
     }
 
-    /// Asks every replica for its status and makes the highest ready id the leader
-    /// (in Raft mode: finds the leader).
-    async fn select(&self) -> Option<Leader> {
+    /// Asks every replica for its status and follows the standing leader, or makes
+    /// the highest ready id the leader (in Raft mode: finds the leader).
+    async fn select(&self, failed: Option<&Leader>) -> Option<Leader> {
         if self.mode == Replication::Raft {
             return self.discover().await;
         }
         let statuses = self.statuses(|_| false).await;
+        if let Some(standing) = self.standing(&statuses, failed) {
+            tracing::info!(leader = %standing.id, epoch = %standing.epoch, "following the leader");
+            return Some(standing);
+        }
         let mut epoch = statuses
             .iter()
             .map(|(_, s)| s.epoch)
@@ -316,15 +329,40 @@ impl Leaders {
                 }
                 Err(e) => {
                     tracing::warn!(replica = %id, error = %e, "replica refused leadership");
-                    // It may know a newer epoch than we saw; outbid it on the next try.
-                    if let Ok(s) = self.client.status_within(&url, self.timing.status).await {
-                        epoch = epoch.max(s.epoch);
+                    // Another front-end may have chosen meanwhile: follow its leader.
+                    let now = self.statuses(|_| false).await;
+                    if let Some(standing) = self.standing(&now, failed) {
+                        tracing::info!(leader = %standing.id, epoch = %standing.epoch, "following the leader");
+                        return Some(standing);
                     }
+                    // It may know a newer epoch than we saw; outbid it on the next try.
+                    epoch = now.iter().map(|(_, s)| s.epoch).fold(epoch, Epoch::max);
                 }
             }
         }
         tracing::warn!("no order replica can lead");
         None
+    }
+
+    /// Primary-backup: the ready leader at the highest epoch any replica reports, if
+    /// there is one and it is not `failed` (the same replica at a newer epoch is a new
+    /// choice, and followed).
+    fn standing(
+        &self,
+        statuses: &[(ReplicaId, ReplicaStatus)],
+        failed: Option<&Leader>,
+    ) -> Option<Leader> {
+        let (id, status) = best_leader(statuses)?;
+        let newest = statuses.iter().all(|(_, s)| s.epoch <= status.epoch);
+        let is_failed = failed.is_some_and(|f| f.id == *id && f.epoch == status.epoch);
+        if !newest || is_failed {
+            return None;
+        }
+        Some(Leader {
+            id: *id,
+            url: self.replicas.url(*id)?.clone(),
+            epoch: status.epoch,
+        })
     }
 
     /// Raft mode: the replica that says it leads and is ready, at the highest term (a
@@ -355,7 +393,7 @@ impl Leaders {
     /// known one while an election finds none.
     async fn rediscover(&self) {
         let _one_at_a_time = self.selecting.lock().await;
-        if let Some(found) = self.select().await {
+        if let Some(found) = self.select(None).await {
             if self.current().as_ref() != Some(&found) {
                 tracing::info!(
                     leader = %found.id,
@@ -463,6 +501,11 @@ impl Leaders {
                         .await
                     {
                         Ok(s) if s.role == Role::Leader && s.epoch == leader.epoch => failures = 0,
+                        Ok(s) if s.epoch > leader.epoch => {
+                            // Another front-end chose since: follow its choice.
+                            failures = 0;
+                            self.reselect(Some(&leader)).await;
+                        }
                         _ => {
                             failures += 1;
                             if failures >= 2 {

@@ -12,6 +12,7 @@ mod dashboard;
 mod demo;
 mod docs;
 mod faults;
+mod frontends;
 mod helpers;
 mod metrics;
 #[path = "../support/modes.rs"]
