@@ -35,6 +35,8 @@ pub enum Kind {
     Catalog,
     Order,
     Frontend,
+    /// The load balancer in front of the front-ends (HAProxy, not one of ours).
+    Balancer,
 }
 
 impl Kind {
@@ -44,6 +46,7 @@ impl Kind {
             Kind::Catalog => "catalog",
             Kind::Order => "order",
             Kind::Frontend => "frontend",
+            Kind::Balancer => "haproxy",
         }
     }
 
@@ -55,7 +58,8 @@ impl Kind {
         match self {
             Kind::Order => serde_json::from_str::<ReplicaStatus>(body).is_ok_and(|s| s.ready),
             Kind::Catalog => serde_json::from_str::<CatalogHealth>(body).is_ok_and(|s| s.ready),
-            Kind::Frontend => serde_json::from_str::<FrontendHealth>(body)
+            // The balancer forwards `/health` to a front-end it finds up.
+            Kind::Frontend | Kind::Balancer => serde_json::from_str::<FrontendHealth>(body)
                 .is_ok_and(|s| s.leader.is_some() && s.cache.leased),
         }
     }
@@ -104,6 +108,8 @@ pub struct Ports {
     pub catalogs: Vec<u16>,
     /// Replica `i` (1-based) listens on `orders[i - 1]`.
     pub orders: Vec<u16>,
+    /// The load balancer, when one runs (`TOYSTORE_LB=haproxy`).
+    pub balancer: Option<u16>,
 }
 
 impl Ports {
@@ -111,6 +117,7 @@ impl Ports {
     pub const DEFAULT_BASE: u16 = 8000;
     /// A layout from base B uses ports below B + SPAN.
     pub const SPAN: u16 = 94;
+    const BALANCER: u16 = 0;
     const FRONTEND: u16 = 80;
     const CATALOG: u16 = 81;
     const ORDERS: u16 = 91;
@@ -139,6 +146,7 @@ impl Ports {
             orders: (0..Self::REPLICAS)
                 .map(|i| base + Self::ORDERS + i)
                 .collect(),
+            balancer: None,
         }
     }
 
@@ -222,6 +230,21 @@ impl Ports {
         for (i, port) in ports.orders.iter_mut().enumerate() {
             set(format!("ORDER{}_PORT", i + 1), port)?;
         }
+        match var("TOYSTORE_LB").as_deref().map(str::trim) {
+            None | Some("") | Some("none") => {}
+            Some("haproxy") => {
+                let mut port = Self::DEFAULT_BASE + Self::BALANCER;
+                set("TOYSTORE_LB_PORT".into(), &mut port)?;
+                ports.balancer = Some(port);
+            }
+            Some(other) => {
+                return Err(TopologyError::BadCount {
+                    var: "TOYSTORE_LB",
+                    value: other.to_string(),
+                    expected: "haproxy (the one load balancer built in), or none",
+                })
+            }
+        }
         Ok(ports)
     }
 
@@ -252,6 +275,10 @@ impl Ports {
         ));
         for (i, port) in self.orders.iter().enumerate() {
             vars.push((format!("ORDER{}_PORT", i + 1), port.to_string()));
+        }
+        if let Some(port) = self.balancer {
+            vars.push(("TOYSTORE_LB".to_string(), "haproxy".to_string()));
+            vars.push(("TOYSTORE_LB_PORT".to_string(), port.to_string()));
         }
         vars
     }
@@ -333,6 +360,14 @@ impl Topology {
                 },
                 kind: Kind::Frontend,
                 port: *port,
+                replica: None,
+            });
+        }
+        if let Some(port) = ports.balancer {
+            services.push(Service {
+                name: "lb".into(),
+                kind: Kind::Balancer,
+                port,
                 replica: None,
             });
         }
@@ -457,8 +492,9 @@ impl Topology {
     }
 
     /// Where `service` keeps its data under `root`: `catalog/`, `order<N>/` (primary-
-    /// backup) or `order<N>-raft/` (the modes' stores are not interchangeable); the
-    /// front-end keeps none.
+    /// backup) or `order<N>-raft/` (the modes' stores are not interchangeable), `lb/`
+    /// (the balancer's server list, [`Topology::balancer_servers`]); the front-end
+    /// keeps none.
     pub fn data_dir(&self, service: &Service, root: &Path) -> Option<PathBuf> {
         match (service.kind, self.replication) {
             (Kind::Frontend, _) => None,
@@ -490,10 +526,34 @@ impl Topology {
         env
     }
 
+    /// The load balancer's own part of its configuration: the `frontends` backend
+    /// with one checked server per front-end (the rest is `deploy/haproxy.cfg`).
+    pub fn balancer_servers(&self) -> String {
+        let mut out = String::from(
+            "# Written by run.sh from the cluster's layout: one server per front-end.\n\
+             backend frontends\n    balance roundrobin\n    option httpchk GET /health\n",
+        );
+        for service in self.of_kind(Kind::Frontend) {
+            out.push_str(&format!(
+                "    server {} {} check\n",
+                service.name,
+                self.listen(service)
+            ));
+        }
+        out
+    }
+
     /// The command that starts `service` from the binaries in `bin_dir` with its data
     /// under `data_root`: its address, replica id and data directory as flags, the
-    /// cluster as [`Topology::cluster_env`]. Callers add their own settings.
+    /// cluster as [`Topology::cluster_env`]. Callers add their own settings. The
+    /// balancer is HAProxy from the system: its address is `TOYSTORE_LB_BIND`, and
+    /// callers give it `deploy/haproxy.cfg` and [`Topology::balancer_servers`] (`-f`).
     pub fn command(&self, service: &Service, bin_dir: &Path, data_root: &Path) -> Command {
+        if service.kind == Kind::Balancer {
+            let mut cmd = Command::new(service.kind.binary());
+            cmd.env("TOYSTORE_LB_BIND", self.listen(service));
+            return cmd;
+        }
         let mut cmd = Command::new(bin_dir.join(service.kind.binary()));
         cmd.arg("--listen").arg(self.listen(service));
         if let Some(id) = service.replica {
@@ -691,6 +751,22 @@ mod tests {
         let again =
             Ports::from_env(|name| back.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()));
         assert_eq!(again, Ok(ports));
+        let with_lb = |name: &str| match name {
+            "TOYSTORE_FRONTENDS" => Some("2".to_string()),
+            "TOYSTORE_LB" => Some("haproxy".to_string()),
+            _ => None,
+        };
+        let ports = Ports::from_env(with_lb).expect("ports");
+        assert_eq!(ports.balancer, Some(8000));
+        let t = Topology::new("127.0.0.1", &ports, Replication::Raft).expect("topology");
+        assert_eq!(t.names().last(), Some(&"lb"));
+        let servers = t.balancer_servers();
+        assert!(
+            servers.contains("server frontend2 127.0.0.1:8180 check"),
+            "{servers}"
+        );
+        let bad_lb = Ports::from_env(|name| (name == "TOYSTORE_LB").then(|| "nginx".into()));
+        assert!(matches!(bad_lb, Err(TopologyError::BadCount { .. })));
         for bad in ["0", "10", "two"] {
             let err = Ports::from_env(|name| (name == "TOYSTORE_FRONTENDS").then(|| bad.into()));
             assert!(

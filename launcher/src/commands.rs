@@ -1,7 +1,8 @@
 //! The commands of `./run.sh`, on the cluster its environment describes.
 //!
 //! `up` starts the catalog and the replicas together, waits until each is healthy,
-//! then starts the front-end (which needs a leader to be healthy). Every start checks
+//! then starts the front-ends (which need a leader to be healthy), then the load
+//! balancer if one is asked for (`TOYSTORE_LB=haproxy`). Every start checks
 //! first that the service is not running already and that its port is free, and
 //! shows the end of the service's log when it exits during start-up.
 
@@ -49,11 +50,16 @@ impl Cluster {
     /// Starts every service and waits until all are healthy; prints the URLs.
     pub fn up(&self) -> Result<(), LaunchError> {
         let topology = &self.settings.topology;
-        let (frontends, backends): (Vec<&Service>, Vec<&Service>) = topology
-            .services()
-            .iter()
-            .partition(|s| s.kind == Kind::Frontend);
-        for stage in [backends, frontends] {
+        let of = |kinds: &[Kind]| -> Vec<&Service> {
+            let services = topology.services().iter();
+            services.filter(|s| kinds.contains(&s.kind)).collect()
+        };
+        let stages = [
+            of(&[Kind::Catalog, Kind::Order]),
+            of(&[Kind::Frontend]),
+            of(&[Kind::Balancer]),
+        ];
+        for stage in stages {
             let mut children = Vec::new();
             for service in stage {
                 children.push((service, self.start_one(service)?));
@@ -77,12 +83,13 @@ impl Cluster {
         self.stop_one(self.service(name)?)
     }
 
-    /// Stops the front-end first (so clients get a clear refusal, not a 503 from a
-    /// half-stopped cluster), then the replicas, then the catalog they buy from.
+    /// Stops the balancer and the front-ends first (so clients get a clear refusal,
+    /// not a 503 from a half-stopped cluster), then the replicas, then the catalog
+    /// they buy from.
     /// Services started with another layout in the same data directory (a
     /// different `TOYSTORE_CATALOG_REPLICAS`) are stopped too, and named.
     pub fn stop_all(&self) -> Result<(), LaunchError> {
-        for kind in [Kind::Frontend, Kind::Order, Kind::Catalog] {
+        for kind in [Kind::Balancer, Kind::Frontend, Kind::Order, Kind::Catalog] {
             for service in self.settings.topology.of_kind(kind) {
                 self.stop_one(service)?;
             }
@@ -189,7 +196,10 @@ impl Cluster {
                 service: name.clone(),
                 port: service.port,
                 host: host.to_string(),
-                var: format!("{}_PORT", name.to_uppercase()),
+                var: match service.kind {
+                    Kind::Balancer => "TOYSTORE_LB_PORT".into(),
+                    _ => format!("{}_PORT", name.to_uppercase()),
+                },
             });
         }
         let child = self.files.spawn(service, self.command(service)?)?;
@@ -207,6 +217,9 @@ impl Cluster {
     fn command(&self, service: &Service) -> Result<Command, LaunchError> {
         let s = &self.settings;
         let mut cmd = s.topology.command(service, &s.bin_dir, &s.data);
+        if service.kind == Kind::Balancer {
+            return self.balancer(service, cmd);
+        }
         for name in KEPT {
             if let Some(value) = var(name) {
                 cmd.env(name, value);
@@ -220,6 +233,36 @@ impl Cluster {
         }
         cmd.env("NO_COLOR", "1")
             .env("TOYSTORE_CLUSTER_TOKEN", self.token()?);
+        Ok(cmd)
+    }
+
+    /// HAProxy's command: `deploy/haproxy.cfg` and the server list of this layout,
+    /// written to `<data>/lb/servers.cfg` first.
+    fn balancer(&self, service: &Service, topology: Command) -> Result<Command, LaunchError> {
+        let s = &self.settings;
+        let program = which(service.kind.binary()).ok_or(LaunchError::Setting {
+            var: "TOYSTORE_LB",
+            expected: "set only where HAProxy is installed (Debian: apt-get install haproxy)",
+            value: "haproxy".into(),
+        })?;
+        let mut cmd = Command::new(program);
+        for (key, value) in topology.get_envs() {
+            if let Some(value) = value {
+                cmd.env(key, value);
+            }
+        }
+        let dir = s
+            .topology
+            .data_dir(service, &s.data)
+            .unwrap_or(s.data.join("lb"));
+        std::fs::create_dir_all(&dir).map_err(LaunchError::file(&dir))?;
+        let servers = dir.join("servers.cfg");
+        std::fs::write(&servers, s.topology.balancer_servers())
+            .map_err(LaunchError::file(&servers))?;
+        cmd.arg("-f")
+            .arg(s.root.join("deploy").join("haproxy.cfg"))
+            .arg("-f")
+            .arg(servers);
         Ok(cmd)
     }
 
@@ -330,6 +373,12 @@ impl Cluster {
             .unwrap_or_default();
         println!("toystore is up ({} replication):", t.replication());
         println!("  front-end   {frontend}   (try: curl {first}/products/Tux)");
+        if let Some(lb) = t.of_kind(Kind::Balancer).next() {
+            println!(
+                "  balancer    {}   (HAProxy: one address for every front-end)",
+                url(lb)
+            );
+        }
         println!("  dashboard   {first}/dashboard   (the live view, in a browser)");
         println!("  catalog     {catalog}");
         println!("  order1..{}   {}", orders.len(), orders.join("  "));
@@ -338,4 +387,14 @@ impl Cluster {
             self.settings.show(&self.settings.data)
         );
     }
+}
+
+/// Where `program` is: on `PATH`, or in `/usr/sbin` (where Debian puts HAProxy, and
+/// which a user's `PATH` may lack).
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([std::path::PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
 }

@@ -69,7 +69,8 @@ impl Files {
                 let name = file.strip_suffix(".pid")?.to_string();
                 let kind = [Kind::Catalog, Kind::Order, Kind::Frontend]
                     .into_iter()
-                    .find(|k| name.starts_with(k.binary()))?;
+                    .find(|k| name.starts_with(k.binary()))
+                    .or((name == "lb").then_some(Kind::Balancer))?;
                 (!known.contains(&name.as_str())).then_some(Service {
                     name,
                     kind,

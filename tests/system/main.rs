@@ -4,6 +4,7 @@
 //! a failed test's cluster are printed with its failure.
 
 mod api;
+mod balancer;
 mod cache;
 mod catalog_group;
 mod chaos;

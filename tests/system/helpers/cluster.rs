@@ -50,6 +50,9 @@ impl Cluster {
         for name in self.frontends() {
             self.start_service(&name).await;
         }
+        if self.opts.balancer {
+            self.start_service("lb").await;
+        }
     }
 
     /// A cluster with nothing started yet.
@@ -57,11 +60,13 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let catalogs = usize::from(opts.catalog_replicas.max(1));
         let frontends = usize::from(opts.frontends.max(1));
-        let free = free_ports(frontends + catalogs + opts.replicas as usize);
+        let balancer = usize::from(opts.balancer);
+        let free = free_ports(frontends + catalogs + opts.replicas as usize + balancer);
         let ports = Ports {
             frontends: free[..frontends].to_vec(),
             catalogs: free[frontends..frontends + catalogs].to_vec(),
-            orders: free[frontends + catalogs..].to_vec(),
+            orders: free[frontends + catalogs..free.len() - balancer].to_vec(),
+            balancer: opts.balancer.then(|| free[free.len() - 1]),
         };
         let topology = Topology::new("127.0.0.1", &ports, opts.replication).expect("topology");
         std::fs::create_dir_all(dir.path().join("logs")).expect("log dir");
@@ -154,6 +159,12 @@ impl Cluster {
                     .arg(opts.restock_period_ms.to_string());
             }
             Kind::Order => {}
+            Kind::Balancer => {
+                let servers = self.dir.path().join("lb-servers.cfg");
+                std::fs::write(&servers, self.topology.balancer_servers()).expect("lb servers");
+                let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg");
+                cmd.arg("-f").arg(config).arg("-f").arg(servers);
+            }
             Kind::Frontend => {
                 cmd.arg("--cache").arg(opts.cache.to_string());
                 cmd.arg("--cache-capacity")

@@ -34,6 +34,8 @@ pub struct Options {
     /// Number of front-ends: 1 is `frontend`; more are `frontend1` … (the helpers
     /// that talk to "the front-end" use the first).
     pub frontends: u16,
+    /// Run HAProxy (`deploy/haproxy.cfg`) in front of the front-ends, as `lb`.
+    pub balancer: bool,
     pub cache: bool,
     pub cache_capacity: u64,
     pub initial_stock: u64,
@@ -65,6 +67,7 @@ impl Default for Options {
             replicas: 3,
             catalog_replicas: 1,
             frontends: 1,
+            balancer: false,
             cache: true,
             cache_capacity: 10,
             initial_stock: 100,
