@@ -69,7 +69,7 @@ pub async fn run(plan: EvalPlan, inspector: &Inspector) -> Result<(), ClientErro
             let t = Instant::now();
             let record = run_sessions(
                 &Plan {
-                    url: plan.url.clone(),
+                    urls: vec![plan.url.clone()],
                     sessions: plan.sessions,
                     p,
                     iterations: Some(plan.iterations),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use client::ClientError;
-use common::config::parse_url;
+use common::config::{parse_url, parse_urls, Urls};
 use common::wire::Replication;
 use lab::cluster::{Inspector, RunSh};
 use lab::session::{run_sessions, Plan};
@@ -23,8 +23,10 @@ use reqwest::Url;
 )]
 struct Cli {
     /// Front-end base URL (of `run`; eval and chaos start a cluster of their own).
-    #[arg(long, env = "TOYSTORE_URL", default_value = "http://127.0.0.1:8080", value_parser = parse_url, global = true)]
-    url: Url,
+    /// The front-end, or several, comma-separated: requests that get no answer or a
+    /// 5xx go to the next one (an order with the same idempotency key).
+    #[arg(long, env = "TOYSTORE_URL", default_value = "http://127.0.0.1:8080", value_parser = parse_urls, global = true)]
+    url: Urls,
 
     #[command(subcommand)]
     command: Command,
@@ -265,7 +267,7 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
             seed,
         } => {
             let plan = Plan {
-                url: cli.url,
+                urls: cli.url.0,
                 sessions,
                 p,
                 iterations: Some(iterations),
@@ -382,7 +384,7 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
         } => {
             let command = format!("cargo run --release -p client -- {command_line}");
             let load = Plan {
-                url: cli.url,
+                urls: cli.url.0,
                 sessions,
                 p,
                 iterations: None,
@@ -424,7 +426,7 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
             with_cluster(cluster.run_sh("chaos")?, |run_sh, inspector| async move {
                 let plan = chaos::crash::ChaosPlan {
                     load: Plan {
-                        url: run_sh.frontend_url(),
+                        urls: vec![run_sh.frontend_url()],
                         ..load
                     },
                     kills,

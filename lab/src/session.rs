@@ -3,6 +3,12 @@
 //! acknowledged order and, before finishing, read each one back and check it.
 //! [`run_sessions`] runs several at once and merges what they measured.
 //!
+//! Given several front-end URLs, a session sends each request to one of them (session
+//! `i` starts at the `i`-th) and, when it does not answer or answers 5xx, sends it again
+//! to the next, once to each — an order with the same idempotency key, so a retry
+//! through another front-end never places a second order (orders then always carry a
+//! key, unique to the run).
+//!
 //! Given a [`History`] (the chaos checker's), sessions also behave like careful
 //! clients: every order carries an idempotency key of its own, and the ones that
 //! failed are sent once more, with the same key, when the run stops (after the
@@ -27,8 +33,8 @@ use crate::ClientError;
 /// What a set of sessions should do.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// Front-end base URL.
-    pub url: Url,
+    /// Front-end base URLs (at least one): requests fail over from one to the next.
+    pub urls: Vec<Url>,
     /// Number of concurrent sessions.
     pub sessions: usize,
     /// Probability of ordering a toy that is in stock.
@@ -47,11 +53,18 @@ pub async fn run_sessions(
     progress: Option<ProgressBar>,
     history: Option<Arc<History>>,
 ) -> Result<Record, ClientError> {
-    let toys = Arc::new(toy_names(&plan.url).await?);
+    let toys = Arc::new(toy_names(&plan.urls).await?);
+    // Keys must be new in every run (a plain run sent twice with one seed places new
+    // orders); a checked run's are its own anyway.
+    let run = match &history {
+        Some(_) => String::new(),
+        None => format!("-{:x}", nonce()),
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..plan.sessions {
         let session = Session {
-            url: plan.url.clone(),
+            urls: plan.urls.clone(),
+            at: i % plan.urls.len().max(1),
             p: plan.p,
             iterations: plan.iterations,
             toys: toys.clone(),
@@ -59,7 +72,7 @@ pub async fn run_sessions(
             stop: stop.clone(),
             progress: progress.clone(),
             history: history.clone(),
-            id: format!("s{}-{i}", plan.seed),
+            id: format!("s{}{run}-{i}", plan.seed),
         };
         tasks.spawn(session.run());
     }
@@ -70,16 +83,31 @@ pub async fn run_sessions(
     Ok(record)
 }
 
-/// The names of every toy, from `GET /products`.
-pub async fn toy_names(url: &Url) -> Result<Vec<String>, ClientError> {
+/// Something new in every run: the time in nanoseconds.
+fn nonce() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// The names of every toy, from `GET /products` of the first front-end that answers.
+pub async fn toy_names(urls: &[Url]) -> Result<Vec<String>, ClientError> {
     let http = http_client()?;
-    let resp = http
-        .get(endpoint(url, &["products"]))
-        .send()
-        .await
-        .map_err(ClientError::http(format!(
-            "cannot reach the front-end at {url}"
-        )))?;
+    let mut last = None;
+    for url in urls {
+        match http.get(endpoint(url, &["products"])).send().await {
+            Ok(resp) if resp.status().is_success() => return products_of(resp).await,
+            Ok(resp) => last = Some(format!("{url} answered {}", resp.status())),
+            Err(e) => last = Some(format!("cannot reach the front-end at {url}: {e}")),
+        }
+    }
+    Err(ClientError::Other(
+        last.unwrap_or_else(|| "no front-end URL was given".into()),
+    ))
+}
+
+/// The toys' names in a `GET /products` reply.
+async fn products_of(resp: reqwest::Response) -> Result<Vec<String>, ClientError> {
     let list: Data<Vec<Product>> = resp
         .json()
         .await
@@ -104,7 +132,9 @@ fn http_client() -> Result<reqwest::Client, ClientError> {
 }
 
 struct Session {
-    url: Url,
+    urls: Vec<Url>,
+    /// The front-end this session sends to now (an index into `urls`).
+    at: usize,
     p: f64,
     iterations: Option<u64>,
     toys: Arc<Vec<String>>,
@@ -137,11 +167,15 @@ impl Session {
             if let Some(bar) = &self.progress {
                 bar.inc(1);
             }
-            let toy = &self.toys[self.rng.usize(..self.toys.len())];
+            let toys = self.toys.clone();
+            let toy = &toys[self.rng.usize(..toys.len())];
             let started = Instant::now();
             let sent = self.history.as_ref().map(|h| h.now());
-            let outcome =
-                fetch_versioned::<Product>(http.get(endpoint(&self.url, &["products", toy]))).await;
+            let outcome = self
+                .fail_over(|url| {
+                    fetch_versioned::<Product>(http.get(endpoint(url, &["products", toy])))
+                })
+                .await;
             record.latency(Kind::Query, started.elapsed());
             let product = match outcome {
                 Outcome::Ok((p, version)) => {
@@ -197,8 +231,10 @@ impl Session {
         }
         for expected in placed {
             let started = Instant::now();
-            let url = endpoint(&self.url, &["orders", &expected.number.to_string()]);
-            let outcome = fetch::<OrderView>(http.get(url)).await;
+            let number = expected.number.to_string();
+            let outcome = self
+                .fail_over(|url| fetch::<OrderView>(http.get(endpoint(url, &["orders", &number]))))
+                .await;
             record.latency(Kind::Lookup, started.elapsed());
             match outcome {
                 Outcome::Ok(found) if found == expected => {}
@@ -224,17 +260,46 @@ impl Session {
 }
 
 impl Session {
-    /// Orders one `name` with idempotency key `key`; records an acknowledgement.
-    async fn order(&self, http: &reqwest::Client, name: &str, key: &str) -> Outcome<OrderView> {
-        let mut request = http
-            .post(endpoint(&self.url, &["orders"]))
-            .json(&json!({"name": name, "quantity": 1}));
-        // Keys only with a history: a plain load run sent twice with the same seed
-        // must place new orders, not find the first run's.
-        if self.history.is_some() {
-            request = request.header(common::IDEMPOTENCY_HEADER, key);
+    /// Sends a request made by `send` to the current front-end and, while it does
+    /// not answer or answers 5xx, to the next ones (once each); stays with the one
+    /// that answered.
+    async fn fail_over<T, F, Fut>(&mut self, send: F) -> Outcome<T>
+    where
+        F: Fn(&Url) -> Fut,
+        Fut: std::future::Future<Output = Outcome<T>>,
+    {
+        let mut tries = 0;
+        loop {
+            let outcome = send(&self.urls[self.at]).await;
+            tries += 1;
+            let failed = match &outcome {
+                Outcome::Unreachable => true,
+                Outcome::Status(s, _) => s.is_server_error(),
+                Outcome::Ok(_) => false,
+            };
+            if !failed || tries >= self.urls.len() {
+                return outcome;
+            }
+            self.at = (self.at + 1) % self.urls.len();
         }
-        match fetch::<OrderPlaced>(request).await {
+    }
+
+    /// Orders one `name` with idempotency key `key`; records an acknowledgement.
+    async fn order(&mut self, http: &reqwest::Client, name: &str, key: &str) -> Outcome<OrderView> {
+        // Keys with a history or several front-ends (a retry elsewhere must find the
+        // first try's order); a plain run's keys are new in each run (see `Plan`).
+        let keyed = self.history.is_some() || self.urls.len() > 1;
+        let body = json!({"name": name, "quantity": 1});
+        let outcome = self
+            .fail_over(|url| {
+                let mut request = http.post(endpoint(url, &["orders"])).json(&body);
+                if keyed {
+                    request = request.header(common::IDEMPOTENCY_HEADER, key);
+                }
+                fetch::<OrderPlaced>(request)
+            })
+            .await;
+        match outcome {
             Outcome::Ok(placed) => {
                 if let Some(h) = &self.history {
                     h.acked(key, placed.order_number.get(), name, 1);

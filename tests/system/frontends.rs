@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{eventually, Cluster, Options};
+use crate::helpers::{bin_dir, eventually, Cluster, Options};
 
 /// The highest epoch any running replica reports.
 async fn epoch(cluster: &Cluster, replicas: &[u32]) -> u64 {
@@ -140,5 +140,52 @@ async fn two_leaders_cannot_hold_one_epoch() {
     assert!(
         !(to2 == 200 && to3 == 200),
         "both leaders of epoch {next} acknowledged: {body2} {body3}"
+    );
+}
+
+/// `client run` given both front-ends: one is killed mid-run, and the client goes on
+/// through the other — every lookup and order answered, every order placed once.
+#[tokio::test]
+async fn the_client_fails_over_to_the_next_frontend_with_the_same_key() {
+    let mut cluster = Cluster::start(Options {
+        frontends: 2,
+        initial_stock: 100_000,
+        ..Options::default()
+    })
+    .await;
+    let urls = format!("{},{}", cluster.url("frontend1"), cluster.url("frontend2"));
+    let client = std::process::Command::new(bin_dir().join("client"))
+        .args(["--url", &urls, "run", "--sessions", "4", "--p", "0.8"])
+        .args(["--iterations", "400"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the client");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    cluster.kill("frontend1");
+    let out = tokio::task::spawn_blocking(move || client.wait_with_output())
+        .await
+        .expect("wait")
+        .expect("the client's output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the client saw failures:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let placed: u64 = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("orders placed "))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no order count in:\n{stdout}"));
+    assert!(placed > 0, "{stdout}");
+    cluster.converged().await;
+    let leader = cluster.frontend_health_of("frontend2").await.leader;
+    let leader = leader.expect("frontend2 knows the leader").get();
+    assert_eq!(
+        cluster.replica(leader).await["orders"],
+        json!(placed),
+        "orders stored against orders the client placed"
     );
 }

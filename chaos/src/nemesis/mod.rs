@@ -206,7 +206,7 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
     let history = Arc::new(History::new());
     let stop = Arc::new(AtomicBool::new(false));
     let mut load_plan = plan.load.clone();
-    load_plan.url = lab.url("frontend")?;
+    load_plan.urls = vec![lab.url("frontend")?];
     let load = tokio::spawn({
         let (history, stop) = (history.clone(), stop.clone());
         async move { run_sessions(&load_plan, stop, None, Some(history)).await }
