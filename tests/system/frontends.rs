@@ -189,3 +189,59 @@ async fn the_client_fails_over_to_the_next_frontend_with_the_same_key() {
         "orders stored against orders the client placed"
     );
 }
+
+/// The quantity of `toy` as front-end `frontend` serves it (from its cache or not).
+async fn quantity_via(cluster: &Cluster, frontend: &str, toy: &str) -> u64 {
+    let (status, body) = cluster
+        .get_from(frontend, &format!("/products/{toy}"))
+        .await;
+    assert_eq!(status, 200, "lookup through {frontend}: {body}");
+    body["data"]["quantity"].as_u64().expect("quantity")
+}
+
+/// 1,000 orders through one front-end, each followed by lookups through both: the
+/// ordering front-end shows the new stock at once (read-your-writes), the other one
+/// within the lease bound (2 s), however it learns of it (push or poll). The largest
+/// staleness is printed.
+#[tokio::test]
+async fn a_purchase_through_one_frontend_reaches_the_other_within_the_lease() {
+    let cluster = Cluster::start(Options {
+        frontends: 2,
+        initial_stock: 100_000,
+        ..Options::default()
+    })
+    .await;
+    let [first, second] = [
+        cluster.frontends()[0].clone(),
+        cluster.frontends()[1].clone(),
+    ];
+    let lease = Duration::from_secs(2);
+    let mut expected = quantity_via(&cluster, &first, "Tux").await;
+    let (mut stale_reads, mut largest) = (0u32, Duration::ZERO);
+    for _ in 0..1_000 {
+        let (status, body) = cluster.order_via(&first, "Tux", 1, None).await;
+        assert_eq!(status, 200, "{body}");
+        let acked = Instant::now();
+        expected -= 1;
+        assert_eq!(
+            quantity_via(&cluster, &first, "Tux").await,
+            expected,
+            "read-your-writes through {first}"
+        );
+        loop {
+            let seen = quantity_via(&cluster, &second, "Tux").await;
+            assert!(seen >= expected, "{second} shows {seen}, below {expected}");
+            if seen == expected {
+                break;
+            }
+            stale_reads += 1;
+            assert!(
+                acked.elapsed() < lease,
+                "{second} still showed {seen} for {expected} after the lease"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        largest = largest.max(acked.elapsed());
+    }
+    eprintln!("1000 pairs: largest staleness at {second} {largest:?}, {stale_reads} stale reads");
+}
