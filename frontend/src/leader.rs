@@ -345,15 +345,17 @@ impl Leaders {
     }
 
     /// Primary-backup: the ready leader at the highest epoch any replica reports, if
-    /// there is one and it is not `failed` (the same replica at a newer epoch is a new
-    /// choice, and followed).
+    /// there is one, no older than any epoch this front-end has handed out (a newer
+    /// one may live on a replica that is down), and not `failed` (the same replica at
+    /// a newer epoch is a new choice, and followed).
     fn standing(
         &self,
         statuses: &[(ReplicaId, ReplicaStatus)],
         failed: Option<&Leader>,
     ) -> Option<Leader> {
         let (id, status) = best_leader(statuses)?;
-        let newest = statuses.iter().all(|(_, s)| s.epoch <= status.epoch);
+        let newest = statuses.iter().all(|(_, s)| s.epoch <= status.epoch)
+            && status.epoch.get() >= self.issued.load(Ordering::SeqCst);
         let is_failed = failed.is_some_and(|f| f.id == *id && f.epoch == status.epoch);
         if !newest || is_failed {
             return None;
