@@ -17,7 +17,13 @@ async fn epoch(cluster: &Cluster, replicas: &[u32]) -> u64 {
     highest
 }
 
-/// Whether every front-end names `leader` (any, if `None`) at one epoch.
+/// The names of the cluster's first two front-ends.
+fn first_two(cluster: &Cluster) -> [String; 2] {
+    let names = cluster.frontends();
+    [names[0].clone(), names[1].clone()]
+}
+
+/// The leader and epoch every front-end names, if they all name the same ones.
 async fn agree(cluster: &Cluster) -> Option<(u32, u64)> {
     let mut seen = None;
     for name in cluster.frontends() {
@@ -40,10 +46,7 @@ async fn two_frontends_follow_one_leader_and_agree_on_the_next() {
         ..Options::default()
     })
     .await;
-    let [first, second] = [
-        cluster.frontends()[0].clone(),
-        cluster.frontends()[1].clone(),
-    ];
+    let [first, second] = first_two(&cluster);
     let agreed = eventually(Duration::from_secs(5), || async {
         agree(&cluster).await.is_some()
     })
@@ -79,7 +82,7 @@ async fn two_frontends_follow_one_leader_and_agree_on_the_next() {
             second.clone()
         };
         let key = format!("after-kill-{i}");
-        orders.push(cluster.order_in_background_via(&frontend, "Fox", 1, &key));
+        orders.push(cluster.order_in_background_via(&frontend, "Fox", 1, Some(&key)));
     }
     for order in orders {
         let (status, body) = order.await.expect("order task");
@@ -211,10 +214,7 @@ async fn a_purchase_through_one_frontend_reaches_the_other_within_the_lease() {
         ..Options::default()
     })
     .await;
-    let [first, second] = [
-        cluster.frontends()[0].clone(),
-        cluster.frontends()[1].clone(),
-    ];
+    let [first, second] = first_two(&cluster);
     let lease = Duration::from_secs(2);
     let mut expected = quantity_via(&cluster, &first, "Tux").await;
     let (mut stale_reads, mut largest) = (0u32, Duration::ZERO);

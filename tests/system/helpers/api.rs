@@ -85,30 +85,25 @@ impl Cluster {
         name: &str,
         quantity: u64,
     ) -> tokio::task::JoinHandle<(u16, Value)> {
-        let req = self
-            .http
-            .post(format!("{}/orders", self.url(&self.frontend())))
-            .json(&json!({"name": name, "quantity": quantity}));
-        tokio::spawn(async move {
-            let resp = req.send().await.expect("POST /orders");
-            let status = resp.status().as_u16();
-            (status, resp.json().await.unwrap_or(Value::Null))
-        })
+        self.order_in_background_via(&self.frontend(), name, quantity, None)
     }
 
-    /// POST /orders with `key` on front-end `frontend`, in a task of its own.
+    /// POST /orders, with `key` if given, on front-end `frontend`, in a task of its
+    /// own.
     pub fn order_in_background_via(
         &self,
         frontend: &str,
         name: &str,
         quantity: u64,
-        key: &str,
+        key: Option<&str>,
     ) -> tokio::task::JoinHandle<(u16, Value)> {
-        let req = self
+        let mut req = self
             .http
             .post(format!("{}/orders", self.url(frontend)))
-            .header("Idempotency-Key", key)
             .json(&json!({"name": name, "quantity": quantity}));
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
         tokio::spawn(async move {
             let resp = req.send().await.expect("POST /orders");
             let status = resp.status().as_u16();
