@@ -482,6 +482,17 @@ impl FrontendClient {
         FrontendClient { cluster, base }
     }
 
+    /// Where it is reached.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// `GET /health`: its leader, cache and what it has served.
+    pub async fn health_within(&self, timeout: Duration) -> Result<FrontendHealth, PeerError> {
+        let url = endpoint(&self.base, &["health"]);
+        self.cluster.get_bare(url, timeout).await
+    }
+
     /// Tells the front-end to drop its cached copies of these toys (one request).
     pub async fn invalidate(&self, inv: &[Invalidation]) -> Result<(), PeerError> {
         let url = endpoint(&self.base, &["internal", "invalidate"]);

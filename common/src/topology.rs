@@ -467,7 +467,8 @@ impl Topology {
     }
 
     /// Every front-end's URL (`CATALOG_FRONTEND_URL`: the catalog pushes its
-    /// invalidations to each).
+    /// invalidations to each; `TOYSTORE_FRONTEND_URLS`: each front-end's dashboard
+    /// shows them all).
     pub fn frontend_urls(&self) -> Vec<Url> {
         self.of_kind(Kind::Frontend).map(|s| self.url(s)).collect()
     }
@@ -507,18 +508,13 @@ impl Topology {
     /// replicas agree.
     pub fn cluster_env(&self) -> Vec<(&'static str, String)> {
         let catalogs: Vec<String> = self.catalog_urls().into_iter().map(trim).collect();
+        let frontends: Vec<String> = self.frontend_urls().into_iter().map(trim).collect();
         let mut env = vec![
             ("TOYSTORE_REPLICATION", self.replication.to_string()),
             ("TOYSTORE_CATALOG_URL", catalogs.join(",")),
             ("TOYSTORE_REPLICAS", self.replicas_arg()),
-            (
-                "CATALOG_FRONTEND_URL",
-                self.frontend_urls()
-                    .into_iter()
-                    .map(trim)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
+            ("CATALOG_FRONTEND_URL", frontends.join(",")),
+            ("TOYSTORE_FRONTEND_URLS", frontends.join(",")),
         ];
         if let Some(peers) = self.catalog_peers() {
             env.push(("CATALOG_PEERS", peers));
@@ -558,6 +554,9 @@ impl Topology {
         cmd.arg("--listen").arg(self.listen(service));
         if let Some(id) = service.replica {
             cmd.arg("--id").arg(id.to_string());
+        }
+        if service.kind == Kind::Frontend {
+            cmd.arg("--name").arg(&service.name);
         }
         if let Some(dir) = self.data_dir(service, data_root) {
             cmd.arg("--data-dir").arg(dir);

@@ -23,6 +23,16 @@ pub struct Config {
           value_parser = parse_urls)]
     pub catalog_url: Urls,
 
+    /// This front-end's name in the cluster (shown on the dashboard and in `/health`).
+    #[arg(long, env = "FRONTEND_NAME", default_value = "frontend")]
+    pub name: String,
+
+    /// Every front-end's base URL, this one's included, comma-separated, in order:
+    /// with several, the i-th is named `frontend<i>` and the dashboard shows each.
+    /// Unset (the default): this one alone.
+    #[arg(long, env = "TOYSTORE_FRONTEND_URLS", value_parser = parse_urls)]
+    pub frontend_urls: Option<Urls>,
+
     /// Every order replica as ID=URL, comma-separated.
     #[arg(long, env = "TOYSTORE_REPLICAS", default_value = DEFAULT_REPLICAS,
           value_parser = parse_replicas)]

@@ -48,6 +48,8 @@ use crate::validate::{
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
+    /// This front-end's name (`--name`).
+    pub name: Arc<str>,
     pub catalog: CatalogClient,
     pub orders: OrderClient,
     pub leaders: Arc<Leaders>,
@@ -272,14 +274,12 @@ async fn order(
     summary = "Front-end status",
     responses((status = 200, description = "The front-end's leader and cache", body = FrontendHealth))
 )]
-async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    let leader = state.leaders.current();
-    axum::Json(FrontendHealth {
-        service: "frontend".into(),
-        leader: leader.as_ref().map(|l| l.id),
-        epoch: leader.as_ref().map(|l| l.epoch),
-        cache: state.cache.stats(),
-    })
+async fn health(State(state): State<AppState>) -> axum::Json<FrontendHealth> {
+    axum::Json(crate::fleet::health(
+        &state.name,
+        &state.leaders,
+        &state.cache,
+    ))
 }
 
 /// Query of `GET /cache`.

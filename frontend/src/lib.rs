@@ -8,6 +8,8 @@
 //! - [`cache`]: the LRU product cache with versioned invalidation and a lease.
 //! - [`lease`]: the task that polls the catalog's versions to renew the lease.
 //! - [`leader`]: leader selection among the order replicas, and failover.
+//! - [`fleet`]: this front-end's own report, and the other front-ends' for the
+//!   dashboard.
 //! - [`monitor`]: the cluster as a whole, polled for the dashboard.
 //! - [`dashboard`]: the live page, its event stream and its polling task.
 //! - [`error`]: the error type and its HTTP mapping.
@@ -20,6 +22,7 @@ pub mod cache;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod fleet;
 pub mod http;
 pub mod leader;
 pub mod lease;
@@ -77,6 +80,7 @@ impl App {
             tasks.clone(),
             closing.clone(),
         ));
+        let fleet = fleet::Fleet::new(&config.name, config.frontend_urls.as_ref(), &cluster);
         let catalog = CatalogClient::replicated(cluster, config.catalog_url.0.clone());
         let dashboard = dashboard::Dashboard::start(
             monitor::Monitor::new(
@@ -85,11 +89,14 @@ impl App {
                 catalog.clone(),
                 leaders.clone(),
                 cache.clone(),
+                fleet,
+                config.name.clone(),
             ),
             &tasks,
             closing.clone(),
         );
         let state = http::AppState {
+            name: config.name.as_str().into(),
             catalog: catalog.clone(),
             orders,
             leaders: leaders.clone(),

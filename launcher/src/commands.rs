@@ -22,10 +22,11 @@ use crate::{LaunchError, Settings};
 
 /// Peer addresses a user may set to run services elsewhere (docs/DESIGN.md,
 /// "Running on several hosts"); when set, they win over the topology's.
-const KEPT: [&str; 3] = [
+const KEPT: [&str; 4] = [
     "TOYSTORE_CATALOG_URL",
     "TOYSTORE_REPLICAS",
     "CATALOG_FRONTEND_URL",
+    "TOYSTORE_FRONTEND_URLS",
 ];
 
 /// How long `stop` waits after SIGTERM before it sends SIGKILL.

@@ -9,6 +9,12 @@
 //   - shows a new leader within 3 s of `./run.sh kill <leader>`, without a reload,
 //     while clients keep ordering (none of them sees an error);
 //   - reports the killed replica down, then back and caught up after `./run.sh start`.
+// With WATCH=frontend-kill (two front-ends, TOYSTORE_URL the load balancer's), it
+// checks instead that the page lists both front-ends and names the one serving it;
+// that after `./run.sh kill <that one>` it is live again within 5 s, without a
+// reload, served by the other one, which shows the killed one down; and that the
+// killed one shows up again after `./run.sh start`. Clients then resend a request
+// that failed (an order with its Idempotency-Key), as browsers and SDKs do.
 // With DASHBOARD_SCREENSHOT set it saves a screenshot there at the end.
 // Prints one JSON line of findings; exits non-zero on the first failed check.
 
@@ -19,7 +25,9 @@ const base = need("TOYSTORE_URL");
 const runSh = need("RUN_SH");
 const executablePath = process.env.TOYSTORE_CHROMIUM || "/usr/bin/chromium";
 const screenshot = process.env.DASHBOARD_SCREENSHOT;
+const watch = process.env.WATCH || "leader-kill";
 const NEW_LEADER_WITHIN_MS = 3000;
+const LIVE_AGAIN_WITHIN_MS = 5000;
 
 function need(name) {
   const value = process.env[name];
@@ -42,8 +50,24 @@ function runSh_(...args) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Clients that keep looking up and ordering toys until stopped; counts failures.
-function traffic(toys) {
-  const counts = { lookups: 0, orders: 0, failed: [] };
+// With `resend`, a request that gets no answer, a 502 or a 503 is sent again (an
+// order with the same Idempotency-Key), up to 20 times; `resent` counts those.
+function traffic(toys, resend = false) {
+  const counts = { lookups: 0, orders: 0, resent: 0, failed: [] };
+  let keys = 0;
+  const send = async (url, init) => {
+    for (let tries = 1; ; tries++) {
+      try {
+        const res = await fetch(url, init);
+        await res.arrayBuffer();
+        if (!resend || ![502, 503].includes(res.status) || tries === 20) return res.status;
+      } catch (e) {
+        if (!resend || tries === 20) throw e;
+      }
+      counts.resent++;
+      await sleep(100);
+    }
+  };
   let running = true;
   const weights = toys.map((_, i) => 1 / (i + 1)); // Zipf-like popularity
   const total = weights.reduce((a, b) => a + b, 0);
@@ -60,20 +84,21 @@ function traffic(toys) {
       const toy = pick();
       try {
         if (Math.random() < 0.2) {
-          const res = await fetch(`${base}/orders`, {
+          const status = await send(`${base}/orders`, {
             method: "POST",
-            headers: { "content-type": "application/json" },
+            headers: {
+              "content-type": "application/json",
+              "idempotency-key": `browser-${process.pid}-${keys++}`,
+            },
             body: JSON.stringify({ name: toy, quantity: 1 }),
           });
           // 409: sold out, an answer like any other.
-          if (res.status !== 200 && res.status !== 409) counts.failed.push(`order ${res.status}`);
+          if (status !== 200 && status !== 409) counts.failed.push(`order ${status}`);
           counts.orders++;
-          await res.arrayBuffer();
         } else {
-          const res = await fetch(`${base}/products/${encodeURIComponent(toy)}`);
-          if (res.status !== 200) counts.failed.push(`lookup ${res.status}`);
+          const status = await send(`${base}/products/${encodeURIComponent(toy)}`);
+          if (status !== 200) counts.failed.push(`lookup ${status}`);
           counts.lookups++;
-          await res.arrayBuffer();
         }
       } catch (e) {
         counts.failed.push(String(e));
@@ -117,7 +142,49 @@ try {
   await page.goto(base + "/");
   check(page.url() === base + "/dashboard", `/ led to ${page.url()}, not /dashboard`);
   await page.waitForSelector("#connection.up", { timeout: 5000 });
+  if (watch === "frontend-kill") {
+    await frontendKill(page, found);
+  } else {
+    await leaderKill(page, found);
+  }
+  if (screenshot) {
+    await page.screenshot({ path: screenshot, fullPage: true });
+    found.screenshot = screenshot;
+  }
+  if (watch === "frontend-kill") {
+    // The killed front-end's stream broke mid-reply: Chromium says so, once.
+    const broken = errors.filter((e) => e.includes("net::ERR_INCOMPLETE_CHUNKED_ENCODING"));
+    check(broken.length <= 1, `the stream broke ${broken.length} times`);
+    found.stream_broke = broken.length;
+    errors.splice(0, errors.length, ...errors.filter((e) => !broken.includes(e)));
+  }
+  check(errors.length === 0, `console errors: ${JSON.stringify(errors)}`);
+  check(external.length === 0, `requests to other hosts: ${JSON.stringify(external)}`);
+  found.console_errors = 0;
+  found.external_requests = 0;
+  console.log(JSON.stringify(found));
+} catch (e) {
+  console.error(e.message);
+  console.error(`found so far: ${JSON.stringify(found)}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
 
+async function toyNames() {
+  return (await (await fetch(`${base}/products`)).json()).data.map((p) => p.name);
+}
+
+// Stops the clients and checks that they placed orders and saw no error.
+async function stopTraffic(load, found) {
+  await load.stop();
+  found.traffic = { lookups: load.counts.lookups, orders: load.counts.orders };
+  if (load.counts.resent > 0) found.traffic.resent = load.counts.resent;
+  check(load.counts.failed.length === 0, `clients saw errors: ${load.counts.failed.slice(0, 5)}`);
+  check(load.counts.orders > 0, "no order was placed");
+}
+
+async function leaderKill(page, found) {
   // Three replicas, one of them the leader the summary names.
   await page.waitForFunction(
     () => document.querySelectorAll("tr[data-replica]:not(.down)").length === 3,
@@ -132,7 +199,7 @@ try {
   found.leader = Number(leader);
 
   // Lookups: the cache list shows them most recently used first.
-  const toys = (await (await fetch(`${base}/products`)).json()).data.map((p) => p.name);
+  const toys = await toyNames();
   const looked = toys.slice(0, 4);
   for (const toy of looked) {
     const res = await fetch(`${base}/products/${encodeURIComponent(toy)}`);
@@ -191,23 +258,61 @@ try {
     )
     .catch(() => fail(`the feed never said that order${leader} caught up`));
   await sleep(3000);
-  if (screenshot) {
-    await page.screenshot({ path: screenshot, fullPage: true });
-    found.screenshot = screenshot;
-  }
-  await load.stop();
-  found.traffic = { lookups: load.counts.lookups, orders: load.counts.orders };
-  check(load.counts.failed.length === 0, `clients saw errors: ${load.counts.failed.slice(0, 5)}`);
-  check(load.counts.orders > 0, "no order was placed");
-  check(errors.length === 0, `console errors: ${JSON.stringify(errors)}`);
-  check(external.length === 0, `requests to other hosts: ${JSON.stringify(external)}`);
-  found.console_errors = 0;
-  found.external_requests = 0;
-  console.log(JSON.stringify(found));
-} catch (e) {
-  console.error(e.message);
-  console.error(`found so far: ${JSON.stringify(found)}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
+  await stopTraffic(load, found);
+}
+
+async function frontendKill(page, found) {
+  // Both front-ends listed, the one serving the page named.
+  await page.waitForFunction(
+    () => document.querySelectorAll("tr[data-frontend]:not(.down)").length === 2,
+    null,
+    { timeout: 10000 },
+  );
+  const servedBy = (await page.textContent("#served-by")) || "";
+  check(/^frontend[12]$/.test(servedBy), `no front-end named as serving the page (${servedBy})`);
+  check(
+    (await page.getAttribute(`tr[data-frontend="${servedBy}"]`, "class")).includes("this"),
+    `${servedBy}'s row is not marked as this page's`,
+  );
+  found.frontends = 2;
+  found.served_by = servedBy;
+
+  // Kill it while clients order and look up through the balancer.
+  const load = traffic(await toyNames(), true);
+  await sleep(1500);
+  await page.evaluate(() => {
+    window.notReloaded = true;
+  });
+  runSh_("kill", servedBy);
+  const killed = Date.now();
+  await page
+    .waitForFunction(
+      (old) =>
+        document.querySelector("#connection.up") &&
+        document.querySelector("#served-by")?.textContent !== old &&
+        document.querySelector(`tr[data-frontend="${old}"].down`),
+      servedBy,
+      { timeout: LIVE_AGAIN_WITHIN_MS },
+    )
+    .catch(() =>
+      fail(`not live from the other front-end within ${LIVE_AGAIN_WITHIN_MS} ms of the kill`),
+    );
+  found.live_again_after_ms = Date.now() - killed;
+  found.then_served_by = await page.textContent("#served-by");
+  check(await page.evaluate(() => window.notReloaded === true), "the page was reloaded");
+
+  // It comes back; the page (served by the other one) says so.
+  runSh_("start", servedBy);
+  await page
+    .waitForSelector(`tr[data-frontend="${servedBy}"]:not(.down)`, { timeout: 10000 })
+    .catch(() => fail(`${servedBy} was never shown up again`));
+  await page
+    .waitForFunction(
+      (name) => [...document.querySelectorAll("#feed li")].some((li) =>
+        li.textContent.includes(`${name} is up`)),
+      servedBy,
+      { timeout: 3000 },
+    )
+    .catch(() => fail(`the feed never said that ${servedBy} is up`));
+  await stopTraffic(load, found);
 }

@@ -15,7 +15,7 @@ use crate::helpers::{in_both_modes, Cluster, Options};
 in_both_modes!(killing_a_frontend_behind_the_balancer_loses_no_order);
 
 /// Whether HAProxy can run here (or the test must: `TOYSTORE_REQUIRE_LB`).
-fn haproxy_present() -> bool {
+pub(crate) fn haproxy_present() -> bool {
     let found = ["/usr/sbin/haproxy", "/usr/bin/haproxy"]
         .iter()
         .any(|p| std::path::Path::new(p).exists());

@@ -126,6 +126,81 @@ async fn the_dashboard_shows_the_cluster_and_streams_what_changes() {
     .expect("the feed never showed the invalidation of tux");
 }
 
+/// The `served-by` front-end named in a summary panel.
+fn served_by(event: &serde_json::Value) -> Option<String> {
+    let summary = panel(event, "summary");
+    let start = summary.find("id=\"served-by\">")? + "id=\"served-by\">".len();
+    let end = summary[start..].find('<')? + start;
+    Some(summary[start..end].to_string())
+}
+
+/// Two front-ends behind HAProxy: the dashboard, viewed through the balancer, shows
+/// both; when the one serving it is killed its stream ends, and reopened through the
+/// balancer the page comes from the other one, which shows the dead one down.
+#[tokio::test]
+async fn the_dashboard_through_the_balancer_shows_every_front_end_and_outlives_one() {
+    if !crate::balancer::haproxy_present() {
+        return;
+    }
+    let mut cluster = Cluster::start(Options {
+        frontends: 2,
+        balancer: true,
+        ..Options::default()
+    })
+    .await;
+    let lb = cluster.url("lb");
+    let open = |http: reqwest::Client| {
+        let url = format!("{lb}/dashboard/events");
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match http.get(&url).send().await {
+                    Ok(resp) if resp.status() == 200 => return resp,
+                    other => assert!(
+                        Instant::now() < deadline,
+                        "no stream through the balancer: {other:?}"
+                    ),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let both_up = |e: &serde_json::Value| {
+        let rows = panel(e, "frontends");
+        served_by(e).is_some()
+            && rows.contains(r#"data-frontend="frontend1" class="up"#)
+            && rows.contains(r#"data-frontend="frontend2" class="up"#)
+    };
+    let mut stream = open(cluster.http.clone()).await;
+    let first = read_until(&mut stream, Duration::from_secs(5), both_up)
+        .await
+        .expect("the dashboard never showed both front-ends up");
+    let serving = served_by(&first).expect("served by");
+    let other = if serving == "frontend1" {
+        "frontend2"
+    } else {
+        "frontend1"
+    };
+    assert!(
+        panel(&first, "frontends")
+            .contains(&format!(r#"data-frontend="{serving}" class="up this""#)),
+        "{first}"
+    );
+
+    cluster.kill(&serving);
+    // Its stream ends with it (nothing more arrives from a dead front-end).
+    assert!(read_until(&mut stream, Duration::from_secs(5), |_| false)
+        .await
+        .is_none());
+    let mut stream = open(cluster.http.clone()).await;
+    let after = read_until(&mut stream, Duration::from_secs(5), |e| {
+        panel(e, "frontends").contains(&format!(r#"data-frontend="{serving}" class="down"#))
+    })
+    .await
+    .unwrap_or_else(|| panic!("the reopened dashboard never showed {serving} down"));
+    assert_eq!(served_by(&after).as_deref(), Some(other), "{after}");
+}
+
 /// What the browser test needs: Node.js, playwright-core (`npm ci` in tests/browser)
 /// and Chromium. CI installs them and sets `TOYSTORE_REQUIRE_BROWSER=1`, so there the
 /// test cannot be skipped.
@@ -205,24 +280,71 @@ fn run_sh(vars: &[(String, String)], command: &str) -> std::process::Output {
 /// path relative to the repository's root).
 #[tokio::test]
 async fn the_dashboard_follows_a_failover_in_a_real_browser() {
-    watch_a_failover(Replication::PrimaryBackup).await;
+    let Some(found) = in_browser(Replication::PrimaryBackup, Watch::LeaderKill).await else {
+        return;
+    };
+    assert_eq!(found["replicas"], 3, "{found}");
+    assert_ne!(found["leader"], found["new_leader"], "{found}");
 }
 
 /// The same in Raft mode, where the replicas elect the new leader themselves.
 #[tokio::test]
 async fn the_dashboard_follows_a_raft_election_in_a_real_browser() {
-    watch_a_failover(Replication::Raft).await;
-}
-
-async fn watch_a_failover(mode: Replication) {
-    let Some((script, chromium)) = browser_tools() else {
+    let Some(found) = in_browser(Replication::Raft, Watch::LeaderKill).await else {
         return;
     };
+    assert_eq!(found["replicas"], 3, "{found}");
+    assert_ne!(found["leader"], found["new_leader"], "{found}");
+}
+
+/// Two front-ends behind HAProxy, the page opened through the balancer: the front-end
+/// serving it is killed and the page goes on, live, from the other one.
+#[tokio::test]
+async fn the_dashboard_outlives_its_front_end_in_a_real_browser_behind_the_balancer() {
+    if !crate::balancer::haproxy_present() {
+        return;
+    }
+    let Some(found) = in_browser(Replication::PrimaryBackup, Watch::FrontendKill).await else {
+        return;
+    };
+    assert_eq!(found["frontends"], 2, "{found}");
+    assert_ne!(found["served_by"], found["then_served_by"], "{found}");
+}
+
+/// What the browser watches.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    /// The order leader killed and restarted, the page on the one front-end.
+    LeaderKill,
+    /// Two front-ends behind the balancer, the page through it; the front-end serving
+    /// it killed and restarted.
+    FrontendKill,
+}
+
+/// Starts a cluster with `run.sh`, runs the browser script on it and returns its
+/// findings (`None`: the tools are missing and the test may skip).
+async fn in_browser(mode: Replication, watch: Watch) -> Option<serde_json::Value> {
+    let (script, chromium) = browser_tools()?;
     let dir = tempfile::tempdir().expect("temp dir");
     let port_base = free_port_base();
-    let vars = run_sh_vars(&dir.path().join("cluster"), port_base, mode);
+    let mut vars = run_sh_vars(&dir.path().join("cluster"), port_base, mode);
     let ports = Ports::from_base(port_base).expect("port base");
-    let frontend = format!("http://127.0.0.1:{}", ports.frontends[0]);
+    let mut url = format!("http://127.0.0.1:{}", ports.frontends[0]);
+    if watch == Watch::FrontendKill {
+        // Inside the span the base reserves: the second front-end on an unused port,
+        // the balancer on the base itself (as 8000 is in the default layout).
+        for (var, value) in [
+            ("TOYSTORE_FRONTENDS", "2".to_string()),
+            ("FRONTEND2_PORT", (port_base + 88).to_string()),
+            ("TOYSTORE_LB", "haproxy".to_string()),
+            ("TOYSTORE_LB_PORT", port_base.to_string()),
+            ("WATCH", "frontend-kill".to_string()),
+        ] {
+            vars.retain(|(v, _)| v != var);
+            vars.push((var.to_string(), value));
+        }
+        url = format!("http://127.0.0.1:{port_base}");
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
 
     let (up, out, took) = tokio::task::spawn_blocking(move || {
@@ -231,13 +353,13 @@ async fn watch_a_failover(mode: Replication) {
         // The script runs run.sh itself (kill, start), with the same variables.
         let out = up.status.success().then(|| {
             let mut node = Command::new("node");
-            if mode != Replication::PrimaryBackup {
-                // One screenshot: of the primary-backup run.
+            if mode != Replication::PrimaryBackup || watch != Watch::LeaderKill {
+                // One screenshot: of the primary-backup failover.
                 node.env_remove("DASHBOARD_SCREENSHOT");
             }
             node.arg(&script)
                 .envs(vars.iter().cloned())
-                .env("TOYSTORE_URL", &frontend)
+                .env("TOYSTORE_URL", &url)
                 .env("RUN_SH", root.join("run.sh"))
                 .env("TOYSTORE_CHROMIUM", &chromium)
                 .current_dir(root)
@@ -258,7 +380,6 @@ async fn watch_a_failover(mode: Replication) {
         "the browser check failed after {took:?}:\n{stdout}\n{stderr}"
     );
     let found: serde_json::Value = serde_json::from_str(stdout.trim()).expect("findings");
-    assert_eq!(found["replicas"], 3, "{found}");
-    assert_ne!(found["leader"], found["new_leader"], "{found}");
     eprintln!("browser findings: {found}");
+    Some(found)
 }

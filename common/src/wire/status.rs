@@ -150,6 +150,26 @@ pub struct FrontendHealth {
     #[schema(value_type = Option<u64>)]
     pub epoch: Option<Epoch>,
     pub cache: CacheStats,
+    /// Its name in the cluster (`frontend`, or `frontend1` … of several).
+    #[serde(default)]
+    pub name: String,
+    /// What it has served since it started; absent while its metrics are off. Two
+    /// readings give its rates (the dashboard shows every front-end's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served: Option<Served>,
+}
+
+/// Requests a front-end has served since it started, and the time spent on them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Served {
+    /// `GET /products/{name}` replies.
+    pub lookups: u64,
+    /// Their summed latency, in microseconds.
+    pub lookup_us: u64,
+    /// `POST /orders` replies.
+    pub orders: u64,
+    /// Their summed latency, in microseconds.
+    pub order_us: u64,
 }
 
 /// `GET /health` of the catalog.

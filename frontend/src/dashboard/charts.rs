@@ -94,7 +94,7 @@ fn nice_ceiling(v: f64) -> f64 {
     }
 }
 
-fn format_value(v: f64, unit: &str) -> String {
+pub(super) fn format_value(v: f64, unit: &str) -> String {
     if unit.is_empty() {
         count(v.round() as u64)
     } else if v < 10.0 {

@@ -32,8 +32,10 @@ use tokio::sync::watch;
 use crate::monitor::{FeedItem, FeedKind, Monitor, Snapshot, FLASH, POLL};
 
 mod charts;
+mod frontends;
 
 use charts::charts;
+use frontends::frontends;
 
 const PAGE: &str = include_str!("../../assets/dashboard.html");
 
@@ -47,6 +49,9 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; base-uri 'none'; fo
 /// Lines shown of each feed (the monitor keeps [`crate::monitor::FEED`]).
 const FEED_SHOWN: usize = 30;
 
+/// How soon a browser reopens a broken stream.
+const RECONNECT: Duration = Duration::from_secs(1);
+
 /// Toys shown that just left the cache.
 const GONE_SHOWN: usize = 10;
 
@@ -56,6 +61,7 @@ pub struct Panels {
     pub summary: String,
     pub replicas: String,
     pub catalog: String,
+    pub frontends: String,
     pub cache: String,
     pub charts: String,
     pub feed: String,
@@ -69,17 +75,19 @@ impl Panels {
             summary: wait.clone(),
             replicas: wait.clone(),
             catalog: wait.clone(),
+            frontends: wait.clone(),
             cache: wait.clone(),
             charts: wait.clone(),
             feed: wait,
         }
     }
 
-    fn parts(&self) -> [(&'static str, &str); 6] {
+    fn parts(&self) -> [(&'static str, &str); 7] {
         [
             ("summary", &self.summary),
             ("replicas", &self.replicas),
             ("catalog", &self.catalog),
+            ("frontends", &self.frontends),
             ("cache", &self.cache),
             ("charts", &self.charts),
             ("feed", &self.feed),
@@ -104,6 +112,7 @@ impl Panels {
             summary: summary(s),
             replicas: replicas(s),
             catalog: catalog(s),
+            frontends: frontends(&s.frontends, s.mode),
             cache: cache(s),
             charts: charts(&s.history),
             feed: feed(s),
@@ -207,7 +216,12 @@ async fn events(State(d): State<Dashboard>) -> Sse<impl Stream<Item = Result<Eve
         }
         let now = panels.borrow_and_update().clone();
         let data = now.changed_since(sent.as_deref());
-        let event = Event::default().event("panels").data(data);
+        let mut event = Event::default().event("panels").data(data);
+        if sent.is_none() {
+            // A stream that breaks (its front-end died) is reopened soon, through the
+            // load balancer to another front-end if there is one.
+            event = event.retry(RECONNECT);
+        }
         Some((Ok(event), (panels, closing, Some(now))))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
@@ -275,6 +289,16 @@ fn summary(s: &Snapshot) -> String {
         s.mode,
         if s.catalog.up { "up" } else { "down" }
     );
+    if s.frontends.len() > 1 {
+        let up = s.frontends.iter().filter(|f| f.health.is_some()).count();
+        let this = s.frontends.iter().find(|f| f.this).map_or("", |f| &f.name);
+        let _ = write!(
+            out,
+            " · {up} of {} front-ends up · served by <span id=\"served-by\">{}</span>",
+            s.frontends.len(),
+            Esc(this)
+        );
+    }
     out
 }
 

@@ -27,7 +27,7 @@ fn only_changed_panels_are_sent_again() {
         ..Panels::default()
     };
     let all: serde_json::Value = serde_json::from_str(&first.changed_since(None)).expect("json");
-    assert_eq!(all.as_object().map(|o| o.len()), Some(6));
+    assert_eq!(all.as_object().map(|o| o.len()), Some(7));
     let second = Panels {
         feed: "g".into(),
         ..first.clone()
@@ -77,4 +77,60 @@ fn a_replicated_catalog_shows_each_replica_like_the_order_replicas() {
     );
     // catalog1 has applied 9 of the leader's 12 committed entries.
     assert!(out.contains("<td>9</td><td class=\"mono\" title=\"digest-9\">digest-9</td><td><strong>3</strong></td>"), "{out}");
+}
+
+#[test]
+fn every_front_end_has_a_row_with_its_leader_cache_lease_and_rates() {
+    use crate::monitor::{FrontendRow, Sample};
+    use common::domain::{Epoch, ReplicaId};
+    use common::wire::{CacheStats, FrontendHealth};
+    let health = |leased| FrontendHealth {
+        service: "frontend".into(),
+        leader: Some(ReplicaId(2)),
+        epoch: Some(Epoch(7)),
+        cache: CacheStats {
+            enabled: true,
+            capacity: 10,
+            size: 4,
+            hits: 0,
+            misses: 0,
+            evictions: 0,
+            invalidations: 0,
+            leased,
+            lease_expiries: 0,
+        },
+        name: String::new(),
+        served: None,
+    };
+    let rows = [
+        FrontendRow {
+            name: "frontend1".into(),
+            this: false,
+            url: Some("http://127.0.0.1:8080".into()),
+            health: None,
+            rates: Sample::default(),
+        },
+        FrontendRow {
+            name: "frontend2".into(),
+            this: true,
+            url: None,
+            health: Some(health(false)),
+            rates: Sample {
+                lookups_per_s: Some(1234.4),
+                orders_per_s: Some(0.0),
+                ..Sample::default()
+            },
+        },
+    ];
+    let out = frontends::frontends(&rows, Replication::PrimaryBackup);
+    assert!(
+        out.contains(r#"<tr data-frontend="frontend1" class="down"><td>frontend1</td><td>http://127.0.0.1:8080</td><td colspan="5">down"#),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            r#"<tr data-frontend="frontend2" class="up this"><td>frontend2</td><td>this page</td><td>order2 (epoch 7)</td><td>4 of 10</td><td><strong>expired</strong></td><td>1,234</td><td>0</td></tr>"#
+        ),
+        "{out}"
+    );
 }

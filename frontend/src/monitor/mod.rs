@@ -3,12 +3,15 @@
 //!
 //! One [`Monitor`] per front-end, polled by one task ([`crate::dashboard`]) every
 //! [`POLL`], however many people watch: it asks each replica (through the leader
-//! watcher's status poll) and the catalog for their health (with short timeouts,
-//! concurrently, so a stalled peer delays nothing but its own row), reads the cache's view and journal, and reads request rates and
-//! latencies from the metrics cells that every request already updates, so the store's
-//! hot paths pay nothing for it. Comparing each poll with the previous one yields the
-//! event feed: leader changes, replicas going down, coming back and catching up, the
-//! catalog going down and back, restocks, and cache evictions and invalidations.
+//! watcher's status poll), the catalog and the other front-ends for their health
+//! (with short timeouts, concurrently, so a stalled peer delays nothing but its own
+//! row) and reads its own cache's view and journal. Request rates and latencies come
+//! from each front-end's [`Served`] totals (this one's read from the metrics cells
+//! that every request already updates, so the store's hot paths pay nothing for
+//! them); the charts show their sum, the store's whole traffic. Comparing each poll
+//! with the previous one yields the event feed: leader changes, replicas and
+//! front-ends going down, coming back and catching up, the catalog going down and
+//! back, restocks, and cache evictions and invalidations.
 //!
 //! Everything kept is bounded: [`HISTORY`] rate samples, [`FEED`] events, and cache
 //! events younger than [`FLASH`].
@@ -17,17 +20,16 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::Method;
 use common::client::CatalogClient;
 use common::config::Replicas;
 use common::domain::{Epoch, ReplicaId};
-use common::metrics::{route_totals, RouteTotals};
 use common::wire::{
     CacheEvent, CacheEventKind, CacheStats, CacheView, CatalogHealth, CatalogProduct,
-    ReplicaStatus, Replication,
+    FrontendHealth, ReplicaStatus, Replication, Served,
 };
 
 use crate::cache::Cache;
+use crate::fleet::{self, Fleet};
 use crate::leader::{best_leader, Leaders};
 
 /// How often the cluster is looked at.
@@ -44,10 +46,6 @@ const PEER_TIMEOUT: Duration = Duration::from_millis(400);
 /// At most this many cache events of one kind get a feed line each per poll; more
 /// are summed up in one line.
 const CACHE_LINES: usize = 3;
-
-/// The routes whose rates and latencies are charted.
-const LOOKUP_ROUTE: &str = "/products/{name}";
-const ORDER_ROUTE: &str = "/orders";
 
 /// One replica as the last poll saw it.
 #[derive(Debug, Clone)]
@@ -71,9 +69,23 @@ pub struct CatalogState {
     pub replicas: Vec<Option<CatalogHealth>>,
 }
 
+/// One front-end as the last poll saw it.
+#[derive(Debug, Clone)]
+pub struct FrontendRow {
+    pub name: String,
+    /// The one this dashboard is served by.
+    pub this: bool,
+    /// Where the others are reached.
+    pub url: Option<String>,
+    /// `None`: it did not answer.
+    pub health: Option<FrontendHealth>,
+    /// Its traffic since the previous poll.
+    pub rates: Sample,
+}
+
 /// Rates and mean latencies over one poll interval; `None` where nothing was measured
 /// (metrics off, or no request of that kind).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Sample {
     pub lookups_per_s: Option<f64>,
     pub orders_per_s: Option<f64>,
@@ -111,11 +123,13 @@ pub struct Snapshot {
     pub leader: Option<(ReplicaId, Epoch)>,
     pub replicas: Vec<ReplicaRow>,
     pub catalog: CatalogState,
+    /// Every front-end of the cluster, this one included, in the cluster's order.
+    pub frontends: Vec<FrontendRow>,
     pub cache: CacheView,
     pub cache_stats: CacheStats,
     /// Cache events younger than [`FLASH`], oldest first, with their age.
     pub flashes: Vec<(CacheEvent, Duration)>,
-    /// The last minute of samples, oldest first.
+    /// The last minute of samples (every front-end's traffic summed), oldest first.
     pub history: Vec<Sample>,
     /// The cluster's events (leaders, replicas, catalog, restocks), newest first.
     pub feed: Vec<FeedItem>,
@@ -132,6 +146,9 @@ pub struct Monitor {
     /// The leader watcher's view, and its concurrent status poll of the replicas.
     leaders: Arc<Leaders>,
     cache: Arc<Cache>,
+    /// Every front-end, and this one's name.
+    fleet: Fleet,
+    name: String,
     /// The previous poll, to compare with.
     last: Option<Snapshot>,
     /// Replicas that came back (or were not ready) and have not yet caught up.
@@ -140,8 +157,8 @@ pub struct Monitor {
     cache_next: u64,
     /// Cache evictions and invalidations of the last [`FLASH`], oldest first.
     recent: VecDeque<CacheEvent>,
-    /// Request totals at the previous poll.
-    totals: Option<(Instant, Option<RouteTotals>, Option<RouteTotals>)>,
+    /// Each front-end's totals at the previous poll, in the fleet's order.
+    served: Option<(Instant, Vec<Option<Served>>)>,
     history: VecDeque<Sample>,
     feed: VecDeque<FeedItem>,
     cache_feed: VecDeque<FeedItem>,
@@ -154,6 +171,8 @@ impl Monitor {
         catalog: CatalogClient,
         leaders: Arc<Leaders>,
         cache: Arc<Cache>,
+        fleet: Fleet,
+        name: String,
     ) -> Self {
         Monitor {
             mode,
@@ -161,11 +180,13 @@ impl Monitor {
             catalog,
             leaders,
             cache,
+            fleet,
+            name,
             last: None,
             catching_up: HashSet::new(),
             cache_next: 0,
             recent: VecDeque::new(),
-            totals: None,
+            served: None,
             history: VecDeque::with_capacity(HISTORY),
             feed: VecDeque::with_capacity(FEED),
             cache_feed: VecDeque::with_capacity(FEED),
@@ -175,8 +196,12 @@ impl Monitor {
     /// Looks at the cluster once and returns what it saw, events included.
     pub async fn poll(&mut self) -> Snapshot {
         // The same poll the leader watcher makes (its status timeout for each).
-        let (statuses, catalog) =
-            tokio::join!(self.leaders.statuses(|_| false), self.poll_catalog());
+        let mine = fleet::health(&self.name, &self.leaders, &self.cache);
+        let (statuses, catalog, frontends) = tokio::join!(
+            self.leaders.statuses(|_| false),
+            self.poll_catalog(),
+            self.fleet.poll(mine, PEER_TIMEOUT)
+        );
         let at_unix_s = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -184,13 +209,14 @@ impl Monitor {
         let replicas = rows(&self.replicas, statuses);
         let cache = self.cache.view(self.cache_next);
         let cache_stats = self.cache.stats();
-        let sample = self.sample();
+        let (frontends, sample) = self.frontend_rows(frontends);
 
         let mut snapshot = Snapshot {
             mode: self.mode,
             leader,
             replicas,
             catalog,
+            frontends,
             cache,
             cache_stats,
             flashes: Vec::new(),
@@ -270,27 +296,39 @@ impl Monitor {
         }
     }
 
-    /// Lookups and orders per second, and their mean latency, since the last poll.
-    fn sample(&mut self) -> Sample {
+    /// Each front-end's row, with its lookups and orders per second and their mean
+    /// latency since the last poll, and the sum of them all.
+    fn frontend_rows(
+        &mut self,
+        healths: Vec<Option<FrontendHealth>>,
+    ) -> (Vec<FrontendRow>, Sample) {
         let now = Instant::now();
-        let lookups = route_totals(LOOKUP_ROUTE, &Method::GET);
-        let orders = route_totals(ORDER_ROUTE, &Method::POST);
-        let sample = match self.totals {
-            Some((then, last_lookups, last_orders)) => {
-                let secs = now.duration_since(then).as_secs_f64();
-                let (lookups_per_s, lookup_ms) = rate(last_lookups, lookups, secs);
-                let (orders_per_s, order_ms) = rate(last_orders, orders, secs);
-                Sample {
-                    lookups_per_s,
-                    orders_per_s,
-                    lookup_ms,
-                    order_ms,
-                }
-            }
-            None => Sample::default(),
+        let served: Vec<Option<Served>> = healths
+            .iter()
+            .map(|h| h.as_ref().and_then(|h| h.served))
+            .collect();
+        let (rates, sum) = match &self.served {
+            Some((then, before)) => rates(before, &served, now.duration_since(*then).as_secs_f64()),
+            None => (vec![Sample::default(); served.len()], Sample::default()),
         };
-        self.totals = Some((now, lookups, orders));
-        sample
+        self.served = Some((now, served));
+        let rows = self
+            .fleet
+            .members()
+            .iter()
+            .zip(healths)
+            .zip(rates)
+            .map(|((member, health), rates)| FrontendRow {
+                name: member.name.clone(),
+                this: member.is_this(),
+                url: member
+                    .url()
+                    .map(|u| u.as_str().trim_end_matches('/').to_string()),
+                health,
+                rates,
+            })
+            .collect();
+        (rows, sum)
     }
 
     /// Keeps the evictions, invalidations and expiries of the last [`FLASH`].
@@ -351,20 +389,56 @@ fn rows(replicas: &Replicas, statuses: Vec<(ReplicaId, ReplicaStatus)>) -> Vec<R
         .collect()
 }
 
-/// Requests per second and mean milliseconds between two readings.
-fn rate(
-    before: Option<RouteTotals>,
-    after: Option<RouteTotals>,
-    secs: f64,
-) -> (Option<f64>, Option<f64>) {
-    let (Some(before), Some(after)) = (before, after) else {
-        return (None, None);
+/// Each front-end's rates between two readings of their totals `secs` apart (a
+/// front-end that did not answer either time, or restarted in between, has none),
+/// and all of them summed (`None` where no front-end measured anything).
+fn rates(before: &[Option<Served>], after: &[Option<Served>], secs: f64) -> (Vec<Sample>, Sample) {
+    let mut sum = [(0u64, 0u64); 2];
+    let mut measured = false;
+    let each = after
+        .iter()
+        .enumerate()
+        .map(|(i, after)| {
+            let (Some(a), Some(b)) = (*after, before.get(i).copied().flatten()) else {
+                return Sample::default();
+            };
+            if a.lookups < b.lookups || a.orders < b.orders {
+                return Sample::default(); // restarted: its counters began again
+            }
+            measured = true;
+            let kinds = [
+                (
+                    a.lookups - b.lookups,
+                    a.lookup_us.saturating_sub(b.lookup_us),
+                ),
+                (a.orders - b.orders, a.order_us.saturating_sub(b.order_us)),
+            ];
+            for (total, (count, us)) in sum.iter_mut().zip(kinds) {
+                total.0 += count;
+                total.1 += us;
+            }
+            sample(kinds, secs)
+        })
+        .collect();
+    let total = if measured {
+        sample(sum, secs)
+    } else {
+        Sample::default()
     };
-    let count = after.count.saturating_sub(before.count);
-    let per_s = (secs > 0.0).then(|| count as f64 / secs);
-    let mean_ms = (count > 0)
-        .then(|| after.total.saturating_sub(before.total).as_secs_f64() * 1000.0 / count as f64);
-    (per_s, mean_ms)
+    (each, total)
+}
+
+/// Lookups and orders per second and their mean milliseconds, from how many of each
+/// were answered in `secs` and the microseconds they took.
+fn sample([lookups, orders]: [(u64, u64); 2], secs: f64) -> Sample {
+    let per_s = |count: u64| (secs > 0.0).then(|| count as f64 / secs);
+    let mean_ms = |(count, us): (u64, u64)| (count > 0).then(|| us as f64 / 1000.0 / count as f64);
+    Sample {
+        lookups_per_s: per_s(lookups.0),
+        orders_per_s: per_s(orders.0),
+        lookup_ms: mean_ms(lookups),
+        order_ms: mean_ms(orders),
+    }
 }
 
 fn leader_line(leader: Option<(ReplicaId, Epoch)>) -> Option<(FeedKind, String)> {
@@ -424,6 +498,20 @@ fn changes(
                         format!("order{id} caught up ({} orders)", status.orders),
                     ));
                 }
+            }
+        }
+    }
+    if now.frontends.len() > 1 {
+        for row in &now.frontends {
+            let was_up = last
+                .frontends
+                .iter()
+                .find(|r| r.name == row.name)
+                .is_some_and(|r| r.health.is_some());
+            match (was_up, row.health.is_some()) {
+                (true, false) => out.push((FeedKind::Down, format!("{} is down", row.name))),
+                (false, true) => out.push((FeedKind::Up, format!("{} is up", row.name))),
+                _ => {}
             }
         }
     }

@@ -30,6 +30,7 @@ fn snapshot(leader: Option<(ReplicaId, Epoch)>, replicas: Vec<ReplicaRow>) -> Sn
         leader,
         replicas,
         catalog: CatalogState::default(),
+        frontends: Vec::new(),
         cache: CacheView {
             enabled: true,
             capacity: 10,
@@ -197,20 +198,84 @@ fn many_cache_events_of_a_kind_make_one_line() {
 }
 
 #[test]
-fn rates_come_from_the_difference_of_two_readings() {
-    let reading = |count, ms| {
-        Some(RouteTotals {
-            count,
-            total: Duration::from_millis(ms),
+fn rates_come_from_the_difference_of_two_readings_of_each_front_end() {
+    let served = |lookups, lookup_ms: u64, orders, order_ms: u64| {
+        Some(Served {
+            lookups,
+            lookup_us: lookup_ms * 1000,
+            orders,
+            order_us: order_ms * 1000,
         })
     };
+    let before = [
+        served(10, 100, 0, 0),
+        served(0, 0, 5, 50),
+        served(7, 7, 7, 7),
+    ];
+    // The second one went down, the third restarted (its counters began again).
+    let after = [served(30, 140, 0, 0), None, served(1, 1, 1, 1)];
+    let (each, sum) = rates(&before, &after, 0.5);
     assert_eq!(
-        rate(reading(10, 100), reading(30, 140), 0.5),
-        (Some(40.0), Some(2.0))
+        each[0],
+        Sample {
+            lookups_per_s: Some(40.0),
+            orders_per_s: Some(0.0),
+            lookup_ms: Some(2.0),
+            order_ms: None,
+        }
+    );
+    assert_eq!(each[1], Sample::default());
+    assert_eq!(each[2], Sample::default());
+    assert_eq!(sum, each[0]);
+
+    // Two front-ends: their rates add up, their latencies are weighted by count.
+    let before = [served(0, 0, 0, 0), served(0, 0, 0, 0)];
+    let after = [served(10, 10, 1, 10), served(30, 90, 3, 10)];
+    let (_, sum) = rates(&before, &after, 1.0);
+    assert_eq!(
+        sum,
+        Sample {
+            lookups_per_s: Some(40.0),
+            orders_per_s: Some(4.0),
+            lookup_ms: Some(2.5),
+            order_ms: Some(5.0),
+        }
+    );
+    // Metrics off everywhere: nothing measured.
+    assert_eq!(rates(&[None], &[None], 0.5).1, Sample::default());
+}
+
+fn frontend(name: &str, up: bool) -> FrontendRow {
+    FrontendRow {
+        name: name.to_string(),
+        this: name == "frontend1",
+        url: None,
+        health: up.then(|| FrontendHealth {
+            service: "frontend".into(),
+            leader: Some(ReplicaId(1)),
+            epoch: Some(Epoch(1)),
+            cache: snapshot(None, Vec::new()).cache_stats,
+            name: name.to_string(),
+            served: None,
+        }),
+        rates: Sample::default(),
+    }
+}
+
+#[test]
+fn front_ends_going_down_and_coming_back_are_news() {
+    let mut catching_up = HashSet::new();
+    let mut before = snapshot(None, Vec::new());
+    before.frontends = vec![frontend("frontend1", true), frontend("frontend2", true)];
+    let mut after = before.clone();
+    after.frontends[1] = frontend("frontend2", false);
+    assert_eq!(
+        changes(&before, &after, &mut catching_up),
+        [(FeedKind::Down, "frontend2 is down".to_string())]
     );
     assert_eq!(
-        rate(reading(10, 100), reading(10, 100), 0.5),
-        (Some(0.0), None)
+        changes(&after, &before, &mut catching_up),
+        [(FeedKind::Up, "frontend2 is up".to_string())]
     );
-    assert_eq!(rate(None, reading(1, 1), 0.5), (None, None));
+    assert!(changes(&before, &before, &mut catching_up).is_empty());
 }
