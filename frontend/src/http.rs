@@ -81,10 +81,25 @@ pub fn router(state: AppState, dashboard: Dashboard, token: ClusterToken) -> Rou
         .merge(crate::openapi::routes(api))
         .merge(crate::dashboard::routes(dashboard))
         .merge(internal)
-        .with_state(state)
+        .with_state(state.clone())
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
-    with_fallbacks(router)
+    let served_by = header::HeaderValue::from_str(&state.name).ok();
+    with_fallbacks(router).layer(middleware::map_response(move |mut resp: Response| {
+        let served_by = served_by.clone();
+        async move {
+            if let Some(name) = served_by {
+                resp.headers_mut()
+                    .insert(header::HeaderName::from_static(SERVED_BY_HEADER), name);
+            }
+            resp
+        }
+    }))
 }
+
+/// Header of every reply: the name of the front-end that answered (`--name`), so a
+/// client behind a load balancer can tell which one served it (the chaos checker
+/// does, to check read-your-writes through the front-end that took an order).
+pub const SERVED_BY_HEADER: &str = "x-served-by";
 
 /// Header of a product reply: the catalog's version of that toy, so that a client (or
 /// the chaos checker) can tell how fresh a reply is.

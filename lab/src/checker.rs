@@ -18,6 +18,12 @@
 //! - **stale reads**: a product reply whose version the catalog had already
 //!   replaced before the request was sent; the longest such gap is reported. The
 //!   front-end's lease promises it never exceeds `--cache-lease-ms`.
+//! - **reads after an order**: after each acknowledged order a session looks its toy
+//!   up again. Answered by the front-end that took the order (its `x-served-by`), the
+//!   reply must show the order (read-your-writes): a version newer than the one the
+//!   session read before ordering, since the order changed the stock. Answered by
+//!   another front-end, it may lag, by no more than the lease; both kinds are counted
+//!   apart.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +62,21 @@ struct Events {
     catalog_versions: HashMap<String, Vec<(f64, u64)>>,
     /// (time, order read)
     order_reads: Vec<(f64, OrderView)>,
+    reads_after_order: Vec<ReadAfterOrder>,
+}
+
+/// A lookup of a toy just ordered.
+#[derive(Debug, Clone)]
+struct ReadAfterOrder {
+    sent: f64,
+    /// Lower-cased toy.
+    toy: String,
+    /// The version the session read before ordering.
+    before: u64,
+    /// The version of this reply.
+    version: u64,
+    /// Answered by the front-end that acknowledged the order.
+    same_frontend: bool,
 }
 
 /// Everything the clients saw. Cheap to share (`Arc`); one std mutex, held only to
@@ -112,6 +133,30 @@ impl History {
         self.events()
             .product_reads
             .push((sent, toy.to_lowercase(), version));
+    }
+
+    /// A lookup of `toy`, sent at `sent` after an order of it was acknowledged, that
+    /// replied `version`; `before`: the version read before the order;
+    /// `same_frontend`: answered by the front-end that took the order. Counted as a
+    /// product read too.
+    pub fn read_after_order(
+        &self,
+        sent: f64,
+        toy: &str,
+        before: u64,
+        version: u64,
+        same_frontend: bool,
+    ) {
+        let toy = toy.to_lowercase();
+        let mut events = self.events();
+        events.product_reads.push((sent, toy.clone(), version));
+        events.reads_after_order.push(ReadAfterOrder {
+            sent,
+            toy,
+            before,
+            version,
+            same_frontend,
+        });
     }
 
     pub fn acks(&self) -> Vec<Ack> {
@@ -212,6 +257,15 @@ pub struct Verdict {
     pub reads: usize,
     pub stale_reads: usize,
     pub longest_stale: f64,
+    /// Lookups of a toy just ordered, answered by the front-end that took the order.
+    pub own_reads: usize,
+    /// Of those, replies that did not show the order (read-your-writes broken).
+    pub own_unseen: usize,
+    /// Lookups of a toy just ordered, answered by another front-end.
+    pub other_reads: usize,
+    /// Of those, stale ones, and the longest staleness.
+    pub other_stale: usize,
+    pub other_longest_stale: f64,
     /// Failures during (or just after) a fault the design admits as unavailable.
     pub failures_admitted: usize,
     /// Failures anywhere else.
@@ -293,16 +347,31 @@ pub fn judge(history: &History, final_orders: &[OrderRecord], windows: &[Window]
         }
     }
 
+    // How stale a reply of `version`, sent at `sent`, was: how long before the
+    // request the catalog had been seen at a newer version.
+    let staleness = |sent: f64, toy: &str, version: u64| {
+        let seen = events.catalog_versions.get(toy)?;
+        let newer = seen.partition_point(|(_, v)| *v <= version);
+        let (replaced, _) = seen.get(newer)?;
+        (*replaced < sent).then(|| sent - replaced)
+    };
     for (sent, toy, version) in &events.product_reads {
-        let Some(seen) = events.catalog_versions.get(toy) else {
-            continue;
-        };
-        // The first time the catalog was seen at a newer version than the reply's.
-        let newer = seen.partition_point(|(_, v)| v <= version);
-        if let Some((replaced, _)) = seen.get(newer) {
-            if replaced < sent {
-                verdict.stale_reads += 1;
-                verdict.longest_stale = verdict.longest_stale.max(sent - replaced);
+        if let Some(stale) = staleness(*sent, toy, *version) {
+            verdict.stale_reads += 1;
+            verdict.longest_stale = verdict.longest_stale.max(stale);
+        }
+    }
+    for read in &events.reads_after_order {
+        if read.same_frontend {
+            verdict.own_reads += 1;
+            if read.version <= read.before {
+                verdict.own_unseen += 1;
+            }
+        } else {
+            verdict.other_reads += 1;
+            if let Some(stale) = staleness(read.sent, &read.toy, read.version) {
+                verdict.other_stale += 1;
+                verdict.other_longest_stale = verdict.other_longest_stale.max(stale);
             }
         }
     }
@@ -471,5 +540,25 @@ mod tests {
         let verdict = judge(&history, &[], &[]);
         assert_eq!(verdict.stale_reads, 1);
         assert!((verdict.longest_stale - 0.7).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_read_after_an_order_must_show_it_through_the_front_end_that_took_it() {
+        let history = History::new();
+        history
+            .events()
+            .catalog_versions
+            .insert("tux".into(), vec![(1.0, 4), (2.0, 5), (3.0, 6)]);
+        history.read_after_order(2.1, "Tux", 4, 5, true); // shows the order
+        history.read_after_order(3.1, "Tux", 5, 5, true); // does not
+        history.read_after_order(3.4, "Tux", 4, 5, false); // elsewhere, 0.4 s stale
+        history.read_after_order(3.5, "Tux", 5, 6, false);
+        let verdict = judge(&history, &[], &[]);
+        assert_eq!((verdict.own_reads, verdict.own_unseen), (2, 1));
+        assert_eq!((verdict.other_reads, verdict.other_stale), (2, 1));
+        assert!((verdict.other_longest_stale - 0.4).abs() < 1e-9);
+        // They are product reads as well: 3.1 s (0.1 s stale) and 3.4 s.
+        assert_eq!(verdict.reads, 4);
+        assert_eq!(verdict.stale_reads, 2);
     }
 }

@@ -84,6 +84,28 @@ impl RunSh {
         })
     }
 
+    /// The same cluster with `frontends` front-ends ([`Ports::with_frontends`]) and,
+    /// with `balancer`, HAProxy in front of them on that port, with its data in
+    /// `data_dir`.
+    pub fn with_frontends(
+        &self,
+        frontends: u16,
+        balancer: Option<u16>,
+        data_dir: PathBuf,
+    ) -> Result<RunSh, ClientError> {
+        let topology = self
+            .ports()
+            .with_frontends(frontends)
+            .map(|ports| Ports { balancer, ..ports })
+            .and_then(|ports| Topology::new("127.0.0.1", &ports, self.replication()))
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        Ok(RunSh {
+            topology,
+            data_dir,
+            ..self.clone()
+        })
+    }
+
     /// How the order replicas agree.
     pub fn replication(&self) -> Replication {
         self.topology.replication()

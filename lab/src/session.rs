@@ -14,7 +14,9 @@
 //! failed are sent once more, with the same key, when the run stops (after the
 //! faults have healed) — so stock the catalog took for a failed request ends up in
 //! an order. Every acknowledged order, failure and product version goes into the
-//! history.
+//! history; after each acknowledged order the session looks the toy up again, and
+//! the history notes whether the front-end that answered (`x-served-by`) was the one
+//! that took the order.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -171,18 +173,14 @@ impl Session {
             let toy = &toys[self.rng.usize(..toys.len())];
             let started = Instant::now();
             let sent = self.history.as_ref().map(|h| h.now());
-            let outcome = self
-                .fail_over(|url| {
-                    fetch_versioned::<Product>(http.get(endpoint(url, &["products", toy])))
-                })
-                .await;
+            let outcome = self.lookup(&http, toy).await;
             record.latency(Kind::Query, started.elapsed());
-            let product = match outcome {
-                Outcome::Ok((p, version)) => {
-                    if let (Some(h), Some(sent), Some(v)) = (&self.history, sent, version) {
-                        h.product_read(sent, &p.name, v);
+            let (product, version) = match outcome {
+                Outcome::Ok(reply) => {
+                    if let (Some(h), Some(sent), Some(v)) = (&self.history, sent, reply.version) {
+                        h.product_read(sent, &reply.data.name, v);
                     }
-                    p
+                    (reply.data, reply.version)
                 }
                 Outcome::Status(s, why) => {
                     record.error(Kind::Query, s.as_u16());
@@ -203,9 +201,13 @@ impl Session {
             let outcome = self.order(&http, &product.name, &key).await;
             record.latency(Kind::Order, started.elapsed());
             match outcome {
-                Outcome::Ok(placed_order) => {
+                Outcome::Ok((placed_order, acked_by)) => {
                     record.orders += 1;
                     placed.push(placed_order);
+                    if let Some(before) = version {
+                        self.read_after_order(&http, &product.name, before, acked_by)
+                            .await;
+                    }
                 }
                 Outcome::Status(StatusCode::CONFLICT, _) => record.sold_out += 1,
                 Outcome::Status(s, why) => {
@@ -223,7 +225,7 @@ impl Session {
         if self.history.is_some() {
             // The careful client's retry, with the same key, once the run is over.
             for (key, name) in failed {
-                if let Outcome::Ok(placed_order) = self.order(&http, &name, &key).await {
+                if let Outcome::Ok((placed_order, _)) = self.order(&http, &name, &key).await {
                     record.orders += 1;
                     placed.push(placed_order);
                 }
@@ -284,8 +286,42 @@ impl Session {
         }
     }
 
-    /// Orders one `name` with idempotency key `key`; records an acknowledgement.
-    async fn order(&mut self, http: &reqwest::Client, name: &str, key: &str) -> Outcome<OrderView> {
+    /// Looks `toy` up (failing over like every request).
+    async fn lookup(&mut self, http: &reqwest::Client, toy: &str) -> Outcome<Reply<Product>> {
+        self.fail_over(|url| fetch_reply::<Product>(http.get(endpoint(url, &["products", toy]))))
+            .await
+    }
+
+    /// With a history: looks `toy` up again after an order of it that `acked_by`
+    /// acknowledged, `before` being the version read before ordering, and notes the
+    /// reply (see [`History::read_after_order`]).
+    async fn read_after_order(
+        &mut self,
+        http: &reqwest::Client,
+        toy: &str,
+        before: u64,
+        acked_by: Option<String>,
+    ) {
+        let Some(history) = self.history.clone() else {
+            return;
+        };
+        let sent = history.now();
+        if let Outcome::Ok(reply) = self.lookup(http, toy).await {
+            if let Some(version) = reply.version {
+                let same = acked_by.is_some() && reply.served_by == acked_by;
+                history.read_after_order(sent, toy, before, version, same);
+            }
+        }
+    }
+
+    /// Orders one `name` with idempotency key `key`; records an acknowledgement. The
+    /// order as placed, and the front-end that acknowledged it (`x-served-by`).
+    async fn order(
+        &mut self,
+        http: &reqwest::Client,
+        name: &str,
+        key: &str,
+    ) -> Outcome<(OrderView, Option<String>)> {
         // Keys with a history or several front-ends (a retry elsewhere must find the
         // first try's order); a plain run's keys are new in each run (see `Plan`).
         let keyed = self.history.is_some() || self.urls.len() > 1;
@@ -296,19 +332,24 @@ impl Session {
                 if keyed {
                     request = request.header(common::IDEMPOTENCY_HEADER, key);
                 }
-                fetch::<OrderPlaced>(request)
+                fetch_reply::<OrderPlaced>(request)
             })
             .await;
         match outcome {
-            Outcome::Ok(placed) => {
+            Outcome::Ok(Reply {
+                data: placed,
+                served_by,
+                ..
+            }) => {
                 if let Some(h) = &self.history {
                     h.acked(key, placed.order_number.get(), name, 1);
                 }
-                Outcome::Ok(OrderView {
+                let view = OrderView {
                     number: placed.order_number,
                     name: name.to_string(),
                     quantity: 1,
-                })
+                };
+                Outcome::Ok((view, served_by))
             }
             Outcome::Status(s, why) => Outcome::Status(s, why),
             Outcome::Unreachable => Outcome::Unreachable,
@@ -325,10 +366,19 @@ impl Session {
     }
 }
 
-/// Like [`fetch`], with the reply's `x-toy-version` header.
-async fn fetch_versioned<T: serde::de::DeserializeOwned>(
+/// A success reply's data and what its headers say.
+struct Reply<T> {
+    data: T,
+    /// `x-toy-version`: the catalog's version of the toy (product replies).
+    version: Option<u64>,
+    /// `x-served-by`: the front-end that answered.
+    served_by: Option<String>,
+}
+
+/// Like [`fetch`], with the reply's headers.
+async fn fetch_reply<T: serde::de::DeserializeOwned>(
     req: reqwest::RequestBuilder,
-) -> Outcome<(T, Option<u64>)> {
+) -> Outcome<Reply<T>> {
     let Ok(resp) = req.send().await else {
         return Outcome::Unreachable;
     };
@@ -340,21 +390,28 @@ async fn fetch_versioned<T: serde::de::DeserializeOwned>(
         };
         return Outcome::Status(status, why);
     }
-    let version = resp
-        .headers()
-        .get("x-toy-version")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let version = header("x-toy-version").and_then(|v| v.parse().ok());
+    let served_by = header("x-served-by");
     match resp.json::<Data<T>>().await {
-        Ok(body) => Outcome::Ok((body.data, version)),
+        Ok(body) => Outcome::Ok(Reply {
+            data: body.data,
+            version,
+            served_by,
+        }),
         Err(e) => Outcome::Status(StatusCode::BAD_GATEWAY, format!("unreadable reply: {e}")),
     }
 }
 
 /// Sends `req`; the `data` of a success, or what went wrong.
 async fn fetch<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> Outcome<T> {
-    match fetch_versioned(req).await {
-        Outcome::Ok((value, _)) => Outcome::Ok(value),
+    match fetch_reply(req).await {
+        Outcome::Ok(reply) => Outcome::Ok(reply.data),
         Outcome::Status(s, why) => Outcome::Status(s, why),
         Outcome::Unreachable => Outcome::Unreachable,
     }

@@ -346,6 +346,25 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
             plan.lease.as_secs_f64()
         ),
     );
+    check(
+        verdict.own_unseen == 0,
+        format!(
+            "read-your-writes: {} of {} lookups right after an order, answered by the \
+             front-end that took it, did not show it",
+            verdict.own_unseen, verdict.own_reads
+        ),
+    );
+    check(
+        verdict.other_longest_stale <= plan.lease.as_secs_f64(),
+        format!(
+            "{} of {} lookups right after an order, answered by another front-end, were \
+             stale; the longest by {:.2} s (lease {:.1} s)",
+            verdict.other_stale,
+            verdict.other_reads,
+            verdict.other_longest_stale,
+            plan.lease.as_secs_f64()
+        ),
+    );
     if catalogs.len() > 1 {
         let digests = inspector.catalogs_converged(Duration::from_secs(30)).await;
         check(

@@ -14,6 +14,9 @@
 //!    and on (`TOYSTORE_METRICS`), alternating twice.
 //! 5. What watching costs: the same with [`VIEWERS`] dashboard streams open and with
 //!    none, alternating twice.
+//! 6. Several front-ends: on a fresh cluster with two front-ends and HAProxy in front,
+//!    cached lookups and orders sent to one front-end, spread over both, and through
+//!    the balancer ([`frontends_compared`]).
 //!
 //! Writes the table to `PERFORMANCE.md` in the output directory (keeping the section
 //! that `bench --scale`, [`crate::scale`], writes there).
@@ -33,8 +36,8 @@ mod wrk;
 use crate::ClientError;
 use lab::cluster::RunSh;
 pub(crate) use report::today;
-use report::{ratio_row, report, Row};
-pub use wrk::{parse_wrk, wrk, WrkResult};
+use report::{cost_row, ratio_row, report, Row};
+pub use wrk::{parse_wrk, wrk, wrk_spread, WrkResult};
 
 /// Settings of a benchmark run.
 pub struct BenchPlan {
@@ -106,6 +109,19 @@ impl Drop for Baseline {
 
 pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
     let started = std::time::Instant::now();
+    // Needed only at the end: say so before the first minute is spent.
+    let haproxy = ["haproxy", "/usr/sbin/haproxy"].iter().any(|p| {
+        std::process::Command::new(p)
+            .arg("-v")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !haproxy {
+        return Err(err(
+            "client bench measures two front-ends behind HAProxy: install it first \
+             (Debian: apt-get install haproxy)",
+        ));
+    }
     let rs = &plan.run_sh;
     let front = rs.frontend_url();
     let lookup = front_url(&front, "products/Tux");
@@ -191,8 +207,19 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
         Ok(_) => on_fresh(&regrouped, &script, d, 0).await,
         Err(_) => Err(err("not measured")),
     };
+    // Last, two front-ends and the balancer (its port is free once the baselines
+    // are gone).
+    let spread = rs.with_frontends(
+        2,
+        Some(plan.baseline_port + 2),
+        PathBuf::from(format!("{}-frontends", rs.data_dir.display())),
+    )?;
+    let fourth = match third {
+        Ok(_) => frontends_compared(&spread, &script, d).await,
+        Err(_) => Err(err("not measured")),
+    };
     let _ = std::fs::remove_file(&script);
-    let (first, second, third) = (first?, second?, third?);
+    let (first, second, third, fourth) = (first?, second?, third?, fourth?);
     let mut durable = String::new();
     let mut caught_up = String::new();
     for m in [&first, &second, &third] {
@@ -281,6 +308,8 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
         0.75,
         "one catalog",
     ));
+
+    rows.extend(fourth);
 
     let md = report(
         &plan,
@@ -414,6 +443,88 @@ async fn dashboard_overhead(
             format!("POST /orders, 32 clients: {VIEWERS} dashboard viewers vs none"),
             order_watched,
             order_alone,
+        ),
+    ])
+}
+
+/// Starts `rs` (two front-ends, the balancer) afresh and measures cached lookups (64
+/// connections) and orders (32 clients) three ways: all to the first front-end, half
+/// to each, and all through the balancer. Each twice, round after round; the better
+/// run counts. Rows: both front-ends and the balancer against the one front-end
+/// (orders with both held to 0.9 ×: a second front-end must not slow orders down;
+/// the rest are costs, shown).
+async fn frontends_compared(rs: &RunSh, script: &Path, d: u64) -> Result<[Row; 4], ClientError> {
+    rs.fresh_start().await?;
+    let fronts: Vec<Url> = rs.topology.frontend_urls();
+    let lb = rs
+        .topology
+        .service("lb")
+        .map(|s| rs.topology.url(s))
+        .map_err(err)?;
+    let each = |path: &str| -> Vec<String> { fronts.iter().map(|f| front_url(f, path)).collect() };
+    let (lookups, orders) = (each("products/Tux"), each("orders"));
+    let (lb_lookup, lb_orders) = (front_url(&lb, "products/Tux"), front_url(&lb, "orders"));
+    let best = |a: WrkResult, b: WrkResult| if b.rps > a.rps { b } else { a };
+    // [one front-end, both, the balancer]
+    let mut get = [WrkResult::default(); 3];
+    let mut order = [WrkResult::default(); 3];
+    for round in 0..2 {
+        println!(
+            "lookups and orders: one front-end, two, the balancer (round {})",
+            round + 1
+        );
+        for (i, (lookup, orders, spread)) in [
+            (&lookups[..1], &orders[..1], 1),
+            (&lookups[..], &orders[..], 2),
+            (
+                std::slice::from_ref(&lb_lookup),
+                std::slice::from_ref(&lb_orders),
+                1,
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            wrk_spread(lookup, 64 / spread, 1, None).await?;
+            get[i] = best(get[i], wrk_spread(lookup, 64 / spread, d, None).await?);
+            wrk_spread(orders, 32 / spread, 1, Some(script)).await?;
+            order[i] = best(
+                order[i],
+                wrk_spread(orders, 32 / spread, d, Some(script)).await?,
+            );
+        }
+    }
+    let converged = rs
+        .inspector()?
+        .converged(Duration::from_secs(30))
+        .await
+        .map_err(|_| err("replicas did not converge"));
+    rs.run(&["stop"], &[]).await?;
+    converged?;
+    let [get_one, get_two, get_lb] = get;
+    let [order_one, order_two, order_lb] = order;
+    Ok([
+        cost_row(
+            "GET /products/Tux, cache on, 64 conns: two front-ends (32 each) vs one".into(),
+            get_two,
+            get_one,
+        ),
+        cost_row(
+            "GET /products/Tux, cache on, 64 conns: through HAProxy vs one front-end".into(),
+            get_lb,
+            get_one,
+        ),
+        ratio_row(
+            "POST /orders, 32 clients: two front-ends (16 each) vs one".into(),
+            order_two,
+            order_one,
+            0.9,
+            "one front-end",
+        ),
+        cost_row(
+            "POST /orders, 32 clients: through HAProxy vs one front-end".into(),
+            order_lb,
+            order_one,
         ),
     ])
 }

@@ -37,6 +37,17 @@ pub(super) fn ratio_row(
     }
 }
 
+/// A row comparing `ours` with `base` with no target: a cost shown, not held to.
+pub(super) fn cost_row(what: String, ours: WrkResult, base: WrkResult) -> Row {
+    Row {
+        what,
+        ours,
+        base: Some(base),
+        target: "-".into(),
+        met: None,
+    }
+}
+
 pub(super) fn report(
     plan: &BenchPlan,
     rows: &[Row],

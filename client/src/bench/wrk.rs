@@ -49,6 +49,36 @@ pub async fn wrk(
     parse_wrk(&text).ok_or_else(|| err(format!("unexpected wrk output:\n{text}")))
 }
 
+/// `wrk` on each of `urls` at once, `connections` each: their requests/s and error
+/// replies summed, the p50 their mean weighted by requests, the p99 the worse one.
+pub async fn wrk_spread(
+    urls: &[String],
+    connections: u32,
+    seconds: u64,
+    script: Option<&Path>,
+) -> Result<WrkResult, ClientError> {
+    let mut set = tokio::task::JoinSet::new();
+    for url in urls {
+        let (url, script) = (url.clone(), script.map(Path::to_path_buf));
+        set.spawn(async move { wrk(&url, connections, seconds, script.as_deref()).await });
+    }
+    let mut runs = Vec::new();
+    while let Some(run) = set.join_next().await {
+        runs.push(run.map_err(err)??);
+    }
+    let rps: f64 = runs.iter().map(|r| r.rps).sum();
+    Ok(WrkResult {
+        rps,
+        p50_ms: if rps > 0.0 {
+            runs.iter().map(|r| r.p50_ms * r.rps).sum::<f64>() / rps
+        } else {
+            0.0
+        },
+        p99_ms: runs.iter().map(|r| r.p99_ms).fold(0.0, f64::max),
+        non_2xx: runs.iter().map(|r| r.non_2xx).sum(),
+    })
+}
+
 /// Parses `Requests/sec`, the 50% and 99% latency lines and `Non-2xx` from wrk.
 pub fn parse_wrk(text: &str) -> Option<WrkResult> {
     let mut r = WrkResult::default();
