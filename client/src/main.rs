@@ -146,10 +146,15 @@ enum Command {
 #[derive(clap::Args)]
 struct HostsArgs {
     /// Run the services as hosts of their own (Linux network namespaces; needs root),
-    /// five, or seven with --catalog-replicas 3, set up by following the deployment
-    /// guide, under the nemesis.
+    /// set up by following the deployment guide, under the nemesis: the catalog, three
+    /// order replicas and the front-ends (with two, a load balancer host too; two more
+    /// catalog hosts with --catalog-replicas 3).
     #[arg(long)]
     hosts: bool,
+    /// Front-ends (with --hosts): 1, or 2 behind a load balancer host (HAProxy, which
+    /// must be installed).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=2))]
+    frontends: u16,
     /// Faults the nemesis uses, comma-separated [default with --hosts:
     /// kill,pause,partition; without it only kill is possible].
     #[arg(long, value_delimiter = ',')]
@@ -482,14 +487,12 @@ async fn run_hosts(
             "the deployment guide has hosts for 1 or 3 catalog replicas, not {catalogs}"
         )));
     }
-    let lab = chaos::netns::Lab::create(
-        &hosts.guide,
+    let layout = chaos::netns::Layout {
         catalogs,
-        &hosts.seed_file,
-        &bin_dir,
-        &work,
-        env,
-    )?;
+        frontends: hosts.frontends,
+    };
+    let lab =
+        chaos::netns::Lab::create(&hosts.guide, layout, &hosts.seed_file, &bin_dir, &work, env)?;
     let plan = chaos::nemesis::HostsPlan {
         load,
         faults: chaos::nemesis::schedule(
@@ -500,6 +503,7 @@ async fn run_hosts(
             hosts.faults,
             hosts.lossy,
             catalogs > 1,
+            hosts.frontends > 1,
         ),
         interval,
         down,

@@ -72,11 +72,12 @@ async fn short_chaos_run(mode: Replication, catalogs: u16) -> String {
 }
 
 /// The multi-host run (`client chaos --hosts`) in a short version, in both replication
-/// modes one after the other (the namespaces have fixed names): five network
-/// namespaces set up by following docs/DEPLOY.md, and a nemesis that kills, pauses and
-/// partitions the leader, a follower and the catalog, then runs the two schedules
+/// modes one after the other (the namespaces have fixed names): seven network
+/// namespaces set up by following docs/DEPLOY.md (two front-ends behind a load
+/// balancer host), and a nemesis that kills, pauses and partitions the leader, a
+/// front-end and the catalog, then runs the two schedules
 /// primary-backup admits can lose orders (in Raft mode they must lose none); then
-/// seven hosts with three catalog replicas, whose leader and a follower are killed,
+/// nine hosts with three catalog replicas, whose leader and a follower are killed,
 /// paused and isolated and whose leader is cut from its followers, with no request
 /// left unanswered. Every check must pass. Needs root (CI runs as root and sets
 /// `TOYSTORE_REQUIRE_NETNS=1`, so there it cannot be skipped).
@@ -141,6 +142,17 @@ async fn multi_host_chaos_passes(mode: &str, catalogs: u16, faults: usize) {
         stdout.contains(&format!("{all} of {all} faults applied")),
         "{stdout}"
     );
+    // Two front-ends behind the load balancer (the default): one was killed and one
+    // paused, and read-your-writes was checked through the one that took each order.
+    for kind in ["kill", "pause"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(&format!("{kind} frontend")) && l.contains("(frontend)")),
+            "no {kind} of a front-end: {stdout}"
+        );
+    }
+    assert!(stdout.contains("[ok] read-your-writes: 0 of"), "{stdout}");
     if catalogs > 1 {
         // Each of kill, pause and isolate hit the catalog's leader and a follower.
         for kind in ["kill", "pause", "isolate"] {

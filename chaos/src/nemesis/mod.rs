@@ -1,5 +1,7 @@
 //! The multi-host chaos run: the services on hosts of their own ([`crate::netns`]:
-//! five, or seven with three catalog replicas), client sessions ordering, and a
+//! five; two front-ends and a load balancer in place of the one front-end, and three
+//! catalog replicas in place of the one catalog, each add two), client sessions
+//! ordering, and a
 //! nemesis that kills, pauses and partitions any of them, one fault at a time; then
 //! the [`lab::checker`]'s verdict and a report.
 //!
@@ -8,13 +10,17 @@
 //! - **pause**: SIGSTOP, then SIGCONT;
 //! - **partition**: isolate one host (from every other host and from the clients),
 //!   cut the leader from its followers (the front-end still reaches it), cut the
-//!   catalog's leader from its followers (replicated catalog), or cut the front-end
+//!   catalog's leader from its followers (replicated catalog), or cut a front-end
 //!   from the catalog.
 //!
 //! Targets rotate so that every service is hit: the current order leader, a
 //! follower, the catalog (its leader, when replicated; then a catalog follower too)
-//! and the front-end. Only a fault of the front-end or of the single catalog may
-//! leave requests unanswered; a catalog replica's must not. With `lossy`, the run
+//! and a front-end (one of two, when they run behind the load balancer). Only a
+//! fault of the single front-end or of the single catalog may leave requests
+//! unanswered; a catalog replica's or one of two front-ends' must not (clients go
+//! through the load balancer or fail over to the other front-end themselves, with
+//! the same idempotency key). The load balancer is not a target: it is the one
+//! process of its kind by design (docs/DEPLOY.md, section 11). With `lossy`, the run
 //! ends with the two schedules docs/DESIGN.md admits can lose acknowledged orders
 //! (the leader cut from its followers long enough to acknowledge alone, then killed;
 //! a follower lagging, then the other two replicas killed), and the checker counts
@@ -68,10 +74,18 @@ pub enum Fault {
 }
 
 /// `count` faults of the given kinds, rotating kinds and targets; `catalog_group`:
-/// the catalog is replicated, so its followers are targets too.
-pub fn schedule(kinds: &[Kind], count: usize, lossy: bool, catalog_group: bool) -> Vec<Fault> {
+/// the catalog is replicated, so its followers are targets too; `frontends`: two
+/// front-ends run behind the load balancer, so a front-end is the second target of
+/// each kind (a short run hits one too: it must not stop anything).
+pub fn schedule(
+    kinds: &[Kind],
+    count: usize,
+    lossy: bool,
+    catalog_group: bool,
+    frontends: bool,
+) -> Vec<Fault> {
     let isolate = |target: &str| Fault::Isolate(target.into());
-    let (targets, partitions) = if catalog_group {
+    let (mut targets, partitions) = if catalog_group {
         (
             vec![
                 "leader",
@@ -105,6 +119,10 @@ pub fn schedule(kinds: &[Kind], count: usize, lossy: bool, catalog_group: bool) 
             ],
         )
     };
+    if frontends {
+        targets.retain(|t| *t != "frontend");
+        targets.insert(1, "frontend");
+    }
     let mut turns = [0usize; 3];
     let mut out = Vec::with_capacity(count + 1);
     for i in 0..count {
@@ -159,7 +177,8 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
     services.sort_by_key(|h| match h {
         h if h.starts_with("catalog") => 0,
         h if h.starts_with("order") => 1,
-        _ => 2,
+        h if h.starts_with("frontend") => 2,
+        _ => 3,
     });
     let catalogs = lab.catalogs();
     let group = |host: &str| -> Vec<String> {
@@ -191,31 +210,38 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
         .iter()
         .map(|c| lab.url(c))
         .collect::<Result<Vec<_>, _>>()?;
-    let inspector = Inspector::new(
-        replicas,
-        catalog_urls.clone(),
-        lab.url("frontend")?,
-        &lab.token()?,
-    )?;
+    let frontends = lab.frontends();
+    let frontend_urls = frontends
+        .iter()
+        .map(|f| lab.url(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Where clients go first: the load balancer, if there is one.
+    let entry = match lab.balancer() {
+        Some(lb) => lab.url(&lb)?,
+        None => frontend_urls[0].clone(),
+    };
+    let inspector = Inspector::new(replicas, catalog_urls.clone(), entry.clone(), &lab.token()?)?;
     let targets = Targets {
         inspector: &inspector,
         catalogs: &catalogs,
+        frontends: &frontends,
     };
     println!("{} hosts up: {}", services.len(), services.join(", "));
 
     let history = Arc::new(History::new());
     let stop = Arc::new(AtomicBool::new(false));
     let mut load_plan = plan.load.clone();
-    load_plan.urls = vec![lab.url("frontend")?];
+    // Sessions start at the load balancer or at one of the front-ends, and fail over
+    // along the list: session i starts at the i-th.
+    load_plan.urls = std::iter::once(entry.clone())
+        .chain(frontend_urls.iter().cloned())
+        .collect();
+    load_plan.urls.dedup();
     let load = tokio::spawn({
         let (history, stop) = (history.clone(), stop.clone());
         async move { run_sessions(&load_plan, stop, None, Some(history)).await }
     });
-    let watcher = tokio::spawn(history.clone().watch(
-        lab.url("frontend")?,
-        catalog_urls,
-        stop.clone(),
-    ));
+    let watcher = tokio::spawn(history.clone().watch(entry, catalog_urls, stop.clone()));
 
     let mut applied = Vec::new();
     let mut rng = fastrand::Rng::with_seed(plan.seed);
@@ -472,10 +498,15 @@ async fn apply(
             )
         }
         Fault::CutFrontendFromCatalog => {
-            lab.cut_from("frontend", targets.catalogs)?;
+            let frontend = targets.resolve("frontend", rng).await;
+            lab.cut_from(&frontend, targets.catalogs)?;
             tokio::time::sleep(down).await;
             lab.heal()?;
-            ("cut frontend from catalog".to_string(), true, false)
+            (
+                format!("cut {frontend} from catalog"),
+                targets.is_single(&frontend),
+                false,
+            )
         }
         Fault::CutThenKillLeader => {
             let leader = targets.resolve("leader", rng).await;

@@ -40,20 +40,20 @@ pub(super) fn report(
 ) -> String {
     let acks = history.acks();
     let catalogs = hosts.iter().filter(|h| h.starts_with("catalog")).count();
-    let (title, layout) = match catalogs {
-        1 => (
-            "five hosts".to_string(),
-            "Five services on five hosts".to_string(),
-        ),
-        n => (
-            format!("{} hosts, {n} catalog replicas", hosts.len()),
-            format!(
-                "{} services on {} hosts, the catalog a Raft group of {n}",
-                hosts.len(),
-                hosts.len()
-            ),
-        ),
-    };
+    let frontends = hosts.iter().filter(|h| h.starts_with("frontend")).count();
+    let n = hosts.len();
+    let mut title = format!("{n} hosts");
+    let mut layout = format!("{n} services on {n} hosts");
+    if catalogs > 1 {
+        title.push_str(&format!(", {catalogs} catalog replicas"));
+        layout.push_str(&format!(", the catalog a Raft group of {catalogs}"));
+    }
+    if frontends > 1 {
+        title.push_str(&format!(", {frontends} front-ends"));
+        layout.push_str(&format!(
+            ", {frontends} front-ends behind a load balancer (HAProxy) host"
+        ));
+    }
     let mut md = format!(
         "# Chaos: {title}, kills, pauses and partitions ({} replication)\n\n",
         plan.mode
@@ -126,8 +126,8 @@ pub(super) fn report(
     let _ = writeln!(
         md,
         "\nOrders acknowledged: {}; refused as sold out: {}; failed requests: {} ({} of them \
-         while the single catalog or the front-end was down or cut off, which the design \
-         admits); \
+         while the single catalog or the single front-end was down or cut off, which \
+         the design admits); \
          orders lost in the admitted schedule: {}.\n",
         verdict.acked,
         record.sold_out,

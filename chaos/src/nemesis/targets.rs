@@ -1,6 +1,6 @@
 //! What a fault's target names ("leader", "follower", "catalog",
-//! "catalog-follower") mean at the moment it is applied, and when the cluster has
-//! settled after it.
+//! "catalog-follower", "frontend") mean at the moment it is applied, and when the
+//! cluster has settled after it.
 
 use std::time::Duration;
 
@@ -12,13 +12,19 @@ pub(super) struct Targets<'a> {
     pub(super) inspector: &'a Inspector,
     /// The catalog's hosts (one, or the replicas in id order).
     pub(super) catalogs: &'a [String],
+    /// The front-ends' hosts (one, or two behind the load balancer).
+    pub(super) frontends: &'a [String],
 }
 
 impl Targets<'_> {
-    /// Resolves "leader" / "follower" (of the order replicas) and "catalog" /
-    /// "catalog-follower" (the catalog's leader when it is replicated) to a host.
+    /// Resolves "leader" / "follower" (of the order replicas), "catalog" /
+    /// "catalog-follower" (the catalog's leader when it is replicated) and "frontend"
+    /// (one of several at random) to a host.
     pub(super) async fn resolve(&self, target: &str, rng: &mut fastrand::Rng) -> String {
         match target {
+            "frontend" if !self.frontends.is_empty() => {
+                self.frontends[rng.usize(..self.frontends.len())].clone()
+            }
             "leader" | "follower" => {
                 let leader = self.inspector.leader().await.unwrap_or(ReplicaId(3));
                 if target == "leader" {
@@ -65,10 +71,12 @@ impl Targets<'_> {
             .collect()
     }
 
-    /// Whether a fault of `host` alone may leave requests unanswered: the front-end's
-    /// or the single catalog's (each the only one of its kind), not a replica's.
+    /// Whether a fault of `host` alone may leave requests unanswered: the single
+    /// front-end's or the single catalog's (each the only one of its kind), not a
+    /// replica's or one of two front-ends'.
     pub(super) fn is_single(&self, host: &str) -> bool {
-        host == "frontend" || (host == "catalog" && self.catalogs.len() == 1)
+        (host == "frontend" && self.frontends.len() <= 1)
+            || (host == "catalog" && self.catalogs.len() == 1)
     }
 
     /// Waits until every replica of both groups is ready again (a restarted one has

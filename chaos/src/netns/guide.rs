@@ -1,10 +1,12 @@
 //! The deployment guide (docs/DEPLOY.md) as the lab reads it: each host's shell
 //! blocks, run word for word, and the ports they name.
 //!
-//! The guide describes two layouts: one catalog (host `catalog`), or three catalog
-//! replicas (hosts `catalog1`-`catalog3`, and the `# on every host, with three
-//! catalogs` block after the other settings). [`Guide::parse`] keeps the blocks of
-//! the layout asked for, and the hosts that run them.
+//! The guide describes one catalog (host `catalog`) or three catalog replicas (hosts
+//! `catalog1`-`catalog3`, and the `# on every host, with three catalogs` block after
+//! the other settings); and one front-end (host `frontend`) or two behind a load
+//! balancer (hosts `frontend1`, `frontend2` and `lb`, and the `# on every host, with
+//! two front-ends` block). [`Guide::parse`] keeps the blocks of the layout asked for,
+//! and the hosts that run them.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -29,6 +31,33 @@ pub struct Guide {
 /// First line of the settings block for three catalog replicas.
 const EVERY_HOST_WITH_GROUP: &str = "# on every host, with three catalogs";
 
+/// First line of the settings block for two front-ends.
+const EVERY_HOST_WITH_FRONTENDS: &str = "# on every host, with two front-ends";
+
+/// A layout of the guide: how many catalog replicas and front-ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// 1 (the single catalog) or 3.
+    pub catalogs: u16,
+    /// 1, or 2 behind the load balancer.
+    pub frontends: u16,
+}
+
+/// One of several front-ends (`frontend1` …) or the load balancer, as opposed to
+/// the single `frontend`.
+fn is_of_several_frontends(host: &str) -> bool {
+    host == "lb"
+        || host
+            .strip_prefix("frontend")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether a block starts a service: the toystore services' `--listen`, HAProxy's
+/// `TOYSTORE_LB_BIND=`.
+pub(super) fn starts_service(block: &str) -> bool {
+    block.contains("--listen") || block.contains("TOYSTORE_LB_BIND=")
+}
+
 /// A replicated catalog's host (`catalog1` …), as opposed to the single `catalog`.
 fn is_catalog_replica(host: &str) -> bool {
     host.strip_prefix("catalog")
@@ -36,23 +65,31 @@ fn is_catalog_replica(host: &str) -> bool {
 }
 
 impl Guide {
-    /// The guide at `path`, in the layout with `catalogs` catalog replicas (1: the
-    /// single catalog, or 3).
-    pub fn read(path: &Path, catalogs: u16) -> Result<Guide, ClientError> {
+    /// The guide at `path`, in `layout`.
+    pub fn read(path: &Path, layout: Layout) -> Result<Guide, ClientError> {
         let text =
             std::fs::read_to_string(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
-        Guide::parse(&text, catalogs)
+        Guide::parse(&text, layout)
     }
 
-    /// Collects the fenced blocks whose first line says where they run, for the layout
-    /// with `catalogs` catalog replicas; the hosts are those that run a block of it.
-    pub fn parse(text: &str, catalogs: u16) -> Result<Guide, ClientError> {
-        let group = match catalogs {
+    /// Collects the fenced blocks whose first line says where they run, for `layout`;
+    /// the hosts are those that run a block of it.
+    pub fn parse(text: &str, layout: Layout) -> Result<Guide, ClientError> {
+        let group = match layout.catalogs {
             1 => false,
             3 => true,
             n => {
                 return Err(err(format!(
                     "the deployment guide has layouts for 1 or 3 catalog replicas, not {n}"
+                )))
+            }
+        };
+        let several = match layout.frontends {
+            1 => false,
+            2 => true,
+            n => {
+                return Err(err(format!(
+                    "the deployment guide has layouts for 1 or 2 front-ends, not {n}"
                 )))
             }
         };
@@ -69,6 +106,7 @@ impl Guide {
             }
         }
         let mut group_settings = String::new();
+        let mut frontend_settings = String::new();
         let mut guide = Guide {
             hosts: BTreeMap::new(),
             hosts_file: String::new(),
@@ -96,13 +134,21 @@ impl Guide {
                 guide.every_host.push_str(&body);
             } else if first == EVERY_HOST_WITH_GROUP {
                 group_settings.push_str(&body);
+            } else if first == EVERY_HOST_WITH_FRONTENDS {
+                frontend_settings.push_str(&body);
             } else if let Some(host) = first.strip_prefix("# on ") {
                 let host = host.trim();
-                let in_layout = if group {
+                let catalog_in_layout = if group {
                     host != "catalog"
                 } else {
                     !is_catalog_replica(host)
                 };
+                let frontend_in_layout = if several {
+                    host != "frontend"
+                } else {
+                    !is_of_several_frontends(host)
+                };
+                let in_layout = catalog_in_layout && frontend_in_layout;
                 if in_layout {
                     guide.on_host.push((host.to_string(), body));
                 }
@@ -118,6 +164,14 @@ impl Guide {
                 )));
             }
             guide.every_host.push_str(&group_settings);
+        }
+        if several {
+            if frontend_settings.is_empty() {
+                return Err(err(format!(
+                    "the deployment guide has no `{EVERY_HOST_WITH_FRONTENDS}` block"
+                )));
+            }
+            guide.every_host.push_str(&frontend_settings);
         }
         let used: Vec<&String> = guide.on_host.iter().map(|(h, _)| h).collect();
         guide.hosts.retain(|host, _| used.contains(&host));
@@ -141,6 +195,20 @@ impl Guide {
         }
     }
 
+    /// The front-ends' hosts: `frontend`, or `frontend1` … behind the load balancer.
+    pub fn frontends(&self) -> Vec<String> {
+        self.hosts
+            .keys()
+            .filter(|h| h.starts_with("frontend"))
+            .cloned()
+            .collect()
+    }
+
+    /// The load balancer's host, if the layout has one.
+    pub fn balancer(&self) -> Option<String> {
+        self.hosts.keys().find(|h| *h == "lb").cloned()
+    }
+
     /// The blocks that run on `host`, in order.
     pub(super) fn blocks_on(&self, host: &str) -> Vec<&str> {
         self.on_host
@@ -150,10 +218,14 @@ impl Guide {
             .collect()
     }
 
-    /// The port a host's service listens on (from its `--listen` address).
+    /// The port a host's service listens on (from its `--listen` address, or the
+    /// load balancer's `TOYSTORE_LB_BIND=`).
     pub fn port(&self, host: &str) -> Option<u16> {
         self.blocks_on(host).iter().find_map(|b| {
-            let after = b.split("--listen").nth(1)?;
+            let after = b
+                .split("--listen")
+                .nth(1)
+                .or_else(|| b.split("TOYSTORE_LB_BIND=").nth(1))?;
             let addr = after.split_whitespace().next()?;
             addr.rsplit(':').next()?.parse().ok()
         })

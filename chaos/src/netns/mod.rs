@@ -1,4 +1,5 @@
-//! Five hosts on one machine (seven with three catalog replicas): each service in a
+//! Five hosts on one machine (seven with three catalog replicas, two more with two
+//! front-ends and a load balancer): each service in a
 //! Linux network namespace of its own, with its own address on a bridge, set up by
 //! following `docs/DEPLOY.md` word for word, and faults a real network has —
 //! crashes, stalls, partitions.
@@ -35,7 +36,7 @@ use lab::ClientError;
 
 mod guide;
 
-pub use guide::Guide;
+pub use guide::{Guide, Layout};
 
 const BRIDGE: &str = "tsbr0";
 
@@ -56,6 +57,8 @@ pub struct Lab {
     topology: Topology,
     /// Where each host's toystore directory lives (`<work>/<host>`).
     work: PathBuf,
+    /// The host the guide makes the cluster token on.
+    token_host: String,
     /// Directory with the service binaries (put first on each host's `PATH`).
     bin_dir: PathBuf,
     /// Running services: host → process group id (= the bash's pid).
@@ -146,13 +149,13 @@ fn ns(host: &str) -> String {
 }
 
 impl Lab {
-    /// Builds the hosts described by the guide at `guide_path` in its layout with
-    /// `catalogs` catalog replicas (1 or 3), with each host's directory under `work`
-    /// (wiped first), and runs the guide's set-up steps (the token, made on one host
-    /// and copied to all, and the catalog's seed file).
+    /// Builds the hosts described by the guide at `guide_path` in `layout`, with each
+    /// host's directory under `work` (wiped first), and runs the guide's set-up steps
+    /// (the token, made on one host and copied to all; the catalog's seed file; the
+    /// load balancer's `deploy/haproxy.cfg`, from beside the guide's directory).
     pub fn create(
         guide_path: &Path,
-        catalogs: u16,
+        layout: Layout,
         seed_file: &Path,
         bin_dir: &Path,
         work: &Path,
@@ -161,15 +164,28 @@ impl Lab {
         if !is_root() {
             return Err(err("the multi-host lab needs root (network namespaces)"));
         }
-        let guide = Guide::read(guide_path, catalogs)?;
+        let guide = Guide::read(guide_path, layout)?;
         let topology = Ports::default()
-            .with_catalogs(catalogs)
+            .with_catalogs(layout.catalogs)
+            .and_then(|ports| ports.with_frontends(layout.frontends))
+            .map(|ports| Ports {
+                balancer: guide.balancer().and_then(|lb| guide.port(&lb)),
+                ..ports
+            })
             .and_then(|ports| Topology::new("127.0.0.1", &ports, Replication::PrimaryBackup))
             .map_err(err)?;
+        // "Make the token once, on any host, and copy the file to every host."
+        let (token_host, token_block) = guide
+            .on_host
+            .iter()
+            .find(|(_, b)| b.contains("cluster.token") && !guide::starts_service(b))
+            .cloned()
+            .ok_or_else(|| err("the guide has no block that makes cluster.token"))?;
         let lab = Lab {
             guide,
             topology,
             work: work.to_path_buf(),
+            token_host: token_host.clone(),
             bin_dir: bin_dir.to_path_buf(),
             running: Mutex::new(BTreeMap::new()),
             cuts: Mutex::new(BTreeSet::new()),
@@ -228,14 +244,6 @@ impl Lab {
                 .map_err(|e| err(format!("{}: {e}", etc.display())))?;
             std::fs::create_dir_all(lab.dir(host)).map_err(|e| err(e.to_string()))?;
         }
-        // "Make the token once, on any host, and copy the file to every host."
-        let (token_host, token_block) = lab
-            .guide
-            .on_host
-            .iter()
-            .find(|(_, b)| b.contains("cluster.token") && !b.contains("--listen"))
-            .cloned()
-            .ok_or_else(|| err("the guide has no block that makes cluster.token"))?;
         let status = std::process::Command::new("ip")
             .args([
                 "netns",
@@ -264,6 +272,16 @@ impl Lab {
             std::fs::copy(seed_file, lab.dir(&host).join("toys.json"))
                 .map_err(|e| err(format!("{}: {e}", seed_file.display())))?;
         }
+        // "Copy deploy/haproxy.cfg into its toystore directory."
+        if let Some(lb) = lab.guide.balancer() {
+            let config = guide_path
+                .parent()
+                .and_then(Path::parent)
+                .map(|root| root.join("deploy").join("haproxy.cfg"))
+                .ok_or_else(|| err("no deploy/ directory beside the guide's"))?;
+            std::fs::copy(&config, lab.dir(&lb).join("haproxy.cfg"))
+                .map_err(|e| err(format!("{}: {e}", config.display())))?;
+        }
         Ok(lab)
     }
 
@@ -271,7 +289,7 @@ impl Lab {
     pub fn services(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for (host, block) in &self.guide.on_host {
-            if block.contains("--listen") && !out.contains(host) {
+            if guide::starts_service(block) && !out.contains(host) {
                 out.push(host.clone());
             }
         }
@@ -281,6 +299,16 @@ impl Lab {
     /// The catalog's hosts: `catalog`, or `catalog1` … when it is replicated.
     pub fn catalogs(&self) -> Vec<String> {
         self.guide.catalogs()
+    }
+
+    /// The front-ends' hosts: `frontend`, or `frontend1` … behind the load balancer.
+    pub fn frontends(&self) -> Vec<String> {
+        self.guide.frontends()
+    }
+
+    /// The load balancer's host, if the layout has one.
+    pub fn balancer(&self) -> Option<String> {
+        self.guide.balancer()
     }
 
     pub fn dir(&self, host: &str) -> PathBuf {
@@ -301,7 +329,7 @@ impl Lab {
 
     /// The cluster token (as made by the guide's token step).
     pub fn token(&self) -> Result<String, ClientError> {
-        let path = self.dir("frontend").join("cluster.token");
+        let path = self.dir(&self.token_host).join("cluster.token");
         std::fs::read_to_string(&path)
             .map(|t| t.trim().to_string())
             .map_err(|e| err(format!("{}: {e}", path.display())))
@@ -329,7 +357,7 @@ impl Lab {
     /// group, logging to the host's `service.log`.
     fn spawn(&self, host: &str) -> Result<(), ClientError> {
         let blocks = self.guide.blocks_on(host);
-        let Some(start) = blocks.iter().find(|b| b.contains("--listen")) else {
+        let Some(start) = blocks.iter().find(|b| guide::starts_service(b)) else {
             return Err(err(format!("the guide does not say how to start {host}")));
         };
         let script = format!("{}\n{start}", self.guide.every_host);
@@ -338,8 +366,9 @@ impl Lab {
             .append(true)
             .open(self.dir(host).join("service.log"))
             .map_err(|e| err(e.to_string()))?;
+        // HAProxy is in sbin, which a user's PATH may lack.
         let path = format!(
-            "{}:{}",
+            "{}:{}:/usr/local/sbin:/usr/sbin",
             self.bin_dir.display(),
             std::env::var("PATH").unwrap_or_default()
         );

@@ -2,18 +2,64 @@
 
 use super::*;
 
+const ONE: Layout = Layout {
+    catalogs: 1,
+    frontends: 1,
+};
+
 #[test]
 fn the_shipped_guide_names_the_default_topology_and_how_to_start_each() {
-    let guide = Guide::read(&guide_path(), 1).expect("docs/DEPLOY.md parses");
-    assert_hosts_are(&guide, 1);
+    let guide = Guide::read(&guide_path(), ONE).expect("docs/DEPLOY.md parses");
+    assert_hosts_are(&guide, ONE);
     assert!(guide.every_host.contains("TOYSTORE_REPLICAS"));
     assert_eq!(guide.catalogs(), ["catalog"]);
+    assert_eq!(guide.frontends(), ["frontend"]);
+    assert_eq!(guide.balancer(), None);
+}
+
+#[test]
+fn the_guide_with_two_front_ends_names_them_and_the_balancer() {
+    for catalogs in [1, 3] {
+        let layout = Layout {
+            catalogs,
+            frontends: 2,
+        };
+        let guide = Guide::read(&guide_path(), layout).expect("docs/DEPLOY.md parses");
+        assert_hosts_are(&guide, layout);
+        assert_eq!(guide.frontends(), ["frontend1", "frontend2"]);
+        assert_eq!(guide.balancer().as_deref(), Some("lb"));
+        // Both front-ends get the invalidations, after (so instead of) the single one.
+        let single = guide
+            .every_host
+            .find("CATALOG_FRONTEND_URL=http://frontend:");
+        let both = guide
+            .every_host
+            .find("CATALOG_FRONTEND_URL=http://frontend1:8080,http://frontend2:8180");
+        assert!(single.is_some() && both > single, "{}", guide.every_host);
+        // The balancer's server list names the front-ends where they listen.
+        let lb = guide.blocks_on("lb").join("\n");
+        for (name, port) in [("frontend1", 8080), ("frontend2", 8180)] {
+            assert!(
+                lb.contains(&format!("server {name} {name}:{port} check")),
+                "{lb}"
+            );
+        }
+    }
+    let three = Layout {
+        catalogs: 1,
+        frontends: 3,
+    };
+    assert!(Guide::read(&guide_path(), three).is_err());
 }
 
 #[test]
 fn the_guide_with_three_catalogs_names_the_group_and_drops_the_single_catalog() {
-    let guide = Guide::read(&guide_path(), 3).expect("docs/DEPLOY.md parses");
-    assert_hosts_are(&guide, 3);
+    let layout = Layout {
+        catalogs: 3,
+        frontends: 1,
+    };
+    let guide = Guide::read(&guide_path(), layout).expect("docs/DEPLOY.md parses");
+    assert_hosts_are(&guide, layout);
     assert_eq!(guide.catalogs(), ["catalog1", "catalog2", "catalog3"]);
     // The group's settings come after (and so override) everyone's.
     let single = guide
@@ -24,16 +70,24 @@ fn the_guide_with_three_catalogs_names_the_group_and_drops_the_single_catalog() 
         .find("TOYSTORE_CATALOG_URL=http://catalog1:");
     assert!(single.is_some() && group > single, "{}", guide.every_host);
     assert!(guide.every_host.contains("CATALOG_PEERS="));
-    assert!(Guide::read(&guide_path(), 2).is_err());
+    let two = Layout {
+        catalogs: 2,
+        frontends: 1,
+    };
+    assert!(Guide::read(&guide_path(), two).is_err());
 }
 
-/// The guide's hosts are the services of the default topology with `catalogs`
-/// catalog replicas, on its ports.
-fn assert_hosts_are(guide: &Guide, catalogs: u16) {
-    let topology = Ports::default()
-        .with_catalogs(catalogs)
-        .and_then(|ports| Topology::new("127.0.0.1", &ports, Replication::PrimaryBackup))
-        .expect("topology");
+/// The guide's hosts are the services of the default topology in `layout` (with the
+/// load balancer on its default port when there are two front-ends), on its ports.
+fn assert_hosts_are(guide: &Guide, layout: Layout) {
+    let topology = Ports::from_env(|var| match var {
+        "TOYSTORE_CATALOG_REPLICAS" => Some(layout.catalogs.to_string()),
+        "TOYSTORE_FRONTENDS" => Some(layout.frontends.to_string()),
+        "TOYSTORE_LB" if layout.frontends > 1 => Some("haproxy".into()),
+        _ => None,
+    })
+    .and_then(|ports| Topology::new("127.0.0.1", &ports, Replication::PrimaryBackup))
+    .expect("topology");
     let mut expected: Vec<&str> = topology.names();
     expected.sort_unstable();
     let names: Vec<&str> = guide.hosts.keys().map(String::as_str).collect();
