@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::client::{CatalogClient, ClusterClient, OrderClient};
 use common::config::Replicas;
 use common::domain::{OrderNumber, ReplicaId};
-use common::topology::{Kind, Ports, Topology};
+use common::topology::{Kind, Ports, Topology, TopologyError};
 use common::wire::{
     CacheStats, FrontendHealth, OrderRecord, ReplicaStatus, Replication, Role, StockTotals,
 };
@@ -59,29 +59,14 @@ impl RunSh {
         replication: Replication,
         data_dir: PathBuf,
     ) -> Result<RunSh, ClientError> {
-        let ports = self.ports();
-        let topology = Topology::new("127.0.0.1", &ports, replication)
-            .map_err(|e| ClientError::Other(e.to_string()))?;
-        Ok(RunSh {
-            topology,
-            data_dir,
-            ..self.clone()
-        })
+        self.relaid(Ok(self.ports()), replication, data_dir)
     }
 
     /// The same cluster with `catalogs` catalog replicas (1: the single catalog), with
     /// its data in `data_dir`.
     pub fn with_catalogs(&self, catalogs: u16, data_dir: PathBuf) -> Result<RunSh, ClientError> {
-        let topology = self
-            .ports()
-            .with_catalogs(catalogs)
-            .and_then(|ports| Topology::new("127.0.0.1", &ports, self.replication()))
-            .map_err(|e| ClientError::Other(e.to_string()))?;
-        Ok(RunSh {
-            topology,
-            data_dir,
-            ..self.clone()
-        })
+        let ports = self.ports().with_catalogs(catalogs);
+        self.relaid(ports, self.replication(), data_dir)
     }
 
     /// The same cluster with `frontends` front-ends ([`Ports::with_frontends`]) and,
@@ -93,11 +78,22 @@ impl RunSh {
         balancer: Option<u16>,
         data_dir: PathBuf,
     ) -> Result<RunSh, ClientError> {
-        let topology = self
+        let ports = self
             .ports()
             .with_frontends(frontends)
-            .map(|ports| Ports { balancer, ..ports })
-            .and_then(|ports| Topology::new("127.0.0.1", &ports, self.replication()))
+            .map(|ports| Ports { balancer, ..ports });
+        self.relaid(ports, self.replication(), data_dir)
+    }
+
+    /// The same cluster on `ports` in mode `replication`, with its data in `data_dir`.
+    fn relaid(
+        &self,
+        ports: Result<Ports, TopologyError>,
+        replication: Replication,
+        data_dir: PathBuf,
+    ) -> Result<RunSh, ClientError> {
+        let topology = ports
+            .and_then(|ports| Topology::new("127.0.0.1", &ports, replication))
             .map_err(|e| ClientError::Other(e.to_string()))?;
         Ok(RunSh {
             topology,

@@ -52,6 +52,17 @@ async fn two_frontends_follow_one_leader_and_agree_on_the_next() {
     })
     .await;
     assert!(agreed, "the two front-ends name different leaders");
+    // Each names itself in its replies and its health.
+    for name in [&first, &second] {
+        let reply = cluster
+            .http
+            .get(format!("{}/products/Tux", cluster.url(name)))
+            .send()
+            .await
+            .expect("lookup");
+        assert_eq!(reply.headers()["x-served-by"], name.as_str());
+        assert_eq!(&cluster.frontend_health_of(name).await.name, name);
+    }
     let before = epoch(&cluster, &[1, 2, 3]).await;
 
     // Orders through both, for longer than a few watcher rounds: nobody re-promotes.

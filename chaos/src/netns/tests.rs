@@ -29,13 +29,11 @@ fn the_guide_with_two_front_ends_names_them_and_the_balancer() {
         assert_eq!(guide.frontends(), ["frontend1", "frontend2"]);
         assert_eq!(guide.balancer().as_deref(), Some("lb"));
         // Both front-ends get the invalidations, after (so instead of) the single one.
-        let single = guide
-            .every_host
-            .find("CATALOG_FRONTEND_URL=http://frontend:");
-        let both = guide
-            .every_host
-            .find("CATALOG_FRONTEND_URL=http://frontend1:8080,http://frontend2:8180");
-        assert!(single.is_some() && both > single, "{}", guide.every_host);
+        overrides(
+            &guide,
+            "CATALOG_FRONTEND_URL=http://frontend:",
+            "CATALOG_FRONTEND_URL=http://frontend1:8080,http://frontend2:8180",
+        );
         // The balancer's server list names the front-ends where they listen.
         let lb = guide.blocks_on("lb").join("\n");
         for (name, port) in [("frontend1", 8080), ("frontend2", 8180)] {
@@ -62,19 +60,24 @@ fn the_guide_with_three_catalogs_names_the_group_and_drops_the_single_catalog() 
     assert_hosts_are(&guide, layout);
     assert_eq!(guide.catalogs(), ["catalog1", "catalog2", "catalog3"]);
     // The group's settings come after (and so override) everyone's.
-    let single = guide
-        .every_host
-        .find("TOYSTORE_CATALOG_URL=http://catalog:");
-    let group = guide
-        .every_host
-        .find("TOYSTORE_CATALOG_URL=http://catalog1:");
-    assert!(single.is_some() && group > single, "{}", guide.every_host);
+    overrides(
+        &guide,
+        "TOYSTORE_CATALOG_URL=http://catalog:",
+        "TOYSTORE_CATALOG_URL=http://catalog1:",
+    );
     assert!(guide.every_host.contains("CATALOG_PEERS="));
     let two = Layout {
         catalogs: 2,
         frontends: 1,
     };
     assert!(Guide::read(&guide_path(), two).is_err());
+}
+
+/// The settings run on every host set `later` after `first` (so it wins).
+fn overrides(guide: &Guide, first: &str, later: &str) {
+    let first = guide.every_host.find(first);
+    let later = guide.every_host.find(later);
+    assert!(first.is_some() && later > first, "{}", guide.every_host);
 }
 
 /// The guide's hosts are the services of the default topology in `layout` (with the
