@@ -16,7 +16,7 @@
 //!    none, alternating twice.
 //! 6. Several front-ends: on a fresh cluster with two front-ends and HAProxy in front,
 //!    cached lookups and orders sent to one front-end, spread over both, and through
-//!    the balancer ([`frontends_compared`]).
+//!    the balancer (`frontends_compared`).
 //!
 //! Writes the table to `PERFORMANCE.md` in the output directory (keeping the section
 //! that `bench --scale`, [`crate::scale`], writes there).
