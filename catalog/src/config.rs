@@ -95,6 +95,30 @@ pub struct Config {
 }
 
 impl Config {
+    /// Refuses stock settings whose totals could overflow: `toys` toys at the initial
+    /// stock, plus every one of them restocked at every round for a century, must
+    /// stay within `u64` (the catalog's totals and each toy's stock are `u64`s; a sum
+    /// that no longer fits would be a number nobody sold or stocked).
+    pub fn check_stock(&self, toys: usize) -> Result<(), String> {
+        const CENTURY_MS: u128 = 100 * 365 * 24 * 60 * 60 * 1000;
+        let toys = toys as u128;
+        let rounds = CENTURY_MS / u128::from(self.restock_period_ms.max(1));
+        let total =
+            toys * u128::from(self.initial_stock) + toys * u128::from(self.restock_amount) * rounds;
+        if total > u128::from(u64::MAX) {
+            return Err(format!(
+                "CATALOG_INITIAL_STOCK ({}) and CATALOG_RESTOCK_AMOUNT ({}) every \
+                 {} ms for {toys} toys could take the stock totals past {} within a \
+                 century of restocks; lower them",
+                self.initial_stock,
+                self.restock_amount,
+                self.restock_period_ms,
+                u64::MAX
+            ));
+        }
+        Ok(())
+    }
+
     pub fn restock_period(&self) -> Duration {
         Duration::from_millis(self.restock_period_ms)
     }
@@ -123,5 +147,36 @@ impl Config {
             read: election,
             snapshot_entries: self.raft_snapshot_entries,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        let base = ["catalog", "--cluster-token", "t"];
+        Config::try_parse_from(base.into_iter().chain(args.iter().copied())).expect("flags parse")
+    }
+
+    #[test]
+    fn stock_settings_whose_totals_could_overflow_are_refused() {
+        // The defaults and the experiments' settings fit for any seed file size.
+        config(&[]).check_stock(24).expect("defaults");
+        config(&["--initial-stock", "1000000"])
+            .check_stock(24)
+            .expect("a million");
+        // 24 toys at 10^18 each are more than u64 holds.
+        let err = config(&["--initial-stock", "1000000000000000000"])
+            .check_stock(24)
+            .expect_err("overflows");
+        assert!(
+            err.contains("CATALOG_INITIAL_STOCK (1000000000000000000)"),
+            "{err}"
+        );
+        // A billion units every millisecond for a century is too.
+        let fast = config(&["--restock-amount", "1000000000", "--restock-period-ms", "1"]);
+        assert!(fast.check_stock(24).is_err());
+        assert!(fast.check_stock(0).is_ok());
     }
 }

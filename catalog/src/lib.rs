@@ -57,11 +57,22 @@ impl App {
         let store =
             store::Store::open_with(&config.data_dir, config.storage.sled_cache_mb, window)?;
         let membership = config.group().map_err(CatalogError::Config)?;
-        if store.is_empty() && membership.is_none() {
-            let toys = store::read_seed(&config.seed_file)?;
-            store.seed_if_empty(&toys, config.initial_stock).await?;
+        // Read now, so a bad seed file or stock settings that could overflow stop the
+        // start, not a later seeding.
+        let seed = if store.is_empty() {
+            store::read_seed(&config.seed_file)?
+        } else {
+            Vec::new()
+        };
+        let toys = match seed.len() {
+            0 => store.products()?.len(),
+            n => n,
+        };
+        config.check_stock(toys).map_err(CatalogError::Config)?;
+        if !seed.is_empty() && membership.is_none() {
+            store.seed_if_empty(&seed, config.initial_stock).await?;
             tracing::info!(
-                toys = toys.len(),
+                toys = seed.len(),
                 stock = config.initial_stock,
                 "seeded the catalog"
             );
@@ -73,12 +84,6 @@ impl App {
         let group = match membership {
             None => None,
             Some((id, members)) => {
-                // Read now, so a bad seed file stops the start, not a later seeding.
-                let seed = if store.is_empty() {
-                    store::read_seed(&config.seed_file)?
-                } else {
-                    Vec::new()
-                };
                 let settings = raft::RaftSettings {
                     id,
                     members: members.0,

@@ -62,9 +62,10 @@ pub struct OrderBody {
         pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
     )]
     pub name: String,
-    /// How many: a positive integer (`1.0` counts as 1, as in JSON Schema).
+    /// How many: a positive integer up to 18446744073709551615 (`1.0` and `1e0` count
+    /// as 1, as in JSON Schema). Read exactly, from the number's text.
     #[schema(value_type = u64, minimum = 1)]
-    pub quantity: serde_json::Value,
+    pub quantity: Box<serde_json::value::RawValue>,
 }
 
 /// A validated order.
@@ -77,20 +78,73 @@ pub struct OrderRequest {
 impl OrderRequest {
     pub fn parse(body: OrderBody) -> Result<Self, FrontendError> {
         let name = ProductName::parse(&body.name)?;
-        let quantity = match (body.quantity.as_u64(), body.quantity.as_f64()) {
-            (Some(q), _) if q >= 1 => q,
-            // JSON has one number type, and JSON Schema (which the OpenAPI description
-            // uses) counts `1.0` as the integer 1: a whole number written as a decimal
-            // is that number. Above u64's range it saturates (and is out of stock).
-            (None, Some(f)) if f >= 1.0 && f.fract() == 0.0 => f as u64,
-            _ => {
-                return Err(FrontendError::BadRequest(
-                    "quantity must be a positive integer".into(),
-                ))
-            }
-        };
+        let quantity = parse_quantity(body.quantity.get())?;
         Ok(OrderRequest { name, quantity })
     }
+}
+
+/// A quantity from its JSON text, exactly: a positive integer no larger than
+/// `u64::MAX`. JSON has one number type, and JSON Schema (which the OpenAPI
+/// description uses) counts `1.0` as the integer 1, so a whole number written as a
+/// decimal or with an exponent (`2.0`, `1e3`) is that integer. Reading the text
+/// rather than a float keeps every digit: no number is rounded or clamped into one the
+/// client did not send.
+pub fn parse_quantity(text: &str) -> Result<u64, FrontendError> {
+    let not_positive = || FrontendError::BadRequest("quantity must be a positive integer".into());
+    let too_large = || FrontendError::BadRequest(format!("quantity must be at most {}", u64::MAX));
+    let text = text.trim();
+    if text.starts_with('-') {
+        return Err(not_positive());
+    }
+    // JSON's grammar: digits, then `.digits`, then `e[+-]digits`, each part optional
+    // after the first. Anything else (a string, null, true, an array) is refused.
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], Some(&text[i + 1..])),
+        None => (text, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !all_digits(int) || !all_digits(frac) || mantissa.ends_with('.') {
+        return Err(not_positive());
+    }
+    let exponent: i64 = match exponent {
+        None => 0,
+        Some(e) => {
+            let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+            if digits.is_empty() || !all_digits(digits) {
+                return Err(not_positive());
+            }
+            // An exponent of more than 18 digits is beyond any quantity either way
+            // (or, negative, leaves no integer); keep its sign and saturate.
+            let magnitude = digits.parse::<i64>().unwrap_or(i64::MAX / 2);
+            if e.starts_with('-') {
+                -magnitude
+            } else {
+                magnitude
+            }
+        }
+    };
+    // The value is `digits` × 10^`scale`.
+    let digits = format!("{int}{frac}");
+    let digits = digits.trim_start_matches('0');
+    if digits.is_empty() {
+        return Err(not_positive());
+    }
+    let significant = digits.trim_end_matches('0');
+    let scale = exponent
+        .saturating_sub(frac.len() as i64)
+        .saturating_add((digits.len() - significant.len()) as i64);
+    if scale < 0 {
+        return Err(not_positive()); // a fraction is left
+    }
+    // u64::MAX has 20 digits.
+    if significant.len() as i64 + scale > 20 {
+        return Err(too_large());
+    }
+    let zeros = "0".repeat(scale as usize);
+    format!("{significant}{zeros}")
+        .parse::<u64>()
+        .map_err(|_| too_large())
 }
 
 /// An order number from the path: a non-negative integer.
@@ -161,6 +215,65 @@ mod tests {
     }
 
     #[test]
+    fn quantities_are_read_exactly() {
+        let q = |text: &str| parse_quantity(text).map_err(|e| e.to_string());
+        for (text, want) in [
+            ("1", 1),
+            ("2.0", 2),
+            ("1e3", 1000),
+            ("1E+2", 100),
+            ("100e-2", 1),
+            ("0.5e1", 5),
+            ("007", 7),
+            ("18446744073709551615", u64::MAX),
+            ("18446744073709551615.000", u64::MAX),
+            ("1844674407370955161.5e1", u64::MAX),
+            ("9007199254740993", 9_007_199_254_740_993), // not a float's 2^53 + 0
+        ] {
+            assert_eq!(q(text), Ok(want), "{text}");
+        }
+        let too_large = "quantity must be at most 18446744073709551615";
+        for text in [
+            "18446744073709551616",
+            "1e300",
+            "1e20",
+            "99999999999999999999999",
+            "1e999999999999999999999",
+        ] {
+            assert!(
+                q(text).is_err_and(|e| e.contains(too_large)),
+                "{text}: {:?}",
+                q(text)
+            );
+        }
+        for text in [
+            "0",
+            "-1",
+            "-0",
+            "0.0",
+            "1.5",
+            "150e-2",
+            "1e-999999999999999999999",
+            "\"1\"",
+            "null",
+            "true",
+            "[1]",
+            "{}",
+            "1.",
+            ".5",
+            "1e",
+            "1e+",
+            "0x10",
+        ] {
+            assert!(
+                q(text).is_err_and(|e| e.contains("positive integer")),
+                "{text}: {:?}",
+                q(text)
+            );
+        }
+    }
+
+    #[test]
     fn quantities_must_be_positive_integers() {
         for q in [
             json!(0),
@@ -182,8 +295,7 @@ mod tests {
         // One number type in JSON: a whole decimal is that integer.
         let o = order(json!({"name": "Tux", "quantity": 2.0})).expect("2.0 is 2");
         assert_eq!(o.quantity, 2);
-        let huge = order(json!({"name": "Tux", "quantity": 1e30})).expect("whole");
-        assert_eq!(huge.quantity, u64::MAX);
+        assert!(order(json!({"name": "Tux", "quantity": 1e30})).is_err());
     }
 
     #[test]

@@ -179,6 +179,42 @@ async fn an_unknown_toy_is_404_and_too_many_is_409() {
     assert_eq!(s.replica_orders().await, 0);
 }
 
+/// Quantities are read from the number's text: one beyond u64 is a 400 that names
+/// the limit (never a number the client did not send), and a whole number written
+/// with a fraction or an exponent is that number.
+#[tokio::test]
+async fn quantities_beyond_the_limit_are_400_and_whole_decimals_are_placed() {
+    let s = Stack::start(Replication::PrimaryBackup, 5).await;
+    for body in [
+        r#"{"name": "Tux", "quantity": 18446744073709551616}"#,
+        r#"{"name": "Tux", "quantity": 1e300}"#,
+        r#"{"name": "Tux", "quantity": 1e20}"#,
+    ] {
+        let reply = s.post_order(body).await;
+        reply.assert_error(400, body);
+        assert_eq!(
+            reply.json["error"]["message"], "quantity must be at most 18446744073709551615",
+            "{body}"
+        );
+    }
+    assert_eq!(s.catalog_quantity("Tux").await, 5);
+    assert_eq!(s.replica_orders().await, 0);
+    for (body, units) in [
+        (r#"{"name": "Tux", "quantity": 1.0}"#, 1),
+        (r#"{"name": "Tux", "quantity": 2e0}"#, 2),
+        (r#"{"name": "Tux", "quantity": 10E-1}"#, 1),
+    ] {
+        let placed = s.post_order(body).await;
+        assert_eq!(placed.status, 200, "{body} → {}", placed.text);
+        let n = placed.json["data"]["order_number"]
+            .as_u64()
+            .expect("number");
+        let read = s.get(&format!("/orders/{n}")).await;
+        assert_eq!(read.json["data"]["quantity"], units, "{body}");
+    }
+    assert_eq!(s.catalog_quantity("Tux").await, 1);
+}
+
 #[tokio::test]
 async fn bad_order_numbers_are_400_and_unknown_ones_404() {
     let s = Stack::start(Replication::PrimaryBackup, 5).await;

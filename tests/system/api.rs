@@ -46,3 +46,34 @@ async fn unreachable_services_give_503(mode: Replication) {
     assert_eq!(status, 503);
     assert_eq!(cluster.catalog_quantity("Slinky").await, 100);
 }
+
+/// A catalog whose stock totals could overflow (24 toys at 10^18 units each) refuses
+/// to start, naming the setting, and seeds nothing.
+#[tokio::test]
+async fn a_catalog_whose_totals_could_overflow_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new(crate::helpers::bin_dir().join("catalog"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--initial-stock",
+            "1000000000000000000",
+        ])
+        .arg("--seed-file")
+        .arg(root.join("data/toys.json"))
+        .arg("--data-dir")
+        .arg(dir.path().join("catalog"))
+        .env("TOYSTORE_CLUSTER_TOKEN", "test-token")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run the catalog");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "it started:\n{stdout}{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains("CATALOG_INITIAL_STOCK (1000000000000000000)"),
+        "{stdout}{stderr}"
+    );
+}

@@ -394,7 +394,11 @@ impl Store {
                 if let Some(bytes) = products.get(key)? {
                     let p: StoredProduct =
                         decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
-                    current = current.saturating_add(p.quantity);
+                    current = current.checked_add(p.quantity).ok_or(
+                        ConflictableTransactionError::Abort(CatalogError::Internal(
+                            "the stock total would overflow",
+                        )),
+                    )?;
                 }
             }
             let counter = |key| {

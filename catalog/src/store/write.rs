@@ -84,8 +84,14 @@ impl Store {
 impl Tx<'_> {
     fn add(&self, counter: &[u8], delta: u64) -> TxResult<()> {
         let old = self.meta.get(counter)?.map(|v| read_u64(&v)).unwrap_or(0);
-        self.meta
-            .insert(counter, &old.saturating_add(delta).to_be_bytes())?;
+        // The start-up check (`Config::check_stock`) keeps this from happening; if it
+        // did, the write is refused rather than the total made a lie.
+        let new = old
+            .checked_add(delta)
+            .ok_or(ConflictableTransactionError::Abort(CatalogError::Internal(
+                "a stock total would overflow",
+            )))?;
+        self.meta.insert(counter, &new.to_be_bytes())?;
         Ok(())
     }
 
@@ -216,7 +222,12 @@ impl Tx<'_> {
             self.products
                 .insert(lookup_key(&toy.name).as_bytes(), encode(&product))?;
         }
-        let initial = stock.saturating_mul(toys.len() as u64);
+        let initial =
+            stock
+                .checked_mul(toys.len() as u64)
+                .ok_or(ConflictableTransactionError::Abort(CatalogError::Internal(
+                    "the initial stock total would overflow",
+                )))?;
         self.meta.insert(META_INITIAL, &initial.to_be_bytes())?;
         Ok(())
     }
