@@ -169,3 +169,59 @@ async fn an_order_is_not_readable_before_a_majority_has_it() {
     assert_eq!((status, &body["data"]["name"]), (200, &json!("Fox")));
     cluster.converged().await;
 }
+
+/// Raft's routes take bytes from peers: garbage, an empty body, an unknown kind or a
+/// message of zeros (which may decode as a stale, term-0 message) is refused with the
+/// JSON error (4xx), or answered as the stale message it is, never a 5xx or a crash;
+/// without the token it is a 401. The order log and the catalog's group go on.
+#[tokio::test]
+async fn bad_raft_messages_are_refused_and_change_nothing() {
+    let mut cluster = Cluster::start(Options {
+        catalog_replicas: 3,
+        ..raft()
+    })
+    .await;
+    cluster.order_ok("Tux", 1).await;
+    let send = |service: &'static str, path: String, body: Vec<u8>, token: bool| {
+        let mut request = cluster
+            .http
+            .post(format!("{}{path}", cluster.url(service)))
+            .header("content-type", "application/octet-stream")
+            .body(body);
+        if token {
+            request = request.header(common::TOKEN_HEADER, &cluster.token);
+        }
+        async move {
+            let resp = request.send().await.expect("a reply");
+            let status = resp.status().as_u16();
+            (status, resp.bytes().await.unwrap_or_default())
+        }
+    };
+    for (service, route) in [
+        ("order1", "/internal/raft"),
+        ("catalog1", "/internal/catalog-raft"),
+    ] {
+        for (kind, body) in [
+            ("append", b"\xff\xfe not bincode".to_vec()),
+            ("vote", Vec::new()),
+            ("snapshot", vec![0xff; 64]),
+            ("nonsense", b"x".to_vec()),
+        ] {
+            let (status, reply) = send(service, format!("{route}/{kind}"), body, true).await;
+            assert_eq!(status, 400, "{service} {kind}: {reply:?}");
+            let error: serde_json::Value = serde_json::from_slice(&reply).expect("JSON error");
+            assert_eq!(error["error"]["code"], 400, "{service} {kind}: {error}");
+        }
+        // Zeros may read as a vote of term 0: stale, answered and not granted.
+        let (status, reply) = send(service, format!("{route}/vote"), vec![0; 256], true).await;
+        assert!(
+            status == 200 || status == 400,
+            "{service} zeros: {status} {reply:?}"
+        );
+        let (status, _) = send(service, format!("{route}/append"), vec![0; 16], false).await;
+        assert_eq!(status, 401, "{service} without the token");
+    }
+    // Nothing moved: the same leaders serve the next order, and every replica agrees.
+    cluster.order_ok("Tux", 1).await;
+    cluster.converged().await;
+}
