@@ -480,6 +480,20 @@ async fn run_hosts(
             )));
         }
     }
+    let haproxy = [
+        "/usr/sbin/haproxy",
+        "/usr/bin/haproxy",
+        "/usr/local/sbin/haproxy",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists());
+    if hosts.frontends > 1 && !haproxy {
+        return Err(ClientError::Other(
+            "two front-ends run behind HAProxy, which is not installed (Debian: apt-get \
+             install haproxy); or run one front-end with --frontends 1"
+                .into(),
+        ));
+    }
     let work =
         std::path::absolute(&hosts.work_dir).map_err(|e| ClientError::Other(e.to_string()))?;
     if ![1, 3].contains(&catalogs) {
