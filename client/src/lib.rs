@@ -19,3 +19,14 @@ pub mod plot;
 pub mod scale;
 
 pub use lab::ClientError;
+
+/// Whether HAProxy is installed (the balancer of `bench`'s front-end rows and of
+/// `chaos --hosts` with two front-ends): on the PATH, or in Debian's `/usr/sbin`.
+pub fn haproxy_installed() -> bool {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("haproxy").is_file()));
+    on_path
+        || ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"]
+            .iter()
+            .any(|p| std::path::Path::new(p).is_file())
+}

@@ -480,14 +480,7 @@ async fn run_hosts(
             )));
         }
     }
-    let haproxy = [
-        "/usr/sbin/haproxy",
-        "/usr/bin/haproxy",
-        "/usr/local/sbin/haproxy",
-    ]
-    .iter()
-    .any(|p| std::path::Path::new(p).exists());
-    if hosts.frontends > 1 && !haproxy {
+    if hosts.frontends > 1 && !client::haproxy_installed() {
         return Err(ClientError::Other(
             "two front-ends run behind HAProxy, which is not installed (Debian: apt-get \
              install haproxy); or run one front-end with --frontends 1"

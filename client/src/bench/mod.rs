@@ -113,13 +113,7 @@ impl Drop for Baseline {
 pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
     let started = std::time::Instant::now();
     // Needed only at the end: say so before the first minute is spent.
-    let haproxy = ["haproxy", "/usr/sbin/haproxy"].iter().any(|p| {
-        std::process::Command::new(p)
-            .arg("-v")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if !haproxy {
+    if !crate::haproxy_installed() {
         return Err(err(
             "client bench measures two front-ends behind HAProxy: install it first \
              (Debian: apt-get install haproxy)",

@@ -251,28 +251,19 @@ impl Ports {
     /// The variables that give `run.sh` these ports (the inverse of [`Ports::from_env`]).
     pub fn env(&self) -> Vec<(String, String)> {
         let mut vars = Vec::new();
-        for (i, port) in self.frontends.iter().enumerate() {
-            let name = match i {
-                0 => "FRONTEND_PORT".to_string(),
-                _ => format!("FRONTEND{}_PORT", i + 1),
-            };
-            vars.push((name, port.to_string()));
-        }
-        vars.push((
-            "TOYSTORE_FRONTENDS".to_string(),
-            self.frontends.len().to_string(),
-        ));
-        for (i, port) in self.catalogs.iter().enumerate() {
-            let name = match i {
-                0 => "CATALOG_PORT".to_string(),
-                _ => format!("CATALOG{}_PORT", i + 1),
-            };
-            vars.push((name, port.to_string()));
-        }
-        vars.push((
-            "TOYSTORE_CATALOG_REPLICAS".to_string(),
-            self.catalogs.len().to_string(),
-        ));
+        // `<KIND>_PORT`, `<KIND>2_PORT` … and how many there are.
+        let mut numbered = |kind: &str, ports: &[u16], count: &str| {
+            for (i, port) in ports.iter().enumerate() {
+                let name = match i {
+                    0 => format!("{kind}_PORT"),
+                    _ => format!("{kind}{}_PORT", i + 1),
+                };
+                vars.push((name, port.to_string()));
+            }
+            vars.push((count.to_string(), ports.len().to_string()));
+        };
+        numbered("FRONTEND", &self.frontends, "TOYSTORE_FRONTENDS");
+        numbered("CATALOG", &self.catalogs, "TOYSTORE_CATALOG_REPLICAS");
         for (i, port) in self.orders.iter().enumerate() {
             vars.push((format!("ORDER{}_PORT", i + 1), port.to_string()));
         }
