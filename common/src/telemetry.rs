@@ -1,7 +1,10 @@
-//! Logging setup: `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
+//! Logging setup: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), in
+//! colour only on a terminal (not in `run.sh`'s log files or a container's log).
 //!
 //! openraft narrates every election and replication step at `info`; its messages
 //! show from `warn` up unless `RUST_LOG` names `openraft` itself.
+
+use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
 
@@ -17,6 +20,7 @@ pub fn init() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }
