@@ -41,6 +41,14 @@ pub enum LaunchError {
     ExitedAtStart { service: String },
     #[error("{service} did not become healthy in time; see {}", .log.display())]
     NotHealthy { service: String, log: PathBuf },
+    #[error("cannot tell which service to probe: {0}")]
+    ProbeTarget(String),
+    #[error("{kind} on port {port} is not healthy: {reply}")]
+    Unhealthy {
+        kind: &'static str,
+        port: u16,
+        reply: String,
+    },
     #[error("{0} is not running")]
     NotRunning(String),
     #[error("{service} (pid {pid}) still exists 10 s after SIGKILL")]

@@ -12,11 +12,13 @@
 //! - [`process`]: PID files, detached starts, signals, "is it still the service?".
 //! - [`health`]: `GET /health` in plain HTTP/1.0.
 //! - [`commands`]: `up`, `start`, `stop`, `restart`, `kill`, `status`, `logs`.
+//! - [`probe`]: a container's health check (`probe`), from inside the container.
 //! - [`error`]: [`LaunchError`], printed by `main` with its causes.
 
 pub mod commands;
 pub mod error;
 pub mod health;
+pub mod probe;
 pub mod process;
 pub mod settings;
 
@@ -56,20 +58,27 @@ pub enum Command {
     Status,
     /// Follow a service's log.
     Logs { service: String },
+    /// Exit 0 when a service on this host is healthy: the one named, or else the one
+    /// this container runs (a container image's health check).
+    Probe {
+        kind: Option<String>,
+        port: Option<u16>,
+    },
 }
 
 /// Runs `cli`'s command on the cluster the environment describes.
 pub fn run(cli: Cli) -> Result<(), LaunchError> {
-    let settings = Settings::from_env()?;
-    let cluster = commands::Cluster::new(settings);
+    // The probe runs inside a container, where there is no cluster to describe.
+    let cluster = || Settings::from_env().map(commands::Cluster::new);
     match cli.command.unwrap_or(Command::Up) {
-        Command::Up => cluster.up(),
-        Command::Start { service } => cluster.start(&service),
-        Command::Stop { service: Some(s) } => cluster.stop(&s),
-        Command::Stop { service: None } => cluster.stop_all(),
-        Command::Restart { service } => cluster.restart(&service),
-        Command::Kill { service } => cluster.kill(&service),
-        Command::Status => cluster.status(),
-        Command::Logs { service } => cluster.logs(&service),
+        Command::Up => cluster()?.up(),
+        Command::Start { service } => cluster()?.start(&service),
+        Command::Stop { service: Some(s) } => cluster()?.stop(&s),
+        Command::Stop { service: None } => cluster()?.stop_all(),
+        Command::Restart { service } => cluster()?.restart(&service),
+        Command::Kill { service } => cluster()?.kill(&service),
+        Command::Status => cluster()?.status(),
+        Command::Logs { service } => cluster()?.logs(&service),
+        Command::Probe { kind, port } => probe::probe(kind.as_deref(), port),
     }
 }
