@@ -30,6 +30,10 @@ pub enum CatalogError {
     #[error("storage failure")]
     Storage(#[from] StorageError),
 
+    /// This replica stopped for good (its Raft core failed): the reason.
+    #[error("{0}")]
+    Failed(String),
+
     /// A rule of the catalog's own code did not hold (a bug, not bad input).
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -95,7 +99,9 @@ impl CatalogError {
                 MessageError::UnknownKind(_) | MessageError::Unreadable(_),
             ) => StatusCode::BAD_REQUEST,
             CatalogError::NotLeader { .. } => StatusCode::MISDIRECTED_REQUEST,
-            CatalogError::NoMajority(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CatalogError::NoMajority(_) | CatalogError::Failed(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             CatalogError::Storage(_)
             | CatalogError::Internal(_)
             | CatalogError::HttpClient(_)

@@ -194,6 +194,13 @@ pub async fn run(
 ) -> Result<(), CatalogError> {
     let app = App::start(config).await?;
     tracing::info!(addr = %listener.local_addr()?, "catalog listening");
-    common::http::serve(listener, app.router(), shutdown).await?;
-    app.stop().await
+    // Serve until the signal, or until a replica of the group stops for good (its Raft
+    // core failed): then stop the same way and exit saying why.
+    common::http::serve(listener, app.router(), app.tasks.until_failed(shutdown)).await?;
+    let failure = app.tasks.failure().map(str::to_string);
+    app.stop().await?;
+    match failure {
+        Some(why) => Err(CatalogError::Failed(why)),
+        None => Ok(()),
+    }
 }

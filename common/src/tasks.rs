@@ -12,9 +12,15 @@
 //!   something to finish (a batch being written is written and answered).
 //! - [`Tasks::spawn_cancellable`]: the task has nothing to finish (a periodic loop, a
 //!   probe); it is dropped at its next `.await` once shutdown begins.
+//!
+//! A service whose own storage (or Raft core) has failed stops for good through the
+//! same handle: [`Tasks::fail`] records why and resolves [`Tasks::failed`], which the
+//! service's `run` serves until (beside the shutdown signal); `run` then stops as on
+//! SIGTERM and returns the reason as its error, so the process exits non-zero with a
+//! line saying why, and a supervisor (or `run.sh start`) brings it back to catch up.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -28,6 +34,9 @@ pub struct Tasks {
     /// Names of the tasks still running, for the shutdown log. A std mutex: held only
     /// to add or remove a name.
     running: Arc<Mutex<Vec<&'static str>>>,
+    /// Why the service stopped for good, once it has ([`Tasks::fail`]).
+    failure: Arc<OnceLock<String>>,
+    failed: CancellationToken,
 }
 
 /// Removes a task's name from the running list when the task ends (or is dropped).
@@ -103,6 +112,42 @@ impl Tasks {
         self.token.cancel();
     }
 
+    /// Stops the service for good because of `why` (its storage failed): logs it
+    /// (the first reason only) and resolves [`Tasks::failed`]. Shutdown itself is
+    /// the service's `run`'s to do, as on SIGTERM.
+    pub fn fail(&self, why: impl Into<String>) {
+        let why = why.into();
+        if self.failure.set(why.clone()).is_ok() {
+            tracing::error!("{why}: stopping this service; it catches up when started again");
+        }
+        self.failed.cancel();
+    }
+
+    /// Resolves once [`Tasks::fail`] has been called.
+    pub fn failed(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.failed.clone().cancelled_owned()
+    }
+
+    /// Resolves on `shutdown` or on this service's failure, whichever comes first:
+    /// what a service's `run` serves until.
+    pub fn until_failed(
+        &self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let failed = self.failed();
+        async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = failed => {}
+            }
+        }
+    }
+
+    /// Why the service stopped for good, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
     /// Begins shutdown and waits up to `deadline` for every task to end. Returns
     /// whether they all did; the ones that did not are logged by name.
     pub async fn shutdown(&self, deadline: Duration) -> bool {
@@ -155,6 +200,21 @@ mod tests {
         let tasks = Tasks::new();
         tasks.spawn_cancellable("forever", std::future::pending::<()>());
         assert!(tasks.shutdown(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_told_once_and_keeps_its_first_reason() {
+        let tasks = Tasks::new();
+        assert!(tasks.failure().is_none());
+        let failed = tasks.failed();
+        tasks.fail("storage failed: disk full");
+        tasks.fail("something later");
+        failed.await;
+        assert_eq!(tasks.failure(), Some("storage failed: disk full"));
+        assert!(
+            !tasks.is_stopping(),
+            "failing is not shutdown: run() does that"
+        );
     }
 
     #[tokio::test]

@@ -97,8 +97,10 @@ pub struct View {
     pub leading: bool,
     pub term: Term,
     pub leader: Option<ReplicaId>,
-    /// Caught up once since its start, and knows a leader.
+    /// Caught up once since its start, knows a leader, and its Raft core runs.
     pub ready: bool,
+    /// Why the member stopped for good (its Raft core died, or its service failed).
+    pub failure: Option<String>,
     pub commit_index: Option<LogIndex>,
     pub applied_index: Option<LogIndex>,
     /// As leader, every follower and how many log entries it is behind (0 elsewhere).
@@ -197,6 +199,8 @@ struct Inner<C: Group> {
     reads: Reads,
     log: LogStore<C>,
     settings: Settings,
+    /// The service's lifecycle: a dead Raft core stops the service through it.
+    tasks: Tasks,
 }
 
 impl<C: Group> RaftNode<C> {
@@ -237,8 +241,13 @@ impl<C: Group> RaftNode<C> {
                 reads: Reads::default(),
                 log,
                 settings,
+                tasks: tasks.clone(),
             }),
         };
+        tasks.spawn_cancellable(
+            "raft core watch",
+            watch_core(node.inner.raft.metrics(), tasks.clone()),
+        );
         tasks.spawn_cancellable(
             "raft catch-up",
             catch_up(node.clone(), probe.clone(), peers.clone()),
@@ -351,7 +360,10 @@ impl<C: Group> RaftNode<C> {
             // Caught up once (after its start) and knows a leader. Not "has applied
             // all it knows committed": under load a member applies a moment after it
             // learns of a commit, so that would flicker.
-            ready: self.inner.caught_up.load(Ordering::SeqCst) && leader.is_some(),
+            ready: self.inner.caught_up.load(Ordering::SeqCst)
+                && leader.is_some()
+                && m.running_state.is_ok(),
+            failure: self.inner.tasks.failure().map(str::to_string),
             commit_index: self.inner.log.committed_index(),
             applied_index: m.last_applied.map(|l| LogIndex(l.index)),
             behind,
@@ -367,6 +379,27 @@ impl<C: Group> RaftNode<C> {
     pub async fn shutdown(&self) {
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not stop cleanly");
+        }
+    }
+}
+
+/// Stops the service for good when its Raft core dies (a storage error in the log or
+/// the state machine is fatal to openraft: the member then neither votes nor takes
+/// entries, and only a restart, which catches up, brings it back). A core stopped by
+/// shutdown is not a failure.
+async fn watch_core(
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, Node>>,
+    tasks: Tasks,
+) {
+    loop {
+        if let Err(fatal) = &metrics.borrow_and_update().running_state {
+            if !matches!(fatal, Fatal::Stopped) {
+                tasks.fail(format!("the Raft core stopped: {fatal}"));
+            }
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -72,6 +72,11 @@ pub enum OrderError {
     #[error("storage failure")]
     Storage(#[from] StorageError),
 
+    /// This replica stopped for good (its storage or its Raft core failed): it is no
+    /// one to wait for or to lead. The reason.
+    #[error("{0}")]
+    Failed(String),
+
     /// The batch this order was written in failed (the cause is the batch's).
     #[error("the order's batch failed")]
     BatchFailed(#[source] Arc<OrderError>),
@@ -143,6 +148,7 @@ impl OrderError {
             | OrderError::CannotLead(_)
             | OrderError::Peer(_)
             | OrderError::NoMajority(_)
+            | OrderError::Failed(_)
             | OrderError::Unconfirmed(_) => StatusCode::SERVICE_UNAVAILABLE,
             OrderError::ReplicationFailed(_) => StatusCode::BAD_GATEWAY,
             OrderError::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -131,8 +131,15 @@ pub async fn run(
         addr = %listener.local_addr()?,
         "order replica listening"
     );
-    common::http::serve(listener, app.router(), shutdown).await?;
-    app.stop().await
+    // Serve until the signal, or until the replica stops for good (its storage or its
+    // Raft core failed): then stop the same way and exit saying why.
+    common::http::serve(listener, app.router(), app.tasks.until_failed(shutdown)).await?;
+    let failure = app.tasks.failure().map(str::to_string);
+    app.stop().await?;
+    match failure {
+        Some(why) => Err(OrderError::Failed(why)),
+        None => Ok(()),
+    }
 }
 
 /// Starts the replication mode of `config` on `store`.

@@ -8,7 +8,9 @@ use std::process::Command;
 
 use common::wire::Replication;
 
-use crate::helpers::{bin_dir, client_with_run_sh, free_port_base, in_both_modes, stop_run_sh};
+use crate::helpers::{
+    bin_dir, client_with_run_sh, free_port_base, in_both_modes, is_root, stop_run_sh,
+};
 
 in_both_modes!(a_short_chaos_run_passes_every_check);
 
@@ -83,7 +85,7 @@ async fn short_chaos_run(mode: Replication, catalogs: u16) -> String {
 /// `TOYSTORE_REQUIRE_NETNS=1`, so there it cannot be skipped).
 #[tokio::test]
 async fn a_short_multi_host_chaos_run_passes_every_check() {
-    if !client_is_root() {
+    if !is_root() {
         assert!(
             std::env::var_os("TOYSTORE_REQUIRE_NETNS").is_none(),
             "the multi-host chaos test needs root"
@@ -181,12 +183,4 @@ async fn multi_host_chaos_passes(mode: &str, catalogs: u16, faults: usize) {
             "{stdout}"
         );
     }
-}
-
-fn client_is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }

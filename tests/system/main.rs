@@ -11,6 +11,7 @@ mod chaos;
 mod crash;
 mod dashboard;
 mod demo;
+mod disk;
 mod docs;
 mod faults;
 mod frontends;

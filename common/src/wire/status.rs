@@ -65,6 +65,10 @@ pub struct ReplicaStatus {
     /// On a leader: followers it has stopped waiting for until they sync back.
     #[serde(default)]
     pub lagging: Vec<ReplicaId>,
+    /// Why this replica stopped for good (its storage or its Raft core failed): it is
+    /// not ready, and exits once its shutdown is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// Raft mode: the current term (also reported as `epoch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub term: Option<Term>,

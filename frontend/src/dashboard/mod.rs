@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use common::tasks::Tasks;
-use common::wire::{CacheEventKind, CatalogHealth, Replication, Role};
+use common::wire::{CacheEventKind, CatalogHealth, ReplicaStatus, Replication, Role};
 use futures_util::Stream;
 use tokio::sync::watch;
 
@@ -331,13 +331,13 @@ fn replicas(s: &Snapshot) -> String {
             None => "?".to_string(),
         };
         let digest = st.digest.get(..12).unwrap_or(&st.digest);
+        let ready = ready_cell(st);
         let _ = write!(
             out,
             "<tr data-replica=\"{id}\" data-role=\"{role}\" class=\"up {role}{}\">\
-             <td>order{id}</td><td>{role}</td><td>{}</td><td>{}</td><td>{last}</td>\
+             <td>order{id}</td><td>{role}</td><td>{ready}</td><td>{}</td><td>{last}</td>\
              <td>{}</td><td class=\"mono\" title=\"{}\">{}</td><td>{behind}</td></tr>",
             if st.ready { "" } else { " unready" },
-            if st.ready { "yes" } else { "no" },
             st.epoch,
             count(st.orders),
             Esc(&st.digest),
@@ -346,6 +346,16 @@ fn replicas(s: &Snapshot) -> String {
     }
     out.push_str("</tbody></table>");
     out
+}
+
+/// A replica's "ready" cell: yes, no, or "failed" with the reason as its tooltip (a
+/// replica that stopped for good says why while its shutdown runs, then exits).
+fn ready_cell(st: &ReplicaStatus) -> String {
+    match (&st.failure, st.ready) {
+        (Some(why), _) => format!("<span title=\"{}\">failed</span>", Esc(why)),
+        (None, true) => "yes".to_string(),
+        (None, false) => "no".to_string(),
+    }
 }
 
 fn catalog(s: &Snapshot) -> String {

@@ -36,6 +36,24 @@ fn only_changed_panels_are_sent_again() {
 }
 
 #[test]
+fn a_replica_that_stopped_for_good_says_why() {
+    let status = |failure: Option<&str>, ready| -> ReplicaStatus {
+        serde_json::from_value(serde_json::json!({
+            "id": 2, "role": "follower", "ready": ready, "epoch": 3, "leader": 3,
+            "last_order": null, "last_epoch": null, "orders": 0, "digest": "0",
+            "failure": failure,
+        }))
+        .expect("status")
+    };
+    assert_eq!(ready_cell(&status(None, true)), "yes");
+    assert_eq!(ready_cell(&status(None, false)), "no");
+    assert_eq!(
+        ready_cell(&status(Some("storage failed: <No space left>"), false)),
+        r#"<span title="storage failed: &lt;No space left&gt;">failed</span>"#
+    );
+}
+
+#[test]
 fn a_replicated_catalog_shows_each_replica_like_the_order_replicas() {
     use common::domain::{LogIndex, ReplicaId, Term};
     use common::wire::GroupStatus;

@@ -6,6 +6,7 @@ use common::wire::Role;
 
 fn status(id: u32, role: Role, ready: bool, epoch: u64, orders: u64) -> ReplicaStatus {
     ReplicaStatus {
+        failure: None,
         id: ReplicaId(id),
         mode: Replication::PrimaryBackup,
         role,

@@ -37,8 +37,8 @@ impl Replica {
                     last.as_ref().map(|r| r.number),
                 ),
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot read own history");
-                    break;
+                    self.storage_failed(&log, &e);
+                    return;
                 }
             };
             let leader = statuses
@@ -71,6 +71,10 @@ impl Replica {
                     tracing::info!(%peer, "caught up");
                     break;
                 }
+                Err(e @ OrderError::Storage(_)) => {
+                    self.storage_failed(&log, &e);
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(%peer, attempt, error = %e, "catch-up failed; retrying");
                     drop(log);
@@ -95,8 +99,13 @@ impl Replica {
             .filter(|l| *l != self.inner.id)
             .and_then(|l| self.peer_url(l).cloned())
         {
-            if let Err(e) = self.sync_from(&log, &url).await {
-                tracing::warn!(error = %e, "final sync from the leader failed");
+            match self.sync_from(&log, &url).await {
+                Ok(()) => {}
+                Err(e @ OrderError::Storage(_)) => {
+                    self.storage_failed(&log, &e);
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "final sync from the leader failed"),
             }
         }
         tracing::info!(orders = self.inner.store.count(), "ready");

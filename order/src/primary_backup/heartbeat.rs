@@ -29,7 +29,8 @@ async fn beat(replica: &Replica) {
     }
     // Everything the heartbeat names must be durable here first.
     if let Err(e) = replica.store().flush().await {
-        tracing::error!(error = %e, "flush before heartbeat failed");
+        let log = replica.lock_log().await;
+        replica.storage_failed(&log, &e);
         return;
     }
     let Ok(prev) = replica.store().last_pos() else {

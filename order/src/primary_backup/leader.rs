@@ -97,12 +97,11 @@ async fn write_batch(
         return batch.iter().map(|_| Err(not_leader())).collect();
     }
     let store = replica.store();
+    // Every failure below is this replica's own storage's: it stops leading (and
+    // stops), and the front-end places the orders on another leader, same keys.
     let fail_all = |e: OrderError| -> Vec<Result<OrderNumber, OrderError>> {
-        let cause = Arc::new(e);
-        batch
-            .iter()
-            .map(|_| Err(OrderError::BatchFailed(cause.clone())))
-            .collect()
+        replica.storage_failed(&log, &e);
+        batch.iter().map(|_| Err(not_leader())).collect()
     };
     let prev = match store.last_pos() {
         Ok(p) => p,

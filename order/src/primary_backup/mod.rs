@@ -71,7 +71,7 @@ impl PrimaryBackup {
         tasks: &Tasks,
     ) -> Result<Self, OrderError> {
         store.claim_mode(common::wire::Replication::PrimaryBackup)?;
-        let replica = Replica::new(id, store.clone(), peers, client, options.timeouts)?;
+        let replica = Replica::new(id, store.clone(), peers, client, options.timeouts, tasks)?;
         tasks.spawn_cancellable("catch-up", {
             let replica = replica.clone();
             async move { replica.catch_up().await }
@@ -152,12 +152,14 @@ async fn leader_notice(
     State(replica): State<Replica>,
     Json(notice): Json<LeaderNotice>,
 ) -> Result<impl IntoResponse, OrderError> {
-    Ok(data(replica.on_notice(notice).await?))
+    let taken = replica.on_notice(notice).await;
+    Ok(data(replica.unless_storage_failed(taken).await?))
 }
 
 async fn replicate(
     State(replica): State<Replica>,
     Json(batch): Json<Replicate>,
 ) -> Result<impl IntoResponse, OrderError> {
-    Ok(data(replica.on_replicate(batch).await?))
+    let taken = replica.on_replicate(batch).await;
+    Ok(data(replica.unless_storage_failed(taken).await?))
 }

@@ -16,6 +16,9 @@
 //!   second leader for the epoch it holds.
 //! - The commit index is the newest order durable on the leader and every follower it
 //!   waits for (followers learn it from the leader); only orders up to it are read.
+//! - A replica whose own storage fails stops for good ([`Replica::storage_failed`]):
+//!   not ready, no longer leading, and its process exits; it catches up when started
+//!   again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -23,6 +26,8 @@ use std::time::Duration;
 
 use common::client::{OrderClient, PeerError};
 use common::domain::{Epoch, OrderNumber, ReplicaId};
+use common::error::chain;
+use common::tasks::Tasks;
 use common::wire::{LogPos, ReplicaStatus, Replicate, Replication, Role};
 use reqwest::Url;
 use tokio::sync::{watch, MutexGuard, Notify};
@@ -84,6 +89,8 @@ pub(super) struct Inner {
     pub(super) reported: Mutex<BTreeMap<ReplicaId, Option<OrderNumber>>>,
     /// Wakes the heartbeat task at once (after a promotion).
     pub(super) beat_now: Notify,
+    /// The replica's lifecycle: a failure of its own storage stops it through this.
+    pub(super) tasks: Tasks,
 }
 
 /// Proof that the caller holds the log lock.
@@ -111,6 +118,7 @@ impl Replica {
         peers: Vec<(ReplicaId, Url)>,
         client: OrderClient,
         timeouts: Timeouts,
+        tasks: &Tasks,
     ) -> Result<Self, OrderError> {
         let (epoch, leader) = store.epoch()?;
         // A leader remembered for an id that is no longer configured is forgotten.
@@ -133,6 +141,7 @@ impl Replica {
                 lagging: Mutex::new(BTreeSet::new()),
                 reported: Mutex::new(BTreeMap::new()),
                 beat_now: Notify::new(),
+                tasks: tasks.clone(),
             }),
         })
     }
@@ -341,6 +350,7 @@ impl Replica {
             orders: self.inner.store.count(),
             digest: self.inner.store.digest(),
             commit: self.commit(),
+            failure: self.inner.tasks.failure().map(str::to_string),
             lagging: if l.role == Role::Leader {
                 self.lagging().into_iter().collect()
             } else {
@@ -402,6 +412,44 @@ impl Replica {
             });
         }
         Ok(())
+    }
+
+    /// This replica's own storage failed with `error`: it steps down if it led, reports
+    /// itself not ready with the reason, and stops for good ([`Tasks::fail`]; the
+    /// process exits once its shutdown is done, and catches up when started again). A
+    /// leader that cannot store cannot acknowledge; a follower that cannot store must
+    /// be neither waited for nor made leader. Returns the answer for the request at
+    /// hand: a 503, which a leader takes as "lagging" at once and the front-end as
+    /// "choose another leader".
+    pub(super) fn storage_failed(&self, log: &LogGuard<'_>, error: &OrderError) -> OrderError {
+        let why = format!("storage failed: {}", chain(error));
+        let current = self.leadership();
+        self.set_leadership(
+            log,
+            Leadership {
+                role: Role::Follower,
+                leader: current.leader.filter(|l| *l != self.inner.id),
+                ready: false,
+                ..current
+            },
+        );
+        self.inner.tasks.fail(why.clone());
+        OrderError::Failed(why)
+    }
+
+    /// `result`, unless it is a failure of this replica's own storage: then the
+    /// replica stops ([`Replica::storage_failed`]) and the caller is answered 503.
+    pub(super) async fn unless_storage_failed<T>(
+        &self,
+        result: Result<T, OrderError>,
+    ) -> Result<T, OrderError> {
+        match result {
+            Err(e @ OrderError::Storage(_)) => {
+                let log = self.lock_log().await;
+                Err(self.storage_failed(&log, &e))
+            }
+            other => other,
+        }
     }
 
     /// Steps down after a follower refused this leader's epoch.

@@ -29,8 +29,15 @@ async fn replica(orders: &[OrderRecord]) -> (tempfile::TempDir, Replica) {
     // their address (port 9, discard), so contacting them fails at once.
     let nowhere = Url::parse("http://127.0.0.1:9").expect("url");
     let peers = vec![(ReplicaId(2), nowhere.clone()), (ReplicaId(3), nowhere)];
-    let replica =
-        Replica::new(ReplicaId(1), store, peers, client, Timeouts::default()).expect("replica");
+    let replica = Replica::new(
+        ReplicaId(1),
+        store,
+        peers,
+        client,
+        Timeouts::default(),
+        &common::tasks::Tasks::new(),
+    )
+    .expect("replica");
     replica.catch_up().await;
     (dir, replica)
 }

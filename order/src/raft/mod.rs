@@ -298,6 +298,7 @@ impl RaftMode {
             digest: self.store.digest(),
             commit: last.as_ref().map(|r| r.number),
             lagging: Vec::new(),
+            failure: view.failure,
             term: Some(view.term),
             commit_index: view.commit_index,
             applied_index: view.applied_index,

@@ -119,6 +119,17 @@ impl Cluster {
             .port
     }
 
+    /// Where `service` keeps its data (under the cluster's temp dir).
+    pub fn data_dir(&self, service: &str) -> PathBuf {
+        let service = self
+            .topology
+            .service(service)
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.topology
+            .data_dir(service, self.dir.path())
+            .unwrap_or_else(|| panic!("{} keeps no data", service.name))
+    }
+
     pub fn url(&self, service: &str) -> String {
         format!("http://127.0.0.1:{}", self.port(service))
     }

@@ -23,6 +23,15 @@ pub use waits::eventually;
 
 pub(crate) use crate::modes::in_both_modes;
 
+/// Whether the tests run as root (network namespaces, mounts).
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
 /// Settings of a test cluster.
 #[derive(Clone)]
 pub struct Options {

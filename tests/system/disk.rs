@@ -1,0 +1,112 @@
+//! A full disk under one order replica: its data directory is a tmpfs of its own,
+//! filled up while orders flow. The replica stops for good (it exits, saying why)
+//! instead of failing every batch it is sent, orders flow on without it, and once the
+//! space is freed and it is started again it catches up with nothing lost. Needs root
+//! (mount); CI runs as root and sets `TOYSTORE_REQUIRE_NETNS=1`, so there it cannot
+//! be skipped.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::wire::Replication;
+use serde_json::json;
+
+use crate::helpers::{eventually, in_both_modes, is_root, Cluster, Options};
+
+in_both_modes!(a_replica_whose_disk_fills_stops_and_orders_flow_on);
+
+/// A tmpfs mounted for the test, unmounted when dropped (also when the test fails).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, size_mb: u64) -> Tmpfs {
+        std::fs::create_dir_all(path).expect("mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mb}m"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount a tmpfs at {}", path.display());
+        Tmpfs(path.to_path_buf())
+    }
+
+    /// Fills the file system to the last byte with a file of its own; returns its path.
+    fn fill(&self) -> PathBuf {
+        let path = self.0.join("filler");
+        let mut file = std::fs::File::create(&path).expect("filler");
+        let chunk = vec![0u8; 64 * 1024];
+        while file.write(&chunk).is_ok_and(|n| n > 0) {}
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Places `n` orders one after another, each of which must succeed; returns how
+/// many orders a second that was.
+async fn place(cluster: &Cluster, n: usize) -> f64 {
+    let started = Instant::now();
+    for _ in 0..n {
+        let (status, body) = cluster.order("Tux", 1, None).await;
+        assert_eq!(status, 200, "an order failed: {body}");
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn a_replica_whose_disk_fills_stops_and_orders_flow_on(mode: Replication) {
+    if !is_root() {
+        assert!(
+            std::env::var_os("TOYSTORE_REQUIRE_NETNS").is_none(),
+            "the disk-full test needs root"
+        );
+        eprintln!("skipped: the disk-full test needs root (mount)");
+        return;
+    }
+    let mut cluster = Cluster::new(Options {
+        initial_stock: 100_000,
+        ..Options::in_mode(mode)
+    });
+    // order2 follows: order3 leads in primary-backup (the highest id), and order1 is
+    // the one that starts the Raft group.
+    let full = "order2";
+    let disk = Tmpfs::mount(&cluster.data_dir(full), 64);
+    cluster.start_all().await;
+    let mut placed = 100;
+    let before = place(&cluster, placed).await;
+
+    let filler = disk.fill();
+    // Every order is still answered 200 while the full replica fails and drops out.
+    let full_rate = place(&cluster, 400).await;
+    placed += 400;
+    eprintln!("orders/s with every disk free: {before:.0}; with order2's full: {full_rate:.0}");
+    // It stopped for good, saying why, instead of failing each batch it was sent.
+    cluster.wait_exit(full, Duration::from_secs(30)).await;
+    let log = cluster.log_text(full);
+    assert!(
+        log.contains("storage failed") || log.contains("the Raft core stopped"),
+        "order2 exited without saying its storage failed:\n{}",
+        cluster.log_tail(full)
+    );
+    place(&cluster, 100).await;
+    placed += 100;
+
+    // Space freed and started again: it catches up, and no acknowledged order is lost.
+    std::fs::remove_file(filler).expect("free the space");
+    cluster.start_service(full).await;
+    cluster.converged().await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            cluster.replica(2).await["orders"] == json!(placed)
+        })
+        .await,
+        "order2 holds {} orders, {placed} were acknowledged",
+        cluster.replica(2).await["orders"]
+    );
+    place(&cluster, 10).await;
+}
