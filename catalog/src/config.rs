@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::config::{
-    parse_replicas, parse_urls, PeerArgs, Replicas, StorageArgs, TokenArgs, Urls,
+    parse_replicas, parse_urls, EdgeArgs, PeerArgs, Replicas, StorageArgs, TokenArgs, Urls,
 };
 use common::domain::ReplicaId;
 use common::retention::RetentionArgs;
@@ -86,6 +86,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub peer: PeerArgs,
+
+    #[command(flatten)]
+    pub edge: EdgeArgs,
 
     #[command(flatten)]
     pub storage: StorageArgs,

@@ -192,15 +192,14 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CatalogError> {
+    let edge = config.edge.edge();
     let app = App::start(config).await?;
     tracing::info!(addr = %listener.local_addr()?, "catalog listening");
     // Serve until the signal, or until a replica of the group stops for good (its Raft
     // core failed): then stop the same way and exit saying why.
-    common::http::serve(listener, app.router(), app.tasks.until_failed(shutdown)).await?;
+    let until = app.tasks.until_failed(shutdown);
+    common::serve::serve(listener, app.router(), edge, until).await?;
     let failure = app.tasks.failure().map(str::to_string);
     app.stop().await?;
-    match failure {
-        Some(why) => Err(CatalogError::Failed(why)),
-        None => Ok(()),
-    }
+    failure.map_or(Ok(()), |why| Err(CatalogError::Failed(why)))
 }

@@ -37,7 +37,8 @@ pub async fn serve(listen: SocketAddr, upstream: Option<Url>) -> Result<(), Clie
                 .with_state((http, url))
         }
     };
-    common::http::serve(listener, router, common::http::shutdown_signal())
+    let edge = common::serve::Edge::default();
+    common::serve::serve(listener, router, edge, common::http::shutdown_signal())
         .await
         .map_err(|e| ClientError::Other(e.to_string()))
 }

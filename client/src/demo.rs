@@ -37,6 +37,7 @@ struct Session {
 pub async fn demo(run_sh: RunSh, inspector: Inspector, out: &Path) -> Result<(), ClientError> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .pool_idle_timeout(common::client::POOL_IDLE)
         .build()
         .map_err(ClientError::http("building the HTTP client"))?;
     let mut s = Session {

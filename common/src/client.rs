@@ -71,12 +71,17 @@ pub struct ClusterClient {
     timeouts: PeerTimeouts,
 }
 
+/// How long a pooled connection to another service may sit idle before this side
+/// closes it: below the services' idle timeout (`--header-timeout-ms`, 30 s by
+/// default), so that a connection is never reused just as the server closes it.
+pub const POOL_IDLE: Duration = Duration::from_secs(20);
+
 impl ClusterClient {
     /// Builds the service's one HTTP client (keep-alive pool, `TCP_NODELAY`).
     pub fn new(token: &str, timeouts: PeerTimeouts) -> Result<Self, PeerError> {
         let http = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
             .build()

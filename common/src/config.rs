@@ -44,6 +44,32 @@ impl PeerArgs {
     }
 }
 
+/// The bounds of a service's HTTP edge, the same flags on every service (see
+/// [`crate::serve`]).
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct EdgeArgs {
+    /// Time a client has to send a request's head, and how long a kept-alive
+    /// connection may sit idle, in ms (then the connection is closed).
+    #[arg(long, env = "TOYSTORE_HEADER_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_ms: u64,
+
+    /// Connections served at once; a connection past them is answered 503 (JSON) and
+    /// closed. Keep it under the open-file limit (`ulimit -n`).
+    #[arg(long, env = "TOYSTORE_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+}
+
+impl EdgeArgs {
+    pub fn edge(&self) -> crate::serve::Edge {
+        crate::serve::Edge {
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
+}
+
 /// The sled database's settings (the catalog and the replicas).
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub struct StorageArgs {

@@ -23,13 +23,22 @@ pub struct ErrorDetail {
 
 /// Renders `status` and `message` in the error shape of the contract.
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
-    let body = ErrorBody {
+    (status, axum::Json(error_of(status, message))).into_response()
+}
+
+/// The body of [`error_response`] as JSON text, for replies written outside a router
+/// (a connection refused at the edge).
+pub fn error_body(status: StatusCode, message: &str) -> String {
+    serde_json::to_string(&error_of(status, message)).unwrap_or_default()
+}
+
+fn error_of(status: StatusCode, message: impl Into<String>) -> ErrorBody {
+    ErrorBody {
         error: ErrorDetail {
             code: status.as_u16(),
             message: message.into(),
         },
-    };
-    (status, axum::Json(body)).into_response()
+    }
 }
 
 /// `error` and every error beneath it, joined with ": " — for the log line that

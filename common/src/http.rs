@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by the services: the JSON body extractor, the cluster-token
-//! guard, JSON fallbacks and `/metrics`, and serving with `TCP_NODELAY` until shutdown,
-//! each request in a span named by its request id (see [`crate::trace`]).
+//! guard, JSON fallbacks and `/metrics`, and the edge every request passes (the head's
+//! limits, each request in a span named by its request id, see [`crate::trace`]).
+//! Serving itself is [`crate::serve`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,7 +11,6 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use axum::Router;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
@@ -24,6 +24,15 @@ pub const BODY_LIMIT: usize = 16 * 1024;
 
 /// Largest internal body (replication batches, catch-up pages).
 pub const INTERNAL_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Longest request target (path and query), in bytes: longer is a 414.
+pub const MAX_URI: usize = 8 * 1024;
+
+/// Most headers in a request: more is a 431.
+pub const MAX_HEADERS: usize = 100;
+
+/// Most bytes of headers (names and values) in a request: more is a 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// A JSON request body. Unlike `axum::Json` it ignores the `Content-Type` header (so
 /// `curl -d` works) and rejects with the contract's JSON error shape.
@@ -101,23 +110,9 @@ pub fn with_fallbacks(router: Router) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
 }
 
-/// Serves `router` on `listener` (with `TCP_NODELAY`) until `shutdown` resolves, then
-/// stops accepting and lets in-flight requests finish.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, with_edge(router))
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// `router` behind the edge every request passes first (trailing slash trimmed,
-/// request id): what [`serve`] serves, and what in-process tests drive.
+/// `router` behind the edge every request passes first (a head within the limits,
+/// trailing slash trimmed, request id): what [`crate::serve::serve`] serves, and what
+/// in-process tests drive.
 pub fn with_edge(router: Router) -> Router {
     // Routing happens inside `router`: the outer router rewrites the path first.
     Router::new()
@@ -125,10 +120,13 @@ pub fn with_edge(router: Router) -> Router {
         .layer(axum::middleware::from_fn(edge))
 }
 
-/// What every request goes through before routing: the trailing slash is trimmed, and
-/// the request runs in a `request{id=…}` span with its id current (see
-/// [`crate::trace`]); the reply carries the id back.
+/// What every request goes through before routing: a head beyond the limits is
+/// refused, the trailing slash is trimmed, and the request runs in a `request{id=…}`
+/// span with its id current (see [`crate::trace`]); the reply carries the id back.
 async fn edge(mut req: Request, next: Next) -> Response {
+    if let Some(refused) = head_too_large(&req) {
+        return refused;
+    }
     trim_trailing_slash(&mut req);
     let id = req
         .headers()
@@ -151,8 +149,37 @@ async fn edge(mut req: Request, next: Next) -> Response {
     resp
 }
 
+/// A JSON 414 or 431 for a request whose head is beyond [`MAX_URI`],
+/// [`MAX_HEADERS`] or [`MAX_HEADER_BYTES`] (the HTTP library reads heads of up to
+/// [`crate::serve::MAX_HEAD`] bytes, so that these answer, not its empty one).
+fn head_too_large(req: &Request) -> Option<Response> {
+    let uri = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri > MAX_URI {
+        return Some(error_response(
+            StatusCode::URI_TOO_LONG,
+            format!("the request target is {uri} bytes; at most {MAX_URI} are read"),
+        ));
+    }
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return Some(error_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "{} headers of {bytes} bytes; at most {MAX_HEADERS} headers of \
+                 {MAX_HEADER_BYTES} bytes in all are read",
+                headers.len()
+            ),
+        ));
+    }
+    None
+}
+
 /// Marks a request whose path lost its trailing slash at the edge (see
-/// [`serve`]): a handler that must tell `/docs/` from `/docs` can.
+/// [`with_edge`]): a handler that must tell `/docs/` from `/docs` can.
 #[derive(Debug, Clone, Copy)]
 pub struct TrimmedSlash;
 

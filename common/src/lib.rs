@@ -33,6 +33,7 @@ pub mod http;
 pub mod idkey;
 pub mod metrics;
 pub mod retention;
+pub mod serve;
 pub mod storage;
 pub mod tasks;
 pub mod telemetry;

@@ -1,7 +1,7 @@
 //! Request ids: one `x-request-id` followed through every service's log.
 //!
 //! Every service runs each request in a `request{id=…}` span (see
-//! [`crate::http::serve`]). The id is the request's `x-request-id` header when it
+//! [`crate::http::with_edge`]). The id is the request's `x-request-id` header when it
 //! carries a usable one, else a fresh one; the reply carries it back. While the
 //! request's own task runs, [`RequestId::current`] returns it and the typed clients
 //! ([`crate::client`]) put it on every call they make, so the catalog and the leader

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::config::{
-    parse_replicas, parse_urls, PeerArgs, Replicas, TokenArgs, Urls, DEFAULT_REPLICAS,
+    parse_replicas, parse_urls, EdgeArgs, PeerArgs, Replicas, TokenArgs, Urls, DEFAULT_REPLICAS,
 };
 use common::wire::Replication;
 
@@ -90,6 +90,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub peer: PeerArgs,
+
+    #[command(flatten)]
+    pub edge: EdgeArgs,
 
     /// Test-only: wait this long between reading a toy from the catalog and caching it,
     /// to make the fill/invalidation race deterministic.

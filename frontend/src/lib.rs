@@ -145,6 +145,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (cache, capacity) = (config.cache, config.cache_capacity);
+    let edge = config.edge.edge();
     let app = App::start(config).await?;
     tracing::info!(
         addr = %listener.local_addr()?,
@@ -160,7 +161,7 @@ pub async fn run(
         shutdown.await;
         closing.stop();
     };
-    common::http::serve(listener, app.router(), shutdown).await?;
+    common::serve::serve(listener, app.router(), edge, shutdown).await?;
     app.stop().await;
     Ok(())
 }

@@ -173,6 +173,7 @@ impl History {
     pub async fn watch(self: Arc<Self>, frontend: Url, catalogs: Vec<Url>, stop: Arc<AtomicBool>) {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
+            .pool_idle_timeout(common::client::POOL_IDLE)
             .build()
             .unwrap_or_default();
         let mut next = 0u64;

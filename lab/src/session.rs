@@ -127,6 +127,7 @@ const FAILURE_BACKOFF: Duration = Duration::from_millis(50);
 fn http_client() -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
         .pool_max_idle_per_host(1)
+        .pool_idle_timeout(common::client::POOL_IDLE)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(60))
         .build()

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::config::{
-    parse_replicas, parse_urls, PeerArgs, Replicas, StorageArgs, TokenArgs, Urls, DEFAULT_REPLICAS,
+    parse_replicas, parse_urls, EdgeArgs, PeerArgs, Replicas, StorageArgs, TokenArgs, Urls,
+    DEFAULT_REPLICAS,
 };
 use common::domain::ReplicaId;
 use common::retention::RetentionArgs;
@@ -48,6 +49,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub peer: PeerArgs,
+
+    #[command(flatten)]
+    pub edge: EdgeArgs,
 
     #[command(flatten)]
     pub storage: StorageArgs,

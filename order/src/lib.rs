@@ -121,7 +121,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), OrderError> {
-    let (id, mode) = (config.id, config.replication);
+    let (id, mode, edge) = (config.id, config.replication, config.edge.edge());
     let app = App::start(config).await?;
     tracing::info!(
         %id,
@@ -133,13 +133,11 @@ pub async fn run(
     );
     // Serve until the signal, or until the replica stops for good (its storage or its
     // Raft core failed): then stop the same way and exit saying why.
-    common::http::serve(listener, app.router(), app.tasks.until_failed(shutdown)).await?;
+    let until = app.tasks.until_failed(shutdown);
+    common::serve::serve(listener, app.router(), edge, until).await?;
     let failure = app.tasks.failure().map(str::to_string);
     app.stop().await?;
-    match failure {
-        Some(why) => Err(OrderError::Failed(why)),
-        None => Ok(()),
-    }
+    failure.map_or(Ok(()), |why| Err(OrderError::Failed(why)))
 }
 
 /// Starts the replication mode of `config` on `store`.

@@ -4,6 +4,7 @@
 //! crashes, pauses, partitions, replication between replicas, chaos.
 
 mod catalog_api;
+mod edge;
 mod frontend_api;
 mod frontend_docs;
 #[path = "../support/modes.rs"]

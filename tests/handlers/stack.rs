@@ -183,8 +183,13 @@ pub async fn listener() -> (TcpListener, String) {
 
 /// Serves `router` on `listener` until the returned handle is dropped.
 pub fn serve(listener: TcpListener, router: Router) -> Served {
+    serve_within(listener, router, common::serve::Edge::default())
+}
+
+/// [`serve`] within the edge bounds `edge`.
+pub fn serve_within(listener: TcpListener, router: Router, edge: common::serve::Edge) -> Served {
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(common::http::serve(listener, router, async move {
+    tokio::spawn(common::serve::serve(listener, router, edge, async move {
         let _ = stopped.await;
     }));
     Served { _stop: stop }

@@ -16,7 +16,7 @@
 //!   second leader for the epoch it holds.
 //! - The commit index is the newest order durable on the leader and every follower it
 //!   waits for (followers learn it from the leader); only orders up to it are read.
-//! - A replica whose own storage fails stops for good ([`Replica::storage_failed`]):
+//! - A replica whose own storage fails stops for good (`Replica::storage_failed`):
 //!   not ready, no longer leading, and its process exits; it catches up when started
 //!   again.
 
