@@ -4,8 +4,10 @@
 //! - [`domain`]: order numbers, epochs, terms, log indexes, versions and replica ids
 //!   as types of their own.
 //! - [`error`]: the `{"error": {"code", "message"}}` body every service answers with.
-//! - [`http`]: the JSON body extractor, the cluster-token guard, serving with
-//!   `TCP_NODELAY` and graceful shutdown.
+//! - [`http`]: the JSON body extractor, the cluster-token guard, the edge every
+//!   request passes (head limits, request span).
+//! - [`serve`]: the accept loop — a connection cap, the header and idle timeout,
+//!   `TCP_NODELAY`, graceful shutdown.
 //! - [`backoff`]: the one retry policy (doubling pauses, a cap, a deadline).
 //! - [`batch`]: group work — many callers' items handled as one batch.
 //! - [`client`]: typed clients for the catalog and the order replicas, which tell
@@ -15,7 +17,8 @@
 //! - [`config`]: parsing helpers for the command-line configuration.
 //! - [`idkey`]: idempotency keys as stored (a UUID in 17 bytes).
 //! - [`retention`]: how long idempotency keys are kept, and by which clock.
-//! - [`tasks`]: one lifecycle for background tasks (cancel, then wait with a deadline).
+//! - [`tasks`]: one lifecycle for background tasks (cancel, then wait with a deadline),
+//!   and a service's way to stop for good when its storage fails.
 //! - [`telemetry`]: logging setup, done once per process.
 //! - [`topology`]: the cluster's services, names, ports and command lines, written
 //!   once for `run.sh`'s launcher, the tests and the client.
