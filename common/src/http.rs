@@ -237,7 +237,7 @@ pub async fn run_service<F, Fut, E>(
 where
     F: FnOnce(TcpListener) -> Fut,
     Fut: Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
+    E: std::error::Error + 'static,
 {
     let listener = match bind(addr).await {
         Ok(l) => l,
@@ -250,7 +250,7 @@ where
     match run(listener).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{name} failed: {e}");
+            tracing::error!("{name} failed: {}", crate::error::chain(&e));
             std::process::ExitCode::FAILURE
         }
     }

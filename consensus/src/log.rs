@@ -89,7 +89,7 @@ impl<C: Group> LogStore<C> {
         cache_mb: u64,
         crash_before_replicate: bool,
         tasks: &Tasks,
-    ) -> sled::Result<Self> {
+    ) -> Result<Self, common::storage::StorageError> {
         let db = common::storage::open_db(dir, cache_mb)?;
         let (flushes, queue) = mpsc::unbounded_channel();
         tasks.spawn(

@@ -14,6 +14,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::topology::{Kind, Service};
+use common::wire::Replication;
 
 use crate::health::{get_health, port_busy};
 use crate::process::{self, alive, Files};
@@ -63,7 +64,7 @@ impl Cluster {
         for stage in stages {
             let mut children = Vec::new();
             for service in stage {
-                children.push((service, self.start_one(service)?));
+                children.push((service, self.start_one(service, &[])?));
             }
             for (service, child) in &mut children {
                 self.wait_healthy(service, child.as_mut())?;
@@ -76,7 +77,7 @@ impl Cluster {
     /// Starts `name` (if it is not running) and waits until it is healthy.
     pub fn start(&self, name: &str) -> Result<(), LaunchError> {
         let service = self.service(name)?;
-        let mut child = self.start_one(service)?;
+        let mut child = self.start_one(service, &[])?;
         self.wait_healthy(service, child.as_mut())
     }
 
@@ -113,10 +114,30 @@ impl Cluster {
         strays
     }
 
+    /// Stops an order replica (primary-backup) if it runs and starts it with
+    /// `--rebuild`: its data directory is set aside and it takes its whole history
+    /// from a ready peer before it reports ready.
+    pub fn rebuild(&self, name: &str) -> Result<(), LaunchError> {
+        let service = self.service(name)?;
+        if service.kind != Kind::Order
+            || self.settings.topology.replication() != Replication::PrimaryBackup
+        {
+            return Err(LaunchError::Setting {
+                var: "the service",
+                expected: "an order replica in primary-backup mode (a Raft member that \
+                           lost its log could vote twice in a term)",
+                value: name.to_string(),
+            });
+        }
+        self.stop_one(service)?;
+        let mut child = self.start_one(service, &[("ORDER_REBUILD", "true")])?;
+        self.wait_healthy(service, child.as_mut())
+    }
+
     pub fn restart(&self, name: &str) -> Result<(), LaunchError> {
         let service = self.service(name)?;
         self.stop_one(service)?;
-        let mut child = self.start_one(service)?;
+        let mut child = self.start_one(service, &[])?;
         self.wait_healthy(service, child.as_mut())
     }
 
@@ -185,7 +206,11 @@ impl Cluster {
     }
 
     /// Starts `service` unless it runs; the child, when this call started it.
-    fn start_one(&self, service: &Service) -> Result<Option<Child>, LaunchError> {
+    fn start_one(
+        &self,
+        service: &Service,
+        extra: &[(&str, &str)],
+    ) -> Result<Option<Child>, LaunchError> {
         let name = &service.name;
         if let Some(pid) = self.files.running_pid(service) {
             println!("{name} already running (pid {pid})");
@@ -203,7 +228,9 @@ impl Cluster {
                 },
             });
         }
-        let child = self.files.spawn(service, self.command(service)?)?;
+        let mut cmd = self.command(service)?;
+        cmd.envs(extra.iter().copied());
+        let child = self.files.spawn(service, cmd)?;
         println!(
             "started {name} (pid {}, port {}, log {})",
             child.id(),

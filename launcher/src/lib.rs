@@ -11,7 +11,7 @@
 //!   replication mode) turned into a [`Settings`].
 //! - [`process`]: PID files, detached starts, signals, "is it still the service?".
 //! - [`health`]: `GET /health` in plain HTTP/1.0.
-//! - [`commands`]: `up`, `start`, `stop`, `restart`, `kill`, `status`, `logs`.
+//! - [`commands`]: `up`, `start`, `stop`, `restart`, `rebuild`, `kill`, `status`, `logs`.
 //! - [`probe`]: a container's health check (`probe`), from inside the container.
 //! - [`error`]: [`LaunchError`], printed by `main` with its causes.
 
@@ -52,6 +52,9 @@ pub enum Command {
     Stop { service: Option<String> },
     /// Stop and start one service.
     Restart { service: String },
+    /// Start an order replica (primary-backup) afresh from its peers: its data
+    /// directory is set aside (kept) and it takes its whole history from a ready peer.
+    Rebuild { service: String },
     /// SIGKILL one service (a crash: no shutdown code runs).
     Kill { service: String },
     /// What runs, with each service's health.
@@ -76,6 +79,7 @@ pub fn run(cli: Cli) -> Result<(), LaunchError> {
         Command::Stop { service: Some(s) } => cluster()?.stop(&s),
         Command::Stop { service: None } => cluster()?.stop_all(),
         Command::Restart { service } => cluster()?.restart(&service),
+        Command::Rebuild { service } => cluster()?.rebuild(&service),
         Command::Kill { service } => cluster()?.kill(&service),
         Command::Status => cluster()?.status(),
         Command::Logs { service } => cluster()?.logs(&service),

@@ -33,6 +33,12 @@ pub struct Config {
     #[arg(long, env = "ORDER_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Rebuild this replica from its peers (primary-backup): move its data directory
+    /// aside (to `<dir>.damaged-<unix seconds>`) and start empty; it reports ready only
+    /// once it has taken a ready peer's whole history, however long that takes.
+    #[arg(long, env = "ORDER_REBUILD")]
+    pub rebuild: bool,
+
     /// Every replica as ID=URL, comma-separated (this one included).
     #[arg(long, env = "TOYSTORE_REPLICAS", default_value = DEFAULT_REPLICAS,
           value_parser = parse_replicas)]

@@ -1,11 +1,14 @@
-//! A full disk under one order replica: its data directory is a tmpfs of its own,
-//! filled up while orders flow. The replica stops for good (it exits, saying why)
-//! instead of failing every batch it is sent, orders flow on without it, and once the
-//! space is freed and it is started again it catches up with nothing lost. Needs root
-//! (mount); CI runs as root and sets `TOYSTORE_REQUIRE_NETNS=1`, so there it cannot
-//! be skipped.
+//! A replica's own storage failing under it:
+//! - a full disk (its data directory a tmpfs of its own, filled up while orders flow):
+//!   the replica stops for good (it exits, saying why) instead of failing every batch
+//!   it is sent, orders flow on without it, and once the space is freed and it is
+//!   started again it catches up with nothing lost. Needs root (mount); CI runs as root
+//!   and sets `TOYSTORE_REQUIRE_NETNS=1`, so there it cannot be skipped.
+//! - a damaged database file: the replica never panics at start (it serves, or refuses
+//!   naming the directory and the remedy), and `--rebuild` brings it back from its
+//!   peers with nothing lost.
 
-use std::io::Write as _;
+use std::io::{Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -107,6 +110,90 @@ async fn a_replica_whose_disk_fills_stops_and_orders_flow_on(mode: Replication) 
         .await,
         "order2 holds {} orders, {placed} were acknowledged",
         cluster.replica(2).await["orders"]
+    );
+    place(&cluster, 10).await;
+}
+
+#[tokio::test]
+async fn a_damaged_replica_store_is_refused_by_name_and_rebuilt_from_its_peers() {
+    let mut cluster = Cluster::start(Options {
+        initial_stock: 100_000,
+        ..Options::default()
+    })
+    .await;
+    let mut placed = 300;
+    place(&cluster, placed).await;
+    // order1 follows (order3 leads); its database file is damaged every 32 KiB.
+    let damaged = "order1";
+    cluster.kill(damaged);
+    let dir = cluster.data_dir(damaged);
+    let file = dir.join("db");
+    let len = std::fs::metadata(&file).expect("db file").len();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .expect("open db");
+    for at in (4096..len).step_by(32 * 1024) {
+        f.seek(SeekFrom::Start(at)).expect("seek");
+        f.write_all(&[0xa5; 16]).expect("damage");
+    }
+    drop(f);
+
+    // Started as it is: it refuses, naming the directory and the remedy, or it serves
+    // the same history as its peers. It never dies of a panic.
+    cluster.spawn(damaged);
+    let health = format!("{}/health", cluster.url(damaged));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if !cluster.is_running(damaged) {
+            let log = cluster.log_text(damaged);
+            assert!(
+                log.contains("is damaged") && log.contains(&dir.display().to_string()),
+                "order1 exited without naming its damaged store:\n{}",
+                cluster.log_tail(damaged)
+            );
+            assert!(!log.contains("order failed: ") || log.contains("move it aside"));
+            cluster.wait_exit(damaged, Duration::from_secs(1)).await;
+            eprintln!("order1 refused its damaged store");
+            break;
+        }
+        let ready = match cluster.http.get(&health).send().await {
+            Ok(reply) => reply.json::<serde_json::Value>().await.ok(),
+            Err(_) => None,
+        };
+        if ready.is_some_and(|h| h["ready"] == json!(true)) {
+            cluster.converged().await;
+            eprintln!("order1 served its damaged store, with its peers' digest");
+            cluster.kill(damaged);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order1 neither refused nor served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    place(&cluster, 50).await;
+    placed += 50;
+
+    // Rebuilt: the damaged directory is set aside, and the history comes from a peer.
+    cluster.set_env(damaged, "ORDER_REBUILD", "true");
+    cluster.start_service(damaged).await;
+    cluster.clear_env(damaged);
+    cluster.converged().await;
+    assert_eq!(cluster.replica(1).await["orders"], json!(placed));
+    let parent = dir.parent().expect("data root");
+    let aside = std::fs::read_dir(parent)
+        .expect("data root")
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("order1.damaged-")
+        });
+    assert!(
+        aside,
+        "the damaged directory was not kept beside the new one"
     );
     place(&cluster, 10).await;
 }

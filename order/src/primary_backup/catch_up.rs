@@ -23,9 +23,21 @@ const PAGE: u64 = 500;
 
 impl Replica {
     /// Catch-up at start: sync from the leader (or the most up-to-date peer), then
-    /// report ready. Retries a few times if the source fails midway.
+    /// report ready. Retries a few times if the source fails midway. A store being
+    /// rebuilt (`--rebuild`) holds nothing to rely on: it waits, however long, until a
+    /// ready peer answers and it has taken that peer's whole history.
     pub async fn catch_up(&self) {
-        for attempt in 0..5 {
+        let rebuilding = match self.inner.store.rebuilding() {
+            Ok(rebuilding) => rebuilding,
+            Err(e) => {
+                let log = self.lock_log().await;
+                self.storage_failed(&log, &e);
+                return;
+            }
+        };
+        let mut attempt = 0;
+        while rebuilding || attempt < 5 {
+            attempt += 1;
             let log = self.lock_log().await;
             if self.leadership().ready {
                 return; // a leader notice got here first and synced us
@@ -61,11 +73,27 @@ impl Replica {
                 }
                 None => statuses
                     .iter()
-                    .filter(|(_, s)| freshness(s.last_epoch, s.last_order) > mine)
+                    .filter(|(_, s)| {
+                        if rebuilding {
+                            s.ready
+                        } else {
+                            freshness(s.last_epoch, s.last_order) > mine
+                        }
+                    })
                     .max_by_key(|(_, s)| freshness(s.last_epoch, s.last_order))
                     .map(|(url, s)| (url.clone(), s.id)),
             };
-            let Some((url, peer)) = source else { break };
+            let Some((url, peer)) = source else {
+                if !rebuilding {
+                    break;
+                }
+                if attempt == 1 || attempt % 30 == 0 {
+                    tracing::warn!("rebuilding: waiting for a ready peer to take the history from");
+                }
+                drop(log);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            };
             match self.sync_from(&log, &url).await {
                 Ok(()) => {
                     tracing::info!(%peer, "caught up");
@@ -181,6 +209,11 @@ impl Replica {
         self.clamp_commit(store.last()?.map(|r| r.number));
         if taken > 0 || dropped > 0 {
             tracing::info!(taken, dropped, "synced history from {peer}");
+        }
+        // A store being rebuilt now holds a whole history: the peer's.
+        if store.rebuilding()? {
+            store.set_rebuilding(false).await?;
+            tracing::info!(orders = store.count(), "rebuilt from {peer}");
         }
         Ok(())
     }

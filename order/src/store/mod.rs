@@ -50,6 +50,9 @@ const META_MODE: &[u8] = b"mode";
 const META_FIGURES: &[u8] = b"figures";
 const META_PRUNED: &[u8] = b"pruned";
 const META_FORMAT: &[u8] = b"format";
+/// Present while the store is being rebuilt from a peer (`--rebuild`): until then it
+/// holds nothing anyone may rely on.
+const META_REBUILDING: &[u8] = b"rebuilding";
 
 /// The layout `record` describes.
 const FORMAT: &[u8] = b"3";
@@ -236,6 +239,23 @@ impl Store {
                 Ok(())
             }
         }
+    }
+
+    /// Whether this store is being rebuilt from a peer and has not yet taken a whole
+    /// history (see [`Store::set_rebuilding`]).
+    pub fn rebuilding(&self) -> Result<bool, OrderError> {
+        Ok(self.meta.contains_key(META_REBUILDING)?)
+    }
+
+    /// Marks the store as being rebuilt (a new, empty store), or done with that;
+    /// durably.
+    pub async fn set_rebuilding(&self, rebuilding: bool) -> Result<(), OrderError> {
+        if rebuilding {
+            self.meta.insert(META_REBUILDING, &[1u8][..])?;
+        } else {
+            self.meta.remove(META_REBUILDING)?;
+        }
+        self.flush().await
     }
 
     /// A value of the `meta` tree.
