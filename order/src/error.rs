@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use common::client::PeerError;
 use common::domain::{Epoch, IdempotencyKey, OrderNumber, ReplicaId};
-use std::sync::Arc;
 
 use common::error::{chain, error_response};
 use common::flush::FlushError;
@@ -76,10 +75,6 @@ pub enum OrderError {
     /// one to wait for or to lead. The reason.
     #[error("{0}")]
     Failed(String),
-
-    /// The batch this order was written in failed (the cause is the batch's).
-    #[error("the order's batch failed")]
-    BatchFailed(#[source] Arc<OrderError>),
 
     #[error("{0}")]
     Config(String),
@@ -156,7 +151,6 @@ impl OrderError {
                 StatusCode::BAD_REQUEST
             }
             OrderError::Storage(_)
-            | OrderError::BatchFailed(_)
             | OrderError::HttpClient(_)
             | OrderError::RaftRead(_)
             | OrderError::Config(_)
