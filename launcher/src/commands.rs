@@ -122,12 +122,7 @@ impl Cluster {
         if service.kind != Kind::Order
             || self.settings.topology.replication() != Replication::PrimaryBackup
         {
-            return Err(LaunchError::Setting {
-                var: "the service",
-                expected: "an order replica in primary-backup mode (a Raft member that \
-                           lost its log could vote twice in a term)",
-                value: name.to_string(),
-            });
+            return Err(LaunchError::NotRebuildable(name.to_string()));
         }
         self.stop_one(service)?;
         let mut child = self.start_one(service, &[("ORDER_REBUILD", "true")])?;

@@ -49,6 +49,11 @@ pub enum LaunchError {
         port: u16,
         reply: String,
     },
+    #[error(
+        "{0} cannot be rebuilt: only an order replica in primary-backup mode can (a Raft \
+         member that lost its log could vote twice in one term)"
+    )]
+    NotRebuildable(String),
     #[error("{0} is not running")]
     NotRunning(String),
     #[error("{service} (pid {pid}) still exists 10 s after SIGKILL")]

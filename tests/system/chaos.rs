@@ -9,7 +9,7 @@ use std::process::Command;
 use common::wire::Replication;
 
 use crate::helpers::{
-    bin_dir, client_with_run_sh, free_port_base, in_both_modes, is_root, stop_run_sh,
+    bin_dir, client_with_run_sh, free_port_base, in_both_modes, root_or_skip, stop_run_sh,
 };
 
 in_both_modes!(a_short_chaos_run_passes_every_check);
@@ -85,12 +85,7 @@ async fn short_chaos_run(mode: Replication, catalogs: u16) -> String {
 /// `TOYSTORE_REQUIRE_NETNS=1`, so there it cannot be skipped).
 #[tokio::test]
 async fn a_short_multi_host_chaos_run_passes_every_check() {
-    if !is_root() {
-        assert!(
-            std::env::var_os("TOYSTORE_REQUIRE_NETNS").is_none(),
-            "the multi-host chaos test needs root"
-        );
-        eprintln!("skipped: the multi-host chaos test needs root (network namespaces)");
+    if !root_or_skip("the multi-host chaos test", "network namespaces") {
         return;
     }
     for mode in ["primary-backup", "raft"] {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::wire::Replication;
 use serde_json::json;
 
-use crate::helpers::{eventually, in_both_modes, is_root, Cluster, Options};
+use crate::helpers::{eventually, in_both_modes, root_or_skip, Cluster, Options};
 
 in_both_modes!(a_replica_whose_disk_fills_stops_and_orders_flow_on);
 
@@ -63,12 +63,7 @@ async fn place(cluster: &Cluster, n: usize) -> f64 {
 }
 
 async fn a_replica_whose_disk_fills_stops_and_orders_flow_on(mode: Replication) {
-    if !is_root() {
-        assert!(
-            std::env::var_os("TOYSTORE_REQUIRE_NETNS").is_none(),
-            "the disk-full test needs root"
-        );
-        eprintln!("skipped: the disk-full test needs root (mount)");
+    if !root_or_skip("the disk-full test", "mount") {
         return;
     }
     let mut cluster = Cluster::new(Options {
@@ -111,6 +106,8 @@ async fn a_replica_whose_disk_fills_stops_and_orders_flow_on(mode: Replication) 
         "order2 holds {} orders, {placed} were acknowledged",
         cluster.replica(2).await["orders"]
     );
+    // Stock adds up: every unit sold is in a stored order (one Tux each), none twice.
+    assert_eq!(cluster.catalog_totals("catalog").await.sold, placed as u64);
     place(&cluster, 10).await;
 }
 

@@ -23,13 +23,19 @@ pub use waits::eventually;
 
 pub(crate) use crate::modes::in_both_modes;
 
-/// Whether the tests run as root (network namespaces, mounts).
-pub fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+/// Whether a test that needs root (`what`: network namespaces, a mount) can run:
+/// true as root; otherwise it is skipped with a line saying so, unless
+/// `TOYSTORE_REQUIRE_NETNS` is set (CI runs as root and sets it), where that fails.
+pub fn root_or_skip(test: &str, what: &str) -> bool {
+    if chaos::netns::is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("TOYSTORE_REQUIRE_NETNS").is_none(),
+        "{test} needs root"
+    );
+    eprintln!("skipped: {test} needs root ({what})");
+    false
 }
 
 /// Settings of a test cluster.
