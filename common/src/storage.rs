@@ -73,9 +73,20 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// grow at their end, so their hot part is small; `client bench --scale` measures it).
 pub const DEFAULT_CACHE_MB: u64 = 16;
 
+/// The key, in a database's default tree, that says the database was created (by
+/// [`open_db`], flushed before anything else is written). sled's recovery stops at
+/// the first damaged part of its log, and when that is early it opens a damaged
+/// database as an empty one, without an error: a catalog would then seed its stock
+/// again and a Raft replica forget its vote. A database whose files hold data but
+/// which opens without this key is therefore refused as damaged.
+const CREATED: &[u8] = b"toystore.created";
+
 /// Opens (or creates) the sled database in `dir` with a page cache of `cache_mb`
-/// MiB, retrying while its lock is held for up to [`LOCK_WAIT`]. Blocking: call it at
-/// start-up or from blocking code.
+/// MiB, retrying while its lock is held for up to [`LOCK_WAIT`]. A damaged database
+/// is [`StorageError::Damaged`]: when sled panics or reports corruption, or when a
+/// database whose files hold data opens empty (see [`CREATED`]; a damage that rolls
+/// it back to an earlier non-empty state cannot be told from that state). Blocking:
+/// call it at start-up or from blocking code.
 pub fn open_db(dir: &Path, cache_mb: u64) -> Result<sled::Db, StorageError> {
     open_db_within(dir, cache_mb, LOCK_WAIT)
 }
@@ -91,7 +102,9 @@ pub fn open_db_within(dir: &Path, cache_mb: u64, wait: Duration) -> Result<sled:
         dir: dir.to_path_buf(),
         reason,
     };
-    loop {
+    // sled's log file is empty until its first flush.
+    let had_files = std::fs::metadata(dir.join("db")).is_ok_and(|m| m.len() > 0);
+    let db = loop {
         // sled 0.34 panics on some damaged pages while it recovers (e.g. "tried to
         // serialize Uninitialized"); the panic is on this thread, so it is caught and
         // named. (The panic hook has already printed sled's own line.)
@@ -104,9 +117,32 @@ pub fn open_db_within(dir: &Path, cache_mb: u64, wait: Duration) -> Result<sled:
             Ok(Err(sled::Error::Corruption { at, bt: _ })) => {
                 return Err(damaged(format!("sled found corruption at {at:?}")))
             }
-            Ok(other) => return Ok(other?),
+            Ok(other) => break other?,
+        }
+    };
+    if db.get(CREATED)?.is_none() {
+        if had_files && !holds_data(&db)? {
+            return Err(damaged(
+                "its files hold data but it opened empty: sled's recovery found no \
+                 readable log"
+                    .into(),
+            ));
+        }
+        // A new database, or one from before the mark existed.
+        db.insert(CREATED, &[1u8][..])?;
+        db.flush()?;
+    }
+    Ok(db)
+}
+
+/// Whether any tree of `db` holds a key.
+fn holds_data(db: &sled::Db) -> Result<bool, sled::Error> {
+    for name in db.tree_names() {
+        if !db.open_tree(name)?.is_empty() {
+            return Ok(true);
         }
     }
+    Ok(false)
 }
 
 /// What a caught panic said.
@@ -180,6 +216,44 @@ mod tests {
             !message.contains("no message"),
             "sled's own words are lost: {message}"
         );
+    }
+
+    #[test]
+    fn a_database_from_before_the_mark_opens_and_one_that_lost_its_log_does_not() {
+        let old = tempfile::tempdir().expect("tempdir");
+        {
+            let db = sled::open(old.path()).expect("open");
+            db.open_tree("orders")
+                .expect("tree")
+                .insert(b"1", b"Tux")
+                .expect("insert");
+            db.flush().expect("flush");
+        }
+        let db = open_db(old.path(), DEFAULT_CACHE_MB).expect("an unmarked db with data");
+        assert!(db.get(CREATED).expect("get").is_some());
+        drop(db);
+
+        let lost = tempfile::tempdir().expect("tempdir");
+        {
+            let db = sled::open(lost.path()).expect("open");
+            db.insert(b"x", b"y").expect("insert");
+            db.flush().expect("flush");
+        }
+        // What sled's recovery leaves when its log is unreadable: files, no data.
+        for entry in std::fs::read_dir(lost.path()).expect("list") {
+            let path = entry.expect("entry").path();
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("snap."))
+            {
+                std::fs::remove_file(path).expect("remove snapshot");
+            }
+        }
+        let db_file = lost.path().join("db");
+        let len = std::fs::metadata(&db_file).expect("db file").len();
+        std::fs::write(&db_file, vec![0u8; len as usize]).expect("zero the log");
+        let refused = open_db(lost.path(), DEFAULT_CACHE_MB).expect_err("opened empty");
+        assert!(refused.to_string().contains("opened empty"), "{refused}");
     }
 
     #[test]
