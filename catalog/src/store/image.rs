@@ -3,13 +3,15 @@
 //! ([`Image`]), and the keys held at its index, read from the store when a peer needs
 //! them ([`Store::keys_at`]) — and its install.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 use super::{
-    decode, encode, read_time_value, read_u64, time_key, time_value, Store, StoredBuy,
-    StoredProduct, META_INITIAL, META_RESTOCKED, META_SOLD,
+    decode, encode, read_u64, time_key, Store, StoredBuy, StoredProduct, TimedKey, META_INITIAL,
+    META_RESTOCKED, META_SOLD,
 };
 use crate::error::CatalogError;
 use common::storage::StorageError;
@@ -28,9 +30,9 @@ pub struct Image(Vec<(u8, Vec<u8>, Vec<u8>)>);
 /// the entry that made it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeldKey {
-    index: u64,
-    key: Vec<u8>,
-    buy: StoredBuy,
+    pub(super) index: u64,
+    pub(super) key: Vec<u8>,
+    pub(super) buy: StoredBuy,
 }
 
 /// FNV-1a, 64 bits: small, stable across builds and machines.
@@ -108,23 +110,29 @@ impl Store {
     /// buys go on — as long as nothing at or after `cutoff` has been pruned.
     pub fn keys_at(&self, index: u64, cutoff: u64) -> Result<Vec<HeldKey>, CatalogError> {
         let mut keys = Vec::new();
-        for item in self.by_time.range(time_key(cutoff, &[])..) {
-            let (entry, value) = item?;
-            let (held_index, replaced) = read_time_value(&value)?;
-            if held_index > index {
-                continue;
-            }
-            let (time, key) = entry.split_at(8.min(entry.len()));
-            let time = read_u64(time);
-            let buy = match replaced {
-                Some(buy) => buy,
-                None => self.buy_at(key, time, &entry)?,
-            };
-            keys.push(HeldKey {
+        for item in self.by_time.range(time_key(cutoff)..) {
+            let (time, value) = item?;
+            let time = read_u64(&time);
+            let timed: Vec<TimedKey> = decode(&value)?;
+            for TimedKey {
+                key,
                 index: held_index,
-                key: key.to_vec(),
-                buy,
-            });
+                replaced,
+            } in timed
+            {
+                if held_index > index {
+                    continue;
+                }
+                let buy = match replaced {
+                    Some(buy) => buy,
+                    None => self.buy_at(&key, time)?,
+                };
+                keys.push(HeldKey {
+                    index: held_index,
+                    key,
+                    buy,
+                });
+            }
         }
         // A key bought again after it expired (by a buy's own, later cutoff) can
         // have two entries at or after `cutoff`: the newer buy is the one held.
@@ -134,8 +142,8 @@ impl Store {
     }
 
     /// The buy of `key` made at `time`: in `buys`, unless a buy since has replaced it
-    /// there — then kept in its time `entry`.
-    fn buy_at(&self, key: &[u8], time: u64, entry: &[u8]) -> Result<StoredBuy, CatalogError> {
+    /// there — then kept in its time entry.
+    fn buy_at(&self, key: &[u8], time: u64) -> Result<StoredBuy, CatalogError> {
         if let Some(bytes) = self.buys.get(key)? {
             let buy: StoredBuy = decode(&bytes)?;
             if buy.time == time {
@@ -143,12 +151,16 @@ impl Store {
             }
         }
         // Replaced while this was read: the time entry holds it now.
-        match self.by_time.get(entry)? {
-            Some(value) => match read_time_value(&value)? {
-                (_, Some(buy)) => Ok(buy),
-                (_, None) => Err(StorageError::corrupt("a key's time entry names no buy").into()),
-            },
-            None => Err(StorageError::corrupt("a held key was pruned while it was read").into()),
+        let Some(value) = self.by_time.get(time_key(time))? else {
+            return Err(StorageError::corrupt("a held key was pruned while it was read").into());
+        };
+        let timed: Vec<TimedKey> = decode(&value)?;
+        match timed.into_iter().find(|t| t.key == key) {
+            Some(TimedKey {
+                replaced: Some(buy),
+                ..
+            }) => Ok(buy),
+            _ => Err(StorageError::corrupt("a key's time entry names no buy").into()),
         }
     }
 
@@ -165,13 +177,17 @@ impl Store {
         if let Some((id, _, _)) = entries.iter().find(|(id, _, _)| *id > META) {
             return Err(StorageError::corrupt(format!("snapshot names tree {id}")).into());
         }
+        let mut times: BTreeMap<u64, Vec<TimedKey>> = BTreeMap::new();
         for held in keys {
-            entries.push((
-                BY_TIME,
-                time_key(held.buy.time, &held.key),
-                time_value(held.index, None),
-            ));
+            times.entry(held.buy.time).or_default().push(TimedKey {
+                key: held.key.clone(),
+                index: held.index,
+                replaced: None,
+            });
             entries.push((BUYS, held.key, encode(&held.buy)));
+        }
+        for (time, timed) in times {
+            entries.push((BY_TIME, time_key(time).to_vec(), encode(&timed)));
         }
         let mut old: Vec<(u8, sled::IVec)> = Vec::new();
         for (id, tree) in self.trees() {

@@ -6,17 +6,21 @@
 //! - `buys`: idempotency key (in `common::idkey`'s form) → the buy it made and when,
 //!   written in the same transaction as the stock change, so a repeated key can never
 //!   take stock twice within the key window.
-//! - `buys_by_time`: (time, key) → the log index of the entry that made the buy (0 in
-//!   a single catalog), and, once the key has been bought again after it expired, the
-//!   buy it replaced in `buys`: the order in which keys expire, for
+//! - `buy_times`: time (ms, big-endian) → the keys of the buys made in that
+//!   millisecond ([`TimedKey`]: the key, the log index of the entry that made the buy —
+//!   0 in a single catalog — and, once the key has been bought again after it expired,
+//!   the buy it replaced in `buys`): the order in which keys expire, for
 //!   [`Store::prune_keys`], and what a replicated catalog's snapshot reads its keys
-//!   from ([`Store::keys_at`]).
+//!   from ([`Store::keys_at`]). One entry per millisecond, not per key: sled stores a
+//!   tree that grows at its end in half-full pages, and a key per buy there cost about
+//!   180 bytes of disk per buy, more than everything else the catalog keeps for it.
 //! - `meta`: stock accounting counters (`initial`, `restocked`, `sold`); `format`.
 //!
 //! A key is kept for the window (`--key-retention`) from its buy: after it the key
 //! has expired — a buy with it takes stock again — even before the pruner drops it.
 //! A database written before keys expired (tree `applied`) is rewritten once when
-//! opened, its keys kept for a window from then.
+//! opened, its keys kept for a window from then; one written with a time entry per
+//! key (tree `buys_by_time`, format 2) has its time entries regrouped once.
 //!
 //! Every change is flushed (group commit through [`GroupFlush`]) before it is
 //! reported, so an acknowledged buy or restock survives `kill -9`.
@@ -40,7 +44,9 @@ const META_SOLD: &[u8] = b"sold";
 const META_FORMAT: &[u8] = b"format";
 
 /// The layout described above.
-const FORMAT: &[u8] = b"2";
+const FORMAT: &[u8] = b"3";
+/// The layout with a time entry per key (tree `buys_by_time`).
+const FORMAT_KEY_TIMES: &[u8] = b"2";
 
 /// A buy as `buys` keeps it: its reply and when it was made (ms since the Unix epoch).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,32 +68,19 @@ impl StoredBuy {
     }
 }
 
-/// The `buys_by_time` key of a buy made at `time` with the stored key `key`.
-fn time_key(time: u64, key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + key.len());
-    out.extend_from_slice(&time.to_be_bytes());
-    out.extend_from_slice(key);
-    out
+/// The `buy_times` key of the buys made at `time`.
+fn time_key(time: u64) -> [u8; 8] {
+    time.to_be_bytes()
 }
 
-/// A `buys_by_time` value: the log index of the buy's entry, and the buy itself once
-/// a later buy with its key replaced it in `buys` (a snapshot taken before that still
-/// holds it). Empty (index 0) in a database written before indexes were kept.
-fn time_value(index: u64, replaced: Option<&StoredBuy>) -> Vec<u8> {
-    let mut out = index.to_be_bytes().to_vec();
-    if let Some(buy) = replaced {
-        out.extend_from_slice(&encode(buy));
-    }
-    out
-}
-
-/// The index and replaced buy of a [`time_value`].
-fn read_time_value(bytes: &[u8]) -> Result<(u64, Option<StoredBuy>), CatalogError> {
-    match bytes.split_first_chunk::<8>() {
-        None => Ok((0, None)),
-        Some((index, [])) => Ok((u64::from_be_bytes(*index), None)),
-        Some((index, buy)) => Ok((u64::from_be_bytes(*index), Some(decode(buy)?))),
-    }
+/// A buy's key in its `buy_times` entry: the log index of the entry that made the
+/// buy, and the buy itself once a later buy with its key replaced it in `buys` (a
+/// snapshot taken before that still holds it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TimedKey {
+    key: Vec<u8>,
+    index: u64,
+    replaced: Option<StoredBuy>,
 }
 
 /// A toy as stored.
@@ -160,7 +153,7 @@ pub struct Store {
     db: sled::Db,
     products: sled::Tree,
     buys: sled::Tree,
-    /// `buys_by_time`.
+    /// `buy_times`.
     by_time: sled::Tree,
     meta: sled::Tree,
     flusher: GroupFlush,
@@ -204,14 +197,16 @@ impl Store {
         let store = Store {
             products: db.open_tree("products")?,
             buys: db.open_tree("buys")?,
-            by_time: db.open_tree("buys_by_time")?,
+            by_time: db.open_tree("buy_times")?,
             meta: db.open_tree("meta")?,
             flusher: GroupFlush::start(db.clone()),
             db,
             key_window,
         };
-        if store.meta.get(META_FORMAT)?.is_none() {
-            store.upgrade()?;
+        match store.meta.get(META_FORMAT)?.as_deref() {
+            None => store.upgrade()?,
+            Some(FORMAT_KEY_TIMES) => store.group_key_times()?,
+            Some(_) => {}
         }
         Ok(store)
     }
@@ -231,6 +226,7 @@ impl Store {
             self.buys.clear()?;
             self.by_time.clear()?;
             let now = common::retention::now_ms();
+            let mut keys = Vec::new();
             /// The earlier layout's value: the buy's reply.
             #[derive(Deserialize)]
             struct Reply {
@@ -252,9 +248,13 @@ impl Store {
                     time: now,
                 };
                 self.buys.insert(stored.as_slice(), encode(&buy))?;
-                self.by_time
-                    .insert(time_key(now, &stored), time_value(0, None))?;
+                keys.push(TimedKey {
+                    key: stored,
+                    index: 0,
+                    replaced: None,
+                });
             }
+            self.by_time.insert(time_key(now), encode(&keys))?;
             tracing::info!(
                 keys = old.len(),
                 "rewrote the idempotency keys with their time"
@@ -269,37 +269,90 @@ impl Store {
         Ok(())
     }
 
-    /// Drops up to `limit` keys of buys made before `cutoff` (ms since the Unix
-    /// epoch), oldest first; answers how many it dropped (fewer than `limit`: done).
-    /// A key bought again since keeps its newer buy. Not flushed: a prune lost in a
-    /// crash is done again, and an expired key counts as absent anyway.
+    /// Regroups the time entries of a database of format 2 (tree `buys_by_time`,
+    /// one entry (time, key) → index and replaced buy per key) into `buy_times`. The
+    /// old tree is dropped only once the new one and the format are durable; an
+    /// interrupted regrouping starts over.
+    fn group_key_times(&self) -> Result<(), CatalogError> {
+        let old = self.db.open_tree("buys_by_time")?;
+        self.by_time.clear()?;
+        let mut batch = sled::Batch::default();
+        let mut current: Option<(u64, Vec<TimedKey>)> = None;
+        for item in old.iter() {
+            let (entry, value) = item?;
+            let (time, key) = entry.split_at(8.min(entry.len()));
+            let time = read_u64(time);
+            let (index, replaced) = match value.split_first_chunk::<8>() {
+                None => (0, None),
+                Some((index, [])) => (u64::from_be_bytes(*index), None),
+                Some((index, buy)) => (u64::from_be_bytes(*index), Some(decode(buy)?)),
+            };
+            if current.as_ref().is_some_and(|(t, _)| *t != time) {
+                if let Some((t, keys)) = current.take() {
+                    batch.insert(&time_key(t), encode(&keys));
+                }
+            }
+            current
+                .get_or_insert_with(|| (time, Vec::new()))
+                .1
+                .push(TimedKey {
+                    key: key.to_vec(),
+                    index,
+                    replaced,
+                });
+        }
+        if let Some((t, keys)) = current {
+            batch.insert(&time_key(t), encode(&keys));
+        }
+        self.by_time.apply_batch(batch)?;
+        self.meta.insert(META_FORMAT, FORMAT)?;
+        self.db.flush()?;
+        tracing::info!(
+            keys = old.len(),
+            "regrouped the idempotency keys' time entries"
+        );
+        self.db.drop_tree("buys_by_time")?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Drops the keys of buys made before `cutoff` (ms since the Unix epoch), oldest
+    /// first, a millisecond's keys at a time, until at least `limit` are dropped;
+    /// answers how many it dropped (fewer than `limit`: done). A key bought again
+    /// since keeps its newer buy. Not flushed: a prune lost in a crash is done again,
+    /// and an expired key counts as absent anyway.
     pub fn prune_keys(&self, cutoff: u64, limit: usize) -> Result<usize, CatalogError> {
-        let end = time_key(cutoff, &[]);
-        let expired: Vec<sled::IVec> = self
-            .by_time
-            .range(..end)
-            .keys()
-            .take(limit)
-            .collect::<Result<_, _>>()?;
+        let mut expired: Vec<(sled::IVec, Vec<TimedKey>)> = Vec::new();
+        let mut count = 0;
+        for item in self.by_time.range(..time_key(cutoff)) {
+            if count >= limit {
+                break;
+            }
+            let (time, value) = item?;
+            let keys: Vec<TimedKey> = decode(&value)?;
+            count += keys.len();
+            expired.push((time, keys));
+        }
         if expired.is_empty() {
             return Ok(0);
         }
         let result = (&self.buys, &self.by_time).transaction(|(buys, by_time)| {
-            for entry in &expired {
-                let (time, key) = entry.split_at(8.min(entry.len()));
-                by_time.remove(entry)?;
-                if let Some(bytes) = buys.get(key)? {
-                    let held: StoredBuy =
-                        decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
-                    if held.time.to_be_bytes()[..] == *time {
-                        buys.remove(key)?;
+            for (time, keys) in &expired {
+                by_time.remove(time)?;
+                for timed in keys {
+                    if let Some(bytes) = buys.get(&timed.key)? {
+                        let held: StoredBuy =
+                            decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
+                        if held.time.to_be_bytes()[..] == **time {
+                            buys.remove(timed.key.as_slice())?;
+                        }
                     }
                 }
             }
             Ok(())
         });
         result.map_err(flatten)?;
-        Ok(expired.len())
+        Ok(count)
     }
 
     /// True until the catalog has been seeded.

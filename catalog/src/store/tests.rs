@@ -250,3 +250,138 @@ async fn a_database_of_the_earlier_layout_keeps_its_keys() {
         .any(|n| n.as_ref() == b"applied"));
     assert_eq!(store.by_time.len(), 1);
 }
+
+#[tokio::test]
+async fn a_database_with_a_time_entry_per_key_is_regrouped_by_millisecond() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = common::retention::now_ms();
+    {
+        // Format 2: (time, key) → log index [and the replaced buy], one entry a key.
+        let db = sled::open(dir.path()).expect("open");
+        let tux = StoredProduct {
+            name: ToyName::new("Tux").expect("name"),
+            price_cents: 1599,
+            quantity: 5,
+            version: 6,
+        };
+        db.open_tree("products")
+            .expect("tree")
+            .insert(b"tux", encode(&tux))
+            .expect("insert");
+        let buys = db.open_tree("buys").expect("tree");
+        let by_time = db.open_tree("buys_by_time").expect("tree");
+        let entry = |time: u64, key: &[u8]| [&time.to_be_bytes()[..], key].concat();
+        let stored = |key: &str, version: u64, time: u64| {
+            let buy = StoredBuy {
+                name: ToyName::new("Tux").expect("name"),
+                quantity: 1,
+                version,
+                time,
+            };
+            let key = common::idkey::encode(key);
+            buys.insert(key.as_slice(), encode(&buy)).expect("insert");
+            key
+        };
+        // Two keys bought in one millisecond, one a millisecond later, one long ago.
+        for (key, version, time, index) in [
+            ("a", 2, now, 7u64),
+            ("b", 3, now, 7),
+            ("c", 4, now + 1, 8),
+            ("old", 5, 1, 3),
+        ] {
+            let key = stored(key, version, time);
+            by_time
+                .insert(entry(time, &key), &index.to_be_bytes())
+                .expect("insert");
+        }
+        db.open_tree("meta")
+            .expect("tree")
+            .insert(META_FORMAT, FORMAT_KEY_TIMES)
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+    let store = Store::open(dir.path()).expect("regroup");
+    assert!(!store
+        .db
+        .tree_names()
+        .iter()
+        .any(|n| n.as_ref() == b"buys_by_time"));
+    assert_eq!(
+        store.meta(META_FORMAT).expect("meta").as_deref(),
+        Some(FORMAT)
+    );
+    assert_eq!(store.by_time.len(), 3, "one entry per millisecond");
+    let held = store.keys_at(8, 2).expect("keys");
+    let indexes: Vec<(u64, u64)> = held.iter().map(|k| (k.index, k.buy.version)).collect();
+    assert_eq!(indexes, vec![(7, 2), (7, 3), (8, 4)]);
+    let again = store.buy(&buy("Tux", 1, "b")).await.expect("repeat");
+    assert!(matches!(again, BuyOutcome::Repeated(ref r) if r.version == Version(3)));
+    assert_eq!(
+        store.prune_keys(2, 10).expect("prune"),
+        1,
+        "the old key only"
+    );
+    assert_eq!(store.buys.len(), 3);
+}
+
+#[tokio::test]
+async fn buys_of_one_millisecond_share_one_time_entry_and_keep_what_they_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    assert!(store.seed_if_empty(&toys(), 10).await.expect("seed"));
+    let clock = |now, index| Clock {
+        now,
+        valid_from: now.saturating_sub(100),
+        index,
+    };
+    store
+        .write(|tx| {
+            for key in ["a", "b", "c"] {
+                tx.buy(&buy("Tux", 1, key), clock(1_000, 5))?
+                    .map_err(ConflictableTransactionError::Abort)?;
+            }
+            Ok(())
+        })
+        .expect("three buys");
+    store
+        .write(|tx| {
+            tx.buy(&buy("Tux", 1, "d"), clock(1_000, 6))?
+                .map_err(ConflictableTransactionError::Abort)?;
+            Ok(())
+        })
+        .expect("a fourth in the same millisecond");
+    assert_eq!(store.by_time.len(), 1);
+    // "a" expired and bought again: its first buy stays readable at index 6.
+    store
+        .write(|tx| {
+            tx.buy(&buy("Tux", 1, "a"), clock(2_000, 9))?
+                .map_err(ConflictableTransactionError::Abort)?;
+            Ok(())
+        })
+        .expect("a again");
+    assert_eq!(store.by_time.len(), 2);
+    let at_6: Vec<(Vec<u8>, u64)> = store
+        .keys_at(6, 0)
+        .expect("keys")
+        .into_iter()
+        .map(|k| (k.key, k.buy.version))
+        .collect();
+    let key = |k: &str| common::idkey::encode(k);
+    assert_eq!(
+        at_6,
+        vec![(key("a"), 2), (key("b"), 3), (key("c"), 4), (key("d"), 5)]
+    );
+    let at_9 = store.keys_at(9, 0).expect("keys");
+    assert_eq!(
+        at_9.iter()
+            .find(|k| k.key == key("a"))
+            .map(|k| k.buy.version),
+        Some(6)
+    );
+    assert_eq!(
+        store.prune_keys(1_500, 2).expect("prune"),
+        4,
+        "a millisecond at a time"
+    );
+    assert_eq!(store.buys.len(), 1, "a's newer buy is kept");
+}

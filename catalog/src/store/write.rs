@@ -12,13 +12,15 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
 };
 use sled::Transactional;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 
 use common::domain::Version;
 use common::wire::{BuyReply, BuyRequest};
 
 use super::{
-    decode, encode, lookup_key, read_time_value, read_u64, time_key, time_value, BuyOutcome,
-    SeedToy, Store, StoredBuy, StoredProduct, META_INITIAL, META_RESTOCKED, META_SOLD,
+    decode, encode, lookup_key, read_u64, time_key, BuyOutcome, SeedToy, Store, StoredBuy,
+    StoredProduct, TimedKey, META_INITIAL, META_RESTOCKED, META_SOLD,
 };
 use crate::error::CatalogError;
 
@@ -48,12 +50,15 @@ impl Clock {
     }
 }
 
-/// The trees of one transaction.
+/// The trees of one transaction, and the time entries it changes: read once, changed
+/// here, and written once at its end, however many buys of the same millisecond it
+/// makes.
 pub struct Tx<'a> {
     products: &'a TransactionalTree,
     buys: &'a TransactionalTree,
     by_time: &'a TransactionalTree,
     meta: &'a TransactionalTree,
+    times: RefCell<BTreeMap<u64, Vec<TimedKey>>>,
 }
 
 pub(super) fn flatten(e: TransactionError<CatalogError>) -> CatalogError {
@@ -70,18 +75,52 @@ impl Store {
         let trees = (&self.products, &self.buys, &self.by_time, &self.meta);
         trees
             .transaction(|(products, buys, by_time, meta)| {
-                steps(&Tx {
+                let tx = Tx {
                     products,
                     buys,
                     by_time,
                     meta,
-                })
+                    times: RefCell::default(),
+                };
+                let done = steps(&tx)?;
+                tx.write_times()?;
+                Ok(done)
             })
             .map_err(flatten)
     }
 }
 
 impl Tx<'_> {
+    /// Runs `change` on the keys of the buys made at `time` (read on first use).
+    fn change_times<R>(
+        &self,
+        time: u64,
+        change: impl FnOnce(&mut Vec<TimedKey>) -> R,
+    ) -> TxResult<R> {
+        let mut times = self.times.borrow_mut();
+        let timed = match times.entry(time) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                let held = match self.by_time.get(time_key(time))? {
+                    Some(bytes) => decode(&bytes).map_err(ConflictableTransactionError::Abort)?,
+                    None => Vec::new(),
+                };
+                entry.insert(held)
+            }
+        };
+        Ok(change(timed))
+    }
+
+    /// Writes the time entries this transaction changed.
+    fn write_times(&self) -> TxResult<()> {
+        for (time, timed) in self.times.borrow().iter() {
+            if !timed.is_empty() {
+                self.by_time.insert(&time_key(*time), encode(timed))?;
+            }
+        }
+        Ok(())
+    }
+
     fn add(&self, counter: &[u8], delta: u64) -> TxResult<()> {
         let old = self.meta.get(counter)?.map(|v| read_u64(&v)).unwrap_or(0);
         // The start-up check (`Config::check_stock`) keeps this from happening; if it
@@ -161,8 +200,13 @@ impl Tx<'_> {
             self.keep_replaced(&key, old)?;
         }
         if replaced.is_none_or(|old| old.time != clock.now) {
-            self.by_time
-                .insert(time_key(clock.now, &key), time_value(clock.index, None))?;
+            self.change_times(clock.now, |timed| {
+                timed.push(TimedKey {
+                    key,
+                    index: clock.index,
+                    replaced: None,
+                })
+            })?;
         }
         self.add(META_SOLD, req.quantity)?;
         Ok(Ok(BuyOutcome::Applied(BuyReply {
@@ -176,13 +220,11 @@ impl Tx<'_> {
     /// only with a cutoff ahead of the clock, so both have expired — the entry stays
     /// the old buy's.)
     fn keep_replaced(&self, key: &[u8], old: &StoredBuy) -> TxResult<()> {
-        let entry = time_key(old.time, key);
-        if let Some(bytes) = self.by_time.get(&entry)? {
-            let (index, _) =
-                read_time_value(&bytes).map_err(ConflictableTransactionError::Abort)?;
-            self.by_time.insert(entry, time_value(index, Some(old)))?;
-        }
-        Ok(())
+        self.change_times(old.time, |timed| {
+            if let Some(entry) = timed.iter_mut().find(|t| t.key == key) {
+                entry.replaced = Some(old.clone());
+            }
+        })
     }
 
     /// Sets every sold-out toy of `keys` (every toy's key, [`Store::product_keys`]) to
