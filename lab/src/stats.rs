@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 /// The three request types a session makes.
@@ -30,41 +31,44 @@ impl Kind {
     }
 }
 
-/// Latency samples of one request type, in microseconds.
-#[derive(Debug, Clone, Default)]
-pub struct Samples(Vec<u64>);
+/// Latency samples of one request type, in microseconds: an HDR histogram with three
+/// significant digits (a percentile is within 0.1% of the sample's value), so a long
+/// run's memory stays the same and merging sessions is cheap.
+#[derive(Debug, Clone)]
+pub struct Samples(Histogram<u64>);
+
+impl Default for Samples {
+    fn default() -> Self {
+        // Three significant digits is a valid precision (1 to 5 are), and the
+        // histogram grows to any value recorded.
+        Samples(Histogram::new(3).expect("a valid precision"))
+    }
+}
 
 impl Samples {
     pub fn record(&mut self, took: Duration) {
-        self.0
-            .push(took.as_micros().min(u128::from(u64::MAX)) as u64);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        // `record` grows the histogram to the value; it fails only past the largest
+        // value any histogram can hold, which then counts as that.
+        if self.0.record(micros).is_err() {
+            self.0.saturating_record(micros);
+        }
     }
 
     pub fn merge(&mut self, other: Samples) {
-        self.0.extend(other.0);
+        // Adding fails only for a histogram that cannot grow; this one can.
+        let _ = self.0.add(&other.0);
     }
 
     pub fn summary(&self) -> Summary {
-        let mut v = self.0.clone();
-        v.sort_unstable();
-        let n = v.len();
-        let pick = |q: f64| -> f64 {
-            if n == 0 {
-                return 0.0;
-            }
-            let i = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
-            v[i] as f64 / 1000.0
-        };
+        let h = &self.0;
+        let ms = |micros: u64| micros as f64 / 1000.0;
         Summary {
-            count: n as u64,
-            mean_ms: if n == 0 {
-                0.0
-            } else {
-                v.iter().sum::<u64>() as f64 / n as f64 / 1000.0
-            },
-            p50_ms: pick(0.50),
-            p99_ms: pick(0.99),
-            max_ms: v.last().map_or(0.0, |m| *m as f64 / 1000.0),
+            count: h.len(),
+            mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            max_ms: ms(h.max()),
         }
     }
 }
@@ -195,11 +199,18 @@ mod tests {
             s.record(Duration::from_millis(ms));
         }
         let sum = s.summary();
+        let near = |got: f64, want: f64| (got - want).abs() <= want / 1000.0;
         assert_eq!(sum.count, 100);
-        assert_eq!(sum.p50_ms, 50.0);
-        assert_eq!(sum.p99_ms, 99.0);
-        assert_eq!(sum.max_ms, 100.0);
-        assert!((sum.mean_ms - 50.5).abs() < 1e-9);
+        assert!(near(sum.p50_ms, 50.0), "{sum:?}");
+        assert!(near(sum.p99_ms, 99.0), "{sum:?}");
+        assert!(near(sum.max_ms, 100.0), "{sum:?}");
+        assert!(near(sum.mean_ms, 50.5), "{sum:?}");
+        // Below two milliseconds every microsecond is its own bucket.
+        let mut fast = Samples::default();
+        for micros in [250u64, 900, 1_700] {
+            fast.record(Duration::from_micros(micros));
+        }
+        assert_eq!((fast.summary().p50_ms, fast.summary().max_ms), (0.9, 1.7));
     }
 
     #[test]
