@@ -84,7 +84,7 @@ const CREATED: &[u8] = b"toystore.created";
 /// Opens (or creates) the sled database in `dir` with a page cache of `cache_mb`
 /// MiB, retrying while its lock is held for up to [`LOCK_WAIT`]. A damaged database
 /// is [`StorageError::Damaged`]: when sled panics or reports corruption, or when a
-/// database whose files hold data opens empty (see [`CREATED`]; a damage that rolls
+/// database whose files hold data opens empty (see `CREATED`; a damage that rolls
 /// it back to an earlier non-empty state cannot be told from that state). Blocking:
 /// call it at start-up or from blocking code.
 pub fn open_db(dir: &Path, cache_mb: u64) -> Result<sled::Db, StorageError> {

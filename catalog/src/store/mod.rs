@@ -7,7 +7,7 @@
 //!   written in the same transaction as the stock change, so a repeated key can never
 //!   take stock twice within the key window.
 //! - `buy_times`: time (ms, big-endian) → the keys of the buys made in that
-//!   millisecond ([`TimedKey`]: the key, the log index of the entry that made the buy —
+//!   millisecond (`TimedKey`: the key, the log index of the entry that made the buy —
 //!   0 in a single catalog — and, once the key has been bought again after it expired,
 //!   the buy it replaced in `buys`): the order in which keys expire, for
 //!   [`Store::prune_keys`], and what a replicated catalog's snapshot reads its keys
