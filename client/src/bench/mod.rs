@@ -4,17 +4,19 @@
 //! 1. Cached `GET /products/Tux` on the front-end vs a bare axum server answering the
 //!    same body, at 8 and 64 connections.
 //! 2. The same lookup with the cache off vs a bare axum proxy hop to that server.
-//! 3. `POST /orders` through the whole system (three replicas, every order durable on
+//! 3. The floor of an order (`floor`): one sled insert and flush, and a bare
+//!    two-hop proxy chain; and the bare proxy hop at 32 connections.
+//! 4. `POST /orders` through the whole system (three replicas, every order durable on
 //!    all of them before its reply): latency with 1 client, throughput with 32; then
 //!    the same on a fresh cluster in the other replication mode (Raft: durable on a
 //!    majority), and the ratio of the two modes' throughput; then the first mode
 //!    again with three catalog replicas (a Raft group; one catalog if the cluster
 //!    has three), and the ratio of the two catalog settings' throughput.
-//! 4. What metrics cost: cached lookups and orders with every service's metrics off
+//! 5. What metrics cost: cached lookups and orders with every service's metrics off
 //!    and on (`TOYSTORE_METRICS`), alternating twice.
-//! 5. What watching costs: the same with [`VIEWERS`] dashboard streams open and with
+//! 6. What watching costs: the same with [`VIEWERS`] dashboard streams open and with
 //!    none, alternating twice.
-//! 6. Several front-ends: on a fresh cluster with two front-ends and HAProxy in front,
+//! 7. Several front-ends: on a fresh cluster with two front-ends and HAProxy in front,
 //!    cached lookups and orders sent to one front-end, spread over both, and through
 //!    the balancer (`frontends_compared`).
 //!
@@ -31,6 +33,7 @@ use common::wire::Replication;
 use reqwest::Url;
 
 mod compare;
+mod floor;
 mod report;
 mod wrk;
 
@@ -45,7 +48,8 @@ pub use wrk::{parse_wrk, wrk, wrk_spread, WrkResult};
 /// Settings of a benchmark run.
 pub struct BenchPlan {
     pub run_sh: RunSh,
-    /// The bare server listens here, the proxy hop in front of it on the next port.
+    /// The bare server listens here, the proxy hop in front of it on the next port,
+    /// the second proxy of the floor's chain three ports up (two up is the balancer's).
     pub baseline_port: u16,
     /// Seconds per measurement.
     pub duration: u64,
@@ -162,7 +166,18 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
             "baseline",
         ));
     }
-    drop((bare, hop));
+    println!("the floor: a sled flush, a two-hop proxy chain; the proxy hop at 32 conns");
+    let chain_port = plan.baseline_port + 3;
+    let chain = Baseline::start(&plan.client_exe, chain_port, Some(&hop_url)).await?;
+    let chain_url = format!("http://127.0.0.1:{chain_port}/products/Tux");
+    wrk(&chain_url, 1, 1, None).await?;
+    let floor = floor::Floor {
+        flush: floor::sled_flush(&sibling(&rs.data_dir, "floor"), d).await?,
+        chain: wrk(&chain_url, 1, d, None).await?,
+    };
+    let hop_32 = wrk(&hop_url, 32, d, None).await?;
+    drop((bare, hop, chain));
+    rows.extend(floor_rows(&floor));
     rs.run(&["restart", "frontend"], &[("FRONTEND_CACHE", "true")])
         .await?;
 
@@ -220,7 +235,7 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
     let mut durable = String::new();
     let mut caught_up = String::new();
     for m in [&first, &second, &third] {
-        rows.extend(order_rows(m));
+        rows.extend(order_rows(m, &floor, hop_32));
         let _ = write!(
             durable,
             "After the {} run all three replicas held the same {} orders (digest {}). ",
@@ -317,9 +332,10 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
     );
     print!("{md}");
     let path = plan.out.join("PERFORMANCE.md");
-    // The scale sections are `client bench --scale`'s: keep them.
+    // The readings written by hand, and the scale sections (`client bench --scale`'s):
+    // keep them.
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut md = md;
+    let mut md = report::keep_readings(&md, &old);
     for marks in crate::scale::every_marks() {
         if let Some(section) = crate::scale::section_of(&old, &marks) {
             md = crate::scale::with_section(&md, section, &marks);
@@ -465,8 +481,29 @@ async fn orders(rs: &RunSh, script: &Path, d: u64, missed: u64) -> Result<Orders
     })
 }
 
-/// The report's rows for one mode's orders.
-fn order_rows(m: &Orders) -> [Row; 2] {
+/// The report's rows for the floor.
+fn floor_rows(floor: &floor::Floor) -> [Row; 3] {
+    let row = |what: &str, ours| Row {
+        what: what.into(),
+        ours,
+        base: None,
+        by_latency: false,
+        target: "-".into(),
+        met: None,
+    };
+    [
+        row("floor: sled insert + flush, one writer", floor.flush),
+        row("floor: two-hop proxy chain, 1 conn", floor.chain),
+        row(
+            "floor of an order: the chain + two flushes (p50)",
+            floor.order(),
+        ),
+    ]
+}
+
+/// The report's rows for one mode's orders: the one-client p50 against the floor of
+/// an order, the 32-client orders/s against the bare proxy hop at 32 connections.
+fn order_rows(m: &Orders, floor: &floor::Floor, hop_32: WrkResult) -> [Row; 2] {
     let (latency, throughput) = match m.mode {
         Replication::PrimaryBackup if m.catalogs == 1 => (
             (
@@ -482,20 +519,32 @@ fn order_rows(m: &Orders) -> [Row; 2] {
     };
     [
         Row {
-            what: format!("POST /orders ({}), 1 client: p50", m.label()),
+            what: format!("POST /orders ({}), 1 client: p50 vs the floor", m.label()),
             ours: m.one,
-            base: None,
+            base: Some(floor.order()),
+            by_latency: true,
             target: latency.0,
             met: latency.1,
         },
         Row {
-            what: format!("POST /orders ({}), 32 clients: orders/s", m.label()),
+            what: format!(
+                "POST /orders ({}), 32 clients: orders/s vs bare proxy hop",
+                m.label()
+            ),
             ours: m.many,
-            base: None,
+            base: Some(hop_32),
+            by_latency: false,
             target: throughput.0,
             met: throughput.1,
         },
     ]
+}
+
+/// `dir`'s sibling named `<dir's name>-<suffix>`.
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(format!("-{suffix}"));
+    dir.with_file_name(name)
 }
 
 fn front_url(front: &Url, path: &str) -> String {

@@ -10,6 +10,9 @@ pub(super) struct Row {
     pub(super) what: String,
     pub(super) ours: WrkResult,
     pub(super) base: Option<WrkResult>,
+    /// The ratio column compares p50 latencies (ours ÷ base, lower is better), not
+    /// requests/s (ours ÷ base, higher is better).
+    pub(super) by_latency: bool,
     pub(super) target: String,
     pub(super) met: Option<bool>,
 }
@@ -32,6 +35,7 @@ pub(super) fn ratio_row(
         what,
         ours,
         base: Some(base),
+        by_latency: false,
         target: format!("≥ {at_least} × {of}"),
         met: Some(ratio >= at_least && ours.non_2xx == 0),
     }
@@ -43,6 +47,7 @@ pub(super) fn cost_row(what: String, ours: WrkResult, base: WrkResult) -> Row {
         what,
         ours,
         base: Some(base),
+        by_latency: false,
         target: "-".into(),
         met: None,
     }
@@ -76,7 +81,11 @@ pub(super) fn report(
                 format!("{:.0}", b.rps),
                 format!("{:.3}", b.p50_ms),
                 format!("{:.3}", b.p99_ms),
-                format!("{:.2}", if b.rps > 0.0 { r.ours.rps / b.rps } else { 0.0 }),
+                match r.by_latency {
+                    true if b.p50_ms > 0.0 => format!("p50 {:.2}×", r.ours.p50_ms / b.p50_ms),
+                    false if b.rps > 0.0 => format!("{:.2}", r.ours.rps / b.rps),
+                    _ => "-".into(),
+                },
             ),
             None => ("-".into(), "-".into(), "-".into(), "-".into()),
         };
@@ -96,6 +105,8 @@ pub(super) fn report(
         );
     }
     let errors: u64 = rows.iter().map(|r| r.ours.non_2xx).sum();
+    // Where the readings written by hand go (`keep_readings` puts them back).
+    let _ = writeln!(md, "\n{}\n{}", READINGS.0, READINGS.1);
     let _ = writeln!(
         md,
         "\nNon-2xx replies during the run: {errors}. {durable}\n"
@@ -104,7 +115,13 @@ pub(super) fn report(
         md,
         "Baselines: `client baseline` — a bare axum server answering the same body as a \
          cached lookup, and a bare axum proxy hop forwarding to it over one pooled reqwest \
-         client (`client/src/baseline.rs`). Re-run with `{}` (it installs nothing: `wrk` \
+         client (`client/src/baseline.rs`). The floor rows (`client/src/bench/floor.rs`): \
+         one sled insert and flush by a lone writer on the services' file system, a bare \
+         two-hop proxy chain (`wrk` → proxy → proxy → server) at one connection, and from \
+         them the floor of an order, the chain's p50 plus two flushes' (an order has two \
+         durable stages in sequence); each one-client order row's ratio is its p50 over \
+         that floor, each 32-client order row's its orders/s over the bare proxy hop's \
+         requests/s at 32 connections. Re-run with `{}` (it installs nothing: `wrk` \
          must be on the PATH, e.g. `apt-get install -y wrk`). Numbers on this shared \
          2-core machine vary by about ±15% from run to run.\n",
         plan.command
@@ -112,6 +129,27 @@ pub(super) fn report(
     md.push_str(catch_up);
     md.push_str(NOTES);
     md
+}
+
+/// The marks around the paragraphs that read a run's table, written by hand: a new
+/// run keeps them (to be brought up to date by whoever reads the new numbers).
+pub(super) const READINGS: (&str, &str) = (
+    "<!-- readings: written by hand, kept by `client bench` -->",
+    "<!-- /readings -->",
+);
+
+/// `new` with the readings section of `old` in place of its own (empty) one, if
+/// `old` has one.
+pub(super) fn keep_readings(new: &str, old: &str) -> String {
+    let section = |doc: &str| {
+        let begin = doc.find(READINGS.0)?;
+        let end = doc[begin..].find(READINGS.1)? + begin + READINGS.1.len();
+        Some((begin, end))
+    };
+    match (section(new), section(old)) {
+        (Some((b, e)), Some((ob, oe))) => format!("{}{}{}", &new[..b], &old[ob..oe], &new[e..]),
+        _ => new.to_string(),
+    }
 }
 
 /// What makes the numbers what they are (design, not measurements).
@@ -154,6 +192,18 @@ pub(crate) fn today() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_report_keeps_the_readings_of_the_old_one() {
+        let section = |text: &str| format!("{}\n{text}\n{}", READINGS.0, READINGS.1);
+        let new = format!("table 2\n{}\nafter 2", section(""));
+        let old = format!("table 1\n{}\nafter 1", section("read by hand"));
+        assert_eq!(
+            keep_readings(&new, &old),
+            format!("table 2\n{}\nafter 2", section("read by hand"))
+        );
+        assert_eq!(keep_readings(&new, "no readings"), new);
+    }
 
     #[test]
     fn a_ratio_row_is_met_at_its_factor_without_errors() {
