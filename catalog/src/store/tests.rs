@@ -27,6 +27,16 @@ fn buy(name: &str, quantity: u64, key: &str) -> BuyRequest {
     }
 }
 
+/// Tux as an earlier layout stored it, with `quantity` left at `version`.
+fn stored_tux(quantity: u64, version: u64) -> StoredProduct {
+    StoredProduct {
+        name: ToyName::new("Tux").expect("name"),
+        price_cents: 1599,
+        quantity,
+        version,
+    }
+}
+
 async fn seeded() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
@@ -227,12 +237,7 @@ async fn a_database_of_the_earlier_layout_keeps_its_keys() {
         #[derive(Serialize)]
         struct Old<'a>(&'a str, u64, u64);
         let db = sled::open(dir.path()).expect("open");
-        let tux = StoredProduct {
-            name: ToyName::new("Tux").expect("name"),
-            price_cents: 1599,
-            quantity: 8,
-            version: 2,
-        };
+        let tux = stored_tux(8, 2);
         let products = db.open_tree("products").expect("tree");
         products.insert(b"tux", encode(&tux)).expect("insert");
         let old = db.open_tree("applied").expect("tree");
@@ -258,12 +263,7 @@ async fn a_database_with_a_time_entry_per_key_is_regrouped_by_millisecond() {
     {
         // Format 2: (time, key) → log index [and the replaced buy], one entry a key.
         let db = sled::open(dir.path()).expect("open");
-        let tux = StoredProduct {
-            name: ToyName::new("Tux").expect("name"),
-            price_cents: 1599,
-            quantity: 5,
-            version: 6,
-        };
+        let tux = stored_tux(5, 6);
         db.open_tree("products")
             .expect("tree")
             .insert(b"tux", encode(&tux))
@@ -334,31 +334,23 @@ async fn buys_of_one_millisecond_share_one_time_entry_and_keep_what_they_replace
         valid_from: now.saturating_sub(100),
         index,
     };
-    store
-        .write(|tx| {
-            for key in ["a", "b", "c"] {
-                tx.buy(&buy("Tux", 1, key), clock(1_000, 5))?
-                    .map_err(ConflictableTransactionError::Abort)?;
-            }
-            Ok(())
-        })
-        .expect("three buys");
-    store
-        .write(|tx| {
-            tx.buy(&buy("Tux", 1, "d"), clock(1_000, 6))?
-                .map_err(ConflictableTransactionError::Abort)?;
-            Ok(())
-        })
-        .expect("a fourth in the same millisecond");
+    // Buys of `keys`, in one transaction, at `now` from the entry at `index`.
+    let buys = |keys: &[&str], now, index| {
+        store
+            .write(|tx| {
+                for key in keys {
+                    tx.buy(&buy("Tux", 1, key), clock(now, index))?
+                        .map_err(ConflictableTransactionError::Abort)?;
+                }
+                Ok(())
+            })
+            .expect("buys")
+    };
+    buys(&["a", "b", "c"], 1_000, 5);
+    buys(&["d"], 1_000, 6);
     assert_eq!(store.by_time.len(), 1);
     // "a" expired and bought again: its first buy stays readable at index 6.
-    store
-        .write(|tx| {
-            tx.buy(&buy("Tux", 1, "a"), clock(2_000, 9))?
-                .map_err(ConflictableTransactionError::Abort)?;
-            Ok(())
-        })
-        .expect("a again");
+    buys(&["a"], 2_000, 9);
     assert_eq!(store.by_time.len(), 2);
     let at_6: Vec<(Vec<u8>, u64)> = store
         .keys_at(6, 0)
