@@ -322,24 +322,28 @@ impl Store {
     /// since keeps its newer buy. Not flushed: a prune lost in a crash is done again,
     /// and an expired key counts as absent anyway.
     pub fn prune_keys(&self, cutoff: u64, limit: usize) -> Result<usize, CatalogError> {
-        let mut expired: Vec<(sled::IVec, Vec<TimedKey>)> = Vec::new();
+        let mut expired: Vec<sled::IVec> = Vec::new();
         let mut count = 0;
         for item in self.by_time.range(..time_key(cutoff)) {
             if count >= limit {
                 break;
             }
             let (time, value) = item?;
-            let keys: Vec<TimedKey> = decode(&value)?;
-            count += keys.len();
-            expired.push((time, keys));
+            count += decode::<Vec<TimedKey>>(&value)?.len();
+            expired.push(time);
         }
         if expired.is_empty() {
             return Ok(0);
         }
         let result = (&self.buys, &self.by_time).transaction(|(buys, by_time)| {
-            for (time, keys) in &expired {
-                by_time.remove(time)?;
-                for timed in keys {
+            for time in &expired {
+                // Read again in the transaction: what it removes is what it prunes.
+                let Some(value) = by_time.remove(time)? else {
+                    continue;
+                };
+                let keys: Vec<TimedKey> =
+                    decode(&value).map_err(ConflictableTransactionError::Abort)?;
+                for timed in &keys {
                     if let Some(bytes) = buys.get(&timed.key)? {
                         let held: StoredBuy =
                             decode(&bytes).map_err(ConflictableTransactionError::Abort)?;
