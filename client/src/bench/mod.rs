@@ -335,12 +335,7 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
     // The readings written by hand, and the scale sections (`client bench --scale`'s):
     // keep them.
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut md = report::keep_readings(&md, &old);
-    for marks in crate::scale::every_marks() {
-        if let Some(section) = crate::scale::section_of(&old, &marks) {
-            md = crate::scale::with_section(&md, section, &marks);
-        }
-    }
+    let md = report::keep_sections(&md, &old);
     std::fs::write(&path, md).map_err(|e| err(format!("{}: {e}", path.display())))?;
     println!("wrote {}", path.display());
     Ok(())

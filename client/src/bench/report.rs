@@ -138,18 +138,17 @@ pub(super) const READINGS: (&str, &str) = (
     "<!-- /readings -->",
 );
 
-/// `new` with the readings section of `old` in place of its own (empty) one, if
-/// `old` has one.
-pub(super) fn keep_readings(new: &str, old: &str) -> String {
-    let section = |doc: &str| {
-        let begin = doc.find(READINGS.0)?;
-        let end = doc[begin..].find(READINGS.1)? + begin + READINGS.1.len();
-        Some((begin, end))
-    };
-    match (section(new), section(old)) {
-        (Some((b, e)), Some((ob, oe))) => format!("{}{}{}", &new[..b], &old[ob..oe], &new[e..]),
-        _ => new.to_string(),
+/// `new` with each section of `old` that a run keeps in place of its own: the
+/// readings, and the scale sections (`client bench --scale` writes those).
+pub(super) fn keep_sections(new: &str, old: &str) -> String {
+    let scale = crate::scale::every_marks().map(|marks| marks.bounds());
+    let mut md = new.to_string();
+    for bounds in std::iter::once(READINGS).chain(scale) {
+        if let Some(section) = crate::scale::section_of(old, bounds) {
+            md = crate::scale::with_section(&md, section, bounds);
+        }
     }
+    md
 }
 
 /// What makes the numbers what they are (design, not measurements).
@@ -194,15 +193,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_new_report_keeps_the_readings_of_the_old_one() {
-        let section = |text: &str| format!("{}\n{text}\n{}", READINGS.0, READINGS.1);
-        let new = format!("table 2\n{}\nafter 2", section(""));
-        let old = format!("table 1\n{}\nafter 1", section("read by hand"));
+    fn a_new_report_keeps_the_readings_and_the_scale_sections_of_the_old_one() {
+        let (begin, end) = crate::scale::every_marks()[0].bounds();
+        let readings = |text: &str| format!("{}\n{text}\n{}", READINGS.0, READINGS.1);
+        let scale = format!("{begin}\nscale run\n{end}");
+        let new = format!("table 2\n{}\nafter 2", readings(""));
+        let old = format!("table 1\n{}\nafter 1\n\n{scale}", readings("read by hand"));
         assert_eq!(
-            keep_readings(&new, &old),
-            format!("table 2\n{}\nafter 2", section("read by hand"))
+            keep_sections(&new, &old),
+            format!(
+                "table 2\n{}\nafter 2\n\n{scale}\n",
+                readings("read by hand")
+            )
         );
-        assert_eq!(keep_readings(&new, "no readings"), new);
+        assert_eq!(keep_sections(&new, "nothing kept"), new);
     }
 
     #[test]

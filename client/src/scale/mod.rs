@@ -92,7 +92,7 @@ pub async fn run(plan: ScalePlan) -> Result<(), ClientError> {
     print!("{section}");
     let path = plan.out.join("PERFORMANCE.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    std::fs::write(&path, with_section(&old, &section, &marks))
+    std::fs::write(&path, with_section(&old, &section, marks.bounds()))
         .map_err(|e| err(format!("{}: {e}", path.display())))?;
     println!("wrote {} and {}", path.display(), plot.display());
     Ok(())

@@ -24,6 +24,13 @@ pub struct Marks {
 
 /// The [`Marks`] of `mode`'s scale results, or, with a replicated catalog (of either
 /// mode), of those with three catalog replicas.
+impl Marks {
+    /// The begin and end marks, for [`with_section`] and [`section_of`].
+    pub fn bounds(&self) -> (&'static str, &'static str) {
+        (self.begin, self.end)
+    }
+}
+
 pub fn marks(mode: Replication, catalogs: usize) -> Marks {
     if catalogs > 1 {
         return Marks {
@@ -225,11 +232,12 @@ pub(super) fn report(
     md
 }
 
-/// `doc` with its scale section replaced by `section` (or `section` appended).
-pub fn with_section(doc: &str, section: &str, marks: &Marks) -> String {
-    match (doc.find(marks.begin), doc.find(marks.end)) {
+/// `doc` with its section between `bounds` (begin and end marks, e.g. a scale
+/// section's [`Marks::bounds`]) replaced by `section` (or `section` appended).
+pub fn with_section(doc: &str, section: &str, (begin, end): (&str, &str)) -> String {
+    match (doc.find(begin), doc.find(end)) {
         (Some(b), Some(e)) if b < e => {
-            format!("{}{section}{}", &doc[..b], &doc[e + marks.end.len()..])
+            format!("{}{section}{}", &doc[..b], &doc[e + end.len()..])
         }
         _ => {
             let mut out = doc.trim_end().to_string();
@@ -243,11 +251,12 @@ pub fn with_section(doc: &str, section: &str, marks: &Marks) -> String {
     }
 }
 
-/// The scale section of `doc`, if it has one (for the plain bench to keep).
-pub fn section_of<'a>(doc: &'a str, marks: &Marks) -> Option<&'a str> {
-    let b = doc.find(marks.begin)?;
-    let e = doc[b..].find(marks.end)? + b;
-    Some(&doc[b..e + marks.end.len()])
+/// The section of `doc` between `bounds`, marks included, if it has one (for the
+/// plain bench to keep).
+pub fn section_of<'a>(doc: &'a str, (begin, end): (&str, &str)) -> Option<&'a str> {
+    let b = doc.find(begin)?;
+    let e = doc[b..].find(end)? + b;
+    Some(&doc[b..e + end.len()])
 }
 
 /// Orders/s (each chunk a point, each step a bar) against stored orders.
@@ -330,19 +339,19 @@ mod tests {
             pb.begin, pb.end
         );
         assert_eq!(
-            with_section(&doc, &section, &pb),
+            with_section(&doc, &section, pb.bounds()),
             format!("# Performance\n\n{section}\n\n{old_raft}\n\ntail\n")
         );
         assert_eq!(
-            with_section("# Performance\n", &section, &pb),
+            with_section("# Performance\n", &section, pb.bounds()),
             format!("# Performance\n\n{section}\n")
         );
         assert_eq!(
-            section_of(&doc, &pb),
+            section_of(&doc, pb.bounds()),
             Some(format!("{}\nold\n{}", pb.begin, pb.end).as_str())
         );
-        assert_eq!(section_of(&doc, &raft), Some(old_raft.as_str()));
-        assert_eq!(section_of("# Performance", &pb), None);
+        assert_eq!(section_of(&doc, raft.bounds()), Some(old_raft.as_str()));
+        assert_eq!(section_of("# Performance", pb.bounds()), None);
     }
 
     #[test]
