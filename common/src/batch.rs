@@ -7,9 +7,14 @@
 //! A batch is taken only when a slot is free, so work that arrives while the slots
 //! are busy joins the next batch rather than waiting in a small one. A batch taken is
 //! always worked and answered; shutdown comes between batches.
+//!
+//! Each batch records how long its items waited to be taken, on average
+//! (`batch_wait_seconds{batcher}`): one stage of an order's time in the breakdown
+//! `client bench` prints. The work function records what the batch itself cost.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -37,6 +42,7 @@ pub enum BatchError {
 
 struct Pending<I, A> {
     item: I,
+    queued: Instant,
     reply: oneshot::Sender<Result<A, BatchError>>,
 }
 
@@ -73,7 +79,11 @@ impl<I: Send + 'static, A: Send + 'static> Batcher<I, A> {
     pub async fn submit(&self, item: I) -> Result<A, BatchError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Pending { item, reply })
+            .send(Pending {
+                item,
+                queued: Instant::now(),
+                reply,
+            })
             .await
             .map_err(|_| BatchError::Stopped(self.name))?;
         answer.await.map_err(|_| BatchError::Stopped(self.name))?
@@ -108,6 +118,7 @@ async fn batch_loop<I, A, F, Fut>(
             n = rx.recv_many(&mut taken, max_batch) => if n == 0 { return },
             _ = tasks.stopping() => return,
         }
+        record_wait(name, &taken);
         let (items, replies): (Vec<I>, Vec<_>) = taken.drain(..).map(|p| (p.item, p.reply)).unzip();
         let batch = work(items);
         tasks.spawn(name, async move {
@@ -119,6 +130,17 @@ async fn batch_loop<I, A, F, Fut>(
             }
         });
     }
+}
+
+/// Records how long the items of a batch just taken waited, on average.
+fn record_wait<I, A>(name: &'static str, taken: &[Pending<I, A>]) {
+    let Some(count) = u32::try_from(taken.len()).ok().filter(|n| *n > 0) else {
+        return;
+    };
+    let now = Instant::now();
+    let waited: std::time::Duration = taken.iter().map(|p| now - p.queued).sum();
+    metrics::histogram!("batch_wait_seconds", "batcher" => name)
+        .record((waited / count).as_secs_f64());
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use reqwest::Url;
 mod compare;
 mod floor;
 mod report;
+mod stages;
 mod wrk;
 
 use crate::ClientError;
@@ -295,6 +296,24 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
             crate::cpu::row(&third.label(), &third.cpu)
         );
     }
+    let _ = writeln!(
+        catch_up_md,
+        "## Where an order's time goes\n\nThe mean of each stage an order passed during the \
+         order measurements, from the services' own histograms (`/metrics`, read before and \
+         after each; `client/src/bench/stages.rs`). A stage that works in batches is timed \
+         once per batch, and the last column says how many batches an order shared (0.10: \
+         ten orders a batch). Stages nest and overlap (the leader's whole `POST /orders` holds \
+         the rest; its own flush and the followers' round trips run at once), so the rows do \
+         not add up: each says what one step took.\n"
+    );
+    for m in [&first, &second, &third] {
+        let _ = writeln!(
+            catch_up_md,
+            "**{}**:\n\n{}",
+            m.label(),
+            stages::table(&m.stages[0], &m.stages[1])
+        );
+    }
     let (pb, raft) = match first.mode {
         Replication::PrimaryBackup => (&first, &second),
         Replication::Raft => (&second, &first),
@@ -352,6 +371,8 @@ struct Orders {
     many: WrkResult,
     /// 32 clients: what one order cost each process, in µs of CPU.
     cpu: crate::cpu::PerOrder,
+    /// Where an order's time went, with one client and with 32.
+    stages: [stages::Breakdown; 2],
     /// What the replicas held afterwards.
     orders: u64,
     digest: String,
@@ -445,10 +466,17 @@ async fn orders(rs: &RunSh, script: &Path, d: u64, missed: u64) -> Result<Orders
     );
     let url = front_url(&rs.frontend_url(), "orders");
     wrk(&url, 1, 1, Some(script)).await?; // warm-up
+    let start = stages::scrape(rs).await;
     let one = wrk(&url, 1, d, Some(script)).await?;
+    let middle = stages::scrape(rs).await;
     let before = crate::cpu::sample(rs);
     let many = wrk(&url, 32, d, Some(script)).await?;
     let cpu = crate::cpu::per_order(&before, &crate::cpu::sample(rs), many.rps * d as f64);
+    let end = stages::scrape(rs).await;
+    let stages = [
+        stages::Breakdown::between(&start, &middle, one.rps * d as f64),
+        stages::Breakdown::between(&middle, &end, many.rps * d as f64),
+    ];
     let catch_up = match missed {
         0 => None,
         n => Some(catch_up(rs, script, n).await?),
@@ -470,6 +498,7 @@ async fn orders(rs: &RunSh, script: &Path, d: u64, missed: u64) -> Result<Orders
         one,
         many,
         cpu,
+        stages,
         orders: replicas[0].orders,
         digest: replicas[0].digest.clone(),
         catch_up,

@@ -30,7 +30,7 @@ fn trim(url: Url) -> String {
 }
 
 /// What a service is; each kind is one binary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Catalog,
     Order,

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::backoff::Backoff;
@@ -160,7 +160,7 @@ async fn write_batch(
         return settle(replica, &log, end, replicated, answers, not_leader);
     }
 
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     if let Err(e) = store.append(&fresh) {
         return fail_all(e);
     }
@@ -185,7 +185,13 @@ async fn write_batch(
     // (A follower may then hold a batch the leader lost in a crash before its flush:
     // that is the same as a crash after replicating, and a retry finds the key.)
     let end = end_of(&request);
-    let (flushed, replicated) = tokio::join!(store.flush(), replicate(replica, Arc::new(request)));
+    let flush = async {
+        let started = Instant::now();
+        let flushed = store.flush().await;
+        metrics::histogram!("writer_flush_seconds").record(started.elapsed().as_secs_f64());
+        flushed
+    };
+    let (flushed, replicated) = tokio::join!(flush, replicate(replica, Arc::new(request)));
     tracing::debug!(
         orders,
         took_us = started.elapsed().as_micros() as u64,
@@ -335,9 +341,15 @@ pub(super) async fn send_all(
         sends.spawn(async move {
             // One deadline for all of a follower's tries: missing it means lagging.
             let deadline = replica.timeouts().replicate;
+            let started = Instant::now();
             let sent = tokio::time::timeout(deadline, send_to(&replica, &url, &request))
                 .await
                 .unwrap_or_else(|_| Sent::Lagging("missed the replication deadline".into()));
+            // A batch's round trip to this follower (not a heartbeat's).
+            if matches!(sent, Sent::Stored(_)) && !request.entries.is_empty() {
+                metrics::histogram!("replicate_seconds", "follower" => id.to_string())
+                    .record(started.elapsed().as_secs_f64());
+            }
             (id, sent)
         });
     }
