@@ -407,12 +407,43 @@ impl Store {
     /// [`Store::buy`] for many orders at once: one transaction, one flush. Each buy
     /// gets its own outcome (a refused buy changes nothing and does not affect the
     /// others); the outer error is a storage failure, after which nothing changed.
+    ///
+    /// A damaged value or page aborts the whole transaction; then each buy is made in
+    /// a transaction of its own, so that only the buys that touch the damage fail
+    /// (with the storage error as their outcome) and the others are made. Only when
+    /// every one of them fails is the batch's error the outer error.
     pub async fn buy_batch(
         &self,
         reqs: &[BuyRequest],
     ) -> Result<Vec<Result<BuyOutcome, CatalogError>>, CatalogError> {
         let clock = Clock::now(self.key_window);
-        let outcomes = self.write(|tx| reqs.iter().map(|req| tx.buy(req, clock)).collect())?;
+        let outcomes = match self.write(|tx| reqs.iter().map(|req| tx.buy(req, clock)).collect()) {
+            Ok(outcomes) => outcomes,
+            Err(failed) if reqs.len() > 1 => {
+                let outcomes: Vec<_> = reqs
+                    .iter()
+                    .map(|req| {
+                        self.write(|tx| tx.buy(req, clock))
+                            .and_then(|outcome| outcome)
+                    })
+                    .collect();
+                let damaged = outcomes
+                    .iter()
+                    .filter(|o| matches!(o, Err(CatalogError::Storage(_))))
+                    .count();
+                if damaged == reqs.len() {
+                    return Err(failed);
+                }
+                tracing::warn!(
+                    error = %failed,
+                    buys = reqs.len(),
+                    damaged,
+                    "a buy batch failed in storage; its buys were made one by one"
+                );
+                outcomes
+            }
+            Err(failed) => return Err(failed),
+        };
         // Flush even for repeated keys only: a first reply may not have been flushed
         // yet when a concurrent duplicate read it.
         self.flusher.flush().await?;

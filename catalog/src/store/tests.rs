@@ -377,3 +377,69 @@ async fn buys_of_one_millisecond_share_one_time_entry_and_keep_what_they_replace
     );
     assert_eq!(store.buys.len(), 1, "a's newer buy is kept");
 }
+
+/// Writes undecodable bytes where Tux's stock is kept: a damaged value, as a bad
+/// page or a flipped bit leaves it.
+fn damage_tux(store: &Store) {
+    store
+        .products
+        .insert(lookup_key("Tux").as_bytes(), &[0xff; 3][..])
+        .expect("damage");
+}
+
+#[tokio::test]
+async fn a_damaged_toy_fails_only_the_buys_of_that_toy_in_a_batch() {
+    let (_dir, store) = seeded().await;
+    damage_tux(&store);
+    let outcomes = store
+        .buy_batch(&[
+            buy("Rubik's Cube", 1, "k1"),
+            buy("Tux", 1, "k2"),
+            buy("Rubik's Cube", 2, "k3"),
+        ])
+        .await
+        .expect("the batch is answered");
+    assert!(
+        matches!(outcomes[0], Ok(BuyOutcome::Applied(_))),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[1], Err(CatalogError::Storage(_))),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[2], Ok(BuyOutcome::Applied(_))),
+        "{outcomes:?}"
+    );
+    let cube = store.product("Rubik's Cube").expect("read").expect("found");
+    assert_eq!((cube.quantity, cube.version), (7, 3));
+    // The failed buy left nothing behind: its key is free, the sold total counts the
+    // two buys made.
+    assert!(store
+        .buys
+        .get(common::idkey::encode(
+            &IdempotencyKey::new("k2").expect("key")
+        ))
+        .expect("read")
+        .is_none());
+    let sold = store
+        .meta
+        .get(META_SOLD)
+        .expect("read")
+        .map(|v| read_u64(&v));
+    assert_eq!(sold, Some(3));
+}
+
+#[tokio::test]
+async fn a_batch_whose_every_buy_touches_damage_fails_as_a_whole() {
+    let (_dir, store) = seeded().await;
+    damage_tux(&store);
+    let failed = store
+        .buy_batch(&[buy("Tux", 1, "k1"), buy("tux", 1, "k2")])
+        .await;
+    assert!(
+        matches!(failed, Err(CatalogError::Storage(_))),
+        "{failed:?}"
+    );
+    assert!(store.meta.get(META_SOLD).expect("read").is_none());
+}
