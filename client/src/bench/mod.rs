@@ -175,6 +175,7 @@ pub async fn run(plan: BenchPlan) -> Result<(), ClientError> {
     let floor = floor::Floor {
         flush: floor::sled_flush(&sibling(&rs.data_dir, "floor"), d).await?,
         chain: wrk(&chain_url, 1, d, None).await?,
+        transaction: floor::sled_transaction_flush(&sibling(&rs.data_dir, "floor"), d).await?,
     };
     let hop_32 = wrk(&hop_url, 32, d, None).await?;
     drop((bare, hop, chain));
@@ -506,7 +507,7 @@ async fn orders(rs: &RunSh, script: &Path, d: u64, missed: u64) -> Result<Orders
 }
 
 /// The report's rows for the floor.
-fn floor_rows(floor: &floor::Floor) -> [Row; 3] {
+fn floor_rows(floor: &floor::Floor) -> [Row; 4] {
     let row = |what: &str, ours| Row {
         what: what.into(),
         ours,
@@ -521,6 +522,10 @@ fn floor_rows(floor: &floor::Floor) -> [Row; 3] {
         row(
             "floor of an order: the chain + two flushes (p50)",
             floor.order(),
+        ),
+        row(
+            "beside the floor: sled two-tree transaction + flush, one writer",
+            floor.transaction,
         ),
     ]
 }
