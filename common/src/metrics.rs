@@ -372,9 +372,42 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// In metrics text as `GET /metrics` renders it, the sum of every sample of `name`
+/// whose labels include all of `labels` (for readers: the tests, `client bench`).
+pub fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            let matches = metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sum_adds_the_samples_whose_labels_match() {
+        let text = "# TYPE x_count counter\n\
+                    x_count{route=\"/a\",method=\"GET\"} 2\n\
+                    x_count{route=\"/a\",method=\"POST\"} 3\n\
+                    x_count{route=\"/b\",method=\"GET\"} 5\n\
+                    x_countless 7\n";
+        assert_eq!(sum(text, "x_count", &[]), 10.0);
+        assert_eq!(sum(text, "x_count", &[("method", "GET")]), 7.0);
+        assert_eq!(
+            sum(text, "x_count", &[("route", "/a"), ("method", "POST")]),
+            3.0
+        );
+        assert_eq!(sum(text, "x_count", &[("route", "/c")]), 0.0);
+    }
 
     #[test]
     fn durations_render_as_cumulative_buckets() {

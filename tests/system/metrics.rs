@@ -12,24 +12,7 @@ in_both_modes!(
     a_paused_followers_lag_shows_then_clears,
 );
 
-/// The sum of every sample of `name` whose labels include all of `labels`.
-pub(crate) fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, rest) = match series.split_once('{') {
-                Some((m, rest)) => (m, rest),
-                None => (series, ""),
-            };
-            let matches = metric == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
-            matches.then(|| value.parse::<f64>().ok()).flatten()
-        })
-        .sum()
-}
+pub(crate) use common::metrics::sum;
 
 pub(crate) async fn scrape(cluster: &Cluster, service: &str) -> String {
     let resp = cluster

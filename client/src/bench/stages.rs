@@ -9,27 +9,31 @@
 //! write; the local flush and the followers' round trips run at the same time), so
 //! the rows are not meant to add up: each says what one step took.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use common::topology::Kind;
 use lab::cluster::RunSh;
 
 /// One stage: what it is, which services record it, and its histogram (a metric
-/// name, and a label that must be present, if any).
+/// name, and the labels its samples must have).
 struct Stage {
     what: &'static str,
     kind: Kind,
     name: &'static str,
-    label: &'static str,
+    labels: &'static [(&'static str, &'static str)],
 }
 
-const fn stage(what: &'static str, kind: Kind, name: &'static str, label: &'static str) -> Stage {
+const fn stage(
+    what: &'static str,
+    kind: Kind,
+    name: &'static str,
+    labels: &'static [(&'static str, &'static str)],
+) -> Stage {
     Stage {
         what,
         kind,
         name,
-        label,
+        labels,
     }
 }
 
@@ -42,110 +46,109 @@ const STAGES: &[Stage] = &[
         "front-end: `POST /orders`, whole",
         Kind::Frontend,
         DURATION,
-        r#"route="/orders",method="POST""#,
+        &[("route", "/orders"), ("method", "POST")],
     ),
     stage(
         "leader: `POST /orders`, whole",
         Kind::Order,
         DURATION,
-        r#"route="/orders",method="POST""#,
+        &[("route", "/orders"), ("method", "POST")],
     ),
     stage(
         "leader: waiting for a buy batch",
         Kind::Order,
         "batch_wait_seconds",
-        r#"batcher="buyer""#,
+        &[("batcher", "buyer")],
     ),
     stage(
         "leader: a buy batch at the catalog, round trip",
         Kind::Order,
         "buyer_batch_seconds",
-        "",
+        &[],
     ),
     stage(
         "catalog: a buy batch handled",
         Kind::Catalog,
         DURATION,
-        r#"route="/internal/buy-batch""#,
+        &[("route", "/internal/buy-batch")],
     ),
     stage(
         "catalog: its flush",
         Kind::Catalog,
         "group_flush_seconds",
-        "",
+        &[],
     ),
     stage(
         "catalog leader: waiting for a log entry",
         Kind::Catalog,
         "batch_wait_seconds",
-        r#"batcher="raft proposer""#,
+        &[("batcher", "raft proposer")],
     ),
     stage(
         "catalog leader: an entry committed and applied",
         Kind::Catalog,
         "catalog_raft_commit_seconds",
-        "",
+        &[],
     ),
     stage(
         "catalog follower: a Raft message handled",
         Kind::Catalog,
         DURATION,
-        r#"route="/internal/catalog-raft/{kind}""#,
+        &[("route", "/internal/catalog-raft/{kind}")],
     ),
     stage(
         "leader: waiting for a write batch",
         Kind::Order,
         "batch_wait_seconds",
-        r#"batcher="order writer""#,
+        &[("batcher", "order writer")],
     ),
     stage(
         "leader: a write batch (its flush and the followers', at once)",
         Kind::Order,
         "writer_batch_seconds",
-        "",
+        &[],
     ),
     stage(
         "leader: its own flush",
         Kind::Order,
         "writer_flush_seconds",
-        "",
+        &[],
     ),
     stage(
         "leader: a follower's round trip",
         Kind::Order,
         "replicate_seconds",
-        "",
+        &[],
     ),
     stage(
         "follower: a batch handled (stored and flushed)",
         Kind::Order,
         DURATION,
-        r#"route="/internal/replicate""#,
+        &[("route", "/internal/replicate")],
     ),
     stage(
         "leader: waiting for a log entry",
         Kind::Order,
         "batch_wait_seconds",
-        r#"batcher="raft proposer""#,
+        &[("batcher", "raft proposer")],
     ),
     stage(
         "leader: an entry committed and applied",
         Kind::Order,
         "raft_commit_seconds",
-        "",
+        &[],
     ),
     stage(
         "follower: a Raft message handled",
         Kind::Order,
         DURATION,
-        r#"route="/internal/raft/{kind}""#,
+        &[("route", "/internal/raft/{kind}")],
     ),
 ];
 
-/// Every service's histogram sums and counts at one moment, added up per kind of
-/// service: `(kind, name, labels)` → `(sum, count)`.
+/// Every service's metrics text at one moment, with its kind of service.
 #[derive(Default)]
-pub(crate) struct Scrape(HashMap<(Kind, String, String), (f64, f64)>);
+pub(crate) struct Scrape(Vec<(Kind, String)>);
 
 /// Reads every service's `/metrics`; a service that does not answer adds nothing.
 pub(crate) async fn scrape(rs: &RunSh) -> Scrape {
@@ -159,52 +162,23 @@ pub(crate) async fn scrape(rs: &RunSh) -> Scrape {
         let Ok(text) = reply.text().await else {
             continue;
         };
-        out.add(service.kind, &text);
+        out.0.push((service.kind, text));
     }
     out
 }
 
 impl Scrape {
-    /// Adds the `_sum` and `_count` lines of one service's metrics text.
-    fn add(&mut self, kind: Kind, text: &str) {
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let Some((series, value)) = line.rsplit_once(' ') else {
-                continue;
-            };
-            let Ok(value) = value.parse::<f64>() else {
-                continue;
-            };
-            let (name, labels) = match series.split_once('{') {
-                Some((name, rest)) => (name, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let (name, sum) = if let Some(n) = name.strip_suffix("_sum") {
-                (n, true)
-            } else if let Some(n) = name.strip_suffix("_count") {
-                (n, false)
-            } else {
-                continue;
-            };
-            let cell = self
-                .0
-                .entry((kind, name.to_string(), labels.to_string()))
-                .or_default();
-            if sum {
-                cell.0 += value;
-            } else {
-                cell.1 += value;
-            }
-        }
-    }
-
-    /// A stage's sum and count, over every series of its kind, name and label.
+    /// A stage's histogram sum and count, over every service of its kind.
     fn total(&self, stage: &Stage) -> (f64, f64) {
-        self.0
-            .iter()
-            .filter(|((kind, name, labels), _)| {
-                *kind == stage.kind && name == stage.name && labels.contains(stage.label)
-            })
-            .fold((0.0, 0.0), |(s, c), (_, (sum, count))| (s + sum, c + count))
+        let of = |suffix: &str| -> f64 {
+            let name = format!("{}{suffix}", stage.name);
+            self.0
+                .iter()
+                .filter(|(kind, _)| *kind == stage.kind)
+                .map(|(_, text)| common::metrics::sum(text, &name, stage.labels))
+                .sum()
+        };
+        (of("_sum"), of("_count"))
     }
 }
 
@@ -284,11 +258,21 @@ http_request_duration_seconds_count{route="/internal/replicate",method="POST"} 5
     #[test]
     fn a_stage_is_its_sums_and_counts_between_two_scrapes_over_every_service_of_its_kind() {
         let (mut before, mut after) = (Scrape::default(), Scrape::default());
-        before.add(Kind::Order, BEFORE);
-        after.add(Kind::Order, AFTER);
+        before.0.push((Kind::Order, BEFORE.into()));
+        after.0.push((Kind::Order, AFTER.into()));
         // A second follower's figures add to the first's.
-        before.add(Kind::Order, "http_request_duration_seconds_count{route=\"/internal/replicate\",method=\"POST\"} 0\n");
-        after.add(Kind::Order, "http_request_duration_seconds_sum{route=\"/internal/replicate\",method=\"POST\"} 1\nhttp_request_duration_seconds_count{route=\"/internal/replicate\",method=\"POST\"} 500\n");
+        let replicate = r#"{route="/internal/replicate",method="POST"}"#;
+        before.0.push((
+            Kind::Order,
+            format!("http_request_duration_seconds_count{replicate} 0\n"),
+        ));
+        after.0.push((
+            Kind::Order,
+            format!(
+                "http_request_duration_seconds_sum{replicate} 1\n\
+                 http_request_duration_seconds_count{replicate} 500\n"
+            ),
+        ));
         let b = Breakdown::between(&before, &after, 1000.0);
 
         let buy = mean(&b, "leader: a buy batch at the catalog, round trip").expect("buys");
