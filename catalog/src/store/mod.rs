@@ -411,7 +411,7 @@ impl Store {
     /// A damaged value or page aborts the whole transaction; then each buy is made in
     /// a transaction of its own, so that only the buys that touch the damage fail
     /// (with the storage error as their outcome) and the others are made. Only when
-    /// every one of them fails is the batch's error the outer error.
+    /// every one of them fails in storage is the batch's error the outer error.
     pub async fn buy_batch(
         &self,
         reqs: &[BuyRequest],
