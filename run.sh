@@ -7,8 +7,8 @@
 #   ./run.sh kill <service>   SIGKILL one service (simulate a crash)
 #   ./run.sh start <service>  start one service again (and wait until healthy)
 #   ./run.sh restart <service>
-#   ./run.sh rebuild <service> start an order replica afresh from its peers (its data
-#                             directory set aside): for a damaged store (primary-backup)
+#   ./run.sh rebuild <service> start a replica (orderN, or catalogN) afresh from its
+#                             peers, its data directory set aside: for a damaged store
 #   ./run.sh logs <service>   follow a service's log
 #   ./run.sh image            build the services static and the container image
 #   ./run.sh compose ARGS...  podman-compose (or docker compose) on compose.yaml:

@@ -56,6 +56,14 @@ pub struct Config {
     #[arg(long, env = "CATALOG_PEERS", value_parser = parse_replicas, requires = "id")]
     pub peers: Option<Replicas>,
 
+    /// Replicated catalog: rebuild this replica from its peers. Its data directory is
+    /// moved aside (to `<dir>.damaged-<unix seconds>`); it starts empty, rejoins the
+    /// group as a learner (both other replicas must be up), takes the log or a
+    /// snapshot, and votes again once caught up. A lone catalog has no peers to
+    /// rebuild from: it refuses.
+    #[arg(long, env = "CATALOG_REBUILD")]
+    pub rebuild: bool,
+
     /// Replicated catalog: how often the leader sends heartbeats, in ms.
     #[arg(long, env = "CATALOG_RAFT_HEARTBEAT_MS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -136,6 +144,9 @@ impl Config {
                 }
                 Ok(Some((id, peers.clone())))
             }
+            _ if self.rebuild => Err("--rebuild needs a replicated catalog (--id and --peers): \
+                 a lone catalog has no peers to rebuild from; restore its directory from a copy"
+                .into()),
             _ => Ok(None),
         }
     }

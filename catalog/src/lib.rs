@@ -54,9 +54,12 @@ impl App {
     /// replicated catalog starts its Raft member, which seeds the group instead.
     pub async fn start(config: Config) -> Result<Self, CatalogError> {
         let window = config.retention.key_retention;
+        let membership = config.group().map_err(CatalogError::Config)?;
+        if config.rebuild {
+            common::storage::set_aside(&config.data_dir)?;
+        }
         let store =
             store::Store::open_with(&config.data_dir, config.storage.sled_cache_mb, window)?;
-        let membership = config.group().map_err(CatalogError::Config)?;
         // Read now, so a bad seed file or stock settings that could overflow stop the
         // start, not a later seeding.
         let seed = if store.is_empty() {
@@ -90,6 +93,7 @@ impl App {
                     group: config.group_settings(),
                     key_window: window,
                     seed: (seed, config.initial_stock),
+                    rebuild: config.rebuild,
                 };
                 let log_dir = config.data_dir.join("raft-log");
                 let cache = (log_dir.as_path(), config.storage.sled_cache_mb);

@@ -25,9 +25,9 @@ pub enum StorageError {
     /// A database that cannot be opened because its files are damaged (sled panics on
     /// some damage, reports other as corruption): where, why, and what to do.
     #[error(
-        "the database in {} is damaged ({reason}): move it aside and start the service \
-         again, and it rebuilds from its peers (an order replica's --rebuild does this), \
-         or restore the directory from a copy",
+        "the database in {} is damaged ({reason}): start the replica with --rebuild \
+         (`./run.sh rebuild <service>`), which moves its data directory aside and \
+         rebuilds it from its peers, or restore the directory from a copy",
         .dir.display()
     )]
     Damaged { dir: PathBuf, reason: String },
@@ -60,6 +60,26 @@ impl StorageError {
             cause: Some(Box::new(cause)),
         }
     }
+}
+
+/// `--rebuild`: moves a replica's data directory `dir` aside, to
+/// `<dir>.damaged-<unix seconds>` (kept for inspection, never deleted), so that the
+/// replica starts empty and takes its history from its peers. Answers where it went;
+/// `None` if there was no directory.
+pub fn set_aside(dir: &Path) -> std::io::Result<Option<PathBuf>> {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let mut aside = dir.as_os_str().to_owned();
+    aside.push(format!(".damaged-{}", crate::retention::now_ms() / 1000));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(dir, &aside)?;
+    tracing::warn!(
+        from = %dir.display(),
+        to = %aside.display(),
+        "rebuilding: the data directory is set aside; this replica takes its history from its peers"
+    );
+    Ok(Some(aside))
 }
 
 /// How long [`open_db`] waits for another handle's lock to be released.
@@ -211,7 +231,7 @@ mod tests {
             message.contains(&dir.path().display().to_string()),
             "{message}"
         );
-        assert!(message.contains("move it aside"), "{message}");
+        assert!(message.contains("--rebuild"), "{message}");
         assert!(
             !message.contains("no message"),
             "sled's own words are lost: {message}"

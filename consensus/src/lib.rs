@@ -8,11 +8,13 @@
 //!   openraft is told (group commit across appends).
 //! - [`network`]: Raft's messages over the cluster's pooled HTTP client, bincode bodies
 //!   at `/internal/<route>/{append,vote,snapshot}`; and [`network::handle`], their
-//!   receiving end.
+//!   receiving end ([`RaftNode::handle`] adds `rejoin`, see [`rejoin`]).
 //! - [`proposer`]: the task that batches client writes into log entries, several
 //!   entries in flight, and answers each write when its entry is applied.
 //! - [`node`]: a running member — start-up (who initialises the group), "caught up"
 //!   after a restart, leadership and linearizable reads, the figures `/health` shows.
+//! - [`rejoin`]: how a member whose log and vote were lost (`--rebuild`) rejoins the
+//!   group without ever voting twice in a term.
 //! - [`snapshot`]: snapshot data that is built only when first read.
 //! - [`codec`]: bincode, and openraft's storage errors.
 //!
@@ -29,6 +31,7 @@ pub mod log;
 pub mod network;
 pub mod node;
 pub mod proposer;
+pub mod rejoin;
 pub mod snapshot;
 
 use openraft::impls::OneshotResponder;

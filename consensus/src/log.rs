@@ -3,7 +3,8 @@
 //!
 //! - `raft_log`: log index (big-endian u64) → the entry, bincode.
 //! - `raft_state`: `vote`, `committed` and `purged` (the last log id removed by
-//!   compaction), bincode.
+//!   compaction), bincode; and `rebuilding` while the member rejoins its group after
+//!   a rebuild (see [`crate::rejoin`]).
 //!
 //! Durability, as openraft requires: an appended entry is reported written only once a
 //! flush that covers it has returned; the vote is flushed before `save_vote` returns.
@@ -44,6 +45,7 @@ use crate::{Group, NodeId};
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const PURGED: &[u8] = b"purged";
+const REBUILDING: &[u8] = b"rebuilding";
 
 /// Index value meaning "nothing committed yet" in [`LogStore::committed_index`].
 const NONE: u64 = u64::MAX;
@@ -117,6 +119,26 @@ impl<C: Group> LogStore<C> {
         Some(self.committed.load(Ordering::SeqCst))
             .filter(|i| *i != NONE)
             .map(LogIndex)
+    }
+
+    /// Whether this member is being rebuilt: its log and vote were lost, and it has
+    /// not yet rejoined its group as a voter (see [`crate::rejoin`]).
+    pub fn rebuilding(&self) -> Result<bool, StorageError<NodeId>> {
+        self.state
+            .contains_key(REBUILDING)
+            .map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, &e))
+    }
+
+    /// Marks this member as being rebuilt, or no longer, durably (flushed before it
+    /// returns: a member restarted mid-rebuild must go on refusing to vote).
+    pub async fn set_rebuilding(&self, rebuilding: bool) -> Result<(), StorageError<NodeId>> {
+        let written = if rebuilding {
+            self.state.insert(REBUILDING, &[1u8][..]).map(drop)
+        } else {
+            self.state.remove(REBUILDING).map(drop)
+        };
+        written.map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Write, &e))?;
+        self.flush().await
     }
 
     fn get_state<T: DeserializeOwned>(

@@ -6,7 +6,8 @@
 //! Start-up: the member with the lowest configured id initialises the group with every
 //! configured member, unless it or any peer that answers already belongs to one (its
 //! data was lost while the others kept theirs). openraft must be initialised on one
-//! member only: every member initialising gives endless elections.
+//! member only: every member initialising gives endless elections. A member marked
+//! *rebuilding* never initialises: it rejoins the group (see [`crate::rejoin`]).
 //!
 //! Ready: a restarted follower learns of the leader from its first heartbeat, before
 //! it has the entries it missed, so knowing the leader alone does not mean caught up.
@@ -32,6 +33,7 @@ use reqwest::Url;
 
 use crate::log::LogStore;
 use crate::network::{self, MessageError, Network};
+use crate::rejoin;
 use crate::{Group, Node, NodeId};
 
 /// A group's timing, from its members' flags.
@@ -113,6 +115,8 @@ pub enum StartError {
     Config(#[source] Box<openraft::ConfigError>),
     #[error("raft did not start")]
     Fatal(#[source] Box<Fatal<NodeId>>),
+    #[error("cannot read the raft log's state")]
+    Storage(#[source] Box<openraft::StorageError<NodeId>>),
 }
 
 /// Why a linearizable read could not be served.
@@ -192,6 +196,9 @@ struct Inner<C: Group> {
     raft: Raft<C>,
     /// Set once this member has caught up after its start (see the module docs).
     caught_up: AtomicBool,
+    /// Set while this member rejoins the group after a rebuild: it neither votes nor
+    /// stands for election (see [`crate::rejoin`]).
+    rebuilding: AtomicBool,
     /// The term this member led when it stopped, if it restarts as that term's
     /// leader (see [`RaftNode::linearize`]).
     restored_term: Option<u64>,
@@ -206,7 +213,8 @@ struct Inner<C: Group> {
 impl<C: Group> RaftNode<C> {
     /// Starts member `id` of the group of `members` (every member, this one included)
     /// on `log` and `machine`; messages go through `client`. Spawns the catch-up watch,
-    /// and on the lowest id the group's initialisation, on `tasks`.
+    /// and on the lowest id the group's initialisation, on `tasks`; or, if `log` is
+    /// marked rebuilding, the rejoining of the group.
     #[allow(clippy::too_many_arguments)]
     pub async fn start<M: RaftStateMachine<C>>(
         id: ReplicaId,
@@ -224,10 +232,16 @@ impl<C: Group> RaftNode<C> {
         let config = settings
             .openraft(group.name)
             .map_err(|e| StartError::Config(Box::new(e)))?;
-        let network = Network::new(client, group.route, peers.clone());
+        let rebuilding = log
+            .rebuilding()
+            .map_err(|e| StartError::Storage(Box::new(e)))?;
+        let network = Network::new(client.clone(), group.route, peers.clone());
         let raft = Raft::new(id.node(), Arc::new(config), network, log.clone(), machine)
             .await
             .map_err(|e| StartError::Fatal(Box::new(e)))?;
+        if rebuilding {
+            raft.runtime_config().elect(false);
+        }
         let restored_term = {
             let m = raft.metrics().borrow().clone();
             (m.state == ServerState::Leader).then_some(m.current_term)
@@ -237,6 +251,7 @@ impl<C: Group> RaftNode<C> {
                 id,
                 raft,
                 caught_up: AtomicBool::new(false),
+                rebuilding: AtomicBool::new(rebuilding),
                 restored_term,
                 reads: Reads::default(),
                 log,
@@ -252,7 +267,16 @@ impl<C: Group> RaftNode<C> {
             "raft catch-up",
             catch_up(node.clone(), probe.clone(), peers.clone()),
         );
-        if peers.iter().all(|(p, _)| *p > id) {
+        if rebuilding {
+            let wait = settings.commit.saturating_mul(2) + settings.election;
+            let peers = rejoin::Peers {
+                client,
+                route: group.route,
+                peers,
+                wait,
+            };
+            tasks.spawn_cancellable("raft rejoin", rejoin::run(node.clone(), peers));
+        } else if peers.iter().all(|(p, _)| *p > id) {
             let members: BTreeMap<NodeId, Node> = members
                 .iter()
                 .map(|(p, url)| {
@@ -361,6 +385,7 @@ impl<C: Group> RaftNode<C> {
             // all it knows committed": under load a member applies a moment after it
             // learns of a commit, so that would flicker.
             ready: self.inner.caught_up.load(Ordering::SeqCst)
+                && !self.inner.rebuilding.load(Ordering::SeqCst)
                 && leader.is_some()
                 && m.running_state.is_ok(),
             failure: self.inner.tasks.failure().map(str::to_string),
@@ -370,9 +395,38 @@ impl<C: Group> RaftNode<C> {
         }
     }
 
-    /// Answers one of Raft's messages from a peer (see [`network::handle`]).
+    /// Answers one of Raft's messages from a peer (see [`network::handle`]), or a
+    /// rebuilt member's request to rejoin (`rejoin`, see [`crate::rejoin`]). While this
+    /// member rebuilds, it grants no vote.
     pub async fn handle(&self, kind: &str, body: &[u8]) -> Result<Vec<u8>, MessageError> {
-        network::handle(&self.inner.raft, kind, body).await
+        match kind {
+            "rejoin" => rejoin::answer(&self.inner.raft, body).await,
+            "vote" if self.inner.rebuilding.load(Ordering::SeqCst) => {
+                rejoin::refuse_vote(&self.inner.raft, body)
+            }
+            _ => network::handle(&self.inner.raft, kind, body).await,
+        }
+    }
+
+    /// Waits until this member has caught up after its start.
+    pub(crate) async fn until_caught_up(&self) {
+        while !self.inner.caught_up.load(Ordering::SeqCst) {
+            tokio::time::sleep(self.inner.settings.heartbeat).await;
+        }
+    }
+
+    /// The end of a rebuild: the mark is cleared (durably), and this member votes and
+    /// stands for election again.
+    pub(crate) async fn rebuilt(&self) -> Result<(), openraft::StorageError<NodeId>> {
+        self.inner.log.set_rebuilding(false).await?;
+        self.inner.rebuilding.store(false, Ordering::SeqCst);
+        self.inner.raft.runtime_config().elect(true);
+        Ok(())
+    }
+
+    /// Stops the service for good, saying why.
+    pub(crate) fn fail(&self, why: String) {
+        self.inner.tasks.fail(why);
     }
 
     /// Stops the member (its tasks end; the log is already durable).
@@ -399,6 +453,11 @@ async fn watch_core(
             return;
         }
         if metrics.changed().await.is_err() {
+            // The core is gone without saying so: it panicked (openraft tells a panic
+            // only to whoever calls it next).
+            if metrics.borrow().running_state.is_ok() && !tasks.is_stopping() {
+                tasks.fail("the Raft core stopped: it panicked");
+            }
             return;
         }
     }

@@ -14,7 +14,6 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::topology::{Kind, Service};
-use common::wire::Replication;
 
 use crate::health::{get_health, port_busy};
 use crate::process::{self, alive, Files};
@@ -114,18 +113,18 @@ impl Cluster {
         strays
     }
 
-    /// Stops an order replica (primary-backup) if it runs and starts it with
-    /// `--rebuild`: its data directory is set aside and it takes its whole history
-    /// from a ready peer before it reports ready.
+    /// Stops a replica (an order replica, or one of a replicated catalog's) if it runs
+    /// and starts it with `--rebuild`: its data directory is set aside and it takes
+    /// its whole history from its peers before it reports ready.
     pub fn rebuild(&self, name: &str) -> Result<(), LaunchError> {
         let service = self.service(name)?;
-        if service.kind != Kind::Order
-            || self.settings.topology.replication() != Replication::PrimaryBackup
-        {
-            return Err(LaunchError::NotRebuildable(name.to_string()));
-        }
+        let flag = match service.kind {
+            Kind::Order => "ORDER_REBUILD",
+            Kind::Catalog if service.replica.is_some() => "CATALOG_REBUILD",
+            _ => return Err(LaunchError::NotRebuildable(name.to_string())),
+        };
         self.stop_one(service)?;
-        let mut child = self.start_one(service, &[("ORDER_REBUILD", "true")])?;
+        let mut child = self.start_one(service, &[(flag, "true")])?;
         self.wait_healthy(service, child.as_mut())
     }
 

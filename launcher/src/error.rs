@@ -50,8 +50,8 @@ pub enum LaunchError {
         reply: String,
     },
     #[error(
-        "{0} cannot be rebuilt: only an order replica in primary-backup mode can (a Raft \
-         member that lost its log could vote twice in one term)"
+        "{0} cannot be rebuilt: only a replica can (an order replica, or a catalog replica \
+         with TOYSTORE_CATALOG_REPLICAS=3), since it takes its history from its peers"
     )]
     NotRebuildable(String),
     #[error("{0} is not running")]

@@ -52,8 +52,9 @@ pub enum Command {
     Stop { service: Option<String> },
     /// Stop and start one service.
     Restart { service: String },
-    /// Start an order replica (primary-backup) afresh from its peers: its data
-    /// directory is set aside (kept) and it takes its whole history from a ready peer.
+    /// Start a replica (orderN, or catalogN of a replicated catalog) afresh from its
+    /// peers: its data directory is set aside (kept) and it takes its whole history
+    /// from them.
     Rebuild { service: String },
     /// SIGKILL one service (a crash: no shutdown code runs).
     Kill { service: String },

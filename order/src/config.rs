@@ -33,9 +33,10 @@ pub struct Config {
     #[arg(long, env = "ORDER_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Rebuild this replica from its peers (primary-backup): move its data directory
-    /// aside (to `<dir>.damaged-<unix seconds>`) and start empty; it reports ready only
-    /// once it has taken a ready peer's whole history, however long that takes.
+    /// Rebuild this replica from its peers: move its data directory aside (to
+    /// `<dir>.damaged-<unix seconds>`) and start empty; it reports ready only once it
+    /// has taken a ready peer's whole history, however long that takes. In Raft mode it
+    /// rejoins the group as a learner first and needs both other replicas up.
     #[arg(long, env = "ORDER_REBUILD")]
     pub rebuild: bool,
 
@@ -188,6 +189,7 @@ impl Config {
             },
             key_window: self.key_window(),
             fault: self.fault,
+            rebuild: self.rebuild,
         }
     }
 

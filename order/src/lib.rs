@@ -73,11 +73,11 @@ impl App {
             )));
         }
         if config.rebuild {
-            set_aside(&config)?;
+            common::storage::set_aside(&config.data_dir())?;
         }
         let store =
             store::Store::open_with_cache(&config.data_dir(), config.storage.sled_cache_mb)?;
-        if config.rebuild {
+        if config.rebuild && config.replication == Replication::PrimaryBackup {
             store.set_rebuilding(true).await?;
         }
         let secret = config.token.resolve().map_err(OrderError::Config)?;
@@ -144,34 +144,6 @@ pub async fn run(
     let failure = app.tasks.failure().map(str::to_string);
     app.stop().await?;
     failure.map_or(Ok(()), |why| Err(OrderError::Failed(why)))
-}
-
-/// `--rebuild`: moves the replica's data directory aside, to
-/// `<dir>.damaged-<unix seconds>` (kept, never deleted), so that the replica starts
-/// empty and takes its history from a peer. Primary-backup only: a Raft member that
-/// lost its log and vote could vote twice in one term and elect two leaders.
-fn set_aside(config: &Config) -> Result<(), OrderError> {
-    if config.replication == Replication::Raft {
-        return Err(OrderError::Config(
-            "--rebuild is for primary-backup replicas: a Raft member that lost its log \
-             and its vote could vote twice in one term; restore its directory from a \
-             copy instead"
-                .into(),
-        ));
-    }
-    let dir = config.data_dir();
-    if !dir.exists() {
-        return Ok(());
-    }
-    let mut aside = dir.clone().into_os_string();
-    aside.push(format!(".damaged-{}", common::retention::now_ms() / 1000));
-    std::fs::rename(&dir, &aside)?;
-    tracing::warn!(
-        from = %dir.display(),
-        to = %std::path::Path::new(&aside).display(),
-        "rebuilding: the data directory is set aside; this replica takes its history from a peer"
-    );
-    Ok(())
 }
 
 /// Starts the replication mode of `config` on `store`.

@@ -219,6 +219,9 @@ pub struct RaftSettings {
     pub key_window: Duration,
     /// What an empty group is seeded with (by its first leader).
     pub seed: (Vec<SeedToy>, u64),
+    /// `--rebuild`: the data directory was set aside; rejoin the group as a new member
+    /// would (see `consensus::rejoin`).
+    pub rebuild: bool,
 }
 
 /// This replica of the catalog group. Cheap to clone.
@@ -240,6 +243,11 @@ impl CatalogRaft {
         tasks: &Tasks,
     ) -> Result<Self, CatalogError> {
         let log = LogStore::open(log_dir, cache_mb, false, tasks)?;
+        if settings.rebuild {
+            log.set_rebuilding(true).await.map_err(|e| {
+                CatalogError::RaftStart(Box::new(consensus::StartError::Storage(Box::new(e))))
+            })?;
+        }
         let node = RaftNode::start(
             settings.id,
             GROUP,

@@ -102,6 +102,9 @@ pub struct RaftSettings {
     pub key_window: Duration,
     /// Test-only fault injection.
     pub fault: Option<crate::config::Fault>,
+    /// `--rebuild`: the data directory was set aside; rejoin the group as a new member
+    /// would (see `consensus::rejoin`).
+    pub rebuild: bool,
 }
 
 /// How orders become a log entry: the batch, stamped with the leader's time and key
@@ -171,6 +174,11 @@ impl RaftMode {
         store.claim_mode(Replication::Raft)?;
         let crash = settings.fault == Some(crate::config::Fault::CrashBeforeReplicate);
         let log = LogStore::open(log_dir, cache_mb, crash, tasks)?;
+        if settings.rebuild {
+            log.set_rebuilding(true)
+                .await
+                .map_err(|e| consensus::StartError::Storage(Box::new(e)))?;
+        }
         let node = RaftNode::start(
             id,
             GROUP,
