@@ -4,7 +4,7 @@
 //! - [`crash`]: kill order replicas (the leader too) of a `run.sh` cluster while
 //!   sessions run, then check the guarantees (`client chaos`).
 //! - [`netns`]: five hosts as network namespaces, set up by following docs/DEPLOY.md.
-//! - [`nemesis`]: kills, pauses and partitions on those hosts while sessions run
+//! - [`nemesis`]: kills, pauses, partitions and full disks on those hosts while sessions run
 //!   (`client chaos --hosts`).
 //!
 //! The sessions, their history and the verdict on it come from `lab`.

@@ -66,8 +66,8 @@ enum Command {
     },
     /// Kill order replicas while sessions run, then check the guarantees; with
     /// --hosts, run each service as a host of its own (network namespaces, root: five
-    /// hosts, or seven with --catalog-replicas 3) and kill, pause and partition any
-    /// of them.
+    /// hosts, or seven with --catalog-replicas 3) and kill, pause, partition any of
+    /// them and fill a replica's disk.
     Chaos {
         /// Replicas to kill in all.
         #[arg(long, default_value_t = 10)]
@@ -156,7 +156,7 @@ struct HostsArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=2))]
     frontends: u16,
     /// Faults the nemesis uses, comma-separated [default with --hosts:
-    /// kill,pause,partition; without it only kill is possible].
+    /// kill,pause,partition,disk; without it only kill is possible].
     #[arg(long, value_delimiter = ',')]
     nemesis: Option<Vec<chaos::nemesis::Kind>>,
     /// Number of faults (with --hosts).
@@ -420,7 +420,7 @@ async fn run(cli: Cli) -> Result<bool, ClientError> {
                 .is_none_or(|kinds| kinds.iter().all(|k| *k == chaos::nemesis::Kind::Kill));
             if !kill_only {
                 return Err(ClientError::Other(
-                    "pauses and partitions need --hosts".into(),
+                    "pauses, partitions and full disks need --hosts".into(),
                 ));
             }
             if leader_kills > kills {
@@ -505,7 +505,7 @@ async fn run_hosts(
         faults: chaos::nemesis::schedule(
             &hosts.nemesis.unwrap_or_else(|| {
                 use chaos::nemesis::Kind;
-                vec![Kind::Kill, Kind::Pause, Kind::Partition]
+                vec![Kind::Kill, Kind::Pause, Kind::Partition, Kind::Disk]
             }),
             hosts.faults,
             hosts.lossy,

@@ -1,7 +1,7 @@
 //! The crash experiment as users run it — `client chaos` driving `run.sh` — in a
 //! short version: replicas (the leader among them) are SIGKILLed while five client
 //! sessions order, and every check must pass; and the multi-host run with kills,
-//! pauses and partitions.
+//! pauses, partitions and full disks.
 
 use std::path::Path;
 use std::process::Command;
@@ -77,7 +77,7 @@ async fn short_chaos_run(mode: Replication, catalogs: u16) -> String {
 /// modes one after the other (the namespaces have fixed names): seven network
 /// namespaces set up by following docs/DEPLOY.md (two front-ends behind a load
 /// balancer host), and a nemesis that kills, pauses and partitions the leader, a
-/// front-end and the catalog, then runs the two schedules
+/// front-end and the catalog and fills a replica's disk, then runs the two schedules
 /// primary-backup admits can lose orders (in Raft mode they must lose none); then
 /// nine hosts with three catalog replicas, whose leader and a follower are killed,
 /// paused and isolated and whose leader is cut from its followers, with no request

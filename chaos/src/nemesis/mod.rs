@@ -2,7 +2,8 @@
 //! five; two front-ends and a load balancer in place of the one front-end, and three
 //! catalog replicas in place of the one catalog, each add two), client sessions
 //! ordering, and a
-//! nemesis that kills, pauses and partitions any of them, one fault at a time; then
+//! nemesis that kills, pauses and partitions any of them and fills their disks, one
+//! fault at a time; then
 //! the [`lab::checker`]'s verdict and a report.
 //!
 //! Faults (each held for `down`, then undone, with `interval` of calm between them):
@@ -11,7 +12,12 @@
 //! - **partition**: isolate one host (from every other host and from the clients),
 //!   cut the leader from its followers (the front-end still reaches it), cut the
 //!   catalog's leader from its followers (replicated catalog), or cut a front-end
-//!   from the catalog.
+//!   from the catalog;
+//! - **disk**: fill a replica's disk to the last byte (each replica's data directory
+//!   is then a tmpfs of its own, [`crate::netns`]), then free it; a replica whose
+//!   storage failed has stopped by itself, and is started again. Its targets are the
+//!   order leader and a follower, and with a replicated catalog its leader and a
+//!   follower (a lone catalog's full disk would only stop the store, as a kill does).
 //!
 //! Targets rotate so that every service is hit: the current order leader, a
 //! follower, the catalog (its leader, when replicated; then a catalog follower too)
@@ -42,108 +48,13 @@ use lab::session::{run_sessions, Plan};
 use lab::ClientError;
 
 mod report;
+mod schedule;
 mod targets;
 
 use report::{admitted, list, report};
+use schedule::DISK_MB;
+pub use schedule::{schedule, Fault, Kind};
 use targets::{followers_of, Targets};
-
-/// The kinds of fault a run may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Kind {
-    Kill,
-    Pause,
-    Partition,
-}
-
-/// One fault, with its target as planned ("leader" and "follower" are resolved when
-/// it is applied).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Fault {
-    Kill(String),
-    Pause(String),
-    Isolate(String),
-    CutLeaderFromFollowers,
-    /// The catalog's leader cut from its followers (replicated catalog).
-    CutCatalogLeaderFromFollowers,
-    CutFrontendFromCatalog,
-    /// Admitted lossy schedule 1/3: the leader acknowledges alone, then dies.
-    CutThenKillLeader,
-    /// Admitted lossy schedule 2: a follower lags (paused), then the leader and the
-    /// other follower die, and the lagging one is the only replica left to lead.
-    LagThenLoseTwo,
-}
-
-/// `count` faults of the given kinds, rotating kinds and targets; `catalog_group`:
-/// the catalog is replicated, so its followers are targets too; `frontends`: two
-/// front-ends run behind the load balancer, so a front-end is the second target of
-/// each kind (a short run hits one too: it must not stop anything).
-pub fn schedule(
-    kinds: &[Kind],
-    count: usize,
-    lossy: bool,
-    catalog_group: bool,
-    frontends: bool,
-) -> Vec<Fault> {
-    let isolate = |target: &str| Fault::Isolate(target.into());
-    let (mut targets, partitions) = if catalog_group {
-        (
-            vec![
-                "leader",
-                "catalog",
-                "catalog-follower",
-                "follower",
-                "frontend",
-            ],
-            // The catalog group's partitions first, so that a short run has them all.
-            vec![
-                isolate("leader"),
-                Fault::CutCatalogLeaderFromFollowers,
-                isolate("catalog"),
-                isolate("catalog-follower"),
-                Fault::CutLeaderFromFollowers,
-                Fault::CutFrontendFromCatalog,
-                isolate("follower"),
-                isolate("frontend"),
-            ],
-        )
-    } else {
-        (
-            vec!["leader", "catalog", "follower", "frontend"],
-            vec![
-                isolate("leader"),
-                Fault::CutLeaderFromFollowers,
-                Fault::CutFrontendFromCatalog,
-                isolate("catalog"),
-                isolate("follower"),
-                isolate("frontend"),
-            ],
-        )
-    };
-    if frontends {
-        targets.retain(|t| *t != "frontend");
-        targets.insert(1, "frontend");
-    }
-    let mut turns = [0usize; 3];
-    let mut out = Vec::with_capacity(count + 1);
-    for i in 0..count {
-        if kinds.is_empty() {
-            break;
-        }
-        let kind = kinds[i % kinds.len()];
-        let turn = &mut turns[kind as usize];
-        out.push(match kind {
-            Kind::Kill => Fault::Kill(targets[*turn % targets.len()].into()),
-            Kind::Pause => Fault::Pause(targets[*turn % targets.len()].into()),
-            Kind::Partition => partitions[*turn % partitions.len()].clone(),
-        });
-        *turn += 1;
-    }
-    if lossy {
-        out.push(Fault::CutThenKillLeader);
-        out.push(Fault::LagThenLoseTwo);
-    }
-    out
-}
 
 /// Settings of a multi-host chaos run.
 pub struct HostsPlan {
@@ -195,6 +106,9 @@ pub async fn run(plan: HostsPlan, lab: &Lab) -> Result<bool, ClientError> {
             .cloned()
             .collect()
     };
+    if plan.faults.iter().any(|f| matches!(f, Fault::FillDisk(_))) {
+        lab.give_disks(DISK_MB)?;
+    }
     for host in &services {
         let members = group(host);
         if members.first() == Some(host) {
@@ -472,6 +386,22 @@ async fn apply(
             lab.heal()?;
             (
                 format!("isolate {host} ({target})"),
+                targets.is_single(&host),
+                false,
+            )
+        }
+        Fault::FillDisk(target) => {
+            let host = targets.resolve(target, rng).await;
+            lab.fill_disk(&host).await?;
+            tokio::time::sleep(down).await;
+            let stopped = lab.free_disk(&host).await?;
+            let how = if stopped {
+                "it stopped"
+            } else {
+                "it served on"
+            };
+            (
+                format!("fill the disk of {host} ({target}; {how})"),
                 targets.is_single(&host),
                 false,
             )

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 
 use common::wire::Replication;
 
-use super::{Applied, HostsPlan};
+use super::schedule::DISK_MB;
+use super::{Applied, Fault, HostsPlan};
 use lab::checker::{longest_gap, rate, History, Verdict};
 use lab::stats::Record;
 
@@ -25,6 +26,31 @@ pub(super) fn admitted(mode: Replication) -> &'static str {
     match mode {
         Replication::PrimaryBackup => " (admitted lossy)",
         Replication::Raft => " (lossy in primary-backup; not in raft)",
+    }
+}
+
+/// The kinds of fault in `faults`, for the title: "kills, pauses and partitions".
+pub(super) fn kinds(faults: &[Fault]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for fault in faults {
+        let name = match fault {
+            Fault::Kill(_) => "kills",
+            Fault::Pause(_) | Fault::LagThenLoseTwo => "pauses",
+            Fault::FillDisk(_) => "full disks",
+            Fault::Isolate(_)
+            | Fault::CutLeaderFromFollowers
+            | Fault::CutCatalogLeaderFromFollowers
+            | Fault::CutFrontendFromCatalog
+            | Fault::CutThenKillLeader => "partitions",
+        };
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => "no faults".into(),
     }
 }
 
@@ -55,7 +81,8 @@ pub(super) fn report(
         ));
     }
     let mut md = format!(
-        "# Chaos: {title}, kills, pauses and partitions ({} replication)\n\n",
+        "# Chaos: {title}, {} ({} replication)\n\n",
+        kinds(&plan.faults),
         plan.mode
     );
     let _ = writeln!(
@@ -64,7 +91,7 @@ pub(super) fn report(
          machine, set up by following [DEPLOY.md](DEPLOY.md) word for word); {} client \
          sessions ordered with p = {} and their own idempotency keys while a nemesis \
          applied {} faults, one at a time, each held {} ms with {} ms of calm between. \
-         Partitions are silent (packets dropped, connections hang), as in a real network. \
+         Partitions are silent (packets dropped, connections hang), as in a real network.{} \
          Afterwards every session sent its failed orders once more with the same key and \
          read back each of its orders, and the checker compared everything clients saw \
          with the replicas' final history.\n",
@@ -73,7 +100,17 @@ pub(super) fn report(
         plan.load.p,
         applied.len(),
         plan.down.as_millis(),
-        plan.interval.as_millis()
+        plan.interval.as_millis(),
+        if plan.faults.iter().any(|f| matches!(f, Fault::FillDisk(_))) {
+            format!(
+                " Each replica's data directory is a tmpfs of its own ({DISK_MB} MiB), which \
+                 a full-disk fault fills to the last byte and then frees; a replica whose \
+                 storage failed has stopped by itself and is started again (\"it stopped\"), \
+                 one that needed no new space meanwhile serves on."
+            )
+        } else {
+            String::new()
+        }
     );
     let _ = writeln!(md, "## Faults\n");
     let _ = writeln!(

@@ -69,3 +69,32 @@ fn with_two_front_ends_a_short_run_hits_one() {
     assert_eq!(plan[3], Fault::Kill("frontend".into()));
     assert_eq!(plan[4], Fault::Pause("frontend".into()));
 }
+
+#[test]
+fn full_disks_hit_the_order_replicas_and_a_replicated_catalog() {
+    let plan = schedule(&[Kind::Disk], 4, false, true, false);
+    let expected = ["follower", "catalog-follower", "leader", "catalog"];
+    assert_eq!(plan, expected.map(|t| Fault::FillDisk(t.into())).to_vec());
+    // A lone catalog's full disk would only stop the store: it is not a target.
+    let plan = schedule(&[Kind::Disk], 4, false, false, false);
+    assert!(plan
+        .iter()
+        .all(|f| matches!(f, Fault::FillDisk(t) if t == "leader" || t == "follower")));
+}
+
+#[test]
+fn a_report_is_titled_by_the_kinds_of_fault_it_applied() {
+    let all = schedule(
+        &[Kind::Kill, Kind::Pause, Kind::Partition, Kind::Disk],
+        8,
+        false,
+        false,
+        false,
+    );
+    assert_eq!(
+        report::kinds(&all),
+        "kills, pauses, partitions and full disks"
+    );
+    assert_eq!(report::kinds(&all[..1]), "kills");
+    assert_eq!(report::kinds(&[]), "no faults");
+}

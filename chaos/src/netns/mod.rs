@@ -34,6 +34,7 @@ use reqwest::Url;
 
 use lab::ClientError;
 
+mod disk;
 mod guide;
 
 pub use guide::{Guide, Layout};
@@ -68,6 +69,10 @@ pub struct Lab {
     /// Extra environment of every service (settings the guide leaves at their
     /// defaults, e.g. a large initial stock for an experiment).
     env: Vec<(String, String)>,
+    /// Data directories mounted on a tmpfs of their own ([`Lab::give_disks`]).
+    disks: Mutex<Vec<PathBuf>>,
+    /// For health checks.
+    http: reqwest::Client,
 }
 
 /// Runs a command, failing with its output.
@@ -190,9 +195,12 @@ impl Lab {
             running: Mutex::new(BTreeMap::new()),
             cuts: Mutex::new(BTreeSet::new()),
             env,
+            disks: Mutex::new(Vec::new()),
+            http: reqwest::Client::new(),
         };
         lab.remove_network();
         if work.exists() {
+            disk::unmount_stale(work);
             std::fs::remove_dir_all(work).map_err(|e| err(format!("{}: {e}", work.display())))?;
         }
         run("ip", &["link", "add", BRIDGE, "type", "bridge"])?;
@@ -393,25 +401,10 @@ impl Lab {
     }
 
     async fn wait_healthy(&self, host: &str) -> Result<(), ClientError> {
-        let url = common::client::endpoint(&self.url(host)?, &["health"]);
-        // The guide's hosts are the services of the default topology (its tests say so).
-        let kind = self
-            .topology
-            .service(host)
-            .map_err(|e| err(e.to_string()))?
-            .kind;
-        let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(resp) = http
-                .get(url.clone())
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await
-            {
-                if resp.text().await.is_ok_and(|body| kind.healthy(&body)) {
-                    return Ok(());
-                }
+            if self.is_healthy(host).await {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(err(format!(
@@ -420,6 +413,29 @@ impl Lab {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Whether `host`'s service answers that it is healthy (within a second).
+    async fn is_healthy(&self, host: &str) -> bool {
+        let Ok(url) = self.url(host) else {
+            return false;
+        };
+        // The guide's hosts are the services of the default topology (its tests say so).
+        let Ok(service) = self.topology.service(host) else {
+            return false;
+        };
+        let asked = self
+            .http
+            .get(common::client::endpoint(&url, &["health"]))
+            .timeout(Duration::from_secs(1))
+            .send();
+        match asked.await {
+            Ok(resp) => resp
+                .text()
+                .await
+                .is_ok_and(|body| service.kind.healthy(&body)),
+            Err(_) => false,
         }
     }
 
@@ -558,6 +574,7 @@ impl Lab {
                 run_quietly("kill", &["-KILL", "--", &format!("-{pid}")]);
             }
         }
+        self.take_disks();
         self.remove_network();
     }
 }
