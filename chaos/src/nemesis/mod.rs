@@ -14,8 +14,8 @@
 //!   catalog's leader from its followers (replicated catalog), or cut a front-end
 //!   from the catalog;
 //! - **disk**: fill a replica's disk to the last byte (each replica's data directory
-//!   is then a tmpfs of its own, [`crate::netns`]), then free it; a replica whose
-//!   storage failed has stopped by itself, and is started again. Its targets are the
+//!   is then a tmpfs of its own, [`crate::netns`]) until its storage fails and it
+//!   stops by itself (10 s at most), then free it and start the replica again. Its targets are the
 //!   order leader and a follower, and with a replicated catalog its leader and a
 //!   follower (a lone catalog's full disk would only stop the store, as a kill does).
 //!
@@ -53,6 +53,9 @@ mod targets;
 
 use report::{admitted, list, report};
 use schedule::DISK_MB;
+
+/// The longest a disk stays full.
+const DISK_HOLD: Duration = Duration::from_secs(10);
 pub use schedule::{schedule, Fault, Kind};
 use targets::{followers_of, Targets};
 
@@ -393,7 +396,14 @@ async fn apply(
         Fault::FillDisk(target) => {
             let host = targets.resolve(target, rng).await;
             lab.fill_disk(&host).await?;
+            // Held until the replica needs space it cannot have and stops (sled reuses
+            // the space of its freed segments, so that may take a while): at least
+            // `down`, at most `DISK_HOLD`.
+            let filled = std::time::Instant::now();
             tokio::time::sleep(down).await;
+            while !lab.has_exited(&host) && filled.elapsed() < DISK_HOLD {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             let stopped = lab.free_disk(&host).await?;
             let how = if stopped {
                 "it stopped"

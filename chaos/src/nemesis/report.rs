@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use common::wire::Replication;
 
 use super::schedule::DISK_MB;
-use super::{Applied, Fault, HostsPlan};
+use super::{Applied, Fault, HostsPlan, DISK_HOLD};
 use lab::checker::{longest_gap, rate, History, Verdict};
 use lab::stats::Record;
 
@@ -104,9 +104,11 @@ pub(super) fn report(
         if plan.faults.iter().any(|f| matches!(f, Fault::FillDisk(_))) {
             format!(
                 " Each replica's data directory is a tmpfs of its own ({DISK_MB} MiB), which \
-                 a full-disk fault fills to the last byte and then frees; a replica whose \
-                 storage failed has stopped by itself and is started again (\"it stopped\"), \
-                 one that needed no new space meanwhile serves on."
+                 a full-disk fault fills to the last byte until the replica's storage fails \
+                 and it stops by itself (\"it stopped\"; it is started again once the space \
+                 is freed), or for {} s if it needs no new space meanwhile (\"it served on\": \
+                 sled reuses the space of its freed segments).",
+                DISK_HOLD.as_secs()
             )
         } else {
             String::new()

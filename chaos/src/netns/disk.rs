@@ -83,7 +83,7 @@ impl Lab {
     }
 
     /// Whether `host`'s service has ended by itself.
-    fn has_exited(&self, host: &str) -> bool {
+    pub fn has_exited(&self, host: &str) -> bool {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         running
             .get_mut(host)
