@@ -4,9 +4,10 @@
 //! a request's head (also how long a kept-alive connection may sit idle: hyper's one
 //! timer covers both, from the moment it waits for a head), and takes request heads of
 //! up to [`MAX_HEAD`] bytes, so that the edge middleware (`http::with_edge`) answers
-//! a long URI or too many headers with the contract's JSON error rather than the HTTP
-//! library's empty one (which remains for what it cannot parse at all: a malformed
-//! head, a target over 64 KiB, a head over `MAX_HEAD`). Connections get `TCP_NODELAY`. On shutdown the listener
+//! a long URI or too many headers with the contract's JSON error. What the HTTP
+//! library cannot parse at all (a malformed head, a target over 64 KiB, a head over
+//! `MAX_HEAD`) it answers itself, with an empty body, which `serve::unparsed` replaces with
+//! the same JSON error. Connections get `TCP_NODELAY`. On shutdown the listener
 //! closes and in-flight requests finish (hyper-util's graceful shutdown).
 //!
 //! `axum::serve` exposes none of these knobs, hence this loop (the one axum runs,
@@ -27,11 +28,15 @@ use tokio::sync::Semaphore;
 
 use crate::http::with_edge;
 
+mod unparsed;
+
+use unparsed::JsonErrors;
+
 /// Largest request head (request line and headers) read before the HTTP library
-/// itself answers 431 with an empty body: room for the edge middleware's own limits
+/// itself answers 431 (given a JSON body by `serve::unparsed`): room for the edge middleware's own limits
 /// ([`crate::http::MAX_URI`], [`crate::http::MAX_HEADER_BYTES`]) to be exceeded, and
-/// answered in JSON, many times over. (hyper answers a request target over 64 KiB
-/// with its own empty 414, whatever this is.)
+/// answered by the middleware, many times over. (hyper answers a request target over
+/// 64 KiB with its own 414, whatever this is.)
 pub const MAX_HEAD: usize = 256 * 1024;
 
 /// Most headers the HTTP library parses (the edge refuses more than
@@ -94,7 +99,8 @@ pub async fn serve(
             tokio::spawn(refuse(tcp, edge.max_connections));
             continue;
         };
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(tcp), service.clone()));
+        let connection = graceful
+            .watch(http.serve_connection(TokioIo::new(JsonErrors::new(tcp)), service.clone()));
         tokio::spawn(async move {
             // A connection's end (a closed socket, a timed-out head) is not the
             // service's error; hyper has already answered what it could.
