@@ -262,7 +262,10 @@ impl Inspector {
             .map(|s| s.id)
     }
 
-    /// Waits until every replica is up, ready and reports the same digest.
+    /// Waits until every replica is up, ready and reports the same digest, and no
+    /// leader still counts a follower as lagging (a primary-backup leader acknowledges
+    /// without a lagging follower until it has synced back: a fault then would meet a
+    /// store that has not healed yet).
     pub async fn converged(
         &self,
         timeout: Duration,
@@ -273,6 +276,7 @@ impl Inspector {
             let same = all.len() == self.replicas.0.len()
                 && all.iter().all(|s| {
                     s.ready
+                        && s.lagging.is_empty()
                         && s.digest == all[0].digest
                         && s.orders == all[0].orders
                         && s.last_order == all[0].last_order

@@ -80,8 +80,8 @@ async fn short_chaos_run(mode: Replication, catalogs: u16) -> String {
 /// front-end and the catalog and fills a replica's disk, then runs the two schedules
 /// primary-backup admits can lose orders (in Raft mode they must lose none); then
 /// nine hosts with three catalog replicas, whose leader and a follower are killed,
-/// paused and isolated and whose leader is cut from its followers, with no request
-/// left unanswered. Every check must pass. Needs root (CI runs as root and sets
+/// paused, isolated and given a full disk and whose leader is cut from its followers,
+/// with no request left unanswered. Every check must pass. Needs root (CI runs as root and sets
 /// `TOYSTORE_REQUIRE_NETNS=1`, so there it cannot be skipped).
 #[tokio::test]
 async fn a_short_multi_host_chaos_run_passes_every_check() {
@@ -91,7 +91,7 @@ async fn a_short_multi_host_chaos_run_passes_every_check() {
     for mode in ["primary-backup", "raft"] {
         multi_host_chaos_passes(mode, 1, 8).await;
     }
-    multi_host_chaos_passes("primary-backup", 3, 12).await;
+    multi_host_chaos_passes("primary-backup", 3, 16).await;
 }
 
 /// A run in `mode` with `catalogs` catalog replicas and `faults` faults (and, with
@@ -149,6 +149,11 @@ async fn multi_host_chaos_passes(mode: &str, catalogs: u16, faults: usize) {
         stdout.contains(&format!("{all} of {all} faults applied")),
         "{stdout}"
     );
+    // A replica's disk was filled (and it stopped, or served on).
+    assert!(
+        stdout.lines().any(|l| l.contains("fill the disk of order")),
+        "no full disk: {stdout}"
+    );
     // Read-your-writes was checked through the front-end that took each order; with
     // two behind the load balancer, one was killed and one paused.
     assert!(stdout.contains("[ok] read-your-writes: 0 of"), "{stdout}");
@@ -173,6 +178,10 @@ async fn multi_host_chaos_passes(mode: &str, catalogs: u16, faults: usize) {
             }
         }
         assert!(stdout.contains("cut catalog leader"), "{stdout}");
+        assert!(
+            stdout.contains("fill the disk of catalog"),
+            "no full disk of a catalog replica: {stdout}"
+        );
         assert!(
             stdout.contains("catalog replicas hold the same stock"),
             "{stdout}"

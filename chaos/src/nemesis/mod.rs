@@ -6,7 +6,10 @@
 //! fault at a time; then
 //! the [`lab::checker`]'s verdict and a report.
 //!
-//! Faults (each held for `down`, then undone, with `interval` of calm between them):
+//! Faults (each held for `down`, then undone; then the nemesis waits until every
+//! replica is ready, their digests agree and no follower is counted as lagging (after
+//! a partition, first the replication timeout: a request sent into it hangs until
+//! then), and leaves `interval` of calm before the next):
 //! - **kill**: SIGKILL the service, then start it again with the guide's command;
 //! - **pause**: SIGSTOP, then SIGCONT;
 //! - **partition**: isolate one host (from every other host and from the clients),
@@ -493,7 +496,23 @@ async fn apply(
             )
         }
     };
-    // Back to normal: every replica ready again (a restarted one has caught up).
+    // A request sent into a partition hangs until its timeout even after the heal
+    // (TCP retransmits on its own schedule): a primary-backup leader may only then
+    // count its followers as lagging and acknowledge alone for a moment. Wait that
+    // out, so that the next fault meets a healed store and faults do not compound
+    // into the schedules the design admits can lose orders.
+    let partition = matches!(
+        fault,
+        Fault::Isolate(_)
+            | Fault::CutLeaderFromFollowers
+            | Fault::CutCatalogLeaderFromFollowers
+            | Fault::CutFrontendFromCatalog
+    );
+    if partition {
+        tokio::time::sleep(plan.replicate_timeout).await;
+    }
+    // Back to normal: every replica ready again (a restarted one has caught up), and
+    // no follower counted as lagging.
     targets.settled().await;
     Ok(Applied {
         window: Window {
