@@ -184,17 +184,8 @@ async fn a_damaged_replica_store_is_refused_by_name_and_rebuilt_from_its_peers(m
     cluster.clear_env(damaged);
     cluster.converged().await;
     assert_eq!(cluster.replica(id).await["orders"], json!(placed));
-    let parent = dir.parent().expect("data root");
-    let prefix = format!(
-        "{}.damaged-",
-        dir.file_name().expect("dir name").to_string_lossy()
-    );
-    let aside = std::fs::read_dir(parent)
-        .expect("data root")
-        .filter_map(Result::ok)
-        .any(|e| e.file_name().to_string_lossy().starts_with(&prefix));
     assert!(
-        aside,
+        cluster.set_aside(damaged),
         "the damaged directory was not kept beside the new one"
     );
     place(&cluster, 10).await;

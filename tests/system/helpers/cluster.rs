@@ -130,6 +130,18 @@ impl Cluster {
             .unwrap_or_else(|| panic!("{} keeps no data", service.name))
     }
 
+    /// Whether `service`'s data directory was set aside by a rebuild (kept beside the
+    /// new one as `<dir>.damaged-<time>`).
+    pub fn set_aside(&self, service: &str) -> bool {
+        let dir = self.data_dir(service);
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        let prefix = format!("{}.damaged-", name.unwrap_or_default());
+        std::fs::read_dir(dir.parent().expect("data root"))
+            .expect("data root")
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+    }
+
     pub fn url(&self, service: &str) -> String {
         format!("http://127.0.0.1:{}", self.port(service))
     }
