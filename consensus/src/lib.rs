@@ -31,6 +31,7 @@ pub mod log;
 pub mod network;
 pub mod node;
 pub mod proposer;
+mod reads;
 pub mod rejoin;
 pub mod snapshot;
 

@@ -3,8 +3,7 @@
 //! catalog replicas in place of the one catalog, each add two), client sessions
 //! ordering, and a
 //! nemesis that kills, pauses and partitions any of them and fills their disks, one
-//! fault at a time; then
-//! the [`lab::checker`]'s verdict and a report.
+//! fault at a time; then the [`lab::checker`]'s verdict and a report.
 //!
 //! Faults (each held for `down`, then undone; then the nemesis waits until every
 //! replica is ready, their digests agree and no follower is counted as lagging (after
@@ -18,9 +17,10 @@
 //!   from the catalog;
 //! - **disk**: fill a replica's disk to the last byte (each replica's data directory
 //!   is then a tmpfs of its own, [`crate::netns`]) until its storage fails and it
-//!   stops by itself (10 s at most), then free it and start the replica again. Its targets are the
-//!   order leader and a follower, and with a replicated catalog its leader and a
-//!   follower (a lone catalog's full disk would only stop the store, as a kill does).
+//!   stops by itself (10 s at most), then free it and start the replica again. Its
+//!   targets are the order leader and a follower, and with a replicated catalog its
+//!   leader and a follower (a lone catalog's full disk would only stop the store, as
+//!   a kill does).
 //!
 //! Targets rotate so that every service is hit: the current order leader, a
 //! follower, the catalog (its leader, when replicated; then a catalog follower too)
@@ -56,11 +56,11 @@ mod targets;
 
 use report::{admitted, list, report};
 use schedule::DISK_MB;
+pub use schedule::{schedule, Fault, Kind};
+use targets::{followers_of, Targets};
 
 /// The longest a disk stays full.
 const DISK_HOLD: Duration = Duration::from_secs(10);
-pub use schedule::{schedule, Fault, Kind};
-use targets::{followers_of, Targets};
 
 /// Settings of a multi-host chaos run.
 pub struct HostsPlan {
