@@ -467,13 +467,14 @@ async fn orders(rs: &RunSh, script: &Path, d: u64, missed: u64) -> Result<Orders
     );
     let url = front_url(&rs.frontend_url(), "orders");
     wrk(&url, 1, 1, Some(script)).await?; // warm-up
-    let start = stages::scrape(rs).await;
+    let http = reqwest::Client::new();
+    let start = stages::scrape(&http, rs).await;
     let one = wrk(&url, 1, d, Some(script)).await?;
-    let middle = stages::scrape(rs).await;
+    let middle = stages::scrape(&http, rs).await;
     let before = crate::cpu::sample(rs);
     let many = wrk(&url, 32, d, Some(script)).await?;
     let cpu = crate::cpu::per_order(&before, &crate::cpu::sample(rs), many.rps * d as f64);
-    let end = stages::scrape(rs).await;
+    let end = stages::scrape(&http, rs).await;
     let stages = [
         stages::Breakdown::between(&start, &middle, one.rps * d as f64),
         stages::Breakdown::between(&middle, &end, many.rps * d as f64),

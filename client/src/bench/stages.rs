@@ -150,9 +150,9 @@ const STAGES: &[Stage] = &[
 #[derive(Default)]
 pub(crate) struct Scrape(Vec<(Kind, String)>);
 
-/// Reads every service's `/metrics`; a service that does not answer adds nothing.
-pub(crate) async fn scrape(rs: &RunSh) -> Scrape {
-    let http = reqwest::Client::new();
+/// Reads every service's `/metrics` through `http`; a service that does not answer
+/// adds nothing.
+pub(crate) async fn scrape(http: &reqwest::Client, rs: &RunSh) -> Scrape {
     let mut out = Scrape::default();
     for service in rs.topology.services() {
         let url = format!("{}metrics", rs.topology.url(service));
