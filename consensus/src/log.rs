@@ -294,9 +294,9 @@ impl<C: Group> RaftLogStorage<C> for LogStore<C> {
             data |= matches!(entry.payload, EntryPayload::Normal(_));
             writes.push((index_key(entry.log_id.index), encode(&entry)?));
         }
-        // One entry (the usual case) is one insert, atomic by itself. A sled batch,
-        // like a transaction, first writes a marker in an I/O buffer of its own, which
-        // sled then syncs apart from the entries: two syncs for one.
+        // One entry (the usual case) is one insert, atomic by itself; more are a sled
+        // batch, which adds a marker that makes them atomic together (in the same I/O
+        // buffer as the entries: see vendor/README.md).
         let written = match <[_; 1]>::try_from(writes) {
             Ok([(key, value)]) => self.log.insert(key, value).map(drop),
             Err(writes) => {

@@ -887,28 +887,19 @@ impl PageCache {
     /// combined with a concurrency control system in another
     /// component.
     pub(crate) fn pin_log(&self, guard: &Guard) -> Result<RecoveryGuard<'_>> {
-        // HACK: we are rolling the io buffer before AND
-        // after taking out the reservation pin to avoid
-        // a deadlock where the batch reservation causes
-        // writes to fail to flush to disk. in the future,
-        // this may be addressed in a nicer way by representing
-        // transactions with a begin and end message, rather
-        // than a single beginning message that needs to
-        // be held until we know the final batch LSN.
-        self.log.roll_iobuf()?;
-
+        // toystore: the marker shares the current buffer with the batch's writes (the
+        // release rolled the buffer before and sealed it after the reservation, which
+        // cost every batch two buffer writes, each synced). That is safe because
+        // (1) the batch runs under `concurrency_control::write()`, so no flush waits on
+        // the pinned buffer while the batch needs anything of it, and (2) `page_out`
+        // keeps pages whose newest update is not yet stable in memory, so the batch
+        // never has to read back from disk an update of its own that waits in the
+        // pinned buffer (the deadlock the release's rolling avoided).
         let batch_res = self.log.reserve(
             LogKind::Skip,
             BATCH_MANIFEST_PID,
             &BatchManifest::default(),
             guard,
-        )?;
-
-        iobuf::maybe_seal_and_write_iobuf(
-            &self.log.iobufs,
-            &batch_res.iobuf,
-            batch_res.iobuf.get_header(),
-            false,
         )?;
 
         Ok(RecoveryGuard { batch_res })
@@ -1934,6 +1925,15 @@ impl PageCache {
                 if let Some(page_view) = self.inner.get(pid, guard) {
                     if page_view.is_free() {
                         // don't page-out Freed suckas
+                        break;
+                    }
+                    // toystore: nor a page whose newest update is not yet stable
+                    // (see `pin_log`): reading it back would wait for its buffer.
+                    if page_view
+                        .cache_infos
+                        .iter()
+                        .any(|ci| ci.lsn > self.log.iobufs.stable())
+                    {
                         break;
                     }
                     let new_page = Owned::new(Page {
