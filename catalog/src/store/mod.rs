@@ -199,7 +199,7 @@ impl Store {
             buys: db.open_tree("buys")?,
             by_time: db.open_tree("buy_times")?,
             meta: db.open_tree("meta")?,
-            flusher: GroupFlush::start(db.clone()),
+            flusher: GroupFlush::start(db.clone())?,
             db,
             key_window,
         };
