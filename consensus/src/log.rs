@@ -9,9 +9,10 @@
 //! Durability, as openraft requires: an appended entry is reported written only once a
 //! flush that covers it has returned; the vote is flushed before `save_vote` returns.
 //! Appends do not flush one by one: [`LogStore::append`] writes the entries and hands
-//! the completion callback to one flusher task, which drains every callback queued
-//! while it flushed, flushes once, and completes them in order (group commit, so many
-//! writes share one fsync even across entries).
+//! the completion callback to one flusher thread ([`common::flush::Flusher`]), which
+//! drains every callback queued while it flushed, flushes once, and completes them in
+//! order (group commit, so many writes share one fsync even across entries). A tracked
+//! task stops it at shutdown.
 //!
 //! Why a database of its own: every entry is written, and then deleted when the log is
 //! purged. In the state machine's database, those dead entries shared sled's log
@@ -30,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::domain::LogIndex;
+use common::flush::{FlushError, Flusher};
 use common::tasks::Tasks;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -37,7 +39,6 @@ use openraft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use crate::codec::{decode, encode, io_error};
 use crate::{Group, NodeId};
@@ -55,8 +56,8 @@ pub struct LogStore<C: Group> {
     db: sled::Db,
     log: sled::Tree,
     state: sled::Tree,
-    /// Completion callbacks of appends, for the flusher task.
-    flushes: mpsc::UnboundedSender<LogFlushed<C>>,
+    /// Completion callbacks of appends, for the flusher thread.
+    flushes: Flusher<LogFlushed<C>>,
     /// Index of the newest entry known committed, for `/health` ([`NONE`] if none).
     committed: Arc<AtomicU64>,
     /// Test-only fault injection: abort right after an entry of application data is
@@ -84,7 +85,7 @@ fn log_error(verb: ErrorVerb, e: &(impl std::error::Error + 'static)) -> Storage
 
 impl<C: Group> LogStore<C> {
     /// Opens (or creates) the log's database in `dir`, with a page cache of `cache_mb`
-    /// MiB, and starts the flusher task on `tasks`. `crash_before_replicate` is a
+    /// MiB, and starts the flusher thread (stopped by a task on `tasks`). `crash_before_replicate` is a
     /// test-only fault (see the field).
     pub fn open(
         dir: &Path,
@@ -93,11 +94,13 @@ impl<C: Group> LogStore<C> {
         tasks: &Tasks,
     ) -> Result<Self, common::storage::StorageError> {
         let db = common::storage::open_db(dir, cache_mb)?;
-        let (flushes, queue) = mpsc::unbounded_channel();
-        tasks.spawn(
-            "raft log flusher",
-            flush_loop::<C>(db.clone(), queue, tasks.stopping()),
-        );
+        let flushes = Flusher::start(db.clone(), "raft-log-flush", complete::<C>)?;
+        let stop = flushes.clone();
+        let stopping = tasks.stopping();
+        tasks.spawn("raft log flusher", async move {
+            stopping.await;
+            stop.stop();
+        });
         let store = LogStore {
             log: db.open_tree("raft_log")?,
             state: db.open_tree("raft_state")?,
@@ -180,28 +183,18 @@ impl<C: Group> LogStore<C> {
     }
 }
 
-/// Completes append callbacks after a flush that covers them, many per flush, in the
-/// order they were queued; until shutdown (the member's Raft has stopped by then).
-async fn flush_loop<C: Group>(
-    db: sled::Db,
-    mut queue: mpsc::UnboundedReceiver<LogFlushed<C>>,
-    stopping: impl std::future::Future<Output = ()>,
+/// Completes the append callbacks of one flush that covers them, in the order they
+/// were queued.
+fn complete<C: Group>(
+    callbacks: &mut Vec<LogFlushed<C>>,
+    result: Result<(), FlushError>,
+    _took: std::time::Duration,
 ) {
-    let mut waiting = Vec::new();
-    tokio::pin!(stopping);
-    loop {
-        tokio::select! {
-            biased;
-            taken = queue.recv_many(&mut waiting, 4096) => if taken == 0 { return },
-            _ = &mut stopping => return,
-        }
-        let result = common::flush::flush_blocking(&db).await;
-        for callback in waiting.drain(..) {
-            callback.log_io_completed(match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            });
-        }
+    for callback in callbacks.drain(..) {
+        callback.log_io_completed(match &result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        });
     }
 }
 
@@ -315,12 +308,9 @@ impl<C: Group> RaftLogStorage<C> for LogStore<C> {
             tracing::error!("fault injection: crashing before replication");
             std::process::abort();
         }
-        self.flushes.send(callback).map_err(|_| {
-            log_error(
-                ErrorVerb::Write,
-                &std::io::Error::other("the log flusher has stopped"),
-            )
-        })
+        self.flushes
+            .queue(callback)
+            .map_err(|e| log_error(ErrorVerb::Write, &e))
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
