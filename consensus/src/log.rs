@@ -85,8 +85,8 @@ fn log_error(verb: ErrorVerb, e: &(impl std::error::Error + 'static)) -> Storage
 
 impl<C: Group> LogStore<C> {
     /// Opens (or creates) the log's database in `dir`, with a page cache of `cache_mb`
-    /// MiB, and starts the flusher thread (stopped by a task on `tasks`). `crash_before_replicate` is a
-    /// test-only fault (see the field).
+    /// MiB, and starts the flusher thread (stopped by a task on `tasks`).
+    /// `crash_before_replicate` is a test-only fault (see the field).
     pub fn open(
         dir: &Path,
         cache_mb: u64,
