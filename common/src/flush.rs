@@ -157,6 +157,36 @@ pub async fn flush_blocking(db: &sled::Db) -> Result<(), FlushError> {
 mod tests {
     use super::*;
 
+    /// A stop ends the thread only after the waiters it took are answered; then
+    /// queueing fails instead of waiting forever.
+    #[test]
+    fn a_stopped_flusher_answers_what_it_took_then_refuses() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("open sled");
+        let (answered, flushed) = std::sync::mpsc::channel();
+        let flusher = Flusher::start(
+            db,
+            "test-flush",
+            move |waiters: &mut Vec<u32>, result, _| {
+                for w in waiters.drain(..) {
+                    let _ = answered.send((w, result.is_ok()));
+                }
+            },
+        )
+        .expect("flusher thread");
+        flusher.queue(7).expect("queued");
+        flusher.stop();
+        let got = flushed
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the taken waiter is answered");
+        assert_eq!(got, (7, true));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while flusher.queue(8).is_ok() {
+            assert!(std::time::Instant::now() < deadline, "the thread ended");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// The risk this module exists for: many concurrent flushers must all be answered
     /// (sled's own `flush_async` deadlocks here). Runs on several worker threads.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
